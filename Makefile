@@ -1,0 +1,38 @@
+# Two set-up commands for a new user: `make demo` and `make test`. Both create the environment.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+BIN := $(VENV)/bin
+export VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
+export DAGSTER_HOME ?= $(VENTURELOOP_HOME)/dagster
+
+.PHONY: env demo test dev lock bench clean
+
+# uv installs the locked set exactly (--frozen: never re-resolve); it lives in its own tool venv
+# so that syncing the project environment cannot uninstall it.
+$(BIN)/dagster: pyproject.toml uv.lock
+	@test -x .tools/bin/uv || ($(PYTHON) -m venv .tools && .tools/bin/pip install -q uv==$(UV_VERSION))
+	UV_PROJECT_ENVIRONMENT=$(VENV) .tools/bin/uv sync --frozen --python $(PYTHON) --quiet
+	@touch $@
+
+env: $(BIN)/dagster
+
+demo: env
+	$(BIN)/ventureloop demo
+
+test: env
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+dev: env
+	$(BIN)/ventureloop instance init
+	$(BIN)/dagster dev -w workspace.yaml
+
+lock:
+	.tools/bin/uv lock
+
+bench: env
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .tools $(VENTURELOOP_HOME)

@@ -1,0 +1,302 @@
+"""The one HTTP client every source uses: timeouts, a token bucket per source, retries with
+exponential backoff and jitter on 429/5xx/timeouts (honouring Retry-After), and a circuit
+breaker per source. Snapshot mode swaps only the transport, so connectors run the same code
+offline as online."""
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pybreaker
+import tenacity
+
+# The seed's discovery limiter: 10 requests a minute with bursts of 50.
+DEFAULT_RATE_PER_MINUTE = 10.0
+DEFAULT_BURST = 50
+MAX_BODY_BYTES = 5 * 1024 * 1024
+
+# Query parameters and headers that carry credentials: never written to snapshots or logs.
+SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token", "client_secret", "sig"})
+SECRET_HEADERS = frozenset({"authorization", "x-subscription-token", "x-api-key", "cookie", "freelancer-oauth-v1"})
+
+
+class SourceHTTPError(RuntimeError):
+    """A request that failed for good (after retries, or not worth retrying)."""
+
+    def __init__(self, source: str, url: str, reason: str, status_code: int | None = None, body: bytes = b""):
+        super().__init__(f"{source}: {reason} ({url})")
+        self.source, self.url, self.reason, self.status_code, self.body = source, url, reason, status_code, body
+
+
+class RetryableHTTPError(SourceHTTPError):
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class TokenBucket:
+    """`rate_per_minute` tokens a minute, up to `burst` saved; `acquire` blocks until one is free."""
+
+    def __init__(self, rate_per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if rate_per_minute <= 0 or burst < 1:
+            raise ValueError(f"rate must be > 0 and burst >= 1, got rate={rate_per_minute} burst={burst}")
+        self.rate_per_second = rate_per_minute / 60.0
+        self.capacity = float(burst)
+        self._tokens = float(burst)
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token; return how long we waited for it."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate_per_second)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return waited
+                shortfall = (1.0 - self._tokens) / self.rate_per_second
+            self._sleep(shortfall)
+            waited += shortfall
+
+    def drain_until(self, seconds_from_now: float) -> None:
+        """An API said its quota is spent (rate-limit headers): no tokens until then."""
+        with self._lock:
+            self._tokens = -seconds_from_now * self.rate_per_second
+
+
+@dataclass
+class RateLimit:
+    rate_per_minute: float = DEFAULT_RATE_PER_MINUTE
+    burst: int = DEFAULT_BURST
+
+
+@dataclass
+class Fetched:
+    """A response as the source returned it, with the request that produced it."""
+
+    url: str
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes
+    fetched_at: float = field(default_factory=time.time)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def text(self) -> str:
+        """Strict UTF-8: a source that sends other bytes is a bad record, not silently mangled."""
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        return json.loads(self.text())
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    reset = headers.get("x-ratelimit-reset")  # GitHub and X: epoch seconds
+    remaining = headers.get("x-ratelimit-remaining")
+    if reset and remaining is not None and remaining.strip() in ("0", "0.0"):
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            return None
+    return None
+
+
+class SourceClient:
+    """HTTP for one source. Thread-safe; one instance per source per run."""
+
+    def __init__(self, source: str, transport: httpx.BaseTransport | None = None, *,
+                 rate_limit: RateLimit | None = None, timeout: float = 20.0, max_attempts: int = 4,
+                 backoff_initial: float = 1.0, backoff_max: float = 30.0, max_retry_after: float = 120.0,
+                 max_body_bytes: int = MAX_BODY_BYTES, breaker: pybreaker.CircuitBreaker | None = None,
+                 sleep: Callable[[float], None] = time.sleep, user_agent: str = "ventureloop/0.1 (+discovery)"):
+        limit = rate_limit or RateLimit()
+        self.source = source
+        self.bucket = TokenBucket(limit.rate_per_minute, limit.burst, sleep=sleep)
+        self.breaker = breaker or pybreaker.CircuitBreaker(fail_max=5, reset_timeout=300, name=source)
+        self.max_body_bytes = max_body_bytes
+        self.max_retry_after = max_retry_after
+        self.requests_made = 0
+        self._sleep = sleep
+        self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
+                                  headers={"user-agent": user_agent})
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
+            wait=self._wait(backoff_initial, backoff_max),
+            stop=tenacity.stop_after_attempt(max_attempts),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def _wait(self, initial: float, maximum: float) -> Callable[[tenacity.RetryCallState], float]:
+        jittered = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, RetryableHTTPError) and error.retry_after is not None:
+                return min(error.retry_after, self.max_retry_after)
+            return jittered(state)
+
+        return wait
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "SourceClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, url: str, *, params: Mapping[str, Any] | None = None,
+            headers: Mapping[str, str] | None = None) -> Fetched:
+        return self.request("GET", url, params=params, headers=headers)
+
+    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
+                headers: Mapping[str, str] | None = None, json_body: Any = None,
+                data: Mapping[str, str] | None = None) -> Fetched:
+        try:
+            return self._retrying(self.breaker.call, self._send, method, url, params, headers, json_body, data)
+        except pybreaker.CircuitBreakerError as error:
+            raise SourceHTTPError(self.source, url, f"circuit open after repeated failures: {error}") from error
+        except httpx.TimeoutException as error:
+            raise SourceHTTPError(self.source, url, f"timed out after retries: {type(error).__name__}") from error
+        except httpx.TransportError as error:
+            raise SourceHTTPError(self.source, url, f"transport error after retries: {error}") from error
+
+    def _send(self, method: str, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None,
+              json_body: Any, data: Mapping[str, str] | None) -> Fetched:
+        self.bucket.acquire()
+        self.requests_made += 1
+        with self._http.stream(method, url, params=params, headers=headers, json=json_body, data=data) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise SourceHTTPError(self.source, str(response.url),
+                                      f"response of {declared} bytes exceeds the {self.max_body_bytes} byte limit",
+                                      response.status_code)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > self.max_body_bytes:
+                    raise SourceHTTPError(self.source, str(response.url),
+                                          f"response exceeds the {self.max_body_bytes} byte limit",
+                                          response.status_code, bytes(body[:4096]))
+        fetched = Fetched(str(response.url), response.status_code, dict(response.headers), bytes(body))
+        pause = _retry_after_seconds(response.headers)
+        if pause and response.status_code < 400:
+            self.bucket.drain_until(min(pause, self.max_retry_after))
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableHTTPError(self.source, fetched.url, f"HTTP {response.status_code}",
+                                     response.status_code, fetched.body, retry_after=pause)
+        if response.status_code >= 400:
+            raise SourceHTTPError(self.source, fetched.url, f"HTTP {response.status_code}: "
+                                  f"{fetched.body[:200].decode('utf-8', 'replace')}", response.status_code, fetched.body)
+        return fetched
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+
+def snapshot_key(method: str, url: str, body: bytes = b"") -> str:
+    """A stable name for a request: method, host, path, sorted non-secret query, and body hash."""
+    parts = urlsplit(url)
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS)
+    canonical = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    digest = hashlib.sha256(f"{method.upper()} {canonical}\n".encode() + body).hexdigest()[:16]
+    return digest
+
+
+class SnapshotTransport(httpx.BaseTransport):
+    """Replays recorded responses from `<directory>/<key>.json`. An unrecorded request is an
+    error that names the request, so a missing snapshot never looks like an empty source."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        key = snapshot_key(request.method, str(request.url), request.read())
+        path = self.directory / f"{key}.json"
+        if not path.exists():
+            raise SnapshotMissing(f"no snapshot for {request.method} {_redacted(str(request.url))} "
+                                  f"(expected {path}); record one with `ventureloop discovery record`")
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        response = recorded["response"]
+        if "body_base64" in response:
+            import base64
+
+            body = base64.b64decode(response["body_base64"])
+        elif "body_json" in response:
+            body = json.dumps(response["body_json"]).encode("utf-8")
+        else:
+            body = response.get("body", "").encode("utf-8")
+        if response.get("simulate") == "timeout":
+            raise httpx.ReadTimeout("recorded timeout", request=request)
+        return httpx.Response(response["status_code"], headers=response.get("headers", {}), content=body,
+                              request=request)
+
+
+class SnapshotMissing(httpx.TransportError):
+    pass
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Passes requests to the live network and saves each response as a snapshot (secrets removed)."""
+
+    def __init__(self, directory: Path, inner: httpx.BaseTransport | None = None):
+        self.directory = Path(directory)
+        self.inner = inner or httpx.HTTPTransport()
+        self.saved: list[Path] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.read()
+        body = request.read()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{snapshot_key(request.method, str(request.url), body)}.json"
+        keep = {k: v for k, v in response.headers.items()
+                if k.lower() in ("content-type", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")}
+        recorded: dict[str, Any] = {
+            "request": {"method": request.method, "url": _redacted(str(request.url))},
+            "response": {"status_code": response.status_code, "headers": keep},
+        }
+        try:
+            text = response.content.decode("utf-8")
+            try:
+                recorded["response"]["body_json"] = json.loads(text)
+            except json.JSONDecodeError:
+                recorded["response"]["body"] = text
+        except UnicodeDecodeError:
+            import base64
+
+            recorded["response"]["body_base64"] = base64.b64encode(response.content).decode("ascii")
+        path.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        self.saved.append(path)
+        return response
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))

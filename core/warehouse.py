@@ -1,0 +1,247 @@
+"""The warehouse: one interface, two backends (DuckDB file or PostgreSQL), chosen by URL.
+
+Framework-free so that the CLI, the benchmarks and the tests use exactly what the assets use.
+Connections are short-lived: a DuckDB file allows one writer process, so holding a connection
+open across a whole Dagster step would lock every other process out for no benefit.
+"""
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("VENTURELOOP_HOME", ".ventureloop")).resolve()
+
+
+def default_warehouse_url() -> str:
+    return os.environ.get("WAREHOUSE_URL") or f"duckdb:///{default_home() / 'warehouse.duckdb'}"
+
+
+def _checked(table: str) -> str:
+    if not _IDENTIFIER.match(table):
+        raise WarehouseError(f"invalid table name {table!r}: use schema.table in lower case")
+    return table
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """`duckdb:///path/file.duckdb` (or `duckdb:///:memory:` for one-connection use) or
+    `postgresql://user@host:port/db` (any `postgresql+driver://` prefix is accepted)."""
+
+    url: str
+
+    @property
+    def backend(self) -> str:
+        scheme = urlsplit(self.url).scheme.split("+")[0]
+        if scheme in ("duckdb", "postgresql", "postgres"):
+            return "postgres" if scheme.startswith("postgres") else "duckdb"
+        raise WarehouseError(
+            f"WAREHOUSE_URL {self.url!r} has scheme {scheme!r}: use duckdb:///path or postgresql://..."
+        )
+
+    @property
+    def duckdb_path(self) -> str:
+        return self.url.split(":///", 1)[1] if ":///" in self.url else ":memory:"
+
+    @property
+    def postgres_dsn(self) -> str:
+        parts = urlsplit(self.url)
+        return parts._replace(scheme="postgresql").geturl()
+
+    def describe(self) -> str:
+        """The URL without its password, safe for logs and metadata."""
+        return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", self.url)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A DB-API connection inside one transaction: committed on success, rolled back on error."""
+        if self.backend == "duckdb":
+            import duckdb
+
+            path = self.duckdb_path
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = duckdb.connect(path)
+            try:
+                conn.execute("BEGIN TRANSACTION")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                conn.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(self.postgres_dsn) as conn:  # commits on clean exit
+                yield conn
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self.connect() as conn:
+            _run(conn, sql, params)
+
+    def execute_script(self, statements: Sequence[str]) -> None:
+        with self.connect() as conn:
+            for statement in statements:
+                _run(conn, statement, None)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self.connect() as conn:
+            return query_frame(conn, sql, params)
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        with self.connect() as conn:
+            row = _run(conn, sql, params).fetchone()
+            return None if row is None else row[0]
+
+    def read(self, table: str, where: str = "", params: Sequence[Any] | None = None) -> pd.DataFrame:
+        return self.query(f"SELECT * FROM {_checked(table)} {where}", params)
+
+    def table_exists(self, table: str) -> bool:
+        schema, name = _checked(table).split(".")
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                [schema, name],
+            )
+        )
+
+    def count(self, table: str) -> int:
+        return int(self.scalar(f"SELECT count(*) FROM {_checked(table)}"))
+
+    # -- bulk writes ----------------------------------------------------------------------------
+
+    def append(self, table: str, frame: pd.DataFrame) -> int:
+        with self.connect() as conn:
+            return append_frame(conn, self.backend, table, frame)
+
+    def insert_new(self, table: str, frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
+        """Insert the rows whose key is not in the table yet; return the rows that were inserted.
+
+        The key must carry a unique constraint: it is the constraint, not this check, that makes
+        concurrent writers safe (ON CONFLICT DO NOTHING on both backends)."""
+        if frame.empty:
+            return frame
+        with self.connect() as conn:
+            return insert_new_rows(conn, self.backend, table, frame, key)
+
+    def replace(self, table: str, frame: pd.DataFrame) -> None:
+        """Replace a derived table's rows in one transaction (readers never see it empty)."""
+        with self.connect() as conn:
+            _run(conn, f"DELETE FROM {_checked(table)}", None)
+            append_frame(conn, self.backend, table, frame)
+
+
+def _is_duckdb(conn: Any) -> bool:
+    return "duckdb" in type(conn).__module__
+
+
+def _run(conn: Any, sql: str, params: Sequence[Any] | None) -> Any:
+    # Both drivers are written against one placeholder style, psycopg's %s.
+    if _is_duckdb(conn):
+        sql = sql.replace("%s", "?")
+        return conn.execute(sql, list(params) if params is not None else None)
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    return cur
+
+
+def query_frame(conn: Any, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    cur = _run(conn, sql, params)
+    if _is_duckdb(conn):
+        return cur.df()
+    columns = [c.name for c in cur.description] if cur.description else []
+    return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+def _columns(conn: Any, table: str) -> list[str]:
+    schema, name = _checked(table).split(".")
+    cur = _run(
+        conn,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        " ORDER BY ordinal_position",
+        [schema, name],
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+def _aligned(conn: Any, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    columns = _columns(conn, table)
+    if not columns:
+        raise WarehouseError(f"table {table} does not exist: run the schema set-up (ensure_schema) first")
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:
+        raise WarehouseError(f"columns {unknown} are not in {table} (it has {columns})")
+    return frame[[c for c in columns if c in frame.columns]]
+
+
+def append_frame(conn: Any, backend: str, table: str, frame: pd.DataFrame) -> int:
+    if frame.empty:
+        return 0
+    frame = _aligned(conn, table, frame)
+    names = ", ".join(frame.columns)
+    if backend == "duckdb":
+        conn.register("_incoming", frame)
+        try:
+            conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming")
+        finally:
+            conn.unregister("_incoming")
+    else:
+        _copy_into(conn, table, frame)
+    return len(frame)
+
+
+def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
+    frame = _aligned(conn, table, frame).drop_duplicates(subset=list(key))
+    names = ", ".join(frame.columns)
+    keys = ", ".join(key)
+    if backend == "duckdb":
+        conn.register("_incoming", frame)
+        try:
+            inserted = conn.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming "
+                f"ON CONFLICT DO NOTHING RETURNING {keys}"
+            ).df()
+        finally:
+            conn.unregister("_incoming")
+    else:
+        staging = f"_incoming_{os.getpid()}"
+        cur = conn.cursor()
+        cur.execute(f"CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+        _copy_into(conn, staging, frame)
+        cur.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "
+            f"ON CONFLICT DO NOTHING RETURNING {keys}"
+        )
+        inserted = pd.DataFrame(cur.fetchall(), columns=list(key))
+    return frame.merge(inserted, on=list(key), how="inner")
+
+
+def _copy_into(conn: Any, table: str, frame: pd.DataFrame) -> None:
+    # COPY is the bulk path on PostgreSQL; CSV keeps NULLs distinct from empty strings via a marker.
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f%z")
+    buffer.seek(0)
+    names = ", ".join(frame.columns)
+    with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+        while chunk := buffer.read(1 << 20):
+            copy.write(chunk)

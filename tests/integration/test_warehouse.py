@@ -1,0 +1,46 @@
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from core.warehouse import Warehouse, WarehouseError
+
+
+def _rows(*fingerprints: str) -> pd.DataFrame:
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    return pd.DataFrame([{"response_id": f, "source": "hackernews", "mode": "snapshot", "request_url": "https://x",
+                          "status_code": 200, "content_type": None, "body_bytes": 3, "fetched_at": now,
+                          "run_id": None} for f in fingerprints])
+
+
+def test_insert_new_skips_existing_keys_and_returns_only_inserted(warehouse: Warehouse):
+    assert len(warehouse.insert_new("raw.responses", _rows("a", "b"), ["response_id"])) == 2
+    inserted = warehouse.insert_new("raw.responses", _rows("b", "c", "c"), ["response_id"])
+    assert list(inserted["response_id"]) == ["c"]
+    stored = warehouse.read("raw.responses", "ORDER BY response_id")
+    assert list(stored["response_id"]) == ["a", "b", "c"]
+    assert stored["content_type"].isna().all()  # NULL survives the bulk path
+    assert pd.Timestamp(stored["fetched_at"].iloc[0]).tz is not None
+
+
+def test_failed_transaction_leaves_nothing(warehouse: Warehouse):
+    with pytest.raises(Exception):
+        with warehouse.connect() as conn:
+            from core.warehouse import append_frame
+
+            append_frame(conn, warehouse.backend, "raw.responses", _rows("x"))
+            raise RuntimeError("boom")
+    assert warehouse.count("raw.responses") == 0
+
+
+def test_unknown_column_and_bad_names_are_clear_errors(warehouse: Warehouse):
+    with pytest.raises(WarehouseError, match="not in raw.responses"):
+        warehouse.append("raw.responses", _rows("a").assign(surprise=1))
+    with pytest.raises(WarehouseError, match="invalid table name"):
+        warehouse.read("raw.responses; DROP TABLE x")
+
+
+def test_url_scheme_is_validated():
+    with pytest.raises(WarehouseError, match="use duckdb:///path or postgresql"):
+        _ = Warehouse("mysql://x").backend
+    assert Warehouse("postgresql://u:secret@h/db").describe() == "postgresql://u:***@h/db"
