@@ -115,14 +115,26 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
                 return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
             except (TypeError, ValueError):
                 return None
-    reset = headers.get("x-ratelimit-reset")  # GitHub and X: epoch seconds
+    # GitHub: epoch seconds; Reddit: seconds until reset; X spells them with dashes (x-rate-limit-*).
+    reset = headers.get("x-ratelimit-reset") or headers.get("x-rate-limit-reset")
     remaining = headers.get("x-ratelimit-remaining")
+    if remaining is None:
+        remaining = headers.get("x-rate-limit-remaining")
     if reset and remaining is not None and remaining.strip() in ("0", "0.0"):
         try:
-            return max(0.0, float(reset) - time.time())
+            value = float(reset)
         except ValueError:
             return None
+        # No epoch since 2001 is below 1e9, so a smaller value is a delta (Reddit), not a time.
+        return max(0.0, value if value < 1e9 else value - time.time())
     return None
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    # A missing snapshot will not appear by waiting; a timeout or a 503 may go away.
+    if isinstance(error, SnapshotMissing):
+        return False
+    return isinstance(error, RetryableHTTPError | httpx.TransportError)
 
 
 class SourceClient:
@@ -144,7 +156,7 @@ class SourceClient:
         self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
                                   headers={"user-agent": user_agent})
         self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
+            retry=tenacity.retry_if_exception(_worth_retrying),
             wait=self._wait(backoff_initial, backoff_max),
             stop=tenacity.stop_after_attempt(max_attempts),
             sleep=sleep,
@@ -180,6 +192,8 @@ class SourceClient:
                 data: Mapping[str, str] | None = None) -> Fetched:
         try:
             return self._retrying(self.breaker.call, self._send, method, url, params, headers, json_body, data)
+        except SnapshotMissing as error:
+            raise SourceHTTPError(self.source, url, str(error)) from error
         except pybreaker.CircuitBreakerError as error:
             raise SourceHTTPError(self.source, url, f"circuit open after repeated failures: {error}") from error
         except httpx.TimeoutException as error:
@@ -208,7 +222,9 @@ class SourceClient:
         pause = _retry_after_seconds(response.headers)
         if pause and response.status_code < 400:
             self.bucket.drain_until(min(pause, self.max_retry_after))
-        if response.status_code == 429 or response.status_code >= 500:
+        # GitHub signals a spent quota with 403 and x-ratelimit-remaining: 0; it passes with time.
+        quota_spent = response.status_code == 403 and response.headers.get("x-ratelimit-remaining", "").strip() == "0"
+        if response.status_code == 429 or response.status_code >= 500 or quota_spent:
             raise RetryableHTTPError(self.source, fetched.url, f"HTTP {response.status_code}",
                                      response.status_code, fetched.body, retry_after=pause)
         if response.status_code >= 400:
@@ -276,7 +292,8 @@ class RecordingTransport(httpx.BaseTransport):
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{snapshot_key(request.method, str(request.url), body)}.json"
         keep = {k: v for k, v in response.headers.items()
-                if k.lower() in ("content-type", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")}
+                if k.lower() in ("content-type", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after",
+                                 "x-rate-limit-remaining", "x-rate-limit-reset", "date")}
         recorded: dict[str, Any] = {
             "request": {"method": request.method, "url": _redacted(str(request.url))},
             "response": {"status_code": response.status_code, "headers": keep},
@@ -284,7 +301,7 @@ class RecordingTransport(httpx.BaseTransport):
         try:
             text = response.content.decode("utf-8")
             try:
-                recorded["response"]["body_json"] = json.loads(text)
+                recorded["response"]["body_json"] = _without_secrets(json.loads(text))
             except json.JSONDecodeError:
                 recorded["response"]["body"] = text
         except UnicodeDecodeError:
@@ -294,6 +311,18 @@ class RecordingTransport(httpx.BaseTransport):
         path.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         self.saved.append(path)
         return response
+
+
+SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token", "client_secret"})
+
+
+def _without_secrets(value: Any) -> Any:
+    """OAuth token responses (Reddit) must not be committed as snapshots with live tokens in them."""
+    if isinstance(value, dict):
+        return {k: "***" if k in SECRET_FIELDS else _without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
 
 
 def _redacted(url: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from core.warehouse import Warehouse
 
-SCHEMAS = ("raw", "core", "quarantine")
+SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit")
 
 DISCOVERY_DDL: list[str] = [
     # One row per HTTP response (or snapshot replay): normalization can be replayed from these.
@@ -91,7 +91,90 @@ DISCOVERY_DDL: list[str] = [
     )""",
 ]
 
-_REGISTERED: list[str] = list(DISCOVERY_DDL)
+# The ledger is append-only: no statement in the code base UPDATEs or DELETEs these tables.
+# Amounts are signed integer minor units (debit > 0, credit < 0) in the posting's own currency.
+LEDGER_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS ledger.accounts (
+        account_id TEXT PRIMARY KEY,
+        account_type TEXT NOT NULL,
+        opened_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger.transactions (
+        transaction_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        content_hash TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        description TEXT NOT NULL,
+        experiment_id TEXT,
+        source TEXT NOT NULL,
+        external_ref TEXT,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        reverses_transaction_id TEXT UNIQUE,
+        metadata TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger.postings (
+        posting_id TEXT PRIMARY KEY,
+        transaction_id TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        account_id TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount_minor BIGINT NOT NULL,
+        experiment_id TEXT,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS postings_by_transaction ON ledger.postings (transaction_id)",
+    "CREATE INDEX IF NOT EXISTS postings_by_account ON ledger.postings (account_id, occurred_at)",
+    # A pending hold: a proposed transaction not yet booked (fraud review, budget reservation).
+    """CREATE TABLE IF NOT EXISTS ledger.holds (
+        hold_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        proposed TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    )""",
+    # A hold is decided once: the primary key is what makes a second decision impossible.
+    """CREATE TABLE IF NOT EXISTS ledger.hold_decisions (
+        hold_id TEXT PRIMARY KEY,
+        decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL,
+        transaction_id TEXT,
+        note TEXT
+    )""",
+    # ECB reference rates: 1 EUR = per_eur units of currency on rate_date.
+    """CREATE TABLE IF NOT EXISTS ledger.fx_rates (
+        rate_date DATE NOT NULL,
+        currency TEXT NOT NULL,
+        per_eur DOUBLE PRECISION NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (rate_date, currency)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger.budgets (
+        budget_id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        scope_key TEXT NOT NULL,
+        period TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        limit_minor BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        UNIQUE (scope, scope_key, period, currency)
+    )""",
+    """CREATE TABLE IF NOT EXISTS audit.events (
+        seq BIGINT PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    )""",
+]
+
+_REGISTERED: list[str] = DISCOVERY_DDL + LEDGER_DDL
 
 
 def register(statements: Sequence[str]) -> None:

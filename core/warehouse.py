@@ -5,6 +5,8 @@ Connections are short-lived: a DuckDB file allows one writer process, so holding
 open across a whole Dagster step would lock every other process out for no benefit.
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
 import os
@@ -12,10 +14,11 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs most of a second to import; the code location loads without it
+    import pandas as pd
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
@@ -145,10 +148,21 @@ class Warehouse:
             return insert_new_rows(conn, self.backend, table, frame, key)
 
     def replace(self, table: str, frame: pd.DataFrame) -> None:
-        """Replace a derived table's rows in one transaction (readers never see it empty)."""
+        """Rebuild a derived table from `frame` in one transaction (readers never see it empty).
+        Its columns follow the frame, so derived tables evolve with the code that computes them."""
+        _checked(table)
         with self.connect() as conn:
-            _run(conn, f"DELETE FROM {_checked(table)}", None)
-            append_frame(conn, self.backend, table, frame)
+            if self.backend == "duckdb":
+                conn.register("_incoming", frame)
+                try:
+                    conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
+                finally:
+                    conn.unregister("_incoming")
+            else:
+                _run(conn, f"DROP TABLE IF EXISTS {table}", None)
+                _run(conn, f"CREATE TABLE {table} ({_column_types(frame)})", None)
+                if not frame.empty:
+                    _copy_into(conn, table, frame)
 
 
 def _is_duckdb(conn: Any) -> bool:
@@ -166,6 +180,8 @@ def _run(conn: Any, sql: str, params: Sequence[Any] | None) -> Any:
 
 
 def query_frame(conn: Any, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     cur = _run(conn, sql, params)
     if _is_duckdb(conn):
         return cur.df()
@@ -232,8 +248,25 @@ def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, ke
             f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "
             f"ON CONFLICT DO NOTHING RETURNING {keys}"
         )
+        import pandas as pd
+
         inserted = pd.DataFrame(cur.fetchall(), columns=list(key))
     return frame.merge(inserted, on=list(key), how="inner")
+
+
+def stage_frame(conn: Any, backend: str, name: str, frame: pd.DataFrame) -> None:
+    """Make `frame` readable as table `name` for the rest of this transaction."""
+    if backend == "duckdb":
+        conn.register(name, frame)
+        return
+    conn.cursor().execute(f"CREATE TEMP TABLE {name} ({_column_types(frame)}) ON COMMIT DROP")
+    if not frame.empty:
+        _copy_into(conn, name, frame)
+
+
+def _column_types(frame: pd.DataFrame) -> str:
+    types = {"i": "BIGINT", "u": "BIGINT", "f": "DOUBLE PRECISION", "b": "BOOLEAN", "M": "TIMESTAMPTZ"}
+    return ", ".join(f"{c} {types.get(frame[c].dtype.kind, 'TEXT')}" for c in frame.columns)
 
 
 def _copy_into(conn: Any, table: str, frame: pd.DataFrame) -> None:

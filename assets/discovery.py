@@ -1,0 +1,46 @@
+"""One asset per discovery source: fetch (live or snapshot), keep raw items, quarantine bad ones.
+
+A source that fails or lacks credentials still materializes (so the rest of the graph runs);
+its failure shows in the metadata and in its `fetch_succeeded` check."""
+
+import dagster as dg
+
+from core.sources import Source, all_sources
+from orchestration.resources import DiscoveryResource, WarehouseResource, warehouse_pool
+
+
+def discovery_asset(source: Source) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["raw", source.name])
+
+    @dg.asset(
+        key=key,
+        group_name="discovery",
+        kinds={"python"},
+        pool=warehouse_pool(),
+        description=f"Raw items from {source.name} ({source.family}). {source.description}".strip(),
+        tags={"family": source.family},
+        check_specs=[dg.AssetCheckSpec("fetch_succeeded", asset=key,
+                                       description="The source answered and its responses parsed.")],
+    )
+    def _discover(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                  discovery: DiscoveryResource) -> dg.MaterializeResult:
+        from core.discovery import discover
+        from core.schema import ensure_schema
+
+        client = warehouse.client()
+        ensure_schema(client)
+        result = discover(source, client, discovery.mode, run_id=context.run.run_id)
+        log = context.log.warning if result.status != "ok" else context.log.info
+        log(f"{source.name}: {result.status}: {result.message}")
+        severity = dg.AssetCheckSeverity.WARN if result.status == "skipped" else dg.AssetCheckSeverity.ERROR
+        return dg.MaterializeResult(
+            metadata={**result.as_metadata(), "warehouse": client.describe()},
+            check_results=[dg.AssetCheckResult(check_name="fetch_succeeded", passed=result.status == "ok",
+                                               severity=severity, metadata={"message": result.message})],
+        )
+
+    return _discover
+
+
+SOURCES = all_sources()
+discovery_assets = [discovery_asset(source) for source in SOURCES]

@@ -1,0 +1,99 @@
+"""Opportunities: normalized and deduplicated, then features, then the seed's score.
+
+Heavy modules (pandas and the domain code on top of it) are imported inside the assets, so that
+loading the code location stays fast."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.discovery import SOURCES, discovery_assets
+from orchestration.resources import WarehouseResource, warehouse_pool
+
+SHOWN = ["rank", "score", "title", "source", "opportunity_type", "why"]
+
+
+@dg.asset(
+    group_name="opportunities",
+    kinds={"python"},
+    pool=warehouse_pool(),
+    deps=[a.key for a in discovery_assets],
+    description="Every source normalized into one table; exact duplicates share a fingerprint "
+                "(unique key), near-duplicates share a cluster_id (MinHash LSH).",
+)
+def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from core.opportunities import ingest
+    from core.schema import ensure_schema
+
+    client = warehouse.client()
+    ensure_schema(client)
+    stats = ingest(client, SOURCES, run_id=context.run.run_id)
+    per_source = {name: vars(s) for name, s in stats.items()}
+    table = "\n".join(f"| {s['source']} | {s['fetched']} | {s['new']} | {s['duplicates']} | "
+                      f"{s['near_duplicates']} | {s['quarantined']} |" for s in per_source.values())
+    return dg.MaterializeResult(metadata={
+        "new": sum(s.new for s in stats.values()),
+        "duplicates": sum(s.duplicates for s in stats.values()),
+        "near_duplicates": sum(s.near_duplicates for s in stats.values()),
+        "quarantined": sum(s.quarantined for s in stats.values()),
+        "total_rows": client.count("core.opportunities"),
+        "per_source": dg.MetadataValue.md(
+            "| source | fetched | new | duplicates | near-duplicates | quarantined |\n|---|---|---|---|---|---|\n"
+            + table),
+        "per_source_json": dg.MetadataValue.json(per_source),
+    })
+
+
+@dg.asset(
+    group_name="opportunities",
+    kinds={"python"},
+    pool=warehouse_pool(),
+    deps=[opportunities],
+    description="Type, capability match, revenue signals, engagement velocity and age per opportunity.",
+)
+def opportunity_features(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from core.features import CapabilityProfile, ScoringAssumptions, build_features
+
+    client = warehouse.client()
+    table = client.read("core.opportunities")
+    sizes = table.groupby("cluster_id").size()
+    features = build_features(table, datetime.now(UTC), CapabilityProfile.load(), ScoringAssumptions.load(), sizes)
+    client.replace("core.opportunity_features", features)
+    return dg.MaterializeResult(metadata={
+        "rows": len(features),
+        "types": dg.MetadataValue.json(features["opportunity_type"].value_counts().to_dict()),
+        "revenue_signals": dg.MetadataValue.json(features["revenue_signal"].value_counts().to_dict()),
+    })
+
+
+class ScoringConfig(dg.Config):
+    """The seed's weights; they must sum to 1."""
+
+    revenue_weight: float = 0.40
+    confidence_weight: float = 0.20
+    time_to_revenue_weight: float = 0.15
+    capability_weight: float = 0.15
+    timing_weight: float = 0.10
+
+
+@dg.asset(
+    group_name="opportunities",
+    kinds={"python"},
+    pool=warehouse_pool(),
+    deps=[opportunity_features],
+    description="The seed's formula over every opportunity, with one column per weighted factor and why.",
+)
+def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from core.scoring import Weights, score
+
+    client = warehouse.client()
+    weights = Weights(config.revenue_weight, config.confidence_weight, config.time_to_revenue_weight,
+                      config.capability_weight, config.timing_weight)
+    scored = score(client.read("core.opportunity_features"), weights)
+    client.replace("core.scored_opportunities", scored)
+    return dg.MaterializeResult(metadata={
+        "rows": len(scored),
+        "weights": dg.MetadataValue.json(vars(weights)),
+        "top_10": dg.MetadataValue.md(scored.head(10)[SHOWN].to_markdown(index=False)),
+    })
+

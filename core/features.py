@@ -1,0 +1,193 @@
+"""Features per opportunity, vectorized over the whole table: type, capability match, revenue
+signals parsed from text, engagement and its velocity, age. Plain pandas; no row loops."""
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "config"
+TYPES = ("saas", "api", "freelance_gig", "affiliate", "content", "marketplace", "open_source_tool", "other")
+
+# Ordered: the first rule that matches decides the type (a freelance post mentioning an API is a gig).
+TYPE_RULES: list[tuple[str, str]] = [
+    ("freelance_gig", r"\b(?:hiring|looking for (?:a |an )?(?:developer|freelancer|designer|writer|expert)|"
+                      r"need (?:a |an )?(?:developer|freelancer)|budget:|fixed price|hourly rate|\[for hire\]|gig)\b"),
+    ("affiliate", r"\b(?:affiliate|commission|referral program|partner program|cpa|revenue share)\b"),
+    ("marketplace", r"\b(?:marketplace|buyers and sellers|two-sided|listings? for sale)\b"),
+    ("api", r"\b(?:api|apis|endpoint|sdk|webhooks?)\b"),
+    ("saas", r"\b(?:saas|subscription|mrr|arr|per month|/mo|/month|b2b|pricing|free trial)\b"),
+    ("open_source_tool", r"\b(?:open[- ]source|self[- ]hosted|mit licen[cs]e|apache[- ]2|github\.com|cli tool|library)\b"),
+    ("content", r"\b(?:newsletter|blog|youtube|podcast|course|ebook|guide|tutorial|substack)\b"),
+]
+# A source family is a stronger hint than any word in the text.
+FAMILY_TYPES = {"freelance": "freelance_gig", "affiliate": "affiliate", "github_trending": "open_source_tool",
+                "api_marketplaces": "api"}
+
+_AMOUNT = r"\$\s?(\d[\d,]*(?:\.\d+)?)\s?([kKmM])?"
+REVENUE_PATTERNS = {
+    "mrr": [_AMOUNT + r"\s*(?:in\s+)?(?:/\s?mo(?:nth)?\s+)?mrr\b", r"\bmrr\b(?:\s+(?:of|is|at|hit|reached))?[:\s]+" + _AMOUNT],
+    "arr": [_AMOUNT + r"\s*(?:in\s+)?arr\b", r"\barr\b(?:\s+(?:of|is|at|hit|reached))?[:\s]+" + _AMOUNT],
+    "price": [_AMOUNT + r"\s*(?:/|per\s+|a\s+)\s*(?:user|seat)\s*(?:/|per\s+|a\s+)\s*(?:mo|month)\b"],
+    "monthly": [_AMOUNT + r"\s*(?:/|per\s+|a\s+)\s*(?:mo|month)\b"],
+    "budget": [r"\bbudget\b[^$\d]{0,20}" + _AMOUNT + r"(?:\s*(?:-|–|to)\s*\$?\s?(\d[\d,]*(?:\.\d+)?)([kKmM])?)?"],
+}
+
+
+@dataclass(frozen=True)
+class CapabilityProfile:
+    have: frozenset[str]
+    catalogue: dict[str, list[str]]
+    baseline: dict[str, list[str]]
+    score_when_nothing_required: float
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "CapabilityProfile":
+        data = _load_yaml(path or Path(os.environ.get("VENTURELOOP_CAPABILITIES_FILE", CONFIG_DIR / "capabilities.yaml")))
+        unknown = set(data["have"]) - set(data["catalogue"])
+        if unknown:
+            raise ValueError(f"capability profile: 'have' lists {sorted(unknown)} which are not in 'catalogue'")
+        return cls(frozenset(data["have"]), data["catalogue"], data["baseline"],
+                   float(data.get("score_when_nothing_required", 0.5)))
+
+
+@dataclass(frozen=True)
+class ScoringAssumptions:
+    weights: dict[str, float]
+    customers_at_price: int
+    by_type: dict[str, dict[str, int]]
+    confidence: dict[str, float]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "ScoringAssumptions":
+        data = _load_yaml(path or Path(os.environ.get("VENTURELOOP_SCORING_FILE", CONFIG_DIR / "scoring.yaml")))
+        missing = set(TYPES) - set(data["by_type"])
+        if missing:
+            raise ValueError(f"scoring assumptions: by_type lacks {sorted(missing)}")
+        return cls(data["weights"], int(data["customers_at_price"]), data["by_type"], data["confidence"])
+
+
+@cache
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"configuration file {path} does not exist") from None
+
+
+def classify(text: pd.Series, family: pd.Series) -> pd.Series:
+    lowered = text.str.lower()
+    conditions = [lowered.str.contains(pattern, regex=True) for _, pattern in TYPE_RULES]
+    by_text = np.select(conditions, [name for name, _ in TYPE_RULES], default="other")
+    by_family = family.map(FAMILY_TYPES)
+    return by_family.fillna(pd.Series(by_text, index=text.index)).astype(str)
+
+
+def _amount_cents(number: pd.Series, suffix: pd.Series) -> pd.Series:
+    value = pd.to_numeric(number.str.replace(",", "", regex=False), errors="coerce")
+    scale = suffix.str.lower().map({"k": 1_000, "m": 1_000_000}).fillna(1)
+    return (value * scale * 100).round()
+
+
+# "$430/month" is revenue in "making $430/month" and a price in "plans from $29/month". With
+# neither kind of word nearby, small amounts are read as prices (typical SaaS price points).
+INCOME_WORDS = r"\b(?:making|made|earning|earns?|does|doing|revenue|profit|income|retainers?|clients?|payouts?|sales)\b"
+PRICE_WORDS = r"\b(?:from|only|just|costs?|priced|pricing|plans?|starts?|starting|tier|subscription)\b[^$.]{0,12}\$"
+PRICE_CEILING_CENTS = 100_00
+
+
+def revenue_signals(text: pd.Series) -> pd.DataFrame:
+    """Per row: the strongest revenue signal in the text and its amount in USD cents per month.
+    Stated MRR beats ARR/12 beats a monthly amount said to be income beats a freelance budget
+    beats a price (which is not revenue yet). Only dollar amounts are read."""
+    lowered = text.str.lower()
+    found: dict[str, pd.Series] = {}
+    for kind, patterns in REVENUE_PATTERNS.items():
+        amount = pd.Series(np.nan, index=text.index)
+        for pattern in patterns:
+            parts = lowered.str.extract(pattern)
+            cents = _amount_cents(parts[0], parts[1])
+            if kind == "budget":  # a range: the buyer's upper bound
+                upper = _amount_cents(parts[2], parts[3])
+                cents = upper.where(upper.notna(), cents)
+            amount = amount.fillna(cents)
+        found[kind] = amount
+    income = lowered.str.contains(INCOME_WORDS, regex=True)
+    priced = lowered.str.contains(PRICE_WORDS, regex=True)
+    income = income & ~priced | ~priced & (found["monthly"] >= PRICE_CEILING_CENTS)
+    earned = found["monthly"].where(income)
+    price = found["price"].fillna(found["monthly"].where(~income))
+    monthly = found["mrr"].fillna(found["arr"] / 12).fillna(earned).fillna(found["budget"])
+    kind = np.select([found["mrr"].notna() | found["arr"].notna() | earned.notna(), found["budget"].notna(),
+                      price.notna()], ["stated_revenue", "budget", "price"], default="none")
+    return pd.DataFrame({"revenue_signal": kind, "stated_monthly_cents": monthly, "price_cents": price},
+                        index=text.index)
+
+
+def capability_match(text: pd.Series, types: pd.Series, profile: CapabilityProfile) -> pd.DataFrame:
+    lowered = text.str.lower()
+    detected = pd.DataFrame({
+        name: lowered.str.contains(r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b", regex=True)
+        for name, keywords in profile.catalogue.items()
+    }, index=text.index)
+    for type_name, needs in profile.baseline.items():
+        for capability in needs:
+            detected.loc[types == type_name, capability] = True
+    names = np.array(detected.columns)
+    have = np.array([name in profile.have for name in names])
+    matrix = detected.to_numpy(dtype=bool)
+    required_count = matrix.sum(axis=1)
+    matched_count = (matrix & have).sum(axis=1)
+    match = np.where(required_count > 0, matched_count / np.maximum(required_count, 1),
+                     profile.score_when_nothing_required)
+    return pd.DataFrame({
+        "required_capabilities": [",".join(names[row]) for row in matrix],
+        "matched_capabilities": [",".join(names[row & have]) for row in matrix],
+        "required_count": required_count, "matched_count": matched_count, "capability_match": match,
+    }, index=text.index)
+
+
+def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: CapabilityProfile,
+                   assumptions: ScoringAssumptions, cluster_sizes: pd.Series | None = None) -> pd.DataFrame:
+    """One row per opportunity with everything the score needs and a human can read."""
+    frame = opportunities.reset_index(drop=True)
+    text = frame["title"].fillna("") + "\n" + frame["body"].fillna("")
+    types = classify(text, frame["family"])
+    signals = revenue_signals(text)
+    capabilities = capability_match(text, types, profile)
+
+    defaults = pd.DataFrame(assumptions.by_type).T
+    default_revenue = types.map(defaults["monthly_revenue_cents"]).astype(float)
+    from_price = signals["price_cents"] * assumptions.customers_at_price
+    est_monthly = signals["stated_monthly_cents"].fillna(from_price).fillna(default_revenue)
+
+    created = pd.to_datetime(frame["created_at"], utc=True)
+    age_hours = ((pd.Timestamp(as_of) - created).dt.total_seconds() / 3600).clip(lower=0)
+    velocity = frame["points"] / age_hours.clip(lower=1)
+    sizes = frame["cluster_id"].map(cluster_sizes).fillna(1).astype(int) if cluster_sizes is not None else 1
+
+    conf = assumptions.confidence
+    engagement = np.log10(1 + frame["points"] + frame["comments"]) / 4  # 10k interactions ~ full bonus
+    confidence = (signals["revenue_signal"].map(conf).astype(float)
+                  + (engagement.clip(upper=1) * conf["engagement_bonus_max"])).clip(0, 1)
+
+    return pd.DataFrame({
+        "opportunity_id": frame["opportunity_id"], "fingerprint": frame["fingerprint"],
+        "source": frame["source"], "family": frame["family"], "title": frame["title"], "url": frame["url"],
+        "cluster_id": frame["cluster_id"], "cluster_size": sizes, "opportunity_type": types,
+        **{c: capabilities[c] for c in capabilities.columns},
+        "revenue_signal": signals["revenue_signal"],
+        "est_monthly_revenue_cents": est_monthly.round().astype("int64"),
+        "confidence": confidence.round(4),
+        "days_to_revenue": types.map(defaults["days_to_revenue"]).astype("int64"),
+        "points": frame["points"].astype("int64"), "comments": frame["comments"].astype("int64"),
+        "engagement_velocity": velocity.round(4), "age_days": (age_hours / 24).round(4),
+        "created_at": created, "as_of": pd.Timestamp(as_of),
+    })

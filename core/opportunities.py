@@ -1,0 +1,160 @@
+"""From raw items to the `core.opportunities` table: normalize, fingerprint, deduplicate, cluster.
+
+Works on the raw responses not normalized yet, so a run only touches what is new, and a replay
+(after a connector fix) only needs `core.normalized_responses` rows removed, never a refetch.
+"""
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from core import near_duplicates, quarantine
+from core.fingerprints import canonical_url, fingerprint, is_web_url
+from core.sources.base import BadRecord, Normalized, Problem, Source
+from core.warehouse import Warehouse, append_frame, insert_new_rows, query_frame, stage_frame
+
+MAX_TITLE = 300
+MAX_BODY = 20_000
+
+OPPORTUNITY_COLUMNS = [
+    "fingerprint", "opportunity_id", "source", "family", "external_id", "url", "canonical_url", "title", "body",
+    "author", "points", "comments", "created_at", "fetched_at", "cluster_id", "record_id",
+]
+
+
+@dataclass
+class SourceStats:
+    source: str
+    fetched: int = 0
+    new: int = 0
+    duplicates: int = 0
+    near_duplicates: int = 0
+    quarantined: int = 0
+
+
+def validated(item: Normalized) -> Normalized:
+    """The checks every source shares; a connector's own normalize checks its own fields."""
+    title = " ".join(item.title.split())
+    if not title:
+        raise BadRecord("field 'title' is empty")
+    if not is_web_url(item.url):
+        raise BadRecord(f"field 'url' is not an absolute http(s) URL: {item.url!r:.80}")
+    if item.created_at.tzinfo is None:
+        raise BadRecord("field 'created_at' has no timezone")
+    if item.points < 0 or item.comments < 0:
+        raise BadRecord(f"negative engagement: points={item.points} comments={item.comments}")
+    return Normalized(item.external_id, item.url.strip(), title[:MAX_TITLE], item.body[:MAX_BODY], item.author,
+                      item.points, item.comments, item.created_at.astimezone(UTC))
+
+
+def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """Normalize one source's raw records; each bad one becomes a Problem naming the field."""
+    rows, problems = [], []
+    for record in records.itertuples(index=False):
+        origin = f"raw.records/{record.record_id} ({record.source} {record.external_id})"
+        try:
+            payload = json.loads(record.payload)
+            if not isinstance(payload, Mapping):
+                raise BadRecord(f"payload is a {type(payload).__name__}, not an object")
+            item = validated(source.normalize(payload))
+        except (BadRecord, json.JSONDecodeError) as error:
+            problems.append(Problem("normalize", origin, str(error), record.payload))
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # A connector bug on an unexpected shape: still this record's problem, not the batch's.
+            problems.append(Problem("normalize", origin, f"{type(error).__name__}: {error}", record.payload))
+            continue
+        row = asdict(item)
+        row.update(source=source.name, family=source.family, fetched_at=record.fetched_at,
+                   record_id=record.record_id)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[*Normalized.__dataclass_fields__, "source", "family", "fetched_at",
+                                        "record_id"])
+    if not frame.empty:
+        frame["canonical_url"] = frame["url"].map(canonical_url)
+        frame["fingerprint"] = [fingerprint(c, t) for c, t in zip(frame["canonical_url"], frame["title"],
+                                                                   strict=True)]
+    return frame, problems
+
+
+def pending_records(warehouse: Warehouse) -> pd.DataFrame:
+    return warehouse.query(
+        "SELECT r.record_id, r.response_id, r.source, r.external_id, r.payload, r.fetched_at "
+        "FROM raw.records r JOIN raw.responses p ON p.response_id = r.response_id "
+        "WHERE NOT EXISTS (SELECT 1 FROM core.normalized_responses n WHERE n.response_id = r.response_id) "
+        "ORDER BY r.fetched_at, r.record_id"
+    )
+
+
+def pending_responses(warehouse: Warehouse) -> list[str]:
+    frame = warehouse.query(
+        "SELECT response_id FROM raw.responses p WHERE NOT EXISTS "
+        "(SELECT 1 FROM core.normalized_responses n WHERE n.response_id = p.response_id)"
+    )
+    return list(frame["response_id"])
+
+
+def ingest(warehouse: Warehouse, sources: list[Source], run_id: str | None = None) -> dict[str, SourceStats]:
+    """Normalize every pending raw record into core.opportunities; return counts per source."""
+    by_name = {s.name: s for s in sources}
+    responses = pending_responses(warehouse)
+    records = pending_records(warehouse)
+    stats = {name: SourceStats(name) for name in by_name}
+    frames, problems_by_source = [], {}
+    for name, group in records.groupby("source", sort=True):
+        source = by_name.get(name)
+        if source is None:  # a source removed from configuration: keep its records pending
+            responses = [r for r in responses if r not in set(group["response_id"])]
+            continue
+        frame, problems = normalize_records(source, group)
+        stats[name].fetched = len(group)
+        problems_by_source[name] = problems
+        frames.append(frame)
+    valid = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    now = datetime.now(UTC)
+    with warehouse.connect() as conn:
+        for name, problems in problems_by_source.items():
+            stats[name].quarantined = append_frame(conn, warehouse.backend, quarantine.TABLE,
+                                                   quarantine.quarantine_frame(name, problems, run_id))
+        if not valid.empty:
+            store(conn, warehouse.backend, valid, stats)
+        append_frame(conn, warehouse.backend, "core.normalized_responses",
+                     pd.DataFrame({"response_id": responses, "normalized_at": now}))
+    return stats
+
+
+def store(conn, backend: str, valid: pd.DataFrame, stats: dict[str, SourceStats]) -> None:
+    """Insert normalized rows: sightings always, opportunities only for unseen fingerprints."""
+    append_frame(conn, backend, "core.opportunity_sightings",
+                 valid.rename(columns={"fetched_at": "seen_at"})[
+                     ["fingerprint", "source", "points", "comments", "seen_at", "record_id"]])
+    # Exact dedup: first within the batch (earliest fetch wins), then against the table.
+    batch = valid.sort_values(["fetched_at", "record_id"]).drop_duplicates("fingerprint")
+    known = set(_known_fingerprints(conn, backend, batch["fingerprint"]))
+    fresh = batch[~batch["fingerprint"].isin(known)].copy()
+    fresh["opportunity_id"] = [str(uuid.uuid4()) for _ in range(len(fresh))]
+    if not fresh.empty:
+        clustered = near_duplicates.assign_clusters(conn, backend, fresh)
+        inserted = insert_new_rows(conn, backend, "core.opportunities", clustered[OPPORTUNITY_COLUMNS],
+                                   ["fingerprint"])
+        near_duplicates.persist(conn, backend, clustered, inserted["opportunity_id"])
+        near = clustered[clustered["near_duplicate_of"].notna()
+                         & clustered["opportunity_id"].isin(inserted["opportunity_id"])]
+        for name, n in inserted["source"].value_counts().items():
+            stats.setdefault(name, SourceStats(name)).new = int(n)
+        for name, n in near["source"].value_counts().items():
+            stats.setdefault(name, SourceStats(name)).near_duplicates = int(n)
+    for name, n in valid["source"].value_counts().items():
+        stats.setdefault(name, SourceStats(name)).duplicates = int(n) - stats[name].new
+
+
+def _known_fingerprints(conn, backend: str, fingerprints: pd.Series) -> list[str]:
+    stage_frame(conn, backend, "_batch_fingerprints", pd.DataFrame({"fingerprint": fingerprints.astype(str)}))
+    found = query_frame(conn, "SELECT o.fingerprint FROM core.opportunities o "
+                              "JOIN _batch_fingerprints b ON b.fingerprint = o.fingerprint")
+    return list(found["fingerprint"])

@@ -1,0 +1,69 @@
+"""The seed's scoring formula as the baseline, vectorized, with one column per weighted factor.
+
+    score = 0.40 * min(monthly_usd / 10000, 1)       expected revenue
+          + 0.20 * confidence                         in [0, 1]
+          + 0.15 * 1 / (1 + days_to_revenue / 30)     time to first dollar
+          + 0.15 * matched / required                 capability match (guarded: see features)
+          + 0.10 * 1 / (1 + age_days / 7)             market timing
+"""
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+FACTORS = ("revenue", "confidence", "time_to_revenue", "capability", "timing")
+
+
+@dataclass(frozen=True)
+class Weights:
+    revenue: float = 0.40
+    confidence: float = 0.20
+    time_to_revenue: float = 0.15
+    capability: float = 0.15
+    timing: float = 0.10
+
+    def __post_init__(self) -> None:
+        values = asdict(self)
+        if any(v < 0 for v in values.values()):
+            raise ValueError(f"scoring weights must be non-negative, got {values}")
+        if abs(sum(values.values()) - 1.0) > 1e-9:
+            raise ValueError(f"scoring weights must sum to 1 so scores stay in [0, 1], got {sum(values.values())}")
+
+    def as_series(self) -> pd.Series:
+        return pd.Series(asdict(self))
+
+
+def factors(features: pd.DataFrame) -> pd.DataFrame:
+    """Each factor in [0, 1] before weighting."""
+    monthly_usd = features["est_monthly_revenue_cents"] / 100
+    return pd.DataFrame({
+        "revenue": (monthly_usd / 10_000).clip(lower=0, upper=1.0),
+        "confidence": features["confidence"].clip(0, 1),
+        "time_to_revenue": 1.0 / (1.0 + features["days_to_revenue"].clip(lower=0) / 30),
+        "capability": features["capability_match"].clip(0, 1),
+        "timing": 1.0 / (1.0 + features["age_days"].clip(lower=0) / 7),
+    }, index=features.index)
+
+
+def score(features: pd.DataFrame, weights: Weights) -> pd.DataFrame:
+    weighted = factors(features).mul(weights.as_series())
+    scored = features.join(weighted.add_prefix("factor_")).assign(score=weighted.sum(axis=1).round(6))
+    scored["why"] = explain(scored)
+    scored["rank"] = scored["score"].rank(method="first", ascending=False).astype("int64")
+    scored = scored.sort_values("rank").reset_index(drop=True)
+    # Near-duplicates stay in the table; the best-scored row of each cluster speaks for it.
+    scored["is_cluster_lead"] = ~scored["cluster_id"].duplicated()
+    return scored
+
+
+def explain(scored: pd.DataFrame) -> pd.Series:
+    """A short human reason: the two strongest weighted factors and the revenue signal behind them."""
+    weighted = scored[[f"factor_{f}" for f in FACTORS]]
+    top = weighted.to_numpy().argsort(axis=1)[:, ::-1][:, :2]
+    names = [f.replace("_", " ") for f in FACTORS]
+    signal = scored["revenue_signal"].map({
+        "stated_revenue": "states revenue", "budget": "has a budget", "price": "has a price", "none": "no $ signal",
+    })
+    monthly = (scored["est_monthly_revenue_cents"] // 100).map("${:,}/mo".format)
+    return pd.Series([f"{names[a]} + {names[b]}; {s} (~{m}); {t}" for (a, b), s, m, t in
+                      zip(top, signal, monthly, scored["opportunity_type"], strict=True)], index=scored.index)

@@ -1,0 +1,183 @@
+"""`ventureloop`: the operator's shell commands. Each one works on the same warehouse and Dagster
+instance as the UI (WAREHOUSE_URL, DAGSTER_HOME), so what it does shows up there too."""
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from core.warehouse import Warehouse, default_home, default_warehouse_url
+
+app = typer.Typer(help="ventureloop: revenue experiments as a closed loop.", no_args_is_help=True)
+instance_app = typer.Typer(help="The Dagster instance under $DAGSTER_HOME.", no_args_is_help=True)
+discovery_app = typer.Typer(help="Discovery sources and their recorded snapshots.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Records that could not be used, and replaying them.", no_args_is_help=True)
+app.add_typer(instance_app, name="instance")
+app.add_typer(discovery_app, name="discovery")
+app.add_typer(quarantine_app, name="quarantine")
+
+
+def dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or default_home() / "dagster").resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _warehouse() -> Warehouse:
+    from core.schema import ensure_schema
+
+    warehouse = Warehouse(default_warehouse_url())
+    ensure_schema(warehouse)
+    return warehouse
+
+
+@instance_app.command("init")
+def instance_init() -> None:
+    """Write $DAGSTER_HOME/dagster.yaml from the repository's dagster.yaml and the environment."""
+    from orchestration import instance
+
+    path = instance.write(dagster_home())
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def demo() -> None:
+    """Materialize the whole asset graph on this machine and print what it found."""
+    import dagster as dg
+
+    instance_init()
+    started = time.monotonic()
+    from orchestration.definitions import defs
+
+    warehouse = _warehouse()
+    typer.echo(f"warehouse: {warehouse.describe()}\nDagster instance: {os.environ['DAGSTER_HOME']}")
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
+    _print_summary(warehouse, metadata)
+    typer.echo(f"\nrun {result.run_id} {'succeeded' if result.success else 'FAILED'} in "
+               f"{time.monotonic() - started:.1f} s; inspect it with `make dev` (http://127.0.0.1:3000)")
+    if not result.success:
+        raise typer.Exit(1)
+
+
+def _print_summary(warehouse: Warehouse, metadata: dict[str, dict]) -> None:
+    from tabulate import tabulate
+
+    per_source = metadata.get("opportunities", {}).get("per_source_json", {})
+    rows = []
+    for key, values in sorted(metadata.items()):
+        if not key.startswith("raw/"):
+            continue
+        name = key.removeprefix("raw/")
+        ingested = per_source.get(name, {})
+        rows.append([name, values.get("family"), values.get("status"), values.get("items", 0),
+                     ingested.get("new", 0), ingested.get("duplicates", 0), ingested.get("near_duplicates", 0),
+                     values.get("quarantined", 0) + ingested.get("quarantined", 0)])
+    typer.echo("\nDiscovery")
+    typer.echo(tabulate(rows, headers=["source", "family", "status", "fetched", "new", "duplicates",
+                                       "near-dup", "quarantined"]))
+    if warehouse.table_exists("core.scored_opportunities"):
+        top = warehouse.query("SELECT rank, score, source, cluster_size AS seen_in, opportunity_type AS type, "
+                              "title, why FROM core.scored_opportunities WHERE is_cluster_lead "
+                              "ORDER BY rank LIMIT 10")
+        top["title"] = top["title"].str.slice(0, 60)
+        typer.echo("\nTop 10 opportunities (one per near-duplicate cluster; seen_in = sources in the cluster)")
+        typer.echo(tabulate(top.values.tolist(), headers=list(top.columns), floatfmt=".3f"))
+
+
+@discovery_app.command("list")
+def discovery_list() -> None:
+    """The configured sources, their families, and which credentials live mode would need."""
+    from core.sources import all_sources
+
+    for source in all_sources():
+        missing = source.missing_credentials()
+        need = f"live needs {', '.join(missing)}" if missing else "live ready"
+        typer.echo(f"{source.name:24} {source.family:18} {need}")
+
+
+@discovery_app.command("record")
+def discovery_record(
+    source: list[str] = typer.Option(None, "--source", "-s", help="Only these sources (default: all)."),
+    replace: bool = typer.Option(True, help="Remove a source's old snapshots once the new ones are saved."),
+) -> None:
+    """Fetch from the live APIs and save the responses as the snapshots that demo and tests replay."""
+    import shutil
+    import tempfile
+
+    from core.discovery import discover
+    from core.sources import all_sources
+
+    warehouse = Warehouse(f"duckdb:///{tempfile.mkdtemp()}/record.duckdb")
+    from core.schema import ensure_schema
+
+    ensure_schema(warehouse)
+    failed = False
+    for item in all_sources():
+        if source and item.name not in source:
+            continue
+        if missing := item.missing_credentials():
+            typer.echo(f"{item.name}: skipped, set {', '.join(missing)}")
+            continue
+        staging = Path(tempfile.mkdtemp()) / item.name
+        from core.http import RecordingTransport
+
+        result = discover(item, warehouse, "live", transport=RecordingTransport(staging))
+        if result.status != "ok":
+            typer.echo(f"{item.name}: {result.status}: {result.message}; old snapshots kept", err=True)
+            failed = True
+            continue
+        item.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        if replace:  # only recorded responses (named by their key); companions such as window.json stay
+            for old in item.snapshot_dir.glob("*.json"):
+                if re.fullmatch(r"[0-9a-f]{16}\.json", old.name):
+                    old.unlink()
+        for path in staging.glob("*.json"):
+            shutil.move(path, item.snapshot_dir / path.name)
+        typer.echo(f"{item.name}: recorded {result.responses} responses, {result.items} items")
+    if failed:
+        raise typer.Exit(1)
+
+
+@quarantine_app.command("list")
+def quarantine_list(source: str = typer.Option(None, help="Only this source."),
+                    limit: int = typer.Option(50, help="Show at most this many.")) -> None:
+    """Quarantined records not yet replayed: stage, source, origin and reason."""
+    from tabulate import tabulate
+
+    from core.quarantine import pending
+
+    frame = pending(_warehouse(), source)
+    typer.echo(f"{len(frame)} pending")
+    if not frame.empty:
+        shown = frame.head(limit)[["quarantine_id", "stage", "source", "origin", "reason"]]
+        typer.echo(tabulate(shown.values.tolist(), headers=list(shown.columns), maxcolwidths=[8, 9, 12, 50, 60]))
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(source: str = typer.Option(None, help="Only this source.")) -> None:
+    """Try quarantined records again (after a connector or data fix); what now passes is ingested."""
+    from core.replay import replay
+    from core.sources import all_sources
+
+    report = replay(_warehouse(), all_sources(), source)
+    typer.echo(f"replayed {report.replayed}, still failing {report.still_failing}, "
+               f"not replayable {report.not_replayable}")
+    for line in report.reasons[:20]:
+        typer.echo(f"  {line}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,45 @@
+"""The one Definitions object: wiring only. Loading it must stay fast (every run step and the
+webserver re-import it), so nothing here imports pandas, great_expectations or dbt."""
+
+import os
+
+import dagster as dg
+
+from assets.checks import every_source_has_opportunities, opportunities_pass_quality_suite, scores_within_unit_interval
+from assets.discovery import discovery_assets
+from assets.opportunities import opportunities, opportunity_features, scored_opportunities
+from orchestration.resources import resources
+
+discovery_job = dg.define_asset_job(
+    "discovery_job",
+    selection=dg.AssetSelection.groups("discovery", "opportunities"),
+    description="Fetch every enabled source, then normalize, deduplicate, featurize and score.",
+)
+
+hourly_discovery = dg.ScheduleDefinition(
+    name="hourly_discovery",
+    job=discovery_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    # Replaying the same snapshots every hour adds nothing: the schedule starts on only in live mode.
+    default_status=dg.DefaultScheduleStatus.RUNNING if os.environ.get("DISCOVERY_MODE") == "live"
+    else dg.DefaultScheduleStatus.STOPPED,
+)
+
+
+def _executor() -> dg.ExecutorDefinition:
+    # In-process by default: each multiprocess step re-imports the code location, and a DuckDB
+    # file has one writer anyway. DAGSTER_EXECUTOR=multiprocess for a server warehouse.
+    if os.environ.get("DAGSTER_EXECUTOR", "in_process") == "multiprocess":
+        return dg.multiprocess_executor
+    return dg.in_process_executor
+
+
+defs = dg.Definitions(
+    assets=[*discovery_assets, opportunities, opportunity_features, scored_opportunities],
+    asset_checks=[opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval],
+    jobs=[discovery_job],
+    schedules=[hourly_discovery],
+    resources=resources(),
+    executor=_executor(),
+)

@@ -1,0 +1,105 @@
+"""The discovery graph materialized for real, on DuckDB and on PostgreSQL, from the snapshots."""
+
+import dagster as dg
+import pytest
+
+from assets.checks import every_source_has_opportunities, opportunities_pass_quality_suite, scores_within_unit_interval
+from assets.discovery import SOURCES, discovery_assets
+from assets.opportunities import opportunities, opportunity_features, scored_opportunities
+from core.sources.base import FAMILIES
+from core.warehouse import Warehouse
+from orchestration.resources import DiscoveryResource, WarehouseResource
+
+GRAPH = [*discovery_assets, opportunities, opportunity_features, scored_opportunities,
+         opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval]
+
+
+def _materialize(url: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(GRAPH, resources={"warehouse": WarehouseResource(url=url),
+                                            "discovery": DiscoveryResource(mode="snapshot")})
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.to_user_string() == key:
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"{key} was not materialized")
+
+
+def test_ten_families_flow_to_scored_opportunities_and_reruns_add_nothing(warehouse: Warehouse):
+    first = _materialize(warehouse.url)
+    assert first.success
+    assert {s.family for s in SOURCES} == set(FAMILIES)
+    for source in SOURCES:
+        meta = _metadata(first, f"raw/{source.name}")
+        assert meta["status"] == "ok", meta["message"]
+        assert meta["items"] > 0
+    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert all(checks.values()), checks
+
+    opportunities_table = warehouse.read("core.opportunities")
+    assert set(opportunities_table["source"]) == {s.name for s in SOURCES}
+    assert opportunities_table["fingerprint"].is_unique
+    scored = warehouse.read("core.scored_opportunities")
+    assert len(scored) == len(opportunities_table)
+    assert scored["score"].between(0, 1).all()
+    assert scored["rank"].tolist() == sorted(scored["rank"]) or set(scored["rank"]) == set(range(1, len(scored) + 1))
+
+    # The same launch on several sites is one cluster, not dropped.
+    invoicebolt = opportunities_table[opportunities_table["canonical_url"].str.startswith("https://invoicebolt.io")]
+    assert invoicebolt["source"].nunique() >= 3
+    assert invoicebolt["cluster_id"].nunique() == 1
+
+    # Every deliberately bad item in the snapshots is quarantined with a reason, not dropped.
+    quarantined = warehouse.read("quarantine.records")
+    assert not quarantined.empty
+    assert quarantined["reason"].str.len().gt(0).all()
+
+    second = _materialize(warehouse.url)
+    assert second.success
+    again = _metadata(second, "opportunities")
+    assert again["new"] == 0
+    assert again["duplicates"] == sum(_metadata(second, f"raw/{s.name}")["items"] for s in SOURCES) - \
+        sum(v["quarantined"] for v in again["per_source_json"].values())
+    assert warehouse.count("core.opportunities") == len(opportunities_table)
+    assert warehouse.count("core.opportunity_sightings") > len(opportunities_table)
+
+
+def test_a_failing_source_does_not_fail_the_others(warehouse: Warehouse, tmp_path, monkeypatch):
+    broken = next(a for a in discovery_assets if a.key.path[-1] == "hackernews")
+    source = next(s for s in SOURCES if s.name == "hackernews")
+    monkeypatch.setattr(type(source), "snapshot_dir", property(lambda self: tmp_path / "nothing-recorded"))
+    result = dg.materialize([broken, *discovery_assets[1:2], opportunities],
+                            resources={"warehouse": WarehouseResource(url=warehouse.url),
+                                       "discovery": DiscoveryResource(mode="snapshot")})
+    assert result.success
+    meta = _metadata(result, "raw/hackernews")
+    assert meta["status"] == "failed" and "no snapshot" in meta["message"]
+    check = next(e for e in result.get_asset_check_evaluations() if e.asset_key == broken.key)
+    assert not check.passed
+    assert warehouse.count("core.opportunities") > 0  # the other source still landed
+    fetch_problem = warehouse.read("quarantine.records", "WHERE stage = 'fetch'")
+    assert fetch_problem["source"].tolist() == ["hackernews"]
+
+
+def test_live_mode_without_credentials_skips_with_a_message(warehouse: Warehouse, monkeypatch):
+    reddit = next(a for a in discovery_assets if a.key.path[-1] == "reddit")
+    source = next(s for s in SOURCES if s.name == "reddit")
+    monkeypatch.setattr(source, "env", {})
+    result = dg.materialize([reddit], resources={"warehouse": WarehouseResource(url=warehouse.url),
+                                                 "discovery": DiscoveryResource(mode="live")})
+    assert result.success
+    meta = _metadata(result, "raw/reddit")
+    assert meta["status"] == "skipped"
+    assert "REDDIT_CLIENT_ID" in meta["message"] and "REDDIT_CLIENT_SECRET" in meta["message"]
+    assert warehouse.count("raw.records") == 0
+
+
+@pytest.mark.parametrize("weights", [{"revenue_weight": 0.9}])
+def test_scoring_config_is_validated(warehouse: Warehouse, weights):
+    _materialize(warehouse.url)
+    with pytest.raises(Exception, match="sum to 1"):
+        dg.materialize([scored_opportunities], resources={"warehouse": WarehouseResource(url=warehouse.url)},
+                       run_config={"ops": {"scored_opportunities": {"config": weights}}},
+                       selection=[scored_opportunities])
