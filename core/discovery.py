@@ -90,6 +90,11 @@ def discover(source: Source, warehouse: Warehouse, mode: str, run_id: str | None
         problems.append(Problem("fetch", error.url, error.reason, error.body))
         log.error(json.dumps({"event": "source_failed", "source": source.name, "reason": error.reason,
                               "url": error.url, "run_id": run_id}))
+    except ValueError as error:
+        # A bad setting (page size, query) for this source: its failure, not the run's.
+        result.status = "failed"
+        result.message = f"configuration error: {error}"
+        log.error(json.dumps({"event": "source_misconfigured", "source": source.name, "error": str(error)}))
     finally:
         result.requests = client.requests_made
         client.close()
