@@ -1,10 +1,8 @@
 """Warehouse tables owned by ventureloop. Portable DDL: the same text runs on DuckDB and PostgreSQL.
 
-Other domains (the ledger) register their own DDL with `register`; `ensure_schema` creates all
-of it idempotently, so every entry point (assets, CLI, tests) can call it first.
+`ensure_schema` creates all of it idempotently, so every entry point (assets, CLI, tests) calls it
+first.
 """
-
-from collections.abc import Sequence
 
 from core.warehouse import Warehouse
 
@@ -163,6 +161,22 @@ LEDGER_DDL: list[str] = [
         created_at TIMESTAMPTZ NOT NULL,
         UNIQUE (scope, scope_key, period, currency)
     )""",
+    # Budget limits are versioned, never updated: ledger.budgets.limit_minor is the limit a budget
+    # was created with; the current limit is its latest version here (ledger.budget_current).
+    """CREATE TABLE IF NOT EXISTS ledger.budget_limits (
+        budget_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        limit_minor BIGINT NOT NULL,
+        changed_at TIMESTAMPTZ NOT NULL,
+        changed_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (budget_id, version)
+    )""",
+    """CREATE OR REPLACE VIEW ledger.budget_current AS
+    SELECT b.budget_id, b.scope, b.scope_key, b.period, b.currency, l.limit_minor, l.version,
+           l.changed_at, l.changed_by
+    FROM ledger.budgets b JOIN ledger.budget_limits l ON l.budget_id = b.budget_id
+    WHERE l.version = (SELECT max(m.version) FROM ledger.budget_limits m WHERE m.budget_id = b.budget_id)""",
     """CREATE TABLE IF NOT EXISTS audit.events (
         seq BIGINT PRIMARY KEY,
         event_id TEXT NOT NULL UNIQUE,
@@ -174,15 +188,9 @@ LEDGER_DDL: list[str] = [
     )""",
 ]
 
-_REGISTERED: list[str] = DISCOVERY_DDL + LEDGER_DDL
-
-
-def register(statements: Sequence[str]) -> None:
-    for statement in statements:
-        if statement not in _REGISTERED:
-            _REGISTERED.append(statement)
+ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL
 
 
 def ensure_schema(warehouse: Warehouse) -> None:
-    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in SCHEMAS] + _REGISTERED
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in SCHEMAS] + ALL_DDL
     warehouse.execute_script(statements)

@@ -157,12 +157,19 @@ class Warehouse:
                 try:
                     conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
                 finally:
-                    conn.unregister("_incoming")
+                    _unregister(conn, "_incoming")
             else:
                 _run(conn, f"DROP TABLE IF EXISTS {table}", None)
                 _run(conn, f"CREATE TABLE {table} ({_column_types(frame)})", None)
                 if not frame.empty:
                     _copy_into(conn, table, frame)
+
+
+def _unregister(conn: Any, name: str) -> None:
+    # After a failed statement DuckDB refuses everything but ROLLBACK; the statement's own error
+    # is the one worth raising, not "transaction is aborted" from this cleanup.
+    with contextlib.suppress(Exception):
+        conn.unregister(name)
 
 
 def _is_duckdb(conn: Any) -> bool:
@@ -220,7 +227,7 @@ def append_frame(conn: Any, backend: str, table: str, frame: pd.DataFrame) -> in
         try:
             conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming")
         finally:
-            conn.unregister("_incoming")
+            _unregister(conn, "_incoming")
     else:
         _copy_into(conn, table, frame)
     return len(frame)
@@ -238,7 +245,7 @@ def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, ke
                 f"ON CONFLICT DO NOTHING RETURNING {keys}"
             ).df()
         finally:
-            conn.unregister("_incoming")
+            _unregister(conn, "_incoming")
     else:
         staging = f"_incoming_{os.getpid()}"
         cur = conn.cursor()
