@@ -17,7 +17,10 @@ discovery_app = typer.Typer(help="Discovery sources and their recorded snapshots
 quarantine_app = typer.Typer(help="Records that could not be used, and replaying them.", no_args_is_help=True)
 app.add_typer(instance_app, name="instance")
 app.add_typer(discovery_app, name="discovery")
+ledger_app = typer.Typer(help="The double-entry ledger: imports, review, budgets, verification.",
+                         no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(ledger_app, name="ledger")
 
 
 def dagster_home() -> Path:
@@ -173,6 +176,97 @@ def quarantine_replay(source: str = typer.Option(None, help="Only this source.")
                f"not replayable {report.not_replayable}")
     for line in report.reasons[:20]:
         typer.echo(f"  {line}")
+
+
+@ledger_app.command("import")
+def ledger_import(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                                       help="Stripe CSV export, Stripe API JSON/JSONL, or generic CSV."),
+                  show: int = typer.Option(20, help="Show at most this many per-row messages per file.")) -> None:
+    """Book payment files: prints what was booked, skipped as a duplicate, held, or quarantined."""
+    from core.imports import import_file
+
+    warehouse = _warehouse()
+    failed = False
+    for path in paths:
+        report = import_file(warehouse, path)
+        typer.echo(report.summary())
+        for status in ("held", "quarantined"):
+            for message in report.messages(status)[:show]:
+                typer.echo(f"  {message}")
+        failed |= bool(report.error)
+    if failed:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("review")
+def ledger_review(
+    release: str = typer.Option(None, help="Book this held transaction."),
+    reject: str = typer.Option(None, help="Void this held transaction."),
+    by: str = typer.Option(os.environ.get("USER", ""), help="Who decides (audited)."),
+    note: str = typer.Option("", help="Why (audited; required to release or reject)."),
+    all_holds: bool = typer.Option(False, "--all", help="Also show decided holds."),
+) -> None:
+    """List holds for review, or release / reject one: explicit, audited decisions."""
+    from tabulate import tabulate
+
+    from core import review
+
+    warehouse = _warehouse()
+    if release and reject:
+        raise typer.BadParameter("give --release or --reject, not both")
+    if release or reject:
+        try:
+            decision = (review.release if release else review.reject)(warehouse, release or reject, by, note)
+        except ValueError as error:
+            typer.echo(f"refused: {error}", err=True)
+            raise typer.Exit(1) from error
+        typer.echo(f"{decision.hold_id}: {decision.decision} by {decision.decided_by}"
+                   + (f", booked as {decision.transaction_id}" if decision.transaction_id else ""))
+        return
+    holds = review.list_holds(warehouse, include_decided=all_holds)
+    if not holds:
+        typer.echo("no holds to review")
+        return
+    typer.echo(tabulate([[h.hold_id, h.status, h.amounts, h.experiment_id, h.reason, h.expires_at] for h in holds],
+                        headers=["hold", "status", "amount", "experiment", "reason", "expires"],
+                        maxcolwidths=[36, 9, 14, 18, 60, 25]))
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check the audit hash chain and every ledger invariant; name the first broken record."""
+    from core.ledger import verify
+
+    report = verify(_warehouse())
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("budgets")
+def ledger_budgets() -> None:
+    """Every budget with its spend in the current window."""
+    from tabulate import tabulate
+
+    from core.budgets import utilization
+
+    table = utilization(_warehouse())
+    typer.echo(tabulate(table.drop(columns=["budget_id"]).values.tolist(),
+                        headers=[c for c in table.columns if c != "budget_id"]) if len(table) else "no budgets")
+
+
+@ledger_app.command("balances")
+def ledger_balances(prefix: str = typer.Option(None, help="Only accounts starting with this, e.g. revenue:")) -> None:
+    """Balance per account and currency, in minor units and formatted."""
+    from tabulate import tabulate
+
+    from core.ledger import balances
+    from core.money import format_minor
+
+    table = balances(_warehouse(), prefix=prefix)
+    rows = [[r.account_id, r.currency, r.balance_minor, format_minor(int(r.balance_minor), r.currency)]
+            for r in table.itertuples()]
+    typer.echo(tabulate(rows, headers=["account", "currency", "minor units", "amount"]) if rows else "empty ledger")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -7,13 +7,21 @@ import dagster as dg
 
 from assets.checks import every_source_has_opportunities, opportunities_pass_quality_suite, scores_within_unit_interval
 from assets.discovery import discovery_assets
+from assets.ledger import budgets, fx_rates, ledger_entries, ledger_verifies
 from assets.opportunities import opportunities, opportunity_features, scored_opportunities
 from orchestration.resources import resources
+from orchestration.sensors import build_inbox_sensor
 
 discovery_job = dg.define_asset_job(
     "discovery_job",
     selection=dg.AssetSelection.groups("discovery", "opportunities"),
     description="Fetch every enabled source, then normalize, deduplicate, featurize and score.",
+)
+
+ledger_import_job = dg.define_asset_job(
+    "ledger_import_job",
+    selection=dg.AssetSelection.assets(ledger_entries).downstream(),
+    description="Book what arrived (inbox files or simulated payments), then rebuild the ledger marts.",
 )
 
 hourly_discovery = dg.ScheduleDefinition(
@@ -36,10 +44,13 @@ def _executor() -> dg.ExecutorDefinition:
 
 
 defs = dg.Definitions(
-    assets=[*discovery_assets, opportunities, opportunity_features, scored_opportunities],
-    asset_checks=[opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval],
-    jobs=[discovery_job],
+    assets=[*discovery_assets, opportunities, opportunity_features, scored_opportunities,
+            fx_rates, budgets, ledger_entries],
+    asset_checks=[opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval,
+                  ledger_verifies],
+    jobs=[discovery_job, ledger_import_job],
     schedules=[hourly_discovery],
+    sensors=[build_inbox_sensor(ledger_import_job)],
     resources=resources(),
     executor=_executor(),
 )

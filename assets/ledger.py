@@ -1,0 +1,143 @@
+"""The ledger's writers: FX rates, budgets, and ledger entries (payment imports and simulated
+outcomes). Every write goes through core/ and is audited there; these assets only choose what to
+write and describe it."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.resources import WarehouseResource, warehouse_pool
+
+
+@dg.asset(
+    group_name="ledger",
+    kinds={"python"},
+    pool=warehouse_pool(),
+    description="ECB euro reference rates: the bundled snapshot, or today's rates from the ECB when "
+                "FX_RATES_SOURCE=ecb. A (date, currency) once stored is never overwritten.",
+)
+def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from core import fx
+    from core.schema import ensure_schema
+
+    client = warehouse.client()
+    ensure_schema(client)
+    source = os.environ.get("FX_RATES_SOURCE", "bundled")
+    if source not in ("bundled", "ecb"):
+        raise dg.Failure(f"FX_RATES_SOURCE={source!r}: use bundled (offline snapshot) or ecb (live daily rates)")
+    frame = fx.bundled_rates() if source == "bundled" else fx.fetch_ecb_daily()
+    stored = fx.store_rates(client, frame)
+    context.log.info(f"{stored} new rates from {source}")
+    return dg.MaterializeResult(metadata={
+        "source": source, "new_rates": stored, "rates_in_file": len(frame),
+        "currencies": dg.MetadataValue.json(sorted(frame["currency"].unique().tolist())),
+        "last_rate_date": str(max(frame["rate_date"])) if len(frame) else "none",
+    })
+
+
+@dg.asset(
+    group_name="ledger",
+    kinds={"python"},
+    pool=warehouse_pool(),
+    description="Spend limits from core/config/budgets.yaml (VENTURELOOP_BUDGETS_FILE): global, category "
+                "and experiment budgets per hour, day and month; each change is versioned and audited.",
+)
+def budgets(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from core import budget_config
+    from core.budgets import utilization
+    from core.schema import ensure_schema
+
+    client = warehouse.client()
+    ensure_schema(client)
+    path = budget_config.budgets_file()
+    applied = budget_config.apply(client, path)
+    table = utilization(client)
+    return dg.MaterializeResult(metadata={
+        "file": str(path), "budgets": len(applied),
+        "utilization": dg.MetadataValue.md(table.drop(columns=["budget_id"]).to_markdown(index=False)),
+    })
+
+
+def inbox_dir() -> Path:
+    from core.warehouse import default_home
+
+    return Path(os.environ.get("VENTURELOOP_INBOX") or default_home() / "inbox")
+
+
+class LedgerEntriesConfig(dg.Config):
+    """What to book in this run. The inbox sensor sets `inbox_files`; simulated payments stand in
+    for real outcomes until the market simulator arrives (OUTCOMES_SOURCE=simulator, the default)."""
+
+    inbox_files: list[str] = []
+    simulate_payments: bool = os.environ.get("OUTCOMES_SOURCE", "simulator") == "simulator"
+    simulation_seed: int = 7
+    simulated_days: int = 7
+
+
+@dg.asset(
+    group_name="ledger",
+    kinds={"python"},
+    pool=warehouse_pool(),
+    deps=[fx_rates, budgets],
+    description="Transactions and postings: inbox files (Stripe exports and API dumps, the generic CSV) "
+                "and simulated Stripe payments, through fraud review; bad rows are quarantined.",
+)
+def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfig,
+                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from datetime import UTC, datetime, timedelta
+
+    from core.imports import import_file, import_objects
+    from core.ledger import expire_holds
+    from core.schema import ensure_schema
+    from core.simulated_payments import simulate_balance_transactions
+
+    client = warehouse.client()
+    ensure_schema(client)
+    now = datetime.now(UTC)
+    expired = expire_holds(client, now)
+    reports = []
+    for name in config.inbox_files:
+        path = Path(name)
+        report = import_file(client, path, run_id=context.run.run_id)
+        context.log.info(f"{path.name}: {report.summary()}")
+        reports.append(report)
+        archive(path)
+    if config.simulate_payments:
+        for back in range(config.simulated_days, 0, -1):
+            day = (now - timedelta(days=back)).date()
+            objects = simulate_balance_transactions(config.simulation_seed, day)
+            reports.append(import_objects(client, objects, origin=f"simulator:{config.simulation_seed}:{day}",
+                                          run_id=context.run.run_id))
+    totals = {field: sum(getattr(r, field) for r in reports) for field in ("booked", "duplicates", "held",
+                                                                           "quarantined")}
+    return dg.MaterializeResult(metadata={
+        **totals, "expired_holds": len(expired), "files": len(config.inbox_files),
+        "reports": dg.MetadataValue.md("\n".join(f"- {r.summary()}" for r in reports) or "nothing to book"),
+        "transactions_total": client.count("ledger.transactions"),
+    })
+
+
+@dg.asset_check(asset=ledger_entries, blocking=True,
+                description="The audit hash chain is intact and every transaction balances per currency.")
+def ledger_verifies(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from core.ledger import verify
+
+    report = verify(warehouse.client())
+    return dg.AssetCheckResult(passed=report.ok, description=report.summary(),
+                               metadata={"audit_events": report.events, "transactions": report.transactions,
+                                         "postings": report.postings, "problems": len(report.problems)})
+
+
+def archive(path: Path) -> Path:
+    """Move an imported file to inbox/archive/<UTC day>/ under a name that cannot collide."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    if not path.exists():
+        return path
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    target = path.parent / "archive" / datetime.now(UTC).strftime("%Y-%m-%d") / f"{digest}-{path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path.replace(target)
+    return target

@@ -1,0 +1,154 @@
+"""Fraud rules during imports and the review flow (list, release, reject, expiry) on both backends."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core import ledger
+from core.imports import import_bytes, import_objects
+from core.ledger import HoldError, HoldExpired, Posting, TransactionRequest
+from core.review import ReviewError, list_holds, reject, release
+from core.warehouse import Warehouse
+
+# Holds expire relative to the wall clock the ledger uses for decisions, so the tests live in "now".
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def charge(txn_id: str, amount: int, *, days_ago: float = 0, currency: str = "usd", experiment: str = "exp-1",
+           customer: str | None = None, kind: str = "charge") -> dict:
+    fee = (amount * 29 + 500) // 1000 + 30 if kind == "charge" else 0
+    created = int((NOW - timedelta(days=days_ago)).timestamp())
+    metadata = {"experiment_id": experiment, "customer_country": "US"}
+    if customer:
+        metadata["customer_id"] = customer
+    return {"id": txn_id, "object": "balance_transaction", "amount": amount, "available_on": created, "created": created,
+            "currency": currency, "description": None, "exchange_rate": None, "fee": fee, "fee_details": [],
+            "net": amount - fee, "reporting_category": kind, "source": f"ch_{txn_id}", "status": "available",
+            "type": kind, "metadata": metadata}
+
+
+def history(warehouse: Warehouse, n: int = 6, amount: int = 2_900, prefix: str = "h", **kwargs) -> None:
+    report = import_objects(warehouse, [charge(f"txn_{prefix}{i}", amount, days_ago=10 + i, **kwargs)
+                                        for i in range(n)])
+    assert report.booked == n
+
+
+def booked_keys(warehouse: Warehouse) -> set[str]:
+    return set(warehouse.read("ledger.transactions")["idempotency_key"])
+
+
+def test_an_outlier_is_held_listed_released_and_then_booked(warehouse: Warehouse):
+    history(warehouse)
+    report = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1), charge("txn_ok", 3_900)])
+    assert (report.booked, report.held) == (1, 1)
+    assert "stripe:txn_big" not in booked_keys(warehouse)
+    [view] = list_holds(warehouse)
+    assert (view.status, view.idempotency_key, view.amounts, view.experiment_id, view.kind, view.source) == (
+        "pending", "stripe:txn_big", "5000.00 USD", "exp-1", "revenue", "stripe")
+    assert view.reason == ("amount_outlier: 5000.00 USD is 172.4x the median 29.00 USD of 6 previous stripe revenue "
+                           "amounts in USD (limit 10x)")
+    assert NOW + timedelta(days=14) <= view.expires_at <= datetime.now(UTC) + timedelta(days=14)  # hold_days
+    assert report.messages("held") == [f"objects#0: held: held for review as hold {view.hold_id}: {view.reason}"]
+
+    decision = release(warehouse, view.hold_id, "alice@example.com", "enterprise licence, confirmed by phone")
+    assert decision.decision == "posted" and decision.transaction_id
+    stored = ledger.get_transaction(warehouse, decision.transaction_id)
+    assert stored["idempotency_key"] == "stripe:txn_big"
+    assert stored["postings"][-1] == ["revenue:experiment:exp-1", "USD", -500_000]
+    assert list_holds(warehouse) == []
+    [decided] = list_holds(warehouse, include_decided=True)
+    assert (decided.status, decided.decided_by, decided.note, decided.transaction_id) == (
+        "released", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)
+
+    # The decision is audited in the same chain the ledger verifies.
+    events = warehouse.query("SELECT event_type, payload FROM audit.events ORDER BY seq")
+    decided_events = [json.loads(p) for t, p in zip(events.event_type, events.payload) if t == ledger.HOLD_DECIDED]
+    assert [(e["hold_id"], e["decision"], e["decided_by"], e["note"], e["transaction_id"]) for e in decided_events] == [
+        (view.hold_id, "posted", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)]
+    assert ledger.HOLD_CREATED in set(events.event_type)
+    assert ledger.verify(warehouse).ok
+
+    # Re-importing the record after release is a duplicate of the booked transaction.
+    again = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1)])
+    assert (again.booked, again.duplicates, again.held) == (0, 1, 0)
+    with pytest.raises(HoldError, match="already posted by alice@example.com"):
+        reject(warehouse, view.hold_id, "bob", "too late")
+
+
+def test_a_rejected_hold_is_never_booked_not_even_by_reimporting(warehouse: Warehouse):
+    history(warehouse)
+    import_objects(warehouse, [charge("txn_big", 500_000)])
+    [view] = list_holds(warehouse)
+    decision = reject(warehouse, view.hold_id, "bob@example.com", "card testing pattern")
+    assert decision.decision == "voided" and decision.transaction_id is None
+    again = import_objects(warehouse, [charge("txn_big", 500_000)])
+    assert (again.booked, again.duplicates, again.held) == (0, 1, 0)
+    assert again.rows[0].message == f"stripe:txn_big is already held as hold {view.hold_id} (voided)"
+    changed = import_objects(warehouse, [charge("txn_big", 400_000)])
+    assert changed.quarantined == 1 and "amount 500000 USD, now 400000 USD" in changed.rows[0].message
+    assert "stripe:txn_big" not in booked_keys(warehouse)
+    [decided] = list_holds(warehouse, include_decided=True)
+    assert (decided.status, decided.decided_by, decided.note) == ("rejected", "bob@example.com", "card testing pattern")
+    assert ledger.verify(warehouse).ok
+
+
+def test_expired_holds_are_shown_as_expired_and_cannot_be_released(warehouse: Warehouse):
+    history(warehouse)
+    import_objects(warehouse, [charge("txn_big", 500_000)], now=NOW - timedelta(days=20))
+    [view] = list_holds(warehouse)
+    assert view.status == "expired" and view.expires_at < NOW
+    assert [v.status for v in list_holds(warehouse, now=NOW - timedelta(days=19))] == ["pending"]
+    with pytest.raises(HoldExpired, match="was not posted"):
+        release(warehouse, view.hold_id, "alice", "looks fine")
+    [decided] = list_holds(warehouse, include_decided=True)
+    assert (decided.status, decided.transaction_id) == ("expired", None)
+    assert list_holds(warehouse) == []
+    assert "stripe:txn_big" not in booked_keys(warehouse)
+
+
+def test_a_velocity_burst_from_one_customer_is_held(warehouse: Warehouse):
+    base = NOW - timedelta(hours=1)
+    rows = ["event_id,occurred_at,kind,amount,currency,experiment_id,counterparty"] + [
+        f"shop-{i},{(base + timedelta(minutes=i)).isoformat()},revenue,9.00,USD,exp-shop,mallory@example.com"
+        for i in range(5)]
+    report = import_bytes(warehouse, ("\n".join(rows) + "\n").encode(), name="burst.csv")
+    assert [row.status for row in report.rows] == ["booked"] * 3 + ["held"] * 2
+    assert {v.reason for v in list_holds(warehouse)} == {
+        "velocity: 4 revenue events for customer mallory@example.com within 10 minutes (limit 3)",
+        "velocity: 5 revenue events for customer mallory@example.com within 10 minutes (limit 3)"}
+
+
+def test_currency_mismatch_and_refund_ratio_hold_new_revenue(warehouse: Warehouse):
+    history(warehouse, 4)
+    report = import_objects(warehouse, [charge("txn_eur", 2_900, currency="eur"), charge("txn_usd", 2_900)])
+    assert [row.status for row in report.rows] == ["held", "booked"]
+    assert list_holds(warehouse)[0].reason == \
+        "currency_mismatch: exp-1 has received only USD in 4 previous revenue events, never EUR"
+
+    history(warehouse, 10, 1_000, prefix="r-h", experiment="exp-r")
+    refunds = [charge(f"txn_r{i}", -1_000, days_ago=0.5, experiment="exp-r", kind="refund") for i in range(4)]
+    report = import_objects(warehouse, [*refunds, charge("txn_after", 1_000, experiment="exp-r")])
+    assert [row.status for row in report.rows] == ["booked"] * 4 + ["held"]
+    held = [v for v in list_holds(warehouse) if v.idempotency_key == "stripe:txn_after"]
+    assert held[0].reason.startswith("refund_ratio: refunds are 40% of charges for exp-r in USD")
+
+
+def test_review_decisions_must_be_explicit(warehouse: Warehouse):
+    history(warehouse)
+    import_objects(warehouse, [charge("txn_big", 500_000)])
+    [view] = list_holds(warehouse)
+    with pytest.raises(ReviewError, match="needs a note"):
+        release(warehouse, view.hold_id, "alice", "  ")
+    with pytest.raises(ReviewError, match="say who decides"):
+        reject(warehouse, view.hold_id, "", "no")
+    with pytest.raises(ReviewError, match="does not exist"):
+        release(warehouse, "no-such-hold", "alice", "ok")
+    reservation = ledger.hold(warehouse, TransactionRequest(
+        "budget:reserve-1", "spend", "ad reservation", NOW,
+        [Posting("expenses:ads:google", "USD", 100), Posting("assets:cash:bank:usd", "USD", -100)]),
+        reason="reserve", expires_at=NOW + timedelta(days=1), kind="reservation")
+    with pytest.raises(ReviewError, match="is a 'reservation' hold, not a fraud review"):
+        reject(warehouse, reservation.hold_id, "alice", "not mine")
+    assert [v.hold_id for v in list_holds(warehouse)] == [view.hold_id]
+    assert warehouse.count("ledger.hold_decisions") == 0

@@ -1,0 +1,77 @@
+"""The ledger's Dagster side: assets, the verification check and the inbox sensor, on both backends."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from assets.ledger import budgets, fx_rates, ledger_entries, ledger_verifies
+from core.warehouse import Warehouse
+from orchestration.resources import WarehouseResource
+from orchestration.sensors import build_inbox_sensor, inbox_files
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
+LEDGER = [fx_rates, budgets, ledger_entries, ledger_verifies]
+
+
+def _entries_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key == ledger_entries.key:
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError("ledger_entries was not materialized")
+
+
+def test_simulated_payments_book_once_and_the_ledger_verifies(warehouse: Warehouse):
+    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    config = {"ops": {"ledger_entries": {"config": {"simulate_payments": True, "simulated_days": 2}}}}
+    first = dg.materialize(LEDGER, resources=resources, run_config=config)
+    assert first.success
+    booked = _entries_metadata(first)
+    assert booked["booked"] > 0 and booked["quarantined"] == 0
+    assert all(e.passed for e in first.get_asset_check_evaluations())
+    assert warehouse.count("ledger.fx_rates") > 0 and warehouse.count("ledger.budgets") == 4
+
+    again = dg.materialize(LEDGER, resources=resources, run_config=config)
+    replay = _entries_metadata(again)
+    assert replay["booked"] == 0
+    assert replay["duplicates"] == booked["booked"] + booked["held"]
+    assert warehouse.count("ledger.budget_limits") == 4  # re-applying the same budgets changes nothing
+
+
+def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehouse, tmp_path, monkeypatch):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("VENTURELOOP_INBOX", str(inbox))
+    shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
+    (inbox / "still-downloading.csv.part").write_text("id,Type\n")
+    assert [p.name for p in inbox_files(inbox)] == ["stripe_export.csv"]
+
+    job = dg.define_asset_job("ledger_import_job", selection=[ledger_entries])
+    defs = dg.Definitions(assets=[fx_rates, budgets, ledger_entries], jobs=[job],
+                          sensors=[build_inbox_sensor(job)],
+                          resources={"warehouse": WarehouseResource(url=warehouse.url)})
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with dg.instance_for_test() as instance:
+        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert len(first.run_requests) == 1
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+        assert again.run_requests == []  # the cursor remembers the drop
+
+        request = first.run_requests[0]
+        result = defs.resolve_job_def("ledger_import_job").execute_in_process(
+            run_config=request.run_config, instance=instance, tags=request.tags)
+        assert result.success
+        assert _entries_metadata(result)["booked"] == 7
+        assert not (inbox / "stripe_export.csv").exists()
+        assert len(list((inbox / "archive").rglob("*stripe_export.csv"))) == 1
+
+        # The same content dropped again is a new drop: imported, books nothing, archived.
+        shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
+        third = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs))
+        assert len(third.run_requests) == 1
+        rerun = defs.resolve_job_def("ledger_import_job").execute_in_process(
+            run_config=third.run_requests[0].run_config, instance=instance)
+        assert _entries_metadata(rerun)["booked"] == 0
+        assert _entries_metadata(rerun)["duplicates"] == 7
+    assert warehouse.count("ledger.transactions") == 7
