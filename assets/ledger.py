@@ -23,7 +23,7 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
 
     client = warehouse.client()
     ensure_schema(client)
-    source = os.environ.get("FX_RATES_SOURCE", "bundled")
+    source = os.environ.get("FX_RATES_SOURCE") or "bundled"
     if source not in ("bundled", "ecb"):
         raise dg.Failure(f"FX_RATES_SOURCE={source!r}: use bundled (offline snapshot) or ecb (live daily rates)")
     frame = fx.bundled_rates() if source == "bundled" else fx.fetch_ecb_daily()
@@ -65,12 +65,17 @@ def inbox_dir() -> Path:
     return Path(os.environ.get("VENTURELOOP_INBOX") or default_home() / "inbox")
 
 
+OUTCOMES_SOURCE = os.environ.get("OUTCOMES_SOURCE") or "simulator"
+
+
 class LedgerEntriesConfig(dg.Config):
-    """What to book in this run. The inbox sensor sets `inbox_files`; simulated payments stand in
-    for real outcomes until the market simulator arrives (OUTCOMES_SOURCE=simulator, the default)."""
+    """What to book in this run. The inbox sensor sets `inbox_files`. OUTCOMES_SOURCE picks the
+    default for scheduled runs: `simulator` (seeded Stripe-shaped payments, until the market
+    simulator arrives), `stripe` (the Stripe API with STRIPE_API_KEY), or `none`."""
 
     inbox_files: list[str] = []
-    simulate_payments: bool = os.environ.get("OUTCOMES_SOURCE", "simulator") == "simulator"
+    simulate_payments: bool = OUTCOMES_SOURCE == "simulator"
+    pull_stripe_api: bool = OUTCOMES_SOURCE == "stripe"
     simulation_seed: int = 7
     simulated_days: int = 7
 
@@ -103,6 +108,13 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
         context.log.info(f"{path.name}: {report.summary()}")
         reports.append(report)
         archive(path)
+    if config.pull_stripe_api:
+        from core.imports import import_stripe_api
+
+        # Only the last week: older balance transactions are already booked (idempotency keys).
+        since = int((now - timedelta(days=7)).timestamp())
+        reports.append(import_stripe_api(client, dg.EnvVar("STRIPE_API_KEY").get_value(), created_gte=since,
+                                         run_id=context.run.run_id))
     if config.simulate_payments:
         for back in range(config.simulated_days, 0, -1):
             day = (now - timedelta(days=back)).date()

@@ -5,7 +5,6 @@ missing credentials, comes back as a `DiscoveryResult` rather than an exception.
 
 import json
 import logging
-import os
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -20,16 +19,6 @@ from core.sources.base import Problem, Source
 from core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
-
-MODES = ("snapshot", "live")
-
-
-def discovery_mode(env: dict[str, str] | None = None) -> str:
-    mode = (env if env is not None else os.environ).get("DISCOVERY_MODE", "snapshot").strip().lower()
-    if mode not in MODES:
-        raise ValueError(f"DISCOVERY_MODE={mode!r} is not one of {MODES}")
-    return mode
-
 
 @dataclass
 class DiscoveryResult:

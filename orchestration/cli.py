@@ -198,6 +198,27 @@ def ledger_import(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=
         raise typer.Exit(1)
 
 
+@ledger_app.command("import-stripe")
+def ledger_import_stripe(days: int = typer.Option(30, help="Balance transactions created in the last N days.")) -> None:
+    """Book balance transactions from the Stripe API (STRIPE_API_KEY); re-running books nothing twice."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.imports import import_stripe_api
+    from core.imports.stripe import StripeAPIError
+
+    since = int((datetime.now(UTC) - timedelta(days=days)).timestamp())
+    try:
+        report = import_stripe_api(_warehouse(), created_gte=since)
+    except StripeAPIError as error:
+        if error.report is not None:
+            typer.echo(error.report.summary())
+        typer.echo(f"stopped: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(report.summary())
+    for message in report.messages("held") + report.messages("quarantined"):
+        typer.echo(f"  {message}")
+
+
 @ledger_app.command("review")
 def ledger_review(
     release: str = typer.Option(None, help="Book this held transaction."),

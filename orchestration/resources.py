@@ -3,6 +3,7 @@
 import os
 
 import dagster as dg
+import pydantic
 
 from core.warehouse import Warehouse, default_warehouse_url
 
@@ -22,6 +23,13 @@ class DiscoveryResource(dg.ConfigurableResource):
 
     mode: str = "snapshot"
 
+    @pydantic.field_validator("mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        if mode not in ("snapshot", "live"):
+            raise ValueError(f"DISCOVERY_MODE={mode!r}: use snapshot (recorded responses) or live (the APIs)")
+        return mode
+
 
 def warehouse_url() -> str:
     return default_warehouse_url()
@@ -35,5 +43,5 @@ def warehouse_pool() -> str:
 def resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(url=warehouse_url()),
-        "discovery": DiscoveryResource(mode=os.environ.get("DISCOVERY_MODE", "snapshot")),
+        "discovery": DiscoveryResource(mode=os.environ.get("DISCOVERY_MODE") or "snapshot"),
     }
