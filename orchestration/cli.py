@@ -277,14 +277,14 @@ def ledger_budgets() -> None:
 
 
 @ledger_app.command("balances")
-def ledger_balances(prefix: str = typer.Option(None, help="Only accounts starting with this, e.g. revenue:")) -> None:
+def ledger_balances(prefix: str = typer.Option(None, help="Only this account and those under it, e.g. revenue or expenses:ads")) -> None:
     """Balance per account and currency, in minor units and formatted."""
     from tabulate import tabulate
 
     from core.ledger import balances
     from core.money import format_minor
 
-    table = balances(_warehouse(), prefix=prefix)
+    table = balances(_warehouse(), prefix=prefix.rstrip(":") if prefix else None)
     rows = [[r.account_id, r.currency, r.balance_minor, format_minor(int(r.balance_minor), r.currency)]
             for r in table.itertuples()]
     typer.echo(tabulate(rows, headers=["account", "currency", "minor units", "amount"]) if rows else "empty ledger")

@@ -93,3 +93,27 @@ def test_webserver_shows_assets_and_checks(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_ledger_commands_import_review_and_verify(tmp_path):
+    env = _env(tmp_path)
+    fixtures = ROOT / "tests" / "fixtures" / "imports"
+    vl = str(BIN / "ventureloop")
+    out = _run([vl, "ledger", "import", str(fixtures / "stripe_export.csv"), str(fixtures / "generic_events_bad.csv")],
+               env).stdout
+    assert "7 booked" in out and "2 booked" in out
+    assert "generic_events_bad.csv:5" in out and "unknown currency 'XYZ'" in out  # file:line and why
+    again = _run([vl, "ledger", "import", str(fixtures / "stripe_export.csv")], env).stdout
+    assert "0 booked, 7 duplicates" in again
+    assert "no holds to review" in _run([vl, "ledger", "review"], env).stdout
+    assert "ledger verified" in _run([vl, "ledger", "verify"], env).stdout
+    assert "revenue:" in _run([vl, "ledger", "balances", "--prefix", "revenue:"], env).stdout
+
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")) as conn:
+        conn.execute("UPDATE ledger.postings SET amount_minor = amount_minor + 1 WHERE line = 1 "
+                     "AND transaction_id = (SELECT min(transaction_id) FROM ledger.transactions)")
+    broken = subprocess.run([vl, "ledger", "verify"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert broken.returncode == 1
+    assert "BROKEN" in broken.stdout
