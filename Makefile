@@ -16,7 +16,9 @@ $(BIN)/dagster: pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) .tools/bin/uv sync --frozen --python $(PYTHON) --quiet
 	@touch $@
 
+# The dbt manifest the code location reads; parsed here once so no two processes race to parse it.
 env: $(BIN)/dagster
+	@$(BIN)/python -c "import assets.dbt" || (echo "dbt parse failed: run 'cd dbt_project && ../$(BIN)/dbt parse --profiles-dir .'" && exit 1)
 
 demo: env
 	$(BIN)/ventureloop demo

@@ -94,6 +94,24 @@ def _print_summary(warehouse: Warehouse, metadata: dict[str, dict]) -> None:
         top["title"] = top["title"].str.slice(0, 60)
         typer.echo("\nTop 10 opportunities (one per near-duplicate cluster; seen_in = sources in the cluster)")
         typer.echo(tabulate(top.values.tolist(), headers=list(top.columns), floatfmt=".3f"))
+    entries = metadata.get("ledger_entries")
+    if entries:
+        typer.echo(f"\nLedger: {entries['booked']} transactions booked, {entries['duplicates']} duplicates, "
+                   f"{entries['held']} held for review, {entries['quarantined']} quarantined")
+    if warehouse.table_exists("analytics.revenue_summary"):
+        summary = warehouse.query("SELECT experiment_id, total_revenue_cents, total_cost_cents, net_profit_cents, "
+                                  "event_count FROM analytics.revenue_summary ORDER BY net_profit_cents DESC")
+        rows = [[r.experiment_id, _usd(r.total_revenue_cents), _usd(r.total_cost_cents), _usd(r.net_profit_cents),
+                 r.event_count] for r in summary.itertuples()]
+        typer.echo("\nRevenue summary (dbt mart analytics.revenue_summary, USD)")
+        typer.echo(tabulate(rows, headers=["experiment", "revenue", "cost", "net profit", "events"],
+                            colalign=("left", "right", "right", "right", "right")))
+
+
+def _usd(cents) -> str:
+    from core.money import format_minor
+
+    return format_minor(int(cents), "USD")
 
 
 @discovery_app.command("list")

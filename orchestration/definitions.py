@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from assets.checks import every_source_has_opportunities, opportunities_pass_quality_suite, scores_within_unit_interval
+from assets.dbt import ledger_dbt_assets
 from assets.discovery import discovery_assets
 from assets.ledger import budgets, fx_rates, ledger_entries, ledger_verifies
 from assets.opportunities import opportunities, opportunity_features, scored_opportunities
@@ -20,7 +21,7 @@ discovery_job = dg.define_asset_job(
 
 ledger_import_job = dg.define_asset_job(
     "ledger_import_job",
-    selection=dg.AssetSelection.assets(ledger_entries).downstream(),
+    selection=dg.AssetSelection.assets(ledger_entries) | dg.AssetSelection.groups("ledger_marts"),
     description="Book what arrived (inbox files or simulated payments), then rebuild the ledger marts.",
 )
 
@@ -45,7 +46,7 @@ def _executor() -> dg.ExecutorDefinition:
 
 defs = dg.Definitions(
     assets=[*discovery_assets, opportunities, opportunity_features, scored_opportunities,
-            fx_rates, budgets, ledger_entries],
+            fx_rates, budgets, ledger_entries, ledger_dbt_assets],
     asset_checks=[opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval,
                   ledger_verifies],
     jobs=[discovery_job, ledger_import_job],

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from core.dbt_env import dbt_env_for
+from core.warehouse import WarehouseError
+
+
+def test_duckdb_url_gives_the_duckdb_target_and_an_absolute_file():
+    assert dbt_env_for("duckdb:////data/w.duckdb") == {"DBT_TARGET": "duckdb", "VENTURELOOP_WAREHOUSE_PATH": "/data/w.duckdb"}
+    # dbt runs inside dbt_project/: a relative path is resolved where the caller stands.
+    assert dbt_env_for("duckdb:///rel/w.duckdb")["VENTURELOOP_WAREHOUSE_PATH"] == str(Path("rel/w.duckdb").resolve())
+
+
+def test_postgres_url_gives_the_pg_variables_decoded_and_defaulted():
+    assert dbt_env_for("postgresql+psycopg://ann:p%40ss@db.internal:6543/ledger") == {
+        "DBT_TARGET": "postgres", "PGHOST": "db.internal", "PGPORT": "6543", "PGUSER": "ann",
+        "PGPASSWORD": "p@ss", "PGDATABASE": "ledger"}
+    assert dbt_env_for("postgresql://localhost/vl") == {
+        "DBT_TARGET": "postgres", "PGHOST": "localhost", "PGPORT": "5432", "PGUSER": "postgres",
+        "PGPASSWORD": "", "PGDATABASE": "vl"}
+
+
+def test_urls_dbt_cannot_use_are_clear_errors():
+    with pytest.raises(WarehouseError, match="in-memory DuckDB"):
+        dbt_env_for("duckdb:///:memory:")
+    with pytest.raises(WarehouseError, match="use duckdb:///path or postgresql"):
+        dbt_env_for("mysql://h/db")
+
+
+def test_the_dbt_currency_seed_is_core_money_exponents():
+    # dbt converts with the seed, the ledger validates with core.money: a code in one and not the
+    # other would be booked and then fail (or silently skew) every reporting-currency mart.
+    import csv
+
+    from core.money import CURRENCY_EXPONENTS
+
+    seed = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds" / "currencies.csv"
+    with seed.open() as rows:
+        assert {row["code"]: int(row["exponent"]) for row in csv.DictReader(rows)} == CURRENCY_EXPONENTS
