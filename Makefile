@@ -23,8 +23,10 @@ env: $(BIN)/dagster
 demo: env
 	$(BIN)/ventureloop demo
 
+# Two workers: the suite waits on dbt, PostgreSQL and subprocesses more than on one core.
+PYTEST_WORKERS ?= 2
 test: env
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 dev: env
 	$(BIN)/ventureloop instance init
