@@ -23,6 +23,16 @@ def text(payload: Mapping[str, Any], field_name: str) -> str:
     return value
 
 
+def optional_object(payload: Mapping[str, Any], field_name: str) -> Mapping[str, Any]:
+    """A nested object that may be absent ({}), but if present must be an object."""
+    value = payload.get(field_name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRecord(f"field {field_name!r} should be an object, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
 def optional_text(payload: Mapping[str, Any], field_name: str) -> str:
     """An optional string: absent or null is ''; any other type is BadRecord."""
     value = payload.get(field_name)

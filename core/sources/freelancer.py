@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from core.http import RateLimit, SourceClient
-from core.sources._fields import positive_int
+from core.sources._fields import optional_object, positive_int
 from core.sources.base import BadRecord, Normalized, Page, Problem, Source, count, items_from, parse_json, \
     require, timestamp
 
@@ -75,7 +75,7 @@ class Freelancer(Source):
             raise BadRecord("field 'title' is empty")
         if not seo_url:
             raise BadRecord("field 'seo_url' is empty")
-        bid_stats = _object(payload, "bid_stats")
+        bid_stats = optional_object(payload, "bid_stats")
         lines = [description.strip(), "", _budget_line(payload)]
         average = bid_stats.get("bid_avg")
         bids = count(bid_stats, "bid_count")
@@ -112,7 +112,7 @@ def _status_problem(url: str, body: Any, raw: bytes) -> Problem | None:
 
 def _budget_line(payload: Mapping[str, Any]) -> str:
     """'Budget: $250–750 USD fixed' or 'Budget: $15–25 USD per hour', as the poster set it."""
-    budget = _object(payload, "budget")
+    budget = optional_object(payload, "budget")
     low, high = budget.get("minimum"), budget.get("maximum")
     for field_name, value in (("budget.minimum", low), ("budget.maximum", high)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
@@ -131,7 +131,7 @@ def _budget_line(payload: Mapping[str, Any]) -> str:
 
 
 def _currency(payload: Mapping[str, Any]) -> tuple[str, str]:
-    currency = _object(payload, "currency")
+    currency = optional_object(payload, "currency")
     sign, code = currency.get("sign"), currency.get("code")
     return (sign if isinstance(sign, str) else ""), (code if isinstance(code, str) else "")
 
@@ -139,11 +139,3 @@ def _currency(payload: Mapping[str, Any]) -> tuple[str, str]:
 def _amount(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
-
-def _object(payload: Mapping[str, Any], field_name: str) -> Mapping[str, Any]:
-    value = payload.get(field_name)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise BadRecord(f"field {field_name!r} should be an object, got {type(value).__name__} {value!r:.60}")
-    return value

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.http import RateLimit, SourceClient
-from core.sources._fields import positive_int
+from core.sources._fields import optional_object, positive_int
 from core.sources.base import BadRecord, Normalized, Page, Problem, Source, count, items_from, parse_json, \
     require, timestamp
 
@@ -88,8 +88,8 @@ class XRecentSearch(Source):
         post_id = require(payload, "id", str)
         text = require(payload, "text", str)
         created_at = timestamp(require(payload, "created_at", str), "created_at")
-        metrics = _object(payload, "public_metrics")
-        urls = _object(payload, "entities").get("urls") or []
+        metrics = optional_object(payload, "public_metrics")
+        urls = optional_object(payload, "entities").get("urls") or []
         if not isinstance(urls, list):
             raise BadRecord(f"field 'entities.urls' should be a list, got {type(urls).__name__}")
         urls = [u for u in urls if isinstance(u, Mapping)]
@@ -131,14 +131,6 @@ def _title(text: str) -> str:
     first_line = next((line for line in lines if line), "")
     return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1].rstrip() + "…"
 
-
-def _object(payload: Mapping[str, Any], field_name: str) -> Mapping[str, Any]:
-    value = payload.get(field_name)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise BadRecord(f"field {field_name!r} should be an object, got {type(value).__name__} {value!r:.60}")
-    return value
 
 
 def _users_by_id(includes: Any) -> dict[str, dict[str, Any]]:
