@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.warehouse import Warehouse, _run, append_frame
+from core.warehouse import Warehouse, _run, append_rows
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key for the chain; any fixed 64-bit number works, this is "vloop-au".
@@ -61,6 +60,8 @@ def canonical_json(value: Any) -> str:
 
 def utc_iso(value: Any) -> str:
     """One text form for a timestamp, whichever driver returned it (datetime or pandas)."""
+    if type(value) is datetime and value.tzinfo is not None:  # the common case, without pandas
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     elif not isinstance(value, datetime):
@@ -105,20 +106,48 @@ def append_events(conn: Any, backend: str, events: Sequence[tuple[str, dict[str,
     if not events:
         return []
     recorded_at = recorded_at or datetime.now(UTC)
-    stamp = utc_iso(recorded_at)
+    stamp = utc_iso(recorded_at)  # refuses a naive time
+    recorded_at = recorded_at.astimezone(UTC)
     head = _run(conn, "SELECT seq, hash FROM audit.events ORDER BY seq DESC LIMIT 1", None).fetchone()
     seq, prev = (int(head[0]), head[1]) if head else (0, GENESIS_HASH)
+    first = seq + 1
+    stamp_json = canonical_json(stamp)
+    type_json: dict[str, str] = {}
     rows = []
-    for event_type, payload in events:
+    for event_type, payload, event_id in zip((e[0] for e in events), (e[1] for e in events),
+                                             _uuid4_strings(len(events))):
         seq += 1
-        event_id = str(uuid.uuid4())
-        digest = record_hash(prev, seq, event_id, event_type, payload, stamp)
-        rows.append((seq, event_id, event_type, canonical_json(payload), prev, digest))
+        payload_json = canonical_json(payload)
+        if event_type not in type_json:
+            type_json[event_type] = canonical_json(event_type)
+        # The envelope's canonical JSON (record_hash's), written out: its keys in sorted order, each
+        # value encoded as canonical_json encodes it, the payload encoded once for hash and row.
+        envelope = (f'{{"event_id":"{event_id}","event_type":{type_json[event_type]},"payload":{payload_json},'
+                    f'"recorded_at":{stamp_json},"seq":{seq}}}')
+        digest = hashlib.sha256(prev.encode("ascii") + envelope.encode("utf-8")).hexdigest()
+        rows.append((seq, event_id, event_type, payload_json, prev, digest, recorded_at))
         prev = digest
-    frame = pd.DataFrame(rows, columns=["seq", "event_id", "event_type", "payload", "prev_hash", "hash"])
-    frame["recorded_at"] = pd.Timestamp(recorded_at).tz_convert(UTC)
-    append_frame(conn, backend, "audit.events", frame)
-    return [row[0] for row in rows]
+    append_rows(conn, backend, "audit.events", _EVENT_COLUMNS, rows)
+    return list(range(first, seq + 1))
+
+
+_EVENT_COLUMNS = ("seq", "event_id", "event_type", "payload", "prev_hash", "hash", "recorded_at")
+
+
+def _uuid4_strings(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as text, as str(uuid.uuid4()) gives them, from one read of
+    os.urandom: uuid.uuid4() builds a UUID object per call, which shows in a batch of thousands."""
+    raw = os.urandom(16 * count)
+    out = []
+    for start in range(0, 16 * count, 16):
+        value = int.from_bytes(raw[start:start + 16], "big")
+        # RFC 4122 variant (10xx in bits 64-65 from the right end of the clock_seq) and version 4,
+        # exactly as uuid.UUID(bytes=..., version=4) sets them.
+        value = (value & ~(0xC000 << 48)) | (0x8000 << 48)
+        value = (value & ~(0xF000 << 64)) | (4 << 76)
+        h = f"{value:032x}"
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def read_events(conn: Any) -> list[tuple[Any, ...]]:

@@ -1,5 +1,7 @@
 """Features per opportunity, vectorized over the whole table: type, capability match, revenue
-signals parsed from text, engagement and its velocity, age. Plain pandas; no row loops."""
+signals parsed from text, engagement and its velocity, age. Plain pandas, plus
+core.text_patterns for the keyword and amount patterns (the same `re` results, without one
+regex pass per pattern over every text)."""
 
 import os
 import re
@@ -12,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+
+from core.text_patterns import contains_each, search
 
 CONFIG_DIR = Path(__file__).parent / "config"
 TYPES = ("saas", "api", "freelance_gig", "affiliate", "content", "marketplace", "open_source_tool", "other")
@@ -83,11 +87,27 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 def classify(text: pd.Series, family: pd.Series) -> pd.Series:
-    lowered = text.str.lower()
-    conditions = [lowered.str.contains(pattern, regex=True) for _, pattern in TYPE_RULES]
-    by_text = np.select(conditions, [name for name, _ in TYPE_RULES], default="other")
+    return _classify(contains_each(_lowered(text).tolist(), _type_patterns()), family)
+
+
+def _classify(hits: dict[str, np.ndarray], family: pd.Series) -> pd.Series:
+    by_text = np.select([hits[f"type:{name}"] for name, _ in TYPE_RULES], [name for name, _ in TYPE_RULES],
+                        default="other")
     by_family = family.map(FAMILY_TYPES)
-    return by_family.fillna(pd.Series(by_text, index=text.index)).astype(str)
+    return by_family.fillna(pd.Series(by_text, index=family.index)).astype(str)
+
+
+def _lowered(text: pd.Series) -> pd.Series:
+    return text.str.lower()
+
+
+def _type_patterns() -> dict[str, str]:
+    return {f"type:{name}": pattern for name, pattern in TYPE_RULES}
+
+
+def _capability_patterns(profile: "CapabilityProfile") -> dict[str, str]:
+    return {f"capability:{name}": r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b"
+            for name, keywords in profile.catalogue.items()}
 
 
 def _amount_cents(number: pd.Series, suffix: pd.Series) -> pd.Series:
@@ -107,20 +127,39 @@ def revenue_signals(text: pd.Series) -> pd.DataFrame:
     """Per row: the strongest revenue signal in the text and its amount in USD cents per month.
     Stated MRR beats ARR/12 beats a monthly amount said to be income beats a freelance budget
     beats a price (which is not revenue yet). Only dollar amounts are read."""
-    lowered = text.str.lower()
+    lowered = _lowered(text)
+    texts = lowered.tolist()
+    return _revenue_signals(lowered, texts, contains_each(texts, {"income": INCOME_WORDS})["income"])
+
+
+def _extract(lowered: pd.Series, texts: list[str], pattern: str) -> pd.DataFrame:
+    """`lowered.str.extract(pattern)`: one column per group, NaN where the text does not match."""
+    matches = search(texts, pattern)
+    groups = re.compile(pattern).groups
+    columns = [np.full(len(texts), None, dtype=object) for _ in range(groups)]
+    for i, match in enumerate(matches):
+        if match is not None:
+            for g, value in enumerate(match.groups()):
+                columns[g][i] = value
+    return pd.DataFrame({g: pd.Series(c, index=lowered.index, dtype=lowered.dtype) for g, c in enumerate(columns)},
+                        index=lowered.index)
+
+
+def _revenue_signals(lowered: pd.Series, texts: list[str], income: np.ndarray) -> pd.DataFrame:
+    index = lowered.index
     found: dict[str, pd.Series] = {}
     for kind, patterns in REVENUE_PATTERNS.items():
-        amount = pd.Series(np.nan, index=text.index)
+        amount = pd.Series(np.nan, index=index)
         for pattern in patterns:
-            parts = lowered.str.extract(pattern)
+            parts = _extract(lowered, texts, pattern)
             cents = _amount_cents(parts[0], parts[1])
             if kind == "budget":  # a range: the buyer's upper bound
                 upper = _amount_cents(parts[2], parts[3])
                 cents = upper.where(upper.notna(), cents)
             amount = amount.fillna(cents)
         found[kind] = amount
-    income = lowered.str.contains(INCOME_WORDS, regex=True)
-    priced = lowered.str.contains(PRICE_WORDS, regex=True)
+    income = pd.Series(income, index=index)
+    priced = pd.Series([m is not None for m in search(texts, PRICE_WORDS)], index=index, dtype=bool)
     income = income & ~priced | ~priced & (found["monthly"] >= PRICE_CEILING_CENTS)
     earned = found["monthly"].where(income)
     price = found["price"].fillna(found["monthly"].where(~income))
@@ -128,15 +167,15 @@ def revenue_signals(text: pd.Series) -> pd.DataFrame:
     kind = np.select([found["mrr"].notna() | found["arr"].notna() | earned.notna(), found["budget"].notna(),
                       price.notna()], ["stated_revenue", "budget", "price"], default="none")
     return pd.DataFrame({"revenue_signal": kind, "stated_monthly_cents": monthly, "price_cents": price},
-                        index=text.index)
+                        index=index)
 
 
 def capability_match(text: pd.Series, types: pd.Series, profile: CapabilityProfile) -> pd.DataFrame:
-    lowered = text.str.lower()
-    detected = pd.DataFrame({
-        name: lowered.str.contains(r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b", regex=True)
-        for name, keywords in profile.catalogue.items()
-    }, index=text.index)
+    return _capability_match(contains_each(_lowered(text).tolist(), _capability_patterns(profile)), types, profile)
+
+
+def _capability_match(hits: dict[str, np.ndarray], types: pd.Series, profile: CapabilityProfile) -> pd.DataFrame:
+    detected = pd.DataFrame({name: hits[f"capability:{name}"] for name in profile.catalogue}, index=types.index)
     for type_name, needs in profile.baseline.items():
         for capability in needs:
             detected.loc[types == type_name, capability] = True
@@ -148,10 +187,20 @@ def capability_match(text: pd.Series, types: pd.Series, profile: CapabilityProfi
     match = np.where(required_count > 0, matched_count / np.maximum(required_count, 1),
                      profile.score_when_nothing_required)
     return pd.DataFrame({
-        "required_capabilities": [",".join(names[row]) for row in matrix],
-        "matched_capabilities": [",".join(names[row & have]) for row in matrix],
+        "required_capabilities": _joined_names(matrix, names),
+        "matched_capabilities": _joined_names(matrix & have, names),
         "required_count": required_count, "matched_count": matched_count, "capability_match": match,
-    }, index=text.index)
+    }, index=types.index)
+
+
+def _joined_names(matrix: np.ndarray, names: np.ndarray) -> list[str]:
+    """",".join(names[row]) per row; rows share a few distinct combinations, so join each once."""
+    if matrix.shape[1] > 62:
+        return [",".join(names[row]) for row in matrix]
+    codes = matrix.astype(np.int64) @ (np.int64(1) << np.arange(matrix.shape[1], dtype=np.int64))
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    joined = np.array([",".join(names[matrix[i]]) for i in first], dtype=object)
+    return joined[inverse.reshape(-1)].tolist()
 
 
 def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: CapabilityProfile,
@@ -159,9 +208,13 @@ def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: Capabi
     """One row per opportunity with everything the score needs and a human can read."""
     frame = opportunities.reset_index(drop=True)
     text = frame["title"].fillna("") + "\n" + frame["body"].fillna("")
-    types = classify(text, frame["family"])
-    signals = revenue_signals(text)
-    capabilities = capability_match(text, types, profile)
+    lowered = _lowered(text)
+    texts = lowered.tolist()
+    # Every keyword pattern (types, capabilities, income words) in one pass over the texts.
+    hits = contains_each(texts, {**_type_patterns(), **_capability_patterns(profile), "income": INCOME_WORDS})
+    types = _classify(hits, frame["family"])
+    signals = _revenue_signals(lowered, texts, hits["income"])
+    capabilities = _capability_match(hits, types, profile)
 
     defaults = pd.DataFrame(assumptions.by_type).T
     default_revenue = types.map(defaults["monthly_revenue_cents"]).astype(float)

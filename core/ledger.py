@@ -11,12 +11,14 @@ Rules (TigerBeetle and Formance style), each enforced here and re-checked by `ve
 See docs/ledger.md for the chart of accounts and the conventions.
 """
 
+import contextlib
+import gc
 import hashlib
 import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -28,7 +30,8 @@ from core.audit import (Problem, append_events, canonical_json, decoded_events, 
                         verify_chain, write_transaction)
 from core.money import MoneyError, check_minor, format_minor
 from core.tax import TaxCalculator, TaxError, check_country, tax_postings
-from core.warehouse import Warehouse, _run, append_frame, insert_new_rows, query_frame
+from core.warehouse import (Warehouse, _run, append_frame, append_rows, finish_pending, insert_new_rows,
+                            query_frame)
 
 ACCOUNT_TYPES = {"assets": "asset", "liabilities": "liability", "equity": "equity", "revenue": "revenue",
                  "expenses": "expense"}
@@ -74,6 +77,7 @@ def account_type(account: str) -> str:
     return ACCOUNT_TYPES[segments[0]]
 
 
+@lru_cache(maxsize=65536)
 def account_experiment(account: str) -> str | None:
     """The experiment an account belongs to (revenue:experiment:<id>, expenses:ads:experiment:<id>)."""
     segments = account.split(":")
@@ -156,11 +160,20 @@ def _check_request(request: TransactionRequest) -> None:
     if not isinstance(request.metadata, Mapping) or not all(isinstance(k, str) for k in request.metadata):
         raise LedgerError(f"transaction {key!r}: metadata must be a mapping with string keys")
     try:
-        if request.metadata:
+        if request.metadata and not _flat_plain(request.metadata):
             canonical_json(dict(request.metadata))
     except ValueError as error:
         raise LedgerError(f"transaction {key!r}: metadata {error}") from None
     _check_postings(request)
+
+
+_PLAIN_TYPES = (str, int, bool, type(None))
+
+
+def _flat_plain(metadata: Mapping[str, Any]) -> bool:
+    """True when every value is a str, int, bool or None: such metadata is always valid JSON, so
+    the encoding that would prove it can be skipped (the usual case: ids, types, countries)."""
+    return all(type(value) in _PLAIN_TYPES for value in metadata.values())
 
 
 def _check_postings(request: TransactionRequest) -> None:
@@ -322,6 +335,7 @@ def _select_in(conn: Any, backend: str, sql: str, column: str, values: Sequence[
         return []
     if backend == "postgres":
         return _run(conn, sql.format(match=f"{column} = ANY(%s)"), [list(values)]).fetchall()
+    finish_pending(conn)
     conn.register("_vl_values", pd.DataFrame({"v": list(values)}))
     try:
         return _run(conn, sql.format(match=f"{column} IN (SELECT v FROM _vl_values)"), None).fetchall()
@@ -398,33 +412,45 @@ def _check_reversals(conn: Any, backend: str, new: list[Prepared]) -> None:
                               f"(same accounts and currencies, negated amounts); use reverse()")
 
 
+_TX_INSERT = ("transaction_id", "idempotency_key", "content_hash", "kind", "description", "experiment_id", "source",
+              "external_ref", "occurred_at", "recorded_at", "reverses_transaction_id", "metadata")
+_POSTING_INSERT = ("posting_id", "transaction_id", "line", "account_id", "currency", "amount_minor", "experiment_id",
+                   "occurred_at", "recorded_at")
+
+
+def _open_accounts(conn: Any, backend: str, accounts: Mapping[str, str], opened_at: datetime) -> None:
+    """Open the accounts not in ledger.accounts yet. Only the missing ones are sent, and
+    ON CONFLICT DO NOTHING (insert_new_rows) stays the guard against a concurrent opener."""
+    known = {row[0] for row in _select_in(conn, backend, "SELECT account_id FROM ledger.accounts WHERE {match}",
+                                          "account_id", list(accounts))}
+    missing = [account for account in accounts if account not in known]
+    if missing:
+        insert_new_rows(conn, backend, "ledger.accounts", pd.DataFrame(
+            {"account_id": missing, "account_type": [accounts[a] for a in missing],
+             "opened_at": pd.Timestamp(opened_at).tz_convert(UTC)}), ["account_id"])
+
+
 def _insert(conn: Any, backend: str, new: list[Prepared], recorded_at: datetime) -> None:
     if not new:
         return
+    recorded_at = recorded_at.astimezone(UTC)
     transactions, postings, accounts = [], [], {}
     for p in new:
         r, tid = p.request, p.transaction_id
         occurred = r.occurred_at.astimezone(UTC)
-        transactions.append((tid, r.idempotency_key, p.content_hash, r.kind, r.description, r.experiment_id,
-                             r.source, r.external_ref, occurred, r.reverses_transaction_id,
+        experiment = r.experiment_id
+        transactions.append((tid, r.idempotency_key, p.content_hash, r.kind, r.description, experiment,
+                             r.source, r.external_ref, occurred, recorded_at, r.reverses_transaction_id,
                              canonical_json(p.content["metadata"]) if r.metadata else "{}"))
         for line, posting in enumerate(r.postings, start=1):
-            accounts.setdefault(posting.account, account_type(posting.account))
-            postings.append((f"{tid}/{line}", tid, line, posting.account, posting.currency, posting.amount_minor,
-                             r.experiment_id or account_experiment(posting.account), occurred))
-    stamp = pd.Timestamp(recorded_at).tz_convert(UTC)
-    insert_new_rows(conn, backend, "ledger.accounts", pd.DataFrame(
-        {"account_id": list(accounts), "account_type": list(accounts.values()), "opened_at": stamp}), ["account_id"])
-    tx_frame = pd.DataFrame(transactions, columns=[
-        "transaction_id", "idempotency_key", "content_hash", "kind", "description", "experiment_id", "source",
-        "external_ref", "occurred_at", "reverses_transaction_id", "metadata"]).assign(recorded_at=stamp)
-    posting_frame = pd.DataFrame(postings, columns=[
-        "posting_id", "transaction_id", "line", "account_id", "currency", "amount_minor", "experiment_id",
-        "occurred_at"]).assign(recorded_at=stamp)
-    for frame in (tx_frame, posting_frame):
-        frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
-    append_frame(conn, backend, "ledger.transactions", tx_frame)
-    append_frame(conn, backend, "ledger.postings", posting_frame)
+            account = posting.account
+            if account not in accounts:
+                accounts[account] = account_type(account)
+            postings.append((f"{tid}/{line}", tid, line, account, posting.currency, posting.amount_minor,
+                             experiment or account_experiment(account), occurred, recorded_at))
+    _open_accounts(conn, backend, accounts, recorded_at)
+    append_rows(conn, backend, "ledger.transactions", _TX_INSERT, transactions)
+    append_rows(conn, backend, "ledger.postings", _POSTING_INSERT, postings)
     append_events(conn, backend, [(TRANSACTION_BOOKED, {
         "transaction_id": p.transaction_id, "idempotency_key": p.key, "content_hash": p.content_hash,
         "reverses_transaction_id": p.request.reverses_transaction_id}) for p in new], recorded_at)
@@ -458,6 +484,31 @@ def _book_prepared(conn: Any, backend: str, prepared: Sequence[Prepared],
     return results
 
 
+# Below this many transactions a batch allocates too little for the collector to matter.
+_GC_PAUSE_MIN_BATCH = 256
+
+
+@contextlib.contextmanager
+def _gc_paused(size: int) -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large batch is validated, hashed and written.
+
+    A batch of 10,000 transactions allocates hundreds of thousands of small containers (requests,
+    contents, rows, audit payloads) that all stay alive until it is written, so the collector runs
+    again and again, each full pass scanning every live object of the process, and frees nothing:
+    measured, about a quarter of book_many's time. Reference counting still frees everything as
+    usual; only garbage cycles wait for the first collection after the batch. The previous state is
+    restored, so nesting (book_many -> book_prepared) and a caller that keeps the collector off
+    are respected."""
+    if size < _GC_PAUSE_MIN_BATCH or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def book_prepared(warehouse: Warehouse, prepared: list[Prepared], before_insert: BeforeInsert | None = None
                   ) -> list[BookingResult]:
     """Book prepared transactions in one write transaction. `before_insert(conn, backend, new)` runs
@@ -467,7 +518,8 @@ def book_prepared(warehouse: Warehouse, prepared: list[Prepared], before_insert:
         with write_transaction(warehouse) as conn:
             return _book_prepared(conn, warehouse.backend, prepared, before_insert)
 
-    return _retrying_unique(attempt)
+    with _gc_paused(len(prepared)):
+        return _retrying_unique(attempt)
 
 
 def book(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None) -> BookingResult:
@@ -481,15 +533,17 @@ def book_many(warehouse: Warehouse, requests: Iterable[TransactionRequest], *,
 
     Any invalid request fails the whole batch before anything is written (LedgerError names its
     position and key); use prepare() per record first to quarantine bad input instead."""
+    requests = list(requests)
     prepared = []
-    for position, request in enumerate(requests):
-        try:
-            prepared.append(prepare(request, tax))
-        except LedgerError as error:
-            raise LedgerError(f"batch item {position}: {error}") from None
-    if not prepared:
-        return []
-    return book_prepared(warehouse, prepared)
+    with _gc_paused(len(requests)):
+        for position, request in enumerate(requests):
+            try:
+                prepared.append(prepare(request, tax))
+            except LedgerError as error:
+                raise LedgerError(f"batch item {position}: {error}") from None
+        if not prepared:
+            return []
+        return book_prepared(warehouse, prepared)
 
 
 def reverse(warehouse: Warehouse, transaction_id: str, idempotency_key: str, reason: str, *,

@@ -1,10 +1,11 @@
 """Near-duplicates: the same launch posted to HN, Reddit and Product Hunt in different words.
 
-MinHash signatures (datasketch) over a token set of the normalized title plus the site's host,
-banded for LSH. The band buckets and signatures are persisted in the warehouse, so each run only
-hashes its new opportunities and looks them up in the index: incremental, and shared by every
-process that can reach the warehouse. Near-duplicates are clustered (same cluster_id), never
-dropped: a cluster is one opportunity seen in several places, which is itself a signal.
+MinHash signatures (datasketch's, computed in bulk) over a token set of the normalized title plus
+the site's host, banded for LSH. The band buckets and signatures are persisted in the warehouse,
+so each run only hashes its new opportunities and looks them up in the index: incremental, and
+shared by every process that can reach the warehouse. Near-duplicates are clustered (same
+cluster_id), never dropped: a cluster is one opportunity seen in several places, which is itself
+a signal.
 
 Threshold: an estimated Jaccard similarity of at least 0.5 between token sets. Measured on the
 labelled pairs in tests/fixtures/near_duplicate_pairs.csv (see benchmarks/near_duplicates.py).
@@ -12,14 +13,17 @@ labelled pairs in tests/fixtures/near_duplicate_pairs.csv (see benchmarks/near_d
 
 import base64
 import hashlib
-from collections.abc import Iterable, Sequence
+import itertools
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
 
-from core.fingerprints import normalized_title
-from core.warehouse import append_frame, query_frame, stage_frame
+from core.fingerprints import canonical_url, normalized_title
+from core.warehouse import _run, append_frame, query_frame, stage_frame
 
 THRESHOLD = 0.5
 # Sites whose URLs name the post, not the product: the same URL there is not evidence of sameness.
@@ -32,6 +36,15 @@ STOPWORDS = frozenset(
     "a an and the for of to in on with your you my our i we is are it this that at by from as "
     "show hn ask launch launched launching new now just built made introducing meet".split()
 )
+_HOST = r"^https://([^/]+)"
+KEY_CHARS = 16  # a bucket key: blake2b-64 of one band of a signature, in hex
+# Token sets hashed per block: bounds the (tokens x permutations) matrix to ~40 MB.
+_BLOCK_ROWS = 10_000
+_MAX_CACHED_TOKENS = 1_000_000
+# Candidate pairs scored per block (each compares two 64-value signatures).
+_PAIR_BLOCK = 500_000
+# Batch rows looked up in the persisted index per query.
+_LOOKUP_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class LSHParams:
     rows: int
 
 
+@cache
 def lsh_params(threshold: float = THRESHOLD, num_perm: int = NUM_PERM) -> LSHParams:
     from datasketch.lsh import _optimal_param  # the same optimisation MinHashLSH uses
 
@@ -55,22 +69,69 @@ def tokens(title: str, host: str) -> set[str]:
     return found
 
 
-def signatures(token_sets: Sequence[set[str]], num_perm: int = NUM_PERM) -> np.ndarray:
-    """One row of `num_perm` uint32 hash values per token set."""
+# -- MinHash, in bulk ---------------------------------------------------------------------------
+# datasketch's MinHash (scheme affine32, sha1_hash32) made one object per token set and cost
+# ~30 us a set; a million sets took longer than everything else in the pipeline together. The
+# same arithmetic over a whole block of sets at once gives identical values (tests/unit/
+# test_near_duplicates.py compares them with MinHash.bulk), so persisted signatures stay valid.
+
+@cache
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     from datasketch import MinHash
 
-    if not token_sets:
-        return np.zeros((0, num_perm), dtype=np.uint32)
-    hashed = MinHash.bulk([[t.encode() for t in ts] for ts in token_sets], num_perm=num_perm, seed=SEED)
-    return np.vstack([m.hashvalues.astype(np.uint32) for m in hashed])
+    a, b = MinHash(num_perm=num_perm, seed=SEED).permutations
+    return a.astype(np.uint32), b.astype(np.uint32)
 
 
-def band_keys(signature_rows: np.ndarray, params: LSHParams) -> list[list[str]]:
-    keys = []
-    for row in signature_rows:
-        keys.append([hashlib.blake2b(row[b * params.rows:(b + 1) * params.rows].tobytes(), digest_size=8).hexdigest()
-                     for b in range(params.bands)])
-    return keys
+def _sha1_32(token: str) -> int:
+    return int.from_bytes(hashlib.sha1(token.encode()).digest()[:4], "little")
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer, which datasketch applies to every token hash before permuting."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def signatures(token_sets: Iterable[set[str]], num_perm: int = NUM_PERM) -> np.ndarray:
+    """One row of `num_perm` uint32 hash values per token set: MinHash(num_perm, seed=SEED)."""
+    a, b = _permutations(num_perm)
+    blocks = []
+    hashed: dict[str, int] = {}  # a word recurs across titles: hash it once
+    sets = iter(token_sets)
+    while block := list(itertools.islice(sets, _BLOCK_ROWS)):  # token sets are made block by block
+        out = np.full((len(block), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)  # an empty set's
+        counts = np.fromiter((len(ts) for ts in block), dtype=np.int64, count=len(block))
+        flat = np.fromiter((hashed[t] if t in hashed else hashed.setdefault(t, _sha1_32(t))
+                            for ts in block for t in ts), dtype=np.uint32, count=int(counts.sum()))
+        if len(flat):
+            permuted = _fmix32(flat)[:, None] * a + b  # uint32 arithmetic wraps: the affine map mod 2^32
+            filled = np.flatnonzero(counts)
+            starts = (np.cumsum(counts) - counts)[filled]
+            out[filled] = np.minimum.reduceat(permuted, starts, axis=0)
+        blocks.append(out)
+        if len(hashed) > _MAX_CACHED_TOKENS:
+            hashed.clear()
+    return np.vstack(blocks) if blocks else np.zeros((0, num_perm), dtype=np.uint32)
+
+
+def band_keys(signature_rows: np.ndarray, params: LSHParams) -> list[str]:
+    """Per row, its bucket key in every band, concatenated: `params.bands` keys of KEY_CHARS hex
+    characters each (blake2b-64 of the band's values, little-endian uint32). One string a row
+    rather than a list keeps a million rows' keys in ~250 MB instead of ~3 GB."""
+    data = np.ascontiguousarray(signature_rows, dtype="<u4").tobytes()
+    row_bytes, band_bytes = 4 * signature_rows.shape[1] if len(signature_rows) else 0, 4 * params.rows
+    blake2b = hashlib.blake2b
+    return ["".join([blake2b(data[o:o + band_bytes], digest_size=8).hexdigest()
+                     for o in range(start, start + params.bands * band_bytes, band_bytes)])
+            for start in range(0, len(data), row_bytes)] if row_bytes else []
+
+
+def _band_column(keys: pd.Series, band: int) -> pd.Series:
+    return keys.str.slice(band * KEY_CHARS, (band + 1) * KEY_CHARS)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,56 +146,202 @@ def decode(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<u4")
 
 
+def host_of(canonical: str) -> str:
+    found = re.match(_HOST, canonical)
+    return found.group(1) if found else ""
+
+
+def are_near_duplicates(title_a: str, url_a: str, title_b: str, url_b: str, threshold: float = THRESHOLD) -> bool:
+    """Whether `assign_clusters` would put b in a's cluster if a were already indexed: the same
+    product URL outside aggregator sites, or a shared LSH bucket and an estimated Jaccard
+    similarity of at least `threshold`."""
+    canonical_a, canonical_b = canonical_url(url_a), canonical_url(url_b)
+    host_a, host_b = host_of(canonical_a), host_of(canonical_b)
+    if canonical_a == canonical_b and host_a not in AGGREGATOR_HOSTS:
+        return True
+    params = lsh_params(threshold)
+    sigs = signatures([tokens(title_a, host_a), tokens(title_b, host_b)])
+    key_a, key_b = band_keys(sigs, params)
+    shares_bucket = any(key_a[i:i + KEY_CHARS] == key_b[i:i + KEY_CHARS] for i in range(0, len(key_a), KEY_CHARS))
+    return shares_bucket and similarity(sigs[0], sigs[1]) >= threshold
+
+
+# -- clustering ---------------------------------------------------------------------------------
+
 def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     """Give each new opportunity (opportunity_id, title, canonical_url, created_at) a cluster_id and
     its best match, looking in the persisted index and in earlier rows of the same batch.
-    Returns the batch with cluster_id, near_duplicate_of and similarity columns, plus the index
-    rows to persist (see `persist`)."""
+
+    A row's best match: an opportunity with the same product URL (outside aggregator sites; the
+    indexed one first, else the earliest in the batch), else the most similar candidate sharing an
+    LSH bucket with it: among equally similar ones, the first met in band order, indexed candidates
+    before earlier batch rows. It joins the match's cluster at or above `threshold`.
+    Returns the batch (by created_at) with cluster_id, near_duplicate_of and similarity, plus the
+    `signature` and `band_keys` columns that `persist` writes to the index."""
     params = lsh_params(threshold)
     batch = batch.sort_values("created_at", kind="stable").reset_index(drop=True)
-    hosts = batch["canonical_url"].str.extract(r"^https://([^/]+)", expand=False).fillna("")
-    sigs = signatures([tokens(t, h) for t, h in zip(batch["title"], hosts, strict=True)])
-    keys = band_keys(sigs, params)
+    n = len(batch)
+    hosts = batch["canonical_url"].str.extract(_HOST, expand=False).fillna("")
+    sigs = signatures(_token_sets(batch["title"], hosts))
+    keys = pd.Series(band_keys(sigs, params), index=batch.index, dtype="str")
+    encoded = [encode(s) for s in sigs]
+    ids = batch["opportunity_id"].astype(str).to_numpy(dtype=object)
 
-    existing = _candidates(conn, backend, keys)
+    best = _Best(n, sigs.shape[1], threshold)
+    indexed_ids, indexed_clusters = _offer_indexed(conn, backend, keys, sigs, params, best)
+    _offer_batch(keys, sigs, encoded, params, best)
+
     same_url = _same_url(conn, backend, batch, hosts)
+    urls = batch["canonical_url"].to_numpy(dtype=object)
+    own_site = ~hosts.isin(AGGREGATOR_HOSTS).to_numpy()
+    first_with_url = pd.Series(np.arange(n)).where(own_site).groupby(urls).transform("min").to_numpy()
     cluster_ids, matches, scores = [], [], []
-    local: dict[tuple[int, str], list[int]] = {}
-    first_with_url: dict[str, int] = {}
-    for i, row_keys in enumerate(keys):
-        best_id, best_cluster, best_score = None, None, 0.0
-        url = batch.at[i, "canonical_url"]
-        # One product URL, different titles ("InvoiceBolt – Get paid on time"): the same launch.
-        if url in same_url:
-            best_id, best_cluster, best_score = *same_url[url], 1.0
-        elif url in first_with_url:
-            j = first_with_url[url]
-            best_id, best_cluster, best_score = batch.at[j, "opportunity_id"], cluster_ids[j], 1.0
-        if hosts[i] not in AGGREGATOR_HOSTS:
-            first_with_url.setdefault(url, i)
-        for band, key in enumerate(row_keys):
-            for opp_id, cluster, signature in existing.get((band, key), ()):
-                score = similarity(sigs[i], signature)
-                if score > best_score:
-                    best_id, best_cluster, best_score = opp_id, cluster, score
-            for j in local.get((band, key), ()):
-                score = similarity(sigs[i], sigs[j])
-                if score > best_score:
-                    best_id, best_cluster, best_score = batch.at[j, "opportunity_id"], cluster_ids[j], score
-        for band, key in enumerate(row_keys):
-            local.setdefault((band, key), []).append(i)
-        if best_score >= threshold:
-            cluster_ids.append(best_cluster)
-            matches.append(best_id)
-            scores.append(best_score)
+    for i in range(n):  # in created_at order: a row may join the cluster an earlier row just joined
+        url = urls[i]
+        if own_site[i] and url in same_url:  # one product URL, different titles: the same launch
+            match, cluster, score = *same_url[url], 1.0
+        elif own_site[i] and first_with_url[i] < i:
+            j = int(first_with_url[i])
+            match, cluster, score = ids[j], cluster_ids[j], 1.0
+        elif best.equal[i] >= 0:  # a candidate at or above the threshold
+            # as `similarity` gives it: the mean of the equal positions
+            k, score = int(best.position[i]), float(best.equal[i] / sigs.shape[1])
+            if best.origin[i] == 0:
+                match, cluster = indexed_ids[k], indexed_clusters[k]
+            else:
+                match, cluster = ids[k], cluster_ids[k]
         else:
-            cluster_ids.append(batch.at[i, "opportunity_id"])
-            matches.append(None)
-            scores.append(None)
-    out = batch.assign(cluster_id=cluster_ids, near_duplicate_of=matches, similarity=scores)
-    out.attrs["signatures"] = sigs
-    out.attrs["band_keys"] = keys
+            match, cluster, score = None, ids[i], None
+        cluster_ids.append(cluster)
+        matches.append(match)
+        scores.append(score)
+    return batch.assign(cluster_id=cluster_ids, near_duplicate_of=matches, similarity=scores,
+                        signature=encoded, band_keys=keys)
+
+
+def _token_sets(titles: Iterable[str], hosts: Iterable[str]) -> Iterator[set[str]]:
+    return (tokens(t, h) for t, h in zip(titles, hosts, strict=True))
+
+
+class _Best:
+    """Per batch row, its best candidate so far: the most equal signature positions, then the
+    lowest band, then the index (origin 0) before the batch (origin 1), then the lowest position:
+    the order in which one row's candidates are met, so ties go to the first met.
+
+    Candidates below the threshold are dropped on arrival: the best of them could only ever mean
+    "no match", which is what a row without candidates means too. Most bucket hits are such weak
+    ones (a shared common word), so this keeps the ranking small."""
+
+    def __init__(self, n: int, num_perm: int, threshold: float):
+        self.num_perm, self.threshold = num_perm, threshold
+        self.equal = np.full(n, -1, dtype=np.int64)  # -1: no candidate at or above the threshold
+        self.band = np.zeros(n, dtype=np.int64)
+        self.origin = np.zeros(n, dtype=np.int64)
+        self.position = np.zeros(n, dtype=np.int64)
+
+    def offer(self, rows: np.ndarray, band, origin: int, positions: np.ndarray, equal) -> None:
+        """Candidates (rows[k], positions[k]) met in `band` (one band, or one per candidate)."""
+        band = np.broadcast_to(np.asarray(band, dtype=np.int64), rows.shape)
+        equal = np.broadcast_to(np.asarray(equal, dtype=np.int64), rows.shape)
+        strong = equal / self.num_perm >= self.threshold  # as assign_clusters compares the similarity
+        rows, band, positions, equal = rows[strong], band[strong], positions[strong], equal[strong]
+        if not len(rows):
+            return
+        order = np.lexsort((positions, band, -equal, rows))  # origin is the same for the whole offer
+        ranked = rows[order]
+        first = order[np.r_[True, ranked[1:] != ranked[:-1]]]
+        r, e, b, p = rows[first], equal[first], band[first], positions[first]
+        current_e, current_b, current_o, current_p = self.equal[r], self.band[r], self.origin[r], self.position[r]
+        better = (e > current_e) | (e == current_e) & (
+            (b < current_b) | (b == current_b) & ((origin < current_o) | (origin == current_o) & (p < current_p)))
+        r = r[better]
+        self.equal[r], self.band[r], self.origin[r], self.position[r] = e[better], b[better], origin, p[better]
+
+
+def _equal_positions(sigs: np.ndarray, rows: np.ndarray, theirs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    out = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), _PAIR_BLOCK):
+        part = slice(start, start + _PAIR_BLOCK)
+        out[part] = (sigs[rows[part]] == theirs[positions[part]]).sum(axis=1)
     return out
+
+
+def _offer_batch(keys: pd.Series, sigs: np.ndarray, encoded: list[str], params: LSHParams, best: _Best) -> None:
+    """Offer every (row, earlier row) pair of the batch that shares a bucket.
+
+    A row whose signature repeats an earlier row's (a reposted title) is best matched by the first
+    such row: every position equal, met in band 0. It needs no other pair, and as a candidate for
+    later rows it ties with that first row, which comes earlier and wins. So pairs are formed among
+    distinct signatures only: a title posted a thousand times costs a thousand rows, not half a
+    million pairs per band."""
+    codes = pd.factorize(pd.Series(encoded))[0]
+    first_of_code = np.full(codes.max() + 1 if len(codes) else 0, len(codes), dtype=np.int64)
+    np.minimum.at(first_of_code, codes, np.arange(len(codes)))
+    first = first_of_code[codes]
+    copies = np.flatnonzero(first < np.arange(len(codes)))
+    best.offer(copies, 0, 1, first[copies], sigs.shape[1])
+
+    distinct = np.flatnonzero(first == np.arange(len(codes)))
+    for band in range(params.bands):
+        buckets = pd.factorize(_band_column(keys, band).iloc[distinct])[0]
+        order = np.argsort(buckets, kind="stable")  # grouped by bucket, rows ascending within one
+        grouped = buckets[order]
+        group_start = np.maximum.accumulate(np.where(np.r_[True, grouped[1:] != grouped[:-1]],
+                                                     np.arange(len(grouped)), 0))
+        earlier = np.arange(len(grouped)) - group_start  # how many rows precede this one in its bucket
+        ends = np.cumsum(earlier)
+        start = 0
+        while start < len(grouped):  # blocks of at most ~_PAIR_BLOCK pairs (one hot bucket can be huge)
+            stop = max(start + 1, int(np.searchsorted(ends, (ends[start - 1] if start else 0) + _PAIR_BLOCK, "right")))
+            count = earlier[start:stop]
+            if count.any():
+                later = np.repeat(np.arange(start, stop), count)
+                nth = np.arange(len(later)) - np.repeat(np.cumsum(count) - count, count)
+                rows, positions = distinct[order[later]], distinct[order[group_start[later] + nth]]
+                best.offer(rows, band, 1, positions, _equal_positions(sigs, rows, sigs, positions))
+            start = stop
+
+
+def _offer_indexed(conn, backend: str, keys: pd.Series, sigs: np.ndarray, params: LSHParams,
+                   best: _Best) -> tuple[np.ndarray, np.ndarray]:
+    """Offer the indexed opportunities sharing a bucket with a batch row; return their ids and
+    cluster ids (by the position offered: positions follow opportunity_id, so that ties between
+    indexed candidates go to the lowest id, deterministically).
+
+    A common title word (or a shared host such as news.ycombinator.com) can put a batch row in
+    the same bucket as thousands of indexed ones: 29 million bucket hits for 100,000 new rows
+    against 1,000,000 in benchmarks/near_duplicates.py. So every candidate's signature is fetched
+    once, decoded by the database, and the hits come back as integers, _LOOKUP_ROWS rows at a time."""
+    none = np.zeros(0, dtype=object), np.zeros(0, dtype=object)
+    # A first load into an empty index has nothing to look up (and a million rows' buckets to stage).
+    if query_frame(conn, "SELECT 1 AS found FROM core.lsh_buckets LIMIT 1").empty:
+        return none
+    wanted = pd.concat([pd.DataFrame({"batch_row": keys.index.to_numpy(), "band": band,
+                                      "bucket": _band_column(keys, band)}) for band in range(params.bands)],
+                       ignore_index=True)
+    stage_frame(conn, backend, "_wanted_buckets", wanted)
+    join = "FROM _wanted_buckets w JOIN core.lsh_buckets b ON b.band = w.band AND b.bucket = w.bucket"
+    _run(conn, "CREATE TEMP TABLE _hit_ids AS SELECT opportunity_id, "
+               "CAST(row_number() OVER (ORDER BY opportunity_id) - 1 AS INTEGER) AS position "
+               f"FROM (SELECT DISTINCT b.opportunity_id {join}) d", None)
+    try:
+        from_base64 = "from_base64(s.signature)" if backend == "duckdb" else "decode(s.signature, 'base64')"
+        indexed = query_frame(conn, f"SELECT i.position, s.opportunity_id, s.cluster_id, {from_base64} AS signature "
+                                    "FROM _hit_ids i JOIN core.lsh_signatures s ON s.opportunity_id = i.opportunity_id "
+                                    "ORDER BY i.position")
+        if indexed.empty:
+            return none
+        indexed_sigs = np.frombuffer(b"".join(indexed["signature"]), dtype="<u4").reshape(len(indexed), -1)
+        for start in range(0, len(keys), _LOOKUP_ROWS):
+            hits = query_frame(conn, f"SELECT w.batch_row, w.band, i.position {join} "
+                                     "JOIN _hit_ids i ON i.opportunity_id = b.opportunity_id "
+                                     "WHERE w.batch_row >= %s AND w.batch_row < %s", [start, start + _LOOKUP_ROWS])
+            rows, positions = hits["batch_row"].to_numpy(dtype=np.int64), hits["position"].to_numpy(dtype=np.int64)
+            best.offer(rows, hits["band"].to_numpy(dtype=np.int64), 0, positions,
+                       _equal_positions(sigs, rows, indexed_sigs, positions))
+    finally:
+        _run(conn, "DROP TABLE _hit_ids", None)
+    return indexed["opportunity_id"].to_numpy(dtype=object), indexed["cluster_id"].to_numpy(dtype=object)
 
 
 def _same_url(conn, backend: str, batch: pd.DataFrame, hosts: pd.Series) -> dict[str, tuple[str, str]]:
@@ -145,36 +352,13 @@ def _same_url(conn, backend: str, batch: pd.DataFrame, hosts: pd.Series) -> dict
     return {url: (opp_id, cluster) for url, opp_id, cluster in found.itertuples(index=False)}
 
 
-def _candidates(conn, backend: str, keys: list[list[str]]) -> dict[tuple[int, str], list]:
-    if not keys:
-        return {}
-    wanted = pd.DataFrame([(band, key) for row in keys for band, key in enumerate(row)],
-                          columns=["band", "bucket"]).drop_duplicates()
-    stage_frame(conn, backend, "_wanted_buckets", wanted)
-    found = query_frame(
-        conn,
-        "SELECT b.band, b.bucket, s.opportunity_id, s.cluster_id, s.signature FROM _wanted_buckets w "
-        "JOIN core.lsh_buckets b ON b.band = w.band AND b.bucket = w.bucket "
-        "JOIN core.lsh_signatures s ON s.opportunity_id = b.opportunity_id",
-    )
-    index: dict[tuple[int, str], list] = {}
-    for band, bucket, opp_id, cluster, signature in found.itertuples(index=False):
-        index.setdefault((int(band), bucket), []).append((opp_id, cluster, decode(signature)))
-    return index
-
-
 def persist(conn, backend: str, clustered: pd.DataFrame, inserted_ids: Iterable[str]) -> None:
     """Add the inserted opportunities to the persisted index (same transaction as the insert)."""
-    keep = set(inserted_ids)
-    sigs, keys = clustered.attrs["signatures"], clustered.attrs["band_keys"]
-    bucket_rows, signature_rows = [], []
-    for i, row in enumerate(clustered.itertuples(index=False)):
-        if row.opportunity_id not in keep:
-            continue
-        signature_rows.append((row.opportunity_id, row.cluster_id, encode(sigs[i])))
-        bucket_rows.extend((band, key, row.opportunity_id) for band, key in enumerate(keys[i]))
-    append_frame(conn, backend, "core.lsh_signatures",
-                 pd.DataFrame(signature_rows, columns=["opportunity_id", "cluster_id", "signature"]))
-    append_frame(conn, backend, "core.lsh_buckets",
-                 pd.DataFrame(bucket_rows, columns=["band", "bucket", "opportunity_id"]))
-
+    kept = clustered[clustered["opportunity_id"].isin(set(inserted_ids))]
+    append_frame(conn, backend, "core.lsh_signatures", kept[["opportunity_id", "cluster_id", "signature"]])
+    if kept.empty:
+        return
+    bands = len(kept["band_keys"].iloc[0]) // KEY_CHARS
+    append_frame(conn, backend, "core.lsh_buckets", pd.concat(
+        [pd.DataFrame({"band": band, "bucket": _band_column(kept["band_keys"], band),
+                       "opportunity_id": kept["opportunity_id"]}) for band in range(bands)], ignore_index=True))

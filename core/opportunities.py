@@ -4,16 +4,18 @@ Works on the raw responses not normalized yet, so a run only touches what is new
 (after a connector fix) only needs `core.normalized_responses` rows removed, never a refetch.
 """
 
+import contextlib
+import gc
 import json
 import uuid
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from core import near_duplicates, quarantine
-from core.fingerprints import canonical_url, fingerprint, is_web_url
+from core.fingerprints import canonical_urls, fingerprints, is_web_url
 from core.sources.base import BadRecord, Normalized, Problem, Source
 from core.warehouse import Warehouse, append_frame, insert_new_rows, query_frame, stage_frame
 
@@ -53,41 +55,73 @@ def validated(item: Normalized) -> Normalized:
 
 def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     """Normalize one source's raw records; each bad one becomes a Problem naming the field."""
-    rows, problems = [], []
-    for record in records.itertuples(index=False):
-        origin = f"raw.records/{record.record_id} ({record.source} {record.external_id})"
-        try:
-            payload = json.loads(record.payload)
-            if not isinstance(payload, Mapping):
-                raise BadRecord(f"payload is a {type(payload).__name__}, not an object")
-            item = validated(source.normalize(payload))
-        except (BadRecord, json.JSONDecodeError) as error:
-            problems.append(Problem("normalize", origin, str(error), record.payload))
-            continue
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            # A connector bug on an unexpected shape: still this record's problem, not the batch's.
-            problems.append(Problem("normalize", origin, f"{type(error).__name__}: {error}", record.payload))
-            continue
-        row = asdict(item)
-        row.update(source=source.name, family=source.family, fetched_at=record.fetched_at,
-                   record_id=record.record_id)
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*Normalized.__dataclass_fields__, "source", "family", "fetched_at",
-                                        "record_id"])
+    rows, kept, problems = [], [], []
+    # Every payload makes short-lived dicts, which keep triggering the cyclic GC, whose collections
+    # re-walk the rows kept so far: pausing it saved ~10% at 100,000 records. Nothing here
+    # builds reference cycles.
+    with _gc_paused():
+        for position, payload_text in enumerate(_chunked(records["payload"])):
+            try:
+                payload = json.loads(payload_text)
+                if not isinstance(payload, Mapping):
+                    raise BadRecord(f"payload is a {type(payload).__name__}, not an object")
+                item = validated(source.normalize(payload))
+            except (BadRecord, json.JSONDecodeError) as error:
+                problems.append(Problem("normalize", _origin(records, position), str(error), payload_text))
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                # A connector bug on an unexpected shape: still this record's problem, not the batch's.
+                problems.append(Problem("normalize", _origin(records, position), f"{type(error).__name__}: {error}",
+                                        payload_text))
+                continue
+            rows.append((item.external_id, item.url, item.title, item.body, item.author, item.points, item.comments,
+                         item.created_at))
+            kept.append(position)
+    frame = pd.DataFrame.from_records(rows, columns=list(Normalized.__dataclass_fields__), nrows=len(rows))
+    frame["source"] = source.name
+    frame["family"] = source.family
+    frame["fetched_at"] = records["fetched_at"].iloc[kept].reset_index(drop=True)
+    frame["record_id"] = records["record_id"].iloc[kept].reset_index(drop=True)
     if not frame.empty:
-        frame["canonical_url"] = frame["url"].map(canonical_url)
-        frame["fingerprint"] = [fingerprint(c, t) for c, t in zip(frame["canonical_url"], frame["title"],
-                                                                   strict=True)]
+        frame["canonical_url"] = canonical_urls(frame["url"])
+        frame["fingerprint"] = fingerprints(frame["canonical_url"], frame["title"])
     return frame, problems
 
 
+def _chunked(column: pd.Series, size: int = 50_000) -> Iterator[str]:
+    """The column's values as Python strings, a chunk at a time: a million payloads at once
+    would hold a second copy of them all (~1 GB)."""
+    for start in range(0, len(column), size):
+        yield from column.iloc[start:start + size].tolist()
+
+
+def _origin(records: pd.DataFrame, position: int) -> str:
+    record = records.iloc[position]
+    return f"raw.records/{record['record_id']} ({record['source']} {record['external_id']})"
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def pending_records(warehouse: Warehouse) -> pd.DataFrame:
-    return warehouse.query(
-        "SELECT r.record_id, r.response_id, r.source, r.external_id, r.payload, r.fetched_at "
-        "FROM raw.records r JOIN raw.responses p ON p.response_id = r.response_id "
-        "WHERE NOT EXISTS (SELECT 1 FROM core.normalized_responses n WHERE n.response_id = r.response_id) "
-        "ORDER BY r.fetched_at, r.record_id"
-    )
+    sql = ("SELECT r.record_id, r.response_id, r.source, r.external_id, r.payload, r.fetched_at "
+           "FROM raw.records r JOIN raw.responses p ON p.response_id = r.response_id "
+           "WHERE NOT EXISTS (SELECT 1 FROM core.normalized_responses n WHERE n.response_id = r.response_id) "
+           "ORDER BY r.fetched_at, r.record_id")
+    if warehouse.backend != "duckdb":
+        return warehouse.query(sql)
+    # Through Arrow, the payloads never become a million Python strings on the way: for 1,000,000
+    # records 4.4 s and a 2.6 GB peak, against 9.6 s and 4.9 GB with .df() (same dtypes).
+    with warehouse.connect() as conn:
+        return conn.sql(sql).to_arrow_table().to_pandas()
 
 
 def pending_responses(warehouse: Warehouse) -> list[str]:
@@ -115,6 +149,9 @@ def ingest(warehouse: Warehouse, sources: list[Source], run_id: str | None = Non
         problems_by_source[name] = problems
         frames.append(frame)
     valid = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    # The raw payloads (~1 GB for a million records) are not needed past here: let them go before
+    # store() makes its copies of the normalized rows.
+    records = frames = group = None
 
     now = datetime.now(UTC)
     with warehouse.connect() as conn:
@@ -130,14 +167,8 @@ def ingest(warehouse: Warehouse, sources: list[Source], run_id: str | None = Non
 
 def store(conn, backend: str, valid: pd.DataFrame, stats: dict[str, SourceStats]) -> None:
     """Insert normalized rows: sightings always, opportunities only for unseen fingerprints."""
-    append_frame(conn, backend, "core.opportunity_sightings",
-                 valid.rename(columns={"fetched_at": "seen_at"})[
-                     ["fingerprint", "source", "points", "comments", "seen_at", "record_id"]])
-    # Exact dedup: first within the batch (earliest fetch wins), then against the table.
-    batch = valid.sort_values(["fetched_at", "record_id"]).drop_duplicates("fingerprint")
-    known = set(_known_fingerprints(conn, backend, batch["fingerprint"]))
-    fresh = batch[~batch["fingerprint"].isin(known)].copy()
-    fresh["opportunity_id"] = [str(uuid.uuid4()) for _ in range(len(fresh))]
+    record_sightings(conn, backend, valid)
+    fresh = unseen(conn, backend, valid)
     if not fresh.empty:
         clustered = near_duplicates.assign_clusters(conn, backend, fresh)
         inserted = insert_new_rows(conn, backend, "core.opportunities", clustered[OPPORTUNITY_COLUMNS],
@@ -151,6 +182,22 @@ def store(conn, backend: str, valid: pd.DataFrame, stats: dict[str, SourceStats]
             stats.setdefault(name, SourceStats(name)).near_duplicates = int(n)
     for name, n in valid["source"].value_counts().items():
         stats.setdefault(name, SourceStats(name)).duplicates = int(n) - stats[name].new
+
+
+def record_sightings(conn, backend: str, valid: pd.DataFrame) -> int:
+    return append_frame(conn, backend, "core.opportunity_sightings",
+                        valid.rename(columns={"fetched_at": "seen_at"})[
+                            ["fingerprint", "source", "points", "comments", "seen_at", "record_id"]])
+
+
+def unseen(conn, backend: str, valid: pd.DataFrame) -> pd.DataFrame:
+    """Exact dedup: first within the batch (earliest fetch wins), then against the table. The rows
+    left get a new opportunity_id; the table's primary key settles races with other writers."""
+    batch = valid.sort_values(["fetched_at", "record_id"]).drop_duplicates("fingerprint")
+    known = set(_known_fingerprints(conn, backend, batch["fingerprint"]))
+    fresh = batch[~batch["fingerprint"].isin(known)].copy()
+    fresh["opportunity_id"] = [str(uuid.uuid4()) for _ in range(len(fresh))]
+    return fresh
 
 
 def _known_fingerprints(conn, backend: str, fingerprints: pd.Series) -> list[str]:

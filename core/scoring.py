@@ -9,6 +9,7 @@
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 FACTORS = ("revenue", "confidence", "time_to_revenue", "capability", "timing")
@@ -60,10 +61,16 @@ def explain(scored: pd.DataFrame) -> pd.Series:
     """A short human reason: the two strongest weighted factors and the revenue signal behind them."""
     weighted = scored[[f"factor_{f}" for f in FACTORS]]
     top = weighted.to_numpy().argsort(axis=1)[:, ::-1][:, :2]
-    names = [f.replace("_", " ") for f in FACTORS]
+    names = np.array([f.replace("_", " ") for f in FACTORS], dtype=object)
     signal = scored["revenue_signal"].map({
         "stated_revenue": "states revenue", "budget": "has a budget", "price": "has a price", "none": "no $ signal",
     })
-    monthly = (scored["est_monthly_revenue_cents"] // 100).map("${:,}/mo".format)
-    return pd.Series([f"{names[a]} + {names[b]}; {s} (~{m}); {t}" for (a, b), s, m, t in
-                      zip(top, signal, monthly, scored["opportunity_type"], strict=True)], index=scored.index)
+    # Built column-wise (a million f-strings took seconds); each distinct amount is formatted once.
+    dollars, where = np.unique((scored["est_monthly_revenue_cents"] // 100).to_numpy(), return_inverse=True)
+    monthly = np.array(["${:,}/mo".format(d) for d in dollars.tolist()], dtype=object)[where.reshape(-1)]
+    parts = [names[top[:, 0]], " + ", names[top[:, 1]], "; ", signal.fillna("nan").to_numpy(dtype=object), " (~",
+             monthly, "); ", scored["opportunity_type"].astype(str).to_numpy(dtype=object)]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + part
+    return pd.Series(joined, index=scored.index, dtype="str")

@@ -172,6 +172,14 @@ def _unregister(conn: Any, name: str) -> None:
         conn.unregister(name)
 
 
+def finish_pending(conn: Any) -> None:
+    """Run a DuckDB result the caller left unread (after a fetchone) to its end: DuckDB 2 refuses
+    register() on a connection that has one. No-op on PostgreSQL and on DuckDB without the call."""
+    complete = getattr(conn, "complete", None) if _is_duckdb(conn) else None
+    if complete is not None:
+        complete()
+
+
 def _is_duckdb(conn: Any) -> bool:
     return "duckdb" in type(conn).__module__
 
@@ -231,6 +239,34 @@ def append_frame(conn: Any, backend: str, table: str, frame: pd.DataFrame) -> in
     else:
         _copy_into(conn, table, frame)
     return len(frame)
+
+
+def append_rows(conn: Any, backend: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Append plain rows (tuples in `columns` order) to `table`: the bulk path for large batches of
+    Python values, without a DataFrame in between.
+
+    PostgreSQL: COPY, each value sent by psycopg's own adapters (NULL for None, escaping, a
+    timezone-aware datetime as its instant). DuckDB: one Arrow table, built column by column and
+    inserted with INSERT ... SELECT. Timestamps must be timezone-aware, ints fit BIGINT."""
+    if not rows:
+        return 0
+    _checked(table)
+    names = ", ".join(columns)
+    if backend == "duckdb":
+        import pyarrow as pa
+
+        arrow = pa.table({name: [row[k] for row in rows] for k, name in enumerate(columns)})
+        finish_pending(conn)
+        conn.register("_incoming_rows", arrow)
+        try:
+            conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming_rows")
+        finally:
+            _unregister(conn, "_incoming_rows")
+    else:
+        with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    return len(rows)
 
 
 def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:

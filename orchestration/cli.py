@@ -5,6 +5,7 @@ import os
 import re
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -292,6 +293,59 @@ def ledger_budgets() -> None:
     table = utilization(_warehouse())
     typer.echo(tabulate(table.drop(columns=["budget_id"]).values.tolist(),
                         headers=[c for c in table.columns if c != "budget_id"]) if len(table) else "no budgets")
+
+
+@ledger_app.command("budget-set")
+def ledger_budget_set(
+    scope: str = typer.Option(..., help="global, category or experiment"),
+    period: str = typer.Option(..., help="hour, day or month"),
+    limit: str = typer.Option(..., help="The limit in the currency's major units, e.g. 250.00"),
+    currency: str = typer.Option("USD"),
+    key: str = typer.Option("*", help="The category (e.g. ads) or experiment id; * for global"),
+    by: str = typer.Option(os.environ.get("USER", ""), help="Who changes it (audited)."),
+    reason: str = typer.Option("", help="Why (audited)."),
+) -> None:
+    """Create a budget or change its limit; every change is versioned and audited."""
+    from core.budgets import set_budget
+    from core.money import format_minor, to_minor
+
+    try:
+        budget = set_budget(_warehouse(), scope=scope, scope_key=key, period=period, currency=currency,
+                            limit_minor=to_minor(limit, currency), changed_by=by, reason=reason)
+    except ValueError as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"{budget.label}: limit {format_minor(budget.limit_minor, budget.currency)} (version {budget.version})")
+
+
+@ledger_app.command("spend")
+def ledger_spend(
+    account: str = typer.Argument(..., help="The expense account, e.g. expenses:ads:experiment:exp-1"),
+    amount: str = typer.Argument(..., help="Major units, e.g. 12.50"),
+    currency: str = typer.Option("USD"),
+    key: str = typer.Option(..., help="Idempotency key: the same key never spends twice."),
+    paid_from: str = typer.Option("assets:cash:bank:usd", help="The account the money leaves."),
+    experiment: str = typer.Option(None, help="The experiment this spend belongs to."),
+    description: str = typer.Option("manual spend"),
+    at: datetime = typer.Option(None, formats=["%Y-%m-%dT%H:%M:%S%z"],
+                                help="When it was spent (ISO 8601 with offset; default now). A retry of the "
+                                     "same key must repeat it: the key then books nothing twice."),
+) -> None:
+    """Spend through every applicable budget, atomically: booked, or refused with the budget and by how much."""
+    from core.budgets import expense, spend
+    from core.money import to_minor
+
+    occurred = (at or datetime.now(UTC)).astimezone(UTC)
+    try:
+        request = expense(key, account, to_minor(amount, currency), currency, occurred, paid_from=paid_from,
+                          description=description, experiment_id=experiment, source="cli")
+        result = spend(_warehouse(), request)
+    except ValueError as error:  # LedgerError, IdempotencyConflict, MoneyError: all say what and why
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"{result.status}: {result.message}")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @ledger_app.command("balances")

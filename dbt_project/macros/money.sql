@@ -17,8 +17,14 @@
     to even (2.5 -> 2, 3.5 -> 4, -2.5 -> -2): core/fx.py's ROUND_HALF_EVEN. Pass column names,
     not expressions: each operand appears several times. -#}
 {% macro div_round_half_even(numerator, denominator) -%}
-    {%- set quotient = integer_div('abs(' ~ numerator ~ ')', denominator) -%}
-    {%- set remainder = integer_mod('abs(' ~ numerator ~ ')', denominator) -%}
+    {{ round_half_even(numerator, denominator,
+                       integer_div('abs(' ~ numerator ~ ')', denominator),
+                       integer_mod('abs(' ~ numerator ~ ')', denominator)) }}
+{%- endmacro %}
+
+{#- The same, from the truncated quotient and the remainder of abs(numerator) / denominator,
+    computed once beforehand (in a CTE: a 128-bit division per row is what costs). -#}
+{% macro round_half_even(numerator, denominator, quotient, remainder) -%}
     (sign({{ numerator }}) * ({{ quotient }} + case
         when 2 * {{ remainder }} > {{ denominator }} then 1
         when 2 * {{ remainder }} = {{ denominator }} and {{ integer_mod(quotient, 2) }} = 1 then 1

@@ -109,6 +109,20 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
     assert "ledger verified" in _run([vl, "ledger", "verify"], env).stdout
     assert "revenue:" in _run([vl, "ledger", "balances", "--prefix", "revenue:"], env).stdout
 
+    _run([vl, "ledger", "budget-set", "--scope", "category", "--key", "ads", "--period", "day", "--limit", "50.00",
+          "--by", "ops", "--reason", "launch week"], env)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    spend = [vl, "ledger", "spend", "expenses:ads:experiment:exp-1", "30.00", "--experiment", "exp-1", "--at", now,
+             "--key"]
+    assert "booked" in _run([*spend, "ad-1"], env).stdout
+    assert "duplicate" in _run([*spend, "ad-1"], env).stdout  # the same key never spends twice
+    refused = subprocess.run([*spend, "ad-2"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "category:ads" in refused.stdout and "over by 1000 (10.00 USD)" in refused.stdout
+    assert "3000" in _run([vl, "ledger", "budgets"], env).stdout  # spent in the current window
+
     import duckdb
 
     with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")) as conn:

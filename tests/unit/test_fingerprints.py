@@ -23,3 +23,47 @@ def test_web_url_validation():
     assert not is_web_url("ftp://a.io")
     assert not is_web_url("/relative/path")
     assert not is_web_url("https://localhost")
+
+
+# -- the fast path for plain URLs gives exactly what urlsplit/parse_qsl/urlencode give -----------
+
+from urllib.parse import urlsplit  # noqa: E402
+
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from core.fingerprints import _canonical_url_parsed, canonical_urls  # noqa: E402
+
+URL_CHARS = st.text(alphabet="aZ09.-_~/?#&=:@%+[] ;\té–", max_size=40)
+URLS = st.builds(lambda scheme, host, rest: f"{scheme}://{host}{rest}",
+                 st.sampled_from(["http", "https", "HTTPS", "ftp"]),
+                 st.text(alphabet="aZ09.-_:@[]é", min_size=0, max_size=12), URL_CHARS)
+
+
+def _outcome(function, url):
+    try:
+        return function(url)
+    except ValueError as error:  # e.g. a port out of range: both paths must fail alike
+        return type(error)
+
+
+def _is_web_url_parsed(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "." in (parts.hostname or "")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(URLS)
+@example("https://www.InvoiceBolt.io//pricing/?utm_source=hn&b=2&a=1&a-=0&c=&d#top")
+@example("https://news.ycombinator.com/item?id=46518419")
+@example("https://a.io/?x=a=b&ref=hn")
+@example("https://a.io?")
+@example("https://www.")
+def test_plain_url_fast_path_matches_the_general_path(url):
+    assert _outcome(canonical_url, url) == _outcome(lambda u: _canonical_url_parsed(u.strip()), url)
+    assert _outcome(is_web_url, url) == _outcome(_is_web_url_parsed, url)
+
+
+def test_canonical_urls_in_bulk_equal_one_by_one():
+    urls = ["https://a.io/?utm_source=x", "https://a.io", "http://WWW.a.io/", "https://a.io/?utm_source=x"]
+    assert canonical_urls(urls) == [canonical_url(u) for u in urls]

@@ -60,8 +60,25 @@ currencies as (
     select code, exponent from {{ ref('currencies') }}
 ),
 
-rates as (
-    select * from {{ ref('stg_fx_rates') }}
+-- Each rate spread over the days it serves: a posting of day D uses the rate with
+-- rate_date <= D < valid_until and D - rate_date <= max_age, so there is at most one rate per
+-- currency and day, and the postings join it on equality. (The same conditions as a range join
+-- made every posting meet every rate of its currency: the slow part of the model.)
+daily_rates as (
+    select
+        rates.currency,
+        rates.rate_date + age.days as rate_day,
+        rates.rate_date,
+        rates.per_eur_nano
+    from {{ ref('stg_fx_rates') }} as rates
+    cross join (
+        {%- for days in range(max_age + 1) %}
+        select {{ days }} as days {% if not loop.last %}union all{% endif %}
+        {%- else %}
+        select 0 as days where 1 = 0
+        {%- endfor %}
+    ) as age
+    where rates.valid_until is null or rates.rate_date + age.days < rates.valid_until
 ),
 
 rated as (
@@ -75,16 +92,12 @@ rated as (
             as reporting_per_eur_nano,
         reporting_ccy.exponent as reporting_exponent
     from postings
-    left join rates as posting_rate
+    left join daily_rates as posting_rate
         on posting_rate.currency = postings.currency
-        and posting_rate.rate_date <= postings.occurred_on
-        and (posting_rate.valid_until is null or postings.occurred_on < posting_rate.valid_until)
-        and postings.occurred_on - posting_rate.rate_date <= {{ max_age }}
-    left join rates as reporting_rate
+        and posting_rate.rate_day = postings.occurred_on
+    left join daily_rates as reporting_rate
         on reporting_rate.currency = {{ reporting }}
-        and reporting_rate.rate_date <= postings.occurred_on
-        and (reporting_rate.valid_until is null or postings.occurred_on < reporting_rate.valid_until)
-        and postings.occurred_on - reporting_rate.rate_date <= {{ max_age }}
+        and reporting_rate.rate_day = postings.occurred_on
     left join currencies as reporting_ccy on reporting_ccy.code = {{ reporting }}
 ),
 
@@ -97,36 +110,53 @@ fractions as (
         cast(currency_per_eur_nano as {{ wide_integer() }})
             * {{ minor_per_major('currency_exponent') }} as reporting_denominator
     from rated
+),
+
+-- The truncated quotient of |numerator| / denominator, computed once (a 128-bit division per row
+-- is the costly step of the conversion), and from it the remainder.
+divided as (
+    select
+        fractions.*,
+        {{ integer_div('abs(reporting_numerator)', 'reporting_denominator') }} as reporting_quotient
+    from fractions
+),
+
+converted as (
+    select
+        divided.*,
+        abs(reporting_numerator) - reporting_quotient * reporting_denominator as reporting_remainder
+    from divided
 )
 
 select
-    fractions.posting_id,
-    fractions.transaction_id,
-    fractions.account_id,
-    fractions.account_type,
-    fractions.account_category,
-    fractions.currency,
-    fractions.amount_minor,
-    fractions.experiment_id,
-    fractions.occurred_at,
-    fractions.occurred_on,
-    fractions.recorded_at,
+    converted.posting_id,
+    converted.transaction_id,
+    converted.account_id,
+    converted.account_type,
+    converted.account_category,
+    converted.currency,
+    converted.amount_minor,
+    converted.experiment_id,
+    converted.occurred_at,
+    converted.occurred_on,
+    converted.recorded_at,
     {{ reporting }} as reporting_currency,
     case
-        when fractions.currency = {{ reporting }} then cast(1 as double precision)
+        when converted.currency = {{ reporting }} then cast(1 as double precision)
         else cast(reporting_per_eur_nano as double precision) / currency_per_eur_nano
     end as fx_rate,
-    case when fractions.currency <> {{ reporting }} then currency_rate_date end as currency_rate_date,
-    case when fractions.currency <> {{ reporting }} then reporting_rate_date end as reporting_rate_date,
+    case when converted.currency <> {{ reporting }} then currency_rate_date end as currency_rate_date,
+    case when converted.currency <> {{ reporting }} then reporting_rate_date end as reporting_rate_date,
     case
-        when fractions.currency = {{ reporting }} then null
+        when converted.currency = {{ reporting }} then null
         when currency_rate_date is null then reporting_rate_date
         when reporting_rate_date is null then currency_rate_date
         when currency_rate_date < reporting_rate_date then currency_rate_date
         else reporting_rate_date
     end as fx_rate_date,
     case
-        when fractions.currency = {{ reporting }} then fractions.amount_minor
-        else cast({{ div_round_half_even('reporting_numerator', 'reporting_denominator') }} as bigint)
+        when converted.currency = {{ reporting }} then converted.amount_minor
+        else cast({{ round_half_even('reporting_numerator', 'reporting_denominator', 'reporting_quotient',
+                                     'reporting_remainder') }} as bigint)
     end as amount_reporting_minor
-from fractions
+from converted

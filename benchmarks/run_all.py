@@ -1,0 +1,44 @@
+"""Run every benchmark in its own interpreter (so that peak memory and imports are each one's own).
+
+    python benchmarks/run_all.py           # the issue's sizes: 1,000,000 rows; 100,000 against 1,000,000
+    python benchmarks/run_all.py --quick   # CI-size sanity: 20,000 rows; 2,000 against 20,000; no demo
+
+Each script prints its rates and its ratio to a baseline measured in the same run; absolute times
+on a shared 2-core machine are noise, ratios much less so. The first full run also generates the
+raw data and the LSH index into benchmarks/.data/ (git-ignored), which takes a few minutes.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, skip the demo")
+    args = parser.parse_args()
+    if args.quick:
+        runs = [["opportunities_pipeline.py", "--rows", "20000"],
+                ["near_duplicates.py", "--index", "20000", "--new", "2000"],
+                ["startup.py", "--repeat", "2", "--no-demo"]]
+    else:
+        runs = [["opportunities_pipeline.py"], ["near_duplicates.py"], ["startup.py"]]
+    failed = []
+    for script, *options in runs:
+        print(f"\n=== {script} {' '.join(options)}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.run([sys.executable, str(HERE / script), *options], cwd=HERE.parent).returncode
+        print(f"=== {script}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        if code:
+            failed.append(script)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
