@@ -78,4 +78,8 @@ def is_web_url(url: str) -> bool:
     if plain:
         return "." in plain.group(1)
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range, which canonical_url would hit later
+    except ValueError:
+        return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "." in (parts.hostname or "")

@@ -302,6 +302,8 @@ def stage_frame(conn: Any, backend: str, name: str, frame: pd.DataFrame) -> None
     if backend == "duckdb":
         conn.register(name, frame)
         return
+    # Staged again in the same transaction (a replay over several sources): replace it.
+    conn.cursor().execute(f"DROP TABLE IF EXISTS {name}")
     conn.cursor().execute(f"CREATE TEMP TABLE {name} ({_column_types(frame)}) ON COMMIT DROP")
     if not frame.empty:
         _copy_into(conn, name, frame)

@@ -103,3 +103,26 @@ def test_scoring_config_is_validated(warehouse: Warehouse, weights):
         dg.materialize([scored_opportunities], resources={"warehouse": WarehouseResource(url=warehouse.url)},
                        run_config={"ops": {"scored_opportunities": {"config": weights}}},
                        selection=[scored_opportunities])
+
+
+def test_replay_across_several_sources_ingests_and_marks_rows(warehouse: Warehouse):
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from core.replay import replay
+
+    assert _materialize(warehouse.url).success
+    # Quarantine rows for good raw records of two sources, as a connector bug would have left them.
+    records = warehouse.query("SELECT record_id, source, payload FROM raw.records "
+                              "WHERE source IN ('hackernews', 'reddit') ORDER BY record_id")
+    picked = records.groupby("source").head(1)
+    warehouse.append("quarantine.records", pd.DataFrame({
+        "quarantine_id": [f"q-{i}" for i in range(len(picked))], "stage": "normalize", "source": picked["source"],
+        "origin": [f"raw.records/{r} (test)" for r in picked["record_id"]], "reason": "connector bug (fixed)",
+        "payload": picked["payload"], "payload_encoding": "utf-8", "quarantined_at": datetime.now(UTC),
+        "replayed_at": None, "run_id": None}))
+    report = replay(warehouse, SOURCES)
+    assert report.replayed == 2
+    replayed = warehouse.read("quarantine.records", "WHERE quarantine_id IN ('q-0', 'q-1')")
+    assert replayed["replayed_at"].notna().all()

@@ -23,6 +23,7 @@ def test_web_url_validation():
     assert not is_web_url("ftp://a.io")
     assert not is_web_url("/relative/path")
     assert not is_web_url("https://localhost")
+    assert not is_web_url("https://shiplog.dev:99999/")  # a bad port is a bad record, not a crashed batch
 
 
 # -- the fast path for plain URLs gives exactly what urlsplit/parse_qsl/urlencode give -----------
@@ -49,6 +50,10 @@ def _outcome(function, url):
 
 def _is_web_url_parsed(url: str) -> bool:
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - a port out of range or not a number is not a web URL
+    except ValueError:
+        return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "." in (parts.hostname or "")
 
 
