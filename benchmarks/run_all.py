@@ -24,9 +24,11 @@ def main() -> int:
     if args.quick:
         runs = [["opportunities_pipeline.py", "--rows", "20000"],
                 ["near_duplicates.py", "--index", "20000", "--new", "2000"],
-                ["startup.py", "--repeat", "2", "--no-demo"]]
+                ["startup.py", "--repeat", "2", "--no-demo"],
+                ["ledger_write.py", "--postings", "20000"], ["dbt_marts.py", "--postings", "200000"]]
     else:
-        runs = [["opportunities_pipeline.py"], ["near_duplicates.py"], ["startup.py"]]
+        runs = [["opportunities_pipeline.py"], ["near_duplicates.py"], ["startup.py"], ["ledger_write.py"],
+                ["dbt_marts.py"]]
     failed = []
     for script, *options in runs:
         print(f"\n=== {script} {' '.join(options)}", flush=True)
