@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,40 @@ def verify_chain(rows: Sequence[Sequence[Any]]) -> Problem | None:
                            f"hash does not match the record's content ({event_type}): the record was edited "
                            f"or moved")
         prev, expected = stored_hash, expected + 1
+    return None
+
+
+def chain_id(warehouse: Warehouse) -> str | None:
+    """The hash of the first record: it names this chain apart from any other warehouse's (each
+    record hashes a fresh uuid), so heads published for another warehouse are not compared."""
+    with warehouse.connect() as conn:
+        first = _run(conn, "SELECT hash FROM audit.events WHERE seq = 1", None).fetchone()
+    return first[0] if first else None
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """A published head as `chain_head` prints it: 'SEQ:HASH'."""
+    seq, _, digest = text.strip().partition(":")
+    if not seq.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"audit chain head {text!r:.90} should be SEQ:HASH, e.g. 42:<64 hex digits>")
+    return int(seq), digest
+
+
+def check_heads(rows: Sequence[Sequence[Any]], heads: Sequence[tuple[int, str]]) -> Problem | None:
+    """Each head published earlier must still be in the chain with the same hash: this catches the
+    newest records cut off (with what they describe), which the chain alone cannot show."""
+    hashes = {int(row[0]): row[5] for row in rows}
+    for seq, digest in heads:
+        if seq == 0:
+            continue
+        if seq not in hashes:
+            return Problem("audit.chain", f"audit.events seq {seq}",
+                           f"a head was published at seq {seq} but the chain ends at seq {max(hashes, default=0)}: "
+                           f"the newest records were removed")
+        if hashes[seq] != digest:
+            return Problem("audit.chain", f"audit.events seq {seq}",
+                           f"the published head's hash {digest[:12]}... does not match seq {seq} "
+                           f"({hashes[seq][:12]}...): the chain was cut and rewritten after it was published")
     return None
 
 

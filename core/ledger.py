@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.audit import (Problem, append_events, canonical_json, decoded_events, read_events, utc_iso,
-                        verify_chain, write_transaction)
+from core.audit import (Problem, append_events, canonical_json, check_heads, decoded_events, read_events,
+                        utc_iso, verify_chain, write_transaction)
 from core.money import MoneyError, check_minor, format_minor
 from core.tax import TaxCalculator, TaxError, check_country, tax_postings
 from core.warehouse import (Warehouse, _run, append_frame, append_rows, finish_pending, insert_new_rows,
@@ -456,9 +456,26 @@ def _insert(conn: Any, backend: str, new: list[Prepared], recorded_at: datetime)
         "reverses_transaction_id": p.request.reverses_transaction_id}) for p in new], recorded_at)
 
 
+def _check_holds(conn: Any, backend: str, new: list[Prepared], posting_hold: str | None) -> None:
+    """A key that has a hold is booked only by posting that hold: booking it directly would skip
+    the review (pending), overrule it (voided) or revive it (expired)."""
+    rows = _select_in(conn, backend, "SELECT h.idempotency_key, h.hold_id, d.decision, d.decided_by FROM ledger.holds h "
+                                     "LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id WHERE {match}",
+                      "h.idempotency_key", [p.key for p in new])
+    for key, hold_id, decision, decided_by in rows:
+        if hold_id == posting_hold:
+            continue
+        if decision is None:
+            raise HoldError(f"idempotency key {key} is held for review as hold {hold_id}: book it by releasing the "
+                            f"hold (`ventureloop ledger review --release {hold_id}`), not directly")
+        raise HoldError(f"idempotency key {key} belongs to hold {hold_id}, {decision} by {decided_by}: a decided "
+                        f"hold is final, so the key cannot be booked")
+
+
 def _book_prepared(conn: Any, backend: str, prepared: Sequence[Prepared],
-                   before_insert: BeforeInsert | None = None) -> list[BookingResult]:
-    """Book inside the caller's write_transaction: idempotency in bulk, then one insert per table."""
+                   before_insert: BeforeInsert | None = None, posting_hold: str | None = None) -> list[BookingResult]:
+    """Book inside the caller's write_transaction: idempotency in bulk, then one insert per table.
+    `posting_hold` is the hold whose transaction this is, when a review posts it."""
     first: dict[str, Prepared] = {}
     for p in prepared:
         seen = first.setdefault(p.key, p)
@@ -470,6 +487,7 @@ def _book_prepared(conn: Any, backend: str, prepared: Sequence[Prepared],
             stored = _load_contents(conn, backend, [tid])[tid]
             raise _conflict(key, stored, first[key].content)
     new = [p for key, p in first.items() if key not in existing]
+    _check_holds(conn, backend, new, posting_hold)
     _check_reversals(conn, backend, new)
     if before_insert:
         before_insert(conn, backend, new)
@@ -672,8 +690,8 @@ def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voi
             else:
                 tid = None
                 if decision == "posted":
-                    tid = _book_prepared(conn, warehouse.backend, [_held_transaction(hold_id, proposed)])[0]
-                    tid = tid.transaction_id
+                    tid = _book_prepared(conn, warehouse.backend, [_held_transaction(hold_id, proposed)],
+                                         posting_hold=hold_id)[0].transaction_id
                 outcome = HoldDecision(hold_id, decision, decided_by, at, tid, note)
             _record_decisions(conn, warehouse.backend, [outcome])
             return outcome
@@ -686,7 +704,8 @@ def post_hold(warehouse: Warehouse, hold_id: str, *, decided_by: str, note: str 
     """Book the held transaction; raises HoldExpired (after recording the expiry) if it is too late."""
     outcome = _decide(warehouse, hold_id, "posted", decided_by, note, at)
     if outcome.decision == "expired":
-        raise HoldExpired(f"hold {hold_id} {outcome.note} and was not posted; propose it again as a new hold")
+        raise HoldExpired(f"hold {hold_id} {outcome.note} and was not posted; propose it again as a new hold "
+                          f"under a new idempotency key")
     return outcome
 
 
@@ -771,13 +790,14 @@ class VerifyReport:
             f"\n  - {problem}" for problem in self.problems)
 
 
-def verify(warehouse: Warehouse) -> VerifyReport:
+def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str]] = ()) -> VerifyReport:
     """Check the audit chain and the ledger invariants; report the first broken record of each kind.
 
     Read-only, in one snapshot. The checks: the chain (seq gap-free, prev_hash links, hashes);
     each transaction balances per currency, has no zero posting, valid accounts and currencies,
     content matching its content_hash and its audit record; reversals mirror their original;
-    postings reference existing transactions; hold decisions reference holds and bookings."""
+    postings reference existing transactions; hold decisions reference holds and bookings; every
+    chain head published earlier (`published_heads`, from audit.chain_head) is still in the chain."""
     with warehouse.connect() as conn:
         if warehouse.backend == "postgres":
             _run(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", None)
@@ -794,7 +814,7 @@ def verify(warehouse: Warehouse) -> VerifyReport:
     by_tx: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for tid, account, currency, amount in postings:
         by_tx[tid].append((account, currency, int(amount)))
-    problems = [verify_chain(events)]
+    problems = [verify_chain(events), check_heads(events, published_heads)]
     problems += _ledger_problems(transactions, by_tx, events)
     problems += _reference_problems(transactions, by_tx, accounts, set(holds), decisions)
     problems.append(_hold_problem(holds, events))

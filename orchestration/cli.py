@@ -273,14 +273,31 @@ def ledger_review(
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
+def ledger_verify(
+    head: list[str] = typer.Option([], help="A chain head published earlier (SEQ:HASH from `ledger head` or the "
+                                            "ledger_entries run metadata) that must still be in the chain; repeatable."),
+) -> None:
     """Check the audit hash chain and every ledger invariant; name the first broken record."""
+    from core.audit import parse_head
     from core.ledger import verify
 
-    report = verify(_warehouse())
+    try:
+        heads = [parse_head(text) for text in head]
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--head") from None
+    report = verify(_warehouse(), heads)
     typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
+
+
+@ledger_app.command("head")
+def ledger_head() -> None:
+    """Print the audit chain's head as SEQ:HASH; keep it somewhere else and pass it to `ledger verify --head`."""
+    from core.audit import chain_head
+
+    seq, digest = chain_head(_warehouse())
+    typer.echo(f"{seq}:{digest}")
 
 
 @ledger_app.command("budgets")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core import ledger
-from core.audit import GENESIS_HASH, canonical_json, chain_head, record_hash, utc_iso
+from core.audit import GENESIS_HASH, canonical_json, chain_head, parse_head, record_hash, utc_iso
 from core.budgets import set_budget
 from core.ledger import Posting, TransactionRequest, book, book_many, hold, reverse, verify, void_hold
 from core.warehouse import Warehouse
@@ -89,6 +89,30 @@ def test_deleting_the_newest_record_is_caught_by_the_ledger_cross_check(warehous
     first = verify(warehouse).first
     assert first.record == f"ledger.transactions {tid} (key stripe:only)"
     assert "no audit event records its booking" in first.message
+
+
+def test_cutting_off_the_newest_writes_is_caught_against_a_published_head(warehouse: Warehouse, booked):
+    published = chain_head(warehouse)
+    assert published[0] == 7 and verify(warehouse, [published]).ok
+    # The newest write (a budget change) removed together with its audit record: the chain and the
+    # ledger are self-consistent again, so only the head published earlier can tell.
+    warehouse.execute("DELETE FROM audit.events WHERE seq = 7")
+    warehouse.execute("DELETE FROM ledger.budget_limits")
+    assert verify(warehouse).ok
+    problem = verify(warehouse, [published]).first
+    assert problem.record == "audit.events seq 7"
+    assert "chain ends at seq 6: the newest records were removed" in problem.message
+    # Writing on afterwards reuses seq 7 with another hash: still caught.
+    book(warehouse, sale("stripe:after"))
+    problem = verify(warehouse, [published]).first
+    assert problem.record == "audit.events seq 7" and "cut and rewritten after it was published" in problem.message
+
+
+def test_a_published_head_must_be_well_formed():
+    assert parse_head(f"12:{'a' * 64}") == (12, "a" * 64)
+    for bad in ("12", "x:" + "a" * 64, "12:" + "A" * 64, "12:abc"):
+        with pytest.raises(ValueError, match="should be SEQ:HASH"):
+            parse_head(bad)
 
 
 def test_a_tampered_posting_is_reported(warehouse: Warehouse, booked):

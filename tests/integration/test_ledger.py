@@ -189,6 +189,24 @@ def test_voided_and_expired_holds_book_nothing(warehouse: Warehouse):
     assert verify(warehouse).ok
 
 
+def test_a_held_key_is_booked_only_by_posting_its_hold(warehouse: Warehouse):
+    pending = hold(warehouse, sale("stripe:txn_p"), reason="fraud review", expires_at=AT + timedelta(days=1))
+    rejected = hold(warehouse, sale("stripe:txn_r"), reason="fraud review", expires_at=AT + timedelta(days=1))
+    void_hold(warehouse, rejected.hold_id, decided_by="alice", at=AT)
+    with pytest.raises(HoldError, match=f"stripe:txn_p is held for review as hold {pending.hold_id}.*--release"):
+        book(warehouse, sale("stripe:txn_p"))
+    with pytest.raises(HoldError, match=f"hold {rejected.hold_id}, voided by alice: a decided hold is final"):
+        book(warehouse, sale("stripe:txn_r"))
+    # In a batch the whole batch is refused, so nothing of it is booked.
+    with pytest.raises(HoldError, match="stripe:txn_p"):
+        book_many(warehouse, [sale("stripe:txn_ok"), sale("stripe:txn_p")])
+    assert warehouse.count("ledger.transactions") == 0
+    posted = post_hold(warehouse, pending.hold_id, decided_by="bob", at=AT + timedelta(hours=1))
+    assert book(warehouse, sale("stripe:txn_p")).transaction_id == posted.transaction_id
+    assert warehouse.count("ledger.transactions") == 1
+    assert verify(warehouse).ok
+
+
 def test_fx_rates_load_once_and_are_audited(warehouse: Warehouse):
     rates = bundled_rates()
     assert store_rates(warehouse, rates) == len(rates)

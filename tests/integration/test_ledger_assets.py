@@ -1,5 +1,6 @@
 """The ledger's Dagster side: assets, the verification check and the inbox sensor, on both backends."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -37,6 +38,33 @@ def test_simulated_payments_book_once_and_the_ledger_verifies(warehouse: Warehou
     assert replay["booked"] == 0
     assert replay["duplicates"] == booked["booked"] + booked["held"]
     assert warehouse.count("ledger.budget_limits") == 4  # re-applying the same budgets changes nothing
+
+
+def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(warehouse: Warehouse):
+    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    config = {"ops": {"ledger_entries": {"config": {"simulate_payments": True, "simulated_days": 1}}}}
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.materialize(LEDGER, resources=resources, run_config=config, instance=instance)
+    seq = int(_entries_metadata(first)["audit_chain_head"].split(":")[0])
+    # Cut off the newest audit record together with the transaction it describes.
+    newest = warehouse.scalar("SELECT payload FROM audit.events WHERE seq = %s", [seq])
+    tid = json.loads(newest)["transaction_id"]
+    warehouse.execute("DELETE FROM ledger.postings WHERE transaction_id = %s", [tid])
+    warehouse.execute("DELETE FROM ledger.transactions WHERE transaction_id = %s", [tid])
+    warehouse.execute("DELETE FROM audit.events WHERE seq = %s", [seq])
+
+    nothing_new = {"ops": {"ledger_entries": {"config": {"simulate_payments": False}}}}
+    again = dg.materialize(LEDGER, resources=resources, run_config=nothing_new, instance=instance,
+                           raise_on_error=False)
+    [evaluation] = again.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert f"a head was published at seq {seq}" in evaluation.description
+    # Another warehouse's heads are not compared: a fresh ledger under the same instance verifies.
+    other = Warehouse(warehouse.url.replace(".duckdb", "-other.duckdb")) if warehouse.backend == "duckdb" else None
+    if other is not None:
+        fresh = dg.materialize(LEDGER, resources={"warehouse": WarehouseResource(url=other.url)}, run_config=config,
+                               instance=instance)
+        assert all(e.passed for e in fresh.get_asset_check_evaluations())
 
 
 def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehouse, tmp_path, monkeypatch):
