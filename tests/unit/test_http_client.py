@@ -95,3 +95,23 @@ def test_a_reddit_style_429_waits_for_the_reset_seconds():
     client_for(lambda request: next(answers), sleeps).get(URL)
 
     assert sleeps == [25.0]
+
+
+def test_a_spent_quota_on_a_200_holds_the_next_request_back_until_the_reset():
+    now = [1_000.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a fake clock: waiting is instant and exact
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    spent = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}
+    answers = iter([httpx.Response(200, headers=spent, json={}), httpx.Response(200, json={})])
+    client = SourceClient("test", httpx.MockTransport(lambda request: next(answers)), sleep=sleep,
+                          clock=lambda: now[0])
+
+    client.get(URL)
+    client.get(URL)
+
+    # Drained to 30 s below empty, then one token's time: on the real clock this would spin for 30 s.
+    assert sum(sleeps) == pytest.approx(30.0 + 1.0 / client.bucket.rate_per_second)
