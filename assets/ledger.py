@@ -18,9 +18,12 @@ PUBLISHED_HEADS_CHECKED = 5
     kinds={"python"},
     pool=warehouse_pool(),
     description="ECB euro reference rates: the bundled snapshot, or today's rates from the ECB when "
-                "FX_RATES_SOURCE=ecb. A (date, currency) once stored is never overwritten.",
+                "FX_RATES_SOURCE=ecb; plus FX_EXTRA_RATES_FILE for currencies the ECB does not publish. "
+                "A (date, currency) once stored is never overwritten.",
 )
 def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    import pandas as pd
+
     from core import fx
     from core.schema import ensure_schema
 
@@ -30,10 +33,13 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     if source not in ("bundled", "ecb"):
         raise dg.Failure(f"FX_RATES_SOURCE={source!r}: use bundled (offline snapshot) or ecb (live daily rates)")
     frame = fx.bundled_rates() if source == "bundled" else fx.fetch_ecb_daily()
+    extra = os.environ.get("FX_EXTRA_RATES_FILE")
+    if extra:  # currencies the ECB does not publish; the same file again stores nothing new
+        frame = pd.concat([frame, fx.load_extra_rates(extra)], ignore_index=True)
     stored = fx.store_rates(client, frame)
-    context.log.info(f"{stored} new rates from {source}")
+    context.log.info(f"{stored} new rates from {source}" + (f" and {extra}" if extra else ""))
     return dg.MaterializeResult(metadata={
-        "source": source, "new_rates": stored, "rates_in_file": len(frame),
+        "source": source, "extra_rates_file": extra or "none", "new_rates": stored, "rates_in_file": len(frame),
         "currencies": dg.MetadataValue.json(sorted(frame["currency"].unique().tolist())),
         "last_rate_date": str(max(frame["rate_date"])) if len(frame) else "none",
     })

@@ -3,7 +3,8 @@
 The ECB publishes, for each TARGET business day, how many units of ~30 currencies one euro buys
 (eurofxref-hist.csv / .zip for history, eurofxref-daily.xml for today). Those are the only rates
 here: a currency the ECB does not publish (KWD, for one) has no rate until one is loaded from
-another source into ledger.fx_rates (its `source` column says where each rate came from).
+another source (`load_extra_rates`: FX_EXTRA_RATES_FILE, `ventureloop ledger fx-load`) into
+ledger.fx_rates (its `source` column says where each rate came from).
 
 Conversion goes through the euro on the nearest previous business day that has a rate, in exact
 Decimal arithmetic, rounded half-even to the target currency's minor unit. The dbt models do the
@@ -25,7 +26,7 @@ from xml.etree import ElementTree
 import pandas as pd
 
 from core.audit import append_events, canonical_json, write_transaction
-from core.money import check_minor, exponent
+from core.money import MoneyError, check_minor, exponent
 from core.warehouse import Warehouse, _run, append_frame
 
 ECB_DAILY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
@@ -124,6 +125,18 @@ def load_ecb_file(path: Path | str) -> pd.DataFrame:
     if path.suffix == ".xml":
         return parse_ecb_xml(path.read_bytes(), source)
     raise FxError(f"{path}: expected an ECB .csv, .xml or .zip file")
+
+
+def load_extra_rates(path: Path | str) -> pd.DataFrame:
+    """Rates from another source for currencies the ECB does not publish (KWD from the Central Bank
+    of Kuwait, say), in the ECB's own file formats and units: how many units one euro buys."""
+    frame = load_ecb_file(path)
+    for currency in sorted(set(frame["currency"])):
+        try:
+            exponent(currency)
+        except MoneyError as error:
+            raise FxError(f"{path}: column {currency!r}: {error}") from None
+    return frame.assign(source=f"file:{Path(path).name}")
 
 
 def bundled_rates() -> pd.DataFrame:

@@ -291,6 +291,25 @@ def ledger_verify(
         raise typer.Exit(1)
 
 
+@ledger_app.command("fx-load")
+def ledger_fx_load(paths: list[Path] = typer.Argument(..., help="ECB-format rate files (.csv, .xml, .zip): the "
+                                                               "ECB's own, or rates for currencies it does not "
+                                                               "publish, per euro.")) -> None:
+    """Store FX rates from files; a (date, currency) already stored is kept, never overwritten."""
+    from core.fx import FxError, load_extra_rates, store_rates
+
+    warehouse = _warehouse()
+    for path in paths:
+        try:
+            frame = load_extra_rates(path)
+        except (FxError, OSError) as error:
+            typer.echo(f"{path}: not loaded: {error}", err=True)
+            raise typer.Exit(1) from None
+        stored = store_rates(warehouse, frame)
+        currencies = ", ".join(sorted(set(frame["currency"])))
+        typer.echo(f"{path}: {stored} new rates of {len(frame)} ({currencies})")
+
+
 @ledger_app.command("head")
 def ledger_head() -> None:
     """Print the audit chain's head as SEQ:HASH; keep it somewhere else and pass it to `ledger verify --head`."""

@@ -115,6 +115,13 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
                                text=True)
     assert malformed.returncode == 2 and "should be SEQ:HASH" in malformed.stderr
     assert "revenue:" in _run([vl, "ledger", "balances", "--prefix", "revenue:"], env).stdout
+    kwd = tmp_path / "kwd.csv"
+    kwd.write_text("Date,KWD,\n2026-11-02,0.35670,\n")
+    assert "1 new rates of 1 (KWD)" in _run([vl, "ledger", "fx-load", str(kwd)], env).stdout
+    assert "0 new rates of 1 (KWD)" in _run([vl, "ledger", "fx-load", str(kwd)], env).stdout
+    kwd.write_text("Date,KWD\n2026-11-02,lots\n")
+    bad_rate = subprocess.run([vl, "ledger", "fx-load", str(kwd)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad_rate.returncode == 1 and "line 2 KWD: rate 'lots' is not a number" in bad_rate.stderr
 
     _run([vl, "ledger", "budget-set", "--scope", "category", "--key", "ads", "--period", "day", "--limit", "50.00",
           "--by", "ops", "--reason", "launch week"], env)

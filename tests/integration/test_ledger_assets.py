@@ -67,6 +67,21 @@ def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(wareh
         assert all(e.passed for e in fresh.get_asset_check_evaluations())
 
 
+def test_fx_rates_add_the_extra_rates_file_once(warehouse: Warehouse, tmp_path, monkeypatch):
+    kwd = tmp_path / "kwd.csv"
+    kwd.write_text("Date,KWD,\n2026-11-02,0.35670,\n")
+    monkeypatch.setenv("FX_EXTRA_RATES_FILE", str(kwd))
+    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    assert dg.materialize([fx_rates], resources=resources).success
+    stored = warehouse.query("SELECT currency, per_eur, source FROM ledger.fx_rates WHERE currency = 'KWD'")
+    assert stored.to_dict("records") == [{"currency": "KWD", "per_eur": 0.3567, "source": "file:kwd.csv"}]
+    again = dg.materialize([fx_rates], resources=resources)
+    assert again.get_asset_materialization_events()[0].materialization.metadata["new_rates"].value == 0
+    monkeypatch.setenv("FX_EXTRA_RATES_FILE", str(tmp_path / "missing.csv"))
+    failed = dg.materialize([fx_rates], resources=resources, raise_on_error=False)
+    assert not failed.success
+
+
 def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehouse, tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

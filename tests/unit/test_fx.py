@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.fx import (BUNDLED_DAILY, BUNDLED_HISTORY, ECB_DAILY_URL, FxError, RateTable, bundled_rates, convert,
-                     days_covered, fetch_ecb_daily, load_ecb_file, parse_ecb_csv, parse_ecb_xml)
+                     days_covered, fetch_ecb_daily, load_ecb_file, load_extra_rates, parse_ecb_csv, parse_ecb_xml)
 from core.http import SourceClient
 
 REQUIRED = ["USD", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK"]
@@ -101,6 +101,25 @@ def test_missing_unpublished_and_stale_rates_are_errors():
         convert(1_000, "EUR", "USD", date(2020, 1, 1))
     with pytest.raises(FxError, match="more than 7 days old"):
         convert(1_000, "EUR", "USD", date(2027, 3, 1))
+
+
+def test_extra_rates_make_an_unpublished_currency_convertible(tmp_path):
+    kwd = tmp_path / "cbk-kwd.csv"
+    kwd.write_text("Date,KWD,\n2026-11-02,0.35670,\n2026-10-30,0.35610,\n")
+    extra = load_extra_rates(kwd)
+    assert set(extra["source"]) == {"file:cbk-kwd.csv"} and len(extra) == 2
+    table = RateTable.from_frame(pd.concat([bundled_rates(), extra], ignore_index=True))
+    # 1.000 KWD (exponent 3) -> EUR at 0.3567 per euro -> USD at the bundled EUR/USD rate of that day.
+    usd_per_eur = RateTable.from_frame(bundled_rates()).per_eur("USD", date(2026, 11, 2))[1]
+    expected = (Decimal(1) / Decimal("0.35670") * usd_per_eur * 100).quantize(Decimal(1), "ROUND_HALF_EVEN")
+    assert table.convert(1_000, "KWD", "USD", date(2026, 11, 2)) == int(expected)
+
+
+def test_extra_rates_name_a_column_that_is_not_a_currency(tmp_path):
+    bad = tmp_path / "rates.csv"
+    bad.write_text("Date,KWD,XYZ\n2026-11-02,0.3567,1.5\n")
+    with pytest.raises(FxError, match="rates.csv: column 'XYZ'"):
+        load_extra_rates(bad)
 
 
 @given(st.integers(min_value=100, max_value=10**12), st.sampled_from(REQUIRED + ["EUR"]),
