@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -149,11 +150,34 @@ def ledger_dbt_assets(context: dg.AssetExecutionContext, warehouse: WarehouseRes
                          f"(dbt target {target}): unset DBT_TARGET or make it agree with WAREHOUSE_URL")
     dbt = DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
                          dbt_executable=dbt_executable(), target=target)
-    with dbt_environment(warehouse.url):
-        invocation = dbt.cli(["build"], manifest=manifest(), dagster_dbt_translator=Translator())
     ours = {(c.asset_key, c.name) for c in _CHECKS}
-    for event in invocation.stream():
-        yield from _as_asset_events(event, ours, context)
+    # Left to itself, dagster-dbt gives each invocation a new dbt_project/target/<id>/ (run_results,
+    # compiled SQL, dbt.log) and never removes it: one folder per run, forever. What a user needs
+    # of it is in the run already: dbt's log lines in the step's stdout, each model's and test's
+    # result in its event, and the summary logged below. So each invocation gets a temporary
+    # target directory, removed when the step ends, passed or failed.
+    with tempfile.TemporaryDirectory(prefix="ventureloop-dbt-") as target_path:
+        with dbt_environment(warehouse.url):
+            invocation = dbt.cli(["build"], manifest=manifest(), dagster_dbt_translator=Translator(),
+                                 target_path=Path(target_path))
+        try:
+            for event in invocation.stream():
+                yield from _as_asset_events(event, ours, context)
+        finally:
+            _log_run_results(Path(target_path) / "run_results.json", context)
+
+
+def _log_run_results(path: Path, context: dg.AssetExecutionContext) -> None:
+    """One line of run_results.json before its directory goes: dbt's time and its nodes by status."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # dbt stopped before writing it (a parse or connection error)
+        return
+    statuses: dict[str, int] = {}
+    for result in results.get("results", []):
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+    context.log.info(f"dbt build: {results.get('elapsed_time', 0):.1f} s, "
+                     + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
 
 
 def _as_asset_events(event: Any, checks: set[tuple[dg.AssetKey, str]], context: dg.AssetExecutionContext

@@ -1,26 +1,12 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='posting_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-    )
-}}
-
--- Every posting with its account's class, its transaction's kind and source, and its UTC day.
--- Incremental on recorded_at (when the row was written), not occurred_at, so that an event booked
--- late for an earlier day is still picked up (see macros/incremental.sql for the lookback).
+-- Every posting with its account's class and category, its currency's exponent and its UTC day.
+-- A view (the staging default): renames and casts of ledger.postings, which is already a table;
+-- writing its 10M rows again cost as much as converting them (benchmarks/LEDGER.md). The
+-- incremental models below read it with their own recorded_at watermark.
+-- (No transaction kind/source: no mart reads them, and the join to ledger.transactions they need
+-- would run again in every query over this view.)
 
 with postings as (
-    select *
-    from {{ source('ledger', 'postings') }}
-    {% if is_incremental() %}
-    where recorded_at >= {{ incremental_watermark('recorded_at') }}
-    {% endif %}
-),
-
-transactions as (
-    select transaction_id, kind, source from {{ source('ledger', 'transactions') }}
+    select * from {{ source('ledger', 'postings') }}
 ),
 
 currencies as (
@@ -38,11 +24,8 @@ select
     currencies.exponent as currency_exponent,
     postings.amount_minor,
     postings.experiment_id,
-    transactions.kind as transaction_kind,
-    transactions.source as transaction_source,
     postings.occurred_at,
     {{ utc_date('postings.occurred_at') }} as occurred_on,
     postings.recorded_at
 from postings
-left join transactions on transactions.transaction_id = postings.transaction_id
 left join currencies on currencies.code = postings.currency
