@@ -1,7 +1,7 @@
 """Features per opportunity, vectorized over the whole table: type, capability match, revenue
 signals parsed from text, engagement and its velocity, age. Plain pandas, plus
-core.text_patterns for the keyword and amount patterns (the same `re` results, without one
-regex pass per pattern over every text)."""
+core.text_patterns for the keyword and amount patterns (the same `re` results, from Arrow
+kernels over all texts at once)."""
 
 import os
 import re
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from core.text_patterns import contains_each, search
+from core.text_patterns import Texts
 
 CONFIG_DIR = Path(__file__).parent / "config"
 TYPES = ("saas", "api", "freelance_gig", "affiliate", "content", "marketplace", "open_source_tool", "other")
@@ -87,7 +87,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 def classify(text: pd.Series, family: pd.Series) -> pd.Series:
-    return _classify(contains_each(_lowered(text).tolist(), _type_patterns()), family)
+    return _classify(Texts(_lowered(text)).contains_each(_type_patterns()), family)
 
 
 def _classify(hits: dict[str, np.ndarray], family: pd.Series) -> pd.Series:
@@ -111,8 +111,10 @@ def _capability_patterns(profile: "CapabilityProfile") -> dict[str, str]:
 
 
 def _amount_cents(number: pd.Series, suffix: pd.Series) -> pd.Series:
-    value = pd.to_numeric(number.str.replace(",", "", regex=False), errors="coerce")
-    scale = suffix.str.lower().map({"k": 1_000, "m": 1_000_000}).fillna(1)
+    # Floats throughout: pd.to_numeric gives Python ints for 20-digit numbers when nothing is missing.
+    value = pd.to_numeric(number.str.replace(",", "", regex=False), errors="coerce").astype(float)
+    suffix = suffix.str.lower()
+    scale = np.select([suffix == "k", suffix == "m"], [1_000.0, 1_000_000.0], default=1.0)
     return (value * scale * 100).round()
 
 
@@ -127,39 +129,26 @@ def revenue_signals(text: pd.Series) -> pd.DataFrame:
     """Per row: the strongest revenue signal in the text and its amount in USD cents per month.
     Stated MRR beats ARR/12 beats a monthly amount said to be income beats a freelance budget
     beats a price (which is not revenue yet). Only dollar amounts are read."""
-    lowered = _lowered(text)
-    texts = lowered.tolist()
-    return _revenue_signals(lowered, texts, contains_each(texts, {"income": INCOME_WORDS})["income"])
+    texts = Texts(_lowered(text))
+    return _revenue_signals(texts, text.index, texts.contains_each({"income": INCOME_WORDS})["income"])
 
 
-def _extract(lowered: pd.Series, texts: list[str], pattern: str) -> pd.DataFrame:
-    """`lowered.str.extract(pattern)`: one column per group, NaN where the text does not match."""
-    matches = search(texts, pattern)
-    groups = re.compile(pattern).groups
-    columns = [np.full(len(texts), None, dtype=object) for _ in range(groups)]
-    for i, match in enumerate(matches):
-        if match is not None:
-            for g, value in enumerate(match.groups()):
-                columns[g][i] = value
-    return pd.DataFrame({g: pd.Series(c, index=lowered.index, dtype=lowered.dtype) for g, c in enumerate(columns)},
-                        index=lowered.index)
-
-
-def _revenue_signals(lowered: pd.Series, texts: list[str], income: np.ndarray) -> pd.DataFrame:
-    index = lowered.index
+def _revenue_signals(texts: Texts, index: pd.Index, income: np.ndarray) -> pd.DataFrame:
     found: dict[str, pd.Series] = {}
     for kind, patterns in REVENUE_PATTERNS.items():
-        amount = pd.Series(np.nan, index=index)
+        amount = np.full(len(texts), np.nan)
         for pattern in patterns:
-            parts = _extract(lowered, texts, pattern)
+            parts = texts.extract(pattern)  # only the texts it matches
             cents = _amount_cents(parts[0], parts[1])
             if kind == "budget":  # a range: the buyer's upper bound
                 upper = _amount_cents(parts[2], parts[3])
                 cents = upper.where(upper.notna(), cents)
-            amount = amount.fillna(cents)
-        found[kind] = amount
+            rows = parts.index.to_numpy()
+            unset = np.isnan(amount[rows])  # an earlier pattern's amount stands
+            amount[rows[unset]] = cents.to_numpy()[unset]
+        found[kind] = pd.Series(amount, index=index)
     income = pd.Series(income, index=index)
-    priced = pd.Series([m is not None for m in search(texts, PRICE_WORDS)], index=index, dtype=bool)
+    priced = pd.Series(texts.contains(PRICE_WORDS), index=index)
     income = income & ~priced | ~priced & (found["monthly"] >= PRICE_CEILING_CENTS)
     earned = found["monthly"].where(income)
     price = found["price"].fillna(found["monthly"].where(~income))
@@ -171,7 +160,7 @@ def _revenue_signals(lowered: pd.Series, texts: list[str], income: np.ndarray) -
 
 
 def capability_match(text: pd.Series, types: pd.Series, profile: CapabilityProfile) -> pd.DataFrame:
-    return _capability_match(contains_each(_lowered(text).tolist(), _capability_patterns(profile)), types, profile)
+    return _capability_match(Texts(_lowered(text)).contains_each(_capability_patterns(profile)), types, profile)
 
 
 def _capability_match(hits: dict[str, np.ndarray], types: pd.Series, profile: CapabilityProfile) -> pd.DataFrame:
@@ -208,12 +197,11 @@ def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: Capabi
     """One row per opportunity with everything the score needs and a human can read."""
     frame = opportunities.reset_index(drop=True)
     text = frame["title"].fillna("") + "\n" + frame["body"].fillna("")
-    lowered = _lowered(text)
-    texts = lowered.tolist()
+    texts = Texts(_lowered(text))
     # Every keyword pattern (types, capabilities, income words) in one pass over the texts.
-    hits = contains_each(texts, {**_type_patterns(), **_capability_patterns(profile), "income": INCOME_WORDS})
+    hits = texts.contains_each({**_type_patterns(), **_capability_patterns(profile), "income": INCOME_WORDS})
     types = _classify(hits, frame["family"])
-    signals = _revenue_signals(lowered, texts, hits["income"])
+    signals = _revenue_signals(texts, frame.index, hits["income"])
     capabilities = _capability_match(hits, types, profile)
 
     defaults = pd.DataFrame(assumptions.by_type).T
