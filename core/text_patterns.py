@@ -135,23 +135,18 @@ class KeywordPatterns:
                         (1 << bit, words, separators, lead, trail, anchor))
         self._single_words = frozenset(self._single)
         self._compound_words = frozenset(self._compound)
-        # For `plain_masks`: an id per run string that any pattern looks for (bare words first).
-        sequences = {word: [(bit, _run_sequence(words, separators, lead, trail), anchor, lead, trail)
-                            for bit, words, separators, lead, trail, anchor in rules]
-                     for word, rules in self._compound.items()}
-        others = {run for rules in sequences.values() for _, runs, *_ in rules for run in runs} - set(self._single)
-        vocabulary = [*self._single, *sorted(others)]
-        self._ids = {run: i for i, run in enumerate(vocabulary)}
-        self._vocabulary = pa.array(vocabulary, type=pa.large_string())
-        # Indexed by id; the extra last entry is for runs outside the vocabulary (id -1).
-        self._single_bits = np.array([self._single.get(run, 0) for run in vocabulary] + [0], dtype=np.int64)
-        self._is_anchor = np.isin(np.arange(len(vocabulary) + 1), [self._ids[word] for word in sequences])
-        # anchor word id -> [(bit, ids of the runs, the anchor's place among them, a word before?, after?)]
+        # For `plain_masks`: the words looked up in every text (bare keywords, and the anchor word of
+        # each longer string), and per anchor word the runs of its strings as bytes.
+        words = [*self._single, *(word for word in self._compound if word not in self._single)]
+        self._words = pa.array(words, type=pa.large_string())
+        self._single_bits = np.array([self._single.get(word, 0) for word in words], dtype=np.int64)
+        self._is_anchor = np.array([word in self._compound for word in words])
+        # anchor's id -> [(bit, runs, the anchor's place among them, a word before?, a word after?)]
         self._sequences = {
-            self._ids[word]: [(bit, np.array([self._ids[run] for run in runs]), (1 if lead else 0) + 2 * anchor,
-                               bool(lead), bool(trail))
-                              for bit, runs, anchor, lead, trail in rules]
-            for word, rules in sequences.items()}
+            words.index(word): [(bit, [run.encode() for run in _run_sequence(w, s, lead, trail)],
+                                 (1 if lead else 0) + 2 * anchor, bool(lead), bool(trail))
+                                for bit, w, s, lead, trail, anchor in rules]
+            for word, rules in self._compound.items()}
 
     @classmethod
     def accepts(cls, pattern: str) -> bool:
@@ -182,32 +177,41 @@ class KeywordPatterns:
     def _plain_masks(self, texts: pa.LargeStringArray) -> np.ndarray:
         offsets, data = _buffers(texts)
         runs, bounds = _runs(offsets, data)
-        ids = pc.index_in(runs, value_set=self._vocabulary).fill_null(-1).to_numpy()
-
-        def text_of(run: np.ndarray) -> np.ndarray:
-            return np.searchsorted(offsets, bounds[run], side="right") - 1
+        looked_up = pc.index_in(runs, value_set=self._words)
+        known = np.flatnonzero(looked_up.is_valid().to_numpy(zero_copy_only=False))
+        ids = pc.drop_null(looked_up).to_numpy()
+        runs_per_text = np.diff(np.searchsorted(bounds, offsets))  # `bounds` holds every offset
+        text_of = np.repeat(np.arange(len(texts)), runs_per_text)
 
         bits = self._single_bits[ids]
-        found = [np.flatnonzero(bits)]  # runs where a match starts, and the bits they set
-        found_bits = [bits[found[0]]]
-        anchors = np.flatnonzero(self._is_anchor[ids])
+        starts, start_bits = [known[bits != 0]], [bits[bits != 0]]  # runs where a match starts, and its bits
+        anchored = self._is_anchor[ids]
+        anchors, anchor_ids = known[anchored], ids[anchored]
         for anchor_id, rules in self._sequences.items():
-            at = anchors[ids[anchors] == anchor_id]
+            at = anchors[anchor_ids == anchor_id]
             for bit, sequence, anchor, word_before, word_after in rules:
                 start = at - anchor
-                first, last = start - word_before, start + len(sequence) - 1 + word_after
-                inside = (first >= 0) & (last < len(ids))
-                start, first, last = start[inside], first[inside], last[inside]
+                start = start[(start - word_before >= 0) & (start + len(sequence) - 1 + word_after < len(runs))]
                 # Within one text, runs alternate between words and non-words: a lead or trail
                 # run with another run of the same text beyond it has the word that \b needs.
-                match = text_of(first) == text_of(last)
-                for j, run_id in enumerate(sequence):
-                    match &= ids[start + j] == run_id
-                found.append(start[match])
-                found_bits.append(np.full(match.sum(), bit, dtype=np.int64))
+                start = start[text_of[start - word_before] == text_of[start + len(sequence) - 1 + word_after]]
+                for j, run in enumerate(sequence):
+                    if j != anchor:
+                        start = start[_runs_equal(bounds, data, start + j, run)]
+                starts.append(start)
+                start_bits.append(np.full(len(start), bit, dtype=np.int64))
         masks = np.zeros(len(texts), dtype=np.int64)
-        np.bitwise_or.at(masks, text_of(np.concatenate(found)), np.concatenate(found_bits))
+        np.bitwise_or.at(masks, text_of[np.concatenate(starts)], np.concatenate(start_bits))
         return masks
+
+
+def _runs_equal(bounds: np.ndarray, data: np.ndarray, run: np.ndarray, string: bytes) -> np.ndarray:
+    """Per run (an index into `bounds`), whether its bytes are exactly `string`."""
+    start = bounds[run]
+    equal = bounds[run + 1] - start == len(string)
+    for k, byte in enumerate(string):
+        equal[equal] = data[start[equal] + k] == byte
+    return equal
 
 
 def _run_sequence(words: tuple[str, ...], separators: tuple[str, ...], lead: str, trail: str) -> list[str]:
@@ -305,6 +309,7 @@ class Texts:
         self.python_rows = np.flatnonzero(_needs_python(self.arrow))
         self._python_texts = self.arrow.take(self.python_rows).to_pylist()
         self._containing: dict[str, np.ndarray] = {}
+        self._candidates_for: dict[frozenset[str], tuple[np.ndarray, pa.LargeStringArray]] = {}
 
     def __len__(self) -> int:
         return len(self.arrow)
@@ -325,9 +330,9 @@ class Texts:
 
     def contains(self, pattern: str) -> np.ndarray:
         """Per text, whether `re.search(pattern, text)` finds a match."""
-        rows = self._candidates(pattern)
+        rows, candidates = self._candidates(pattern)
         found = np.zeros(len(self), dtype=bool)
-        found[rows] = pc.match_substring_regex(self.arrow.take(rows), pattern).to_numpy(zero_copy_only=False)
+        found[rows] = pc.match_substring_regex(candidates, pattern).to_numpy(zero_copy_only=False)
         found[self.python_rows] = [m is not None for m in search(self._python_texts, pattern)]
         return found
 
@@ -338,31 +343,37 @@ class Texts:
         # Arrow reports a group that took no part as "", which is only unambiguous if no group can match "".
         if not parsed.state.groups > 1 or any(low == 0 for low, _ in parsed.state.groupwidths[1:]):
             raise ValueError(f"extract needs groups, none of which can match an empty string: {pattern!r}")
-        rows = self._candidates(pattern)
-        matched = pc.extract_regex(self.arrow.take(rows), _named_groups(pattern))
+        rows, candidates = self._candidates(pattern)
+        matched = pc.extract_regex(candidates, _named_groups(pattern))
         valid = matched.is_valid()
-        columns = [pc.if_else(pc.equal(group, ""), None, group).to_numpy(zero_copy_only=False)
-                   for group in matched.filter(valid).flatten()]
+        groups = [pc.if_else(pc.equal(group, ""), None, group) for group in matched.filter(valid).flatten()]
         index = rows[valid.to_numpy(zero_copy_only=False)]
         python = [(row, m.groups()) for row, m in zip(self.python_rows, search(self._python_texts, pattern))
                   if m is not None]
         if python:
             index = np.concatenate([index, [row for row, _ in python]])
-            columns = [np.concatenate([column, np.array([groups[g] for _, groups in python], dtype=object)])
-                       for g, column in enumerate(columns)]
-        return pd.DataFrame(dict(enumerate(columns)), index=index, dtype="str").sort_index()
+            groups = [pa.concat_arrays([group, pa.array([found[g] for _, found in python], type=group.type)])
+                      for g, group in enumerate(groups)]
+        return pd.DataFrame({g: pd.Series(group, dtype="str") for g, group in enumerate(groups)}) \
+            .set_axis(index).sort_index()
 
-    def _candidates(self, pattern: str) -> np.ndarray:
-        """Positions of the texts RE2 answers that contain every literal the pattern requires."""
-        keep = np.ones(len(self), dtype=bool)
-        keep[self.python_rows] = False
-        for literal in required_literals(pattern):
-            if literal not in self._containing:
-                # RE2 finds a literal ~3x faster than pc.match_substring (memchr on its first byte).
-                escaped = "".join(f"\\x{{{ord(c):x}}}" for c in literal)
-                self._containing[literal] = pc.match_substring_regex(self.arrow, escaped).to_numpy(zero_copy_only=False)
-            keep &= self._containing[literal]
-        return np.flatnonzero(keep)
+    def _candidates(self, pattern: str) -> tuple[np.ndarray, pa.LargeStringArray]:
+        """The texts RE2 answers that contain every literal the pattern requires: their positions,
+        and a copy of them that patterns requiring the same literals share."""
+        literals = frozenset(required_literals(pattern))
+        if literals not in self._candidates_for:
+            keep = np.ones(len(self), dtype=bool)
+            keep[self.python_rows] = False
+            for literal in literals:
+                if literal not in self._containing:
+                    # RE2 finds a literal ~3x faster than pc.match_substring (memchr on its first byte).
+                    escaped = "".join(f"\\x{{{ord(c):x}}}" for c in literal)
+                    self._containing[literal] = pc.match_substring_regex(self.arrow, escaped).to_numpy(
+                        zero_copy_only=False)
+                keep &= self._containing[literal]
+            rows = np.flatnonzero(keep)
+            self._candidates_for[literals] = rows, self.arrow.take(rows)
+        return self._candidates_for[literals]
 
 
 def _needs_python(texts: pa.LargeStringArray) -> np.ndarray:
@@ -371,7 +382,8 @@ def _needs_python(texts: pa.LargeStringArray) -> np.ndarray:
     lead = np.flatnonzero(data >= 0xC0)  # the first byte of each non-ASCII character
     codes = _code_points(data, lead)
     odd = [code for code in np.unique(codes).tolist() if _WORD_OR_SPACE.match(chr(code))]
-    at = np.concatenate([lead[np.isin(codes, odd)], np.flatnonzero(_PYTHON_ONLY_SPACE_BYTE[data])])
+    control = np.flatnonzero(data < 0x20)  # a table lookup of every byte would cost ~5x this comparison
+    at = np.concatenate([lead[np.isin(codes, odd)], control[_PYTHON_ONLY_SPACE_BYTE[data[control]]]])
     needs = np.zeros(len(texts), dtype=bool)
     needs[np.searchsorted(offsets, at, side="right") - 1] = True
     return needs
