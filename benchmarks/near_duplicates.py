@@ -4,8 +4,8 @@ persisted LSH index; and the matcher's precision and recall on hand-labelled pai
     python benchmarks/near_duplicates.py [--index 1000000] [--new 100000]
 
 1. An index of `--index` opportunities (Hacker News hits from benchmarks/_common.py) is built once
-   per (sizes, seed) in benchmarks/.data/ with the product's own signatures, band keys, product
-   names and (revenue figure, word) pairs, written in bulk (set-up, not timed). Each run works on a
+   per (sizes, seed) in benchmarks/.data/ with the product's own signatures, band keys, name
+   keys and (revenue figure, word) pairs, written in bulk (set-up, not timed). Each run works on a
    copy.
 2. Timed: `core.near_duplicates.assign_clusters` for `--new` later hits (exact duplicates of indexed
    ones removed first, as core.opportunities does), then `persist`. Baseline in the same run: a
@@ -30,8 +30,8 @@ from _common import DATA_DIR, REPO, Timings, hn_hits, machine, peak_rss_mb
 
 from core import near_duplicates
 from core.fingerprints import canonical_urls, fingerprints
-from core.near_duplicates import (band_keys, encode, figure_words, index_rows, lsh_params, product_name,
-                                  signatures, tokens)
+from core.near_duplicates import (band_keys, encode, figure_words, index_rows, lsh_params, name_keys, signatures,
+                                  tokens)
 from core.schema import ensure_schema
 from core.warehouse import Warehouse
 
@@ -70,7 +70,7 @@ def build_index(path: str, size: int, new: int, seed: int) -> None:
         hosts = block["canonical_url"].str.extract(near_duplicates._HOST, expand=False).fillna("")
         sigs = signatures(tokens(t, h) for t, h in zip(block["title"], hosts, strict=True))
         indexed = block.assign(band_keys=band_keys(sigs, params),
-                               product_name=[product_name(url) for url in block["canonical_url"]],
+                               name_keys=[name_keys(url)[0] for url in block["canonical_url"]],
                                figure_words=[sorted(figure_words(title)) for title in block["title"]])
         ids = block["opportunity_id"]
         with warehouse.connect() as conn:
@@ -86,8 +86,8 @@ def build_index(path: str, size: int, new: int, seed: int) -> None:
 
 
 def index_file(size: int, new: int, seed: int) -> str:
-    # v2: with the product-name and figure rows of core.lsh_buckets
-    cached = DATA_DIR / f"lsh_index_v2_{size}_{new}_{seed}.duckdb"
+    # v4: with the name-key and figure rows of core.lsh_buckets
+    cached = DATA_DIR / f"lsh_index_v4_{size}_{new}_{seed}.duckdb"
     if not cached.exists():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()

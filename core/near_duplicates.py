@@ -4,14 +4,17 @@ Two opportunities are near-duplicates, and share a cluster, when any of these ho
 
 1. The same product URL: one canonical URL outside aggregator sites (news.ycombinator.com, x.com,
    ...), or the same github.com/<owner>/<repo>.
-2. The same product name, read from the URL alone (`product_name`): the host of a site's home or
-   pricing page (shotapi.io -> "shotapi", any TLD), a directory listing's slug
-   (producthunt.com/products/shotapi, freepublicapis.com/shotapi), or a GitHub repository whose
-   owner is named after it (shotapi/shotapi, shotapi-dev/shotapi-cli). A listing and the site it
-   lists rarely share a title word beyond the name, so no similarity is asked for.
-3. The same revenue figure and at least two more words in common (`figure_words`: figures of $100
-   or more that are not round, such as "$4.2k MRR" or "$7,850"; prices under $100 and round
-   figures like "$10k" are said by many unrelated posts, and units like MRR do not count as words).
+2. The same product, named by the URL alone (`product_name`, `name_keys`): a site's home or
+   pricing page names it by its host (shotapi.io -> "shotapi"), a listing by its slug
+   (producthunt.com/products/shotapi, freepublicapis.com/shotapi) or, on GitHub, by a repository
+   whose owner is named after it (shotapi/shotapi, shotapi-dev/shotapi-cli). A listing matches the
+   sites and listings of its name; a site's page matches the other pages of its own host (not
+   another TLD: pulse.io and pulse.dev are often two companies). A listing and the site it lists
+   rarely share a title word beyond the name, so no similarity is asked for.
+3. The same revenue figure and at least two more words in common (`figure_words`: figures of
+   $1,000 or more that are not round, such as "$4.2k MRR" or "$7,850"; smaller amounts are mostly
+   prices and round figures like "$10k" are said by many unrelated posts; units like MRR do not
+   count as words).
 4. A shared LSH bucket and an estimated Jaccard similarity of at least THRESHOLD (0.5).
 
 Similarity is estimated by MinHash signatures (datasketch's, computed in bulk) over a token set of
@@ -26,7 +29,8 @@ signal.
 
 Measured on the hand-labelled pairs in tests/fixtures/near_duplicate_pairs.csv, on each half of a
 fixed split by launch (tests/unit/test_near_duplicate_quality.py, benchmarks/README.md): rules 1
-and 4 alone found 41% of the duplicates; all four find 83% with no false match. Rule 3 first asked
+and 4 alone found 41% of the duplicates, all four find 82%; precision 0.99 (one false match of
+rule 4, two short directory titles). Rule 3 first asked
 for an estimated Jaccard of 0.2 instead of two shared words: a short title is mostly its figure's
 tokens ("$5", "1k", "month"), so "My newsletter made $5.1k/month from sponsors" matched a content
 site's "$5.1k/month" report.
@@ -61,7 +65,8 @@ STOPWORDS = frozenset(
 )
 _HOST = r"^https://([^/]+)"
 # core.lsh_buckets rows that are not LSH bands (of which there are at most NUM_PERM): the bucket
-# is the product name, or one (revenue figure, title word) pair such as "$4200 changelog", as text.
+# is a name key such as "site:shotapi" (see name_keys), or one (revenue figure, title word) pair
+# such as "$4200 changelog", as text.
 NAME_BAND = NUM_PERM
 FIGURE_BAND = NUM_PERM + 1
 # Directories with one listing per product, and where in the path its slug is.
@@ -79,7 +84,7 @@ _GENERIC_SUBDOMAINS = frozenset({"www", "app", "blog", "docs", "api", "m"})
 _SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu"})  # foo.co.uk: "foo"
 _AMOUNT = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s?([km])\b)?", re.IGNORECASE)
 _MULTIPLIER = {"k": 1_000, "m": 1_000_000}
-_MIN_AMOUNT = 100
+_MIN_AMOUNT = 1_000
 # Words that come with any figure ("$4.2k MRR", "$5.1k/month"), so they do not tell stories apart.
 _UNIT_WORDS = frozenset("mrr arr month months mo year years yr week weeks day days revenue".split())
 _HAS_DIGIT = re.compile(r"[\d$€£]")
@@ -129,22 +134,41 @@ def _site_name(host: str) -> str:
 
 def product_name(canonical: str) -> str:
     """The product a canonical URL names by itself, or "" (see the module docstring, rule 2)."""
+    return _named(canonical)[1]
+
+
+def _named(canonical: str) -> tuple[str, str]:
+    """("listing" or "site", the product's name), or ("", "")."""
     repository = _REPOSITORY.match(canonical)
     if repository:
         owner, repo = (part.lower() for part in repository.groups())
         name = _OWNER_SUFFIX.sub("", owner)
-        return _compact(name) if name == _REPO_SUFFIX.sub("", repo) else ""
+        return ("listing", _compact(name)) if name == _REPO_SUFFIX.sub("", repo) else ("", "")
     parts = _URL_PARTS.match(canonical)
     if not parts:
-        return ""
+        return "", ""
     host, path = parts.groups()
     if host in _LISTING_SLUG:
         slug = _LISTING_SLUG[host].match(path)
-        return _compact(slug.group(1)) if slug else ""
+        return ("listing", _compact(slug.group(1))) if slug else ("", "")
     if host in AGGREGATOR_HOSTS or path.strip("/") not in _PRODUCT_PAGES:
-        return ""
+        return "", ""
     name = _site_name(host)
-    return name if len(name) >= 3 else ""
+    return ("site", name) if len(name) >= 3 else ("", "")
+
+
+def name_keys(canonical: str) -> tuple[list[str], list[str]]:
+    """Rule 2 as keys: (the keys an opportunity is indexed under, the keys it looks up). A site's
+    page matches the pages of its own host and the listings of its name; a listing matches the
+    sites and the listings of its name. Two sites with one name on other hosts (pulse.io,
+    pulse.dev) are often different companies, so they do not match."""
+    kind, name = _named(canonical)
+    if kind == "site":
+        host = f"host:{_URL_PARTS.match(canonical).group(1)}"
+        return [host, f"site:{name}"], [host, f"listing:{name}"]
+    if kind == "listing":
+        return [f"listing:{name}"], [f"listing:{name}", f"site:{name}"]
+    return [], []
 
 
 def is_product_url(canonical: str) -> bool:
@@ -262,8 +286,7 @@ def are_near_duplicates(title_a: str, url_a: str, title_b: str, url_b: str, thre
     canonical_a, canonical_b = canonical_url(url_a), canonical_url(url_b)
     if canonical_a == canonical_b and is_product_url(canonical_a):
         return True
-    name = product_name(canonical_a)
-    if name and name == product_name(canonical_b):
+    if set(name_keys(canonical_a)[0]) & set(name_keys(canonical_b)[1]):
         return True
     if len(figure_words(title_a) & figure_words(title_b)) >= MIN_SHARED_FIGURE_WORDS:
         return True
@@ -281,12 +304,13 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
     its best match, looking in the persisted index and in earlier rows of the same batch.
 
     A row's best match: an opportunity with the same product URL, else one with the same product
-    name (for either, the indexed one first, else the earliest in the batch; similarity 1.0), else
+    name (`name_keys`; for either, the indexed one first, else the earliest in the batch;
+    similarity 1.0), else
     the most similar candidate sharing an LSH bucket with it at or above `threshold` or
     MIN_SHARED_FIGURE_WORDS (revenue figure, word) pairs: among equally similar ones, the first met
     in band order (the LSH bands, then FIGURE_BAND), indexed candidates before earlier batch rows.
     Returns the batch (by created_at) with cluster_id, near_duplicate_of and similarity, plus the
-    `signature`, `band_keys`, `product_name` and `figure_words` columns that `persist` writes."""
+    `signature`, `band_keys`, `name_keys` and `figure_words` columns that `persist` writes."""
     params = lsh_params(threshold)
     batch = batch.sort_values("created_at", kind="stable").reset_index(drop=True)
     n = len(batch)
@@ -296,7 +320,7 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
     encoded = [encode(s) for s in sigs]
     ids = batch["opportunity_id"].astype(str).to_numpy(dtype=object)
     urls = batch["canonical_url"].to_numpy(dtype=object)
-    names = np.array([product_name(url) for url in urls], dtype=object)
+    named = [name_keys(url) for url in urls]
     figures = [sorted(figure_words(title)) for title in batch["title"]]
     stated = pd.DataFrame({"batch_row": np.repeat(np.arange(n), [len(f) for f in figures]),
                            "bucket": [pair for found in figures for pair in found]}, columns=["batch_row", "bucket"])
@@ -306,26 +330,27 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
     _offer_batch(keys, stated, sigs, encoded, params, threshold, best)
 
     product_url = (~hosts.isin(AGGREGATOR_HOSTS) | batch["canonical_url"].str.match(_REPOSITORY)).to_numpy()
-    named = names != ""
     same_url = _indexed_owners(conn, backend, urls[product_url],
                                "JOIN core.opportunities o ON o.canonical_url = k.wanted")
-    same_name = _indexed_owners(conn, backend, names[named],
+    same_name = _indexed_owners(conn, backend, np.array([key for _, wanted in named for key in wanted], dtype=object),
                                 f"JOIN core.lsh_buckets b ON b.band = {NAME_BAND} AND b.bucket = k.wanted "
                                 "JOIN core.opportunities o ON o.opportunity_id = b.opportunity_id")
-    first_with_url, first_with_name = _first_in_batch(urls, product_url), _first_in_batch(names, named)
+    first_with_url = _first_in_batch(urls, product_url)
+    first_with_key: dict[str, int] = {}  # name keys of the rows so far, and the first row with each
     cluster_ids, matches, scores = [], [], []
     for i in range(n):  # in created_at order: a row may join the cluster an earlier row just joined
-        url, name = urls[i], names[i]
+        url, (indexed_under, wanted) = urls[i], named[i]
+        by_name = next((same_name[key] for key in wanted if key in same_name), None)
+        earlier = next((first_with_key[key] for key in wanted if key in first_with_key), None)
         if product_url[i] and url in same_url:  # one product URL, different titles: the same launch
             match, cluster, score = *same_url[url], 1.0
         elif product_url[i] and first_with_url[i] < i:
             j = int(first_with_url[i])
             match, cluster, score = ids[j], cluster_ids[j], 1.0
-        elif named[i] and name in same_name:
-            match, cluster, score = *same_name[name], 1.0
-        elif named[i] and first_with_name[i] < i:
-            j = int(first_with_name[i])
-            match, cluster, score = ids[j], cluster_ids[j], 1.0
+        elif by_name:
+            match, cluster, score = *by_name, 1.0
+        elif earlier is not None:
+            match, cluster, score = ids[earlier], cluster_ids[earlier], 1.0
         elif best.equal[i] >= 0:  # a candidate at or above its threshold
             # as `similarity` gives it: the mean of the equal positions
             k, score = int(best.position[i]), float(best.equal[i] / sigs.shape[1])
@@ -338,8 +363,10 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
         cluster_ids.append(cluster)
         matches.append(match)
         scores.append(score)
-    return batch.assign(cluster_id=cluster_ids, near_duplicate_of=matches, similarity=scores,
-                        signature=encoded, band_keys=keys, product_name=names, figure_words=figures)
+        for key in indexed_under:
+            first_with_key.setdefault(key, i)
+    return batch.assign(cluster_id=cluster_ids, near_duplicate_of=matches, similarity=scores, signature=encoded,
+                        band_keys=keys, name_keys=[under for under, _ in named], figure_words=figures)
 
 
 def _first_in_batch(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -510,15 +537,15 @@ def _indexed_owners(conn, backend: str, wanted: np.ndarray, join: str) -> dict[s
 
 
 def index_rows(clustered: pd.DataFrame) -> pd.DataFrame:
-    """The core.lsh_buckets rows of `assign_clusters` output: one per LSH band, product name and
+    """The core.lsh_buckets rows of `assign_clusters` output: one per LSH band, name key and
     (revenue figure, word) pair of each opportunity."""
     ids, keys = clustered["opportunity_id"], clustered["band_keys"]
     bands = len(keys.iloc[0]) // KEY_CHARS if len(keys) else 0
-    named = clustered[clustered["product_name"] != ""]
+    named = clustered[["opportunity_id", "name_keys"]].explode("name_keys").dropna()
     figures = clustered[["opportunity_id", "figure_words"]].explode("figure_words").dropna()
     return pd.concat([*(pd.DataFrame({"band": band, "bucket": _band_column(keys, band), "opportunity_id": ids})
                         for band in range(bands)),
-                      pd.DataFrame({"band": NAME_BAND, "bucket": named["product_name"],
+                      pd.DataFrame({"band": NAME_BAND, "bucket": named["name_keys"],
                                     "opportunity_id": named["opportunity_id"]}),
                       pd.DataFrame({"band": FIGURE_BAND, "bucket": figures["figure_words"],
                                     "opportunity_id": figures["opportunity_id"]})], ignore_index=True)

@@ -77,4 +77,4 @@ def test_product_names_and_revenue_figures_are_found_through_the_index(warehouse
     assert cluster["14"] == first["12"]  # $5.1k/month, "content", "site"
     assert cluster["15"] == first["15"]  # the same figure, nothing else in common
     names = warehouse.query(f"SELECT bucket FROM core.lsh_buckets WHERE band = {NAME_BAND}")["bucket"]
-    assert sorted(names) == ["shotapi", "shotapi"]
+    assert sorted(names) == ["host:shotapi.io", "listing:shotapi", "site:shotapi"]

@@ -1,6 +1,6 @@
 """The near-duplicate matcher on hand-labelled pairs from the bundled snapshots.
 
-tests/fixtures/near_duplicate_pairs.csv: 467 pairs of (title, url) as the snapshots give them, 83
+tests/fixtures/near_duplicate_pairs.csv: 468 pairs of (title, url) as the snapshots give them, 83
 of them the same launch, product or story reworded across sources (positives), the rest different
 launches on similar topics, on the same host, or with similar words (negatives, many of them hard).
 
@@ -8,10 +8,13 @@ The pairs are split in two fixed halves by their note (the launch or topic they 
 the rewordings of one launch stay in one half: a rule fitted to some launches shows up as a gap
 between the halves. Measured (November 2026), precision / recall:
 
-    half 0 (33 duplicates, 217 other pairs): 1.00 / 0.91 (30 found)
+    half 0 (33 duplicates, 218 other pairs): 0.97 / 0.88 (29 found, 1 false match)
     half 1 (50 duplicates, 167 other pairs): 1.00 / 0.78 (39 found)
-    all: 1.00 / 0.83 (69 of 83); before the product-name and revenue-figure rules 1.00 / 0.41
-    (half 0: 0.52, half 1: 0.34)
+    all: 0.99 / 0.82 (68 of 83); before the product-name and revenue-figure rules 0.97 / 0.41
+    (half 0: 0.94 / 0.52, half 1: 1.00 / 0.34)
+
+The false match is two APIs on one directory with short titles ("Parsely PDF-to-JSON", "InvoiceGen:
+invoices as PDF from JSON"): "pdf", "json" and the host token make up most of both token sets.
 
 The bounds sit about one pair under that, so that a change that loses matches or adds false ones
 fails here. What the misses are: benchmarks/README.md."""
@@ -30,7 +33,7 @@ from core.near_duplicates import amounts, are_near_duplicates
 
 PAIRS = Path(__file__).parents[1] / "fixtures" / "near_duplicate_pairs.csv"
 MIN_PRECISION = 0.95
-MIN_RECALL = {0: 0.87, 1: 0.75, None: 0.81}  # per half; None: all pairs
+MIN_RECALL = {0: 0.84, 1: 0.75, None: 0.80}  # per half; None: all pairs
 
 
 def _pairs() -> list[dict]:

@@ -84,13 +84,24 @@ def test_product_name_is_read_from_the_url(url, name):
     assert product_name(url) == name
 
 
+@pytest.mark.parametrize(("url_a", "url_b", "same"), [
+    ("https://shotapi.io", "https://freepublicapis.com/shotapi", True),  # a site and its listing
+    ("https://producthunt.com/products/shotapi", "https://github.com/shotapi/shotapi", True),  # two listings
+    ("https://shotapi.io", "https://shotapi.io/pricing", True),  # one site
+    ("https://shotapi.io", "https://shotapi.dev", False),  # one name on two hosts: often two companies
+])
+def test_a_product_name_matches_listings_and_its_own_site(url_a, url_b, same):
+    assert near_duplicates.are_near_duplicates("Launch", url_a, "Another title", url_b) == same
+    assert near_duplicates.are_near_duplicates("Another title", url_b, "Launch", url_a) == same
+
+
 @pytest.mark.parametrize(("title", "figures"), [
     ("From $0 to $7,850 MRR in 9 months", {"$7850"}),
     ("ShipLog is at $4.2k MRR", {"$4200"}),
     ("$1.2M ARR, two people", {"$1200000"}),
     ("Sold for €38k", {"€38000"}),
-    ("$29/mo, or $10k lifetime", set()),  # a price under $100 and a round figure: many posts say them
-    ("$450 an issue", {"$450"}),
+    ("$29/mo, or $10k lifetime", set()),  # a price and a round figure: many posts say them
+    ("$450 an issue", set()),
 ])
 def test_amounts_are_specific_revenue_figures(title, figures):
     assert amounts(title) == figures
@@ -119,7 +130,8 @@ def test_a_product_name_or_a_revenue_figure_joins_in_one_batch():
     assert out.loc["b", "near_duplicate_of"] == "a" and out.loc["b", "similarity"] == 1.0
     assert out.loc["d", "near_duplicate_of"] == "c"  # $5.1k/month, "content", "site"
     assert out.loc["e", "cluster_id"] == "e"  # the same figure, nothing else in common
-    assert out.loc["a", "product_name"] == "shotapi" and "$5100 content" in out.loc["c", "figure_words"]
+    assert out.loc["a", "name_keys"] == ["host:shotapi.io", "site:shotapi"]
+    assert "$5100 content" in out.loc["c", "figure_words"]
 
 
 def test_the_index_keeps_product_names_and_revenue_figures():
@@ -134,7 +146,7 @@ def test_the_index_keeps_product_names_and_revenue_figures():
     extra = conn.execute("SELECT band, bucket, opportunity_id FROM core.lsh_buckets WHERE band >= ? "
                          "ORDER BY band, bucket",
                          [near_duplicates.NAME_BAND]).fetchall()
-    assert extra == [(near_duplicates.NAME_BAND, "shotapi", "a")] + [
+    assert extra == [(near_duplicates.NAME_BAND, key, "a") for key in ("host:shotapi.io", "site:shotapi")] + [
         (near_duplicates.FIGURE_BAND, f"$5100 {word}", "c") for word in ("content", "income", "report", "site")]
     later = pd.DataFrame({"opportunity_id": ["b", "d"], "title": ["ShotAPI: website screenshots",
                                                                   "How I turned a side project into $5.1k/month "
