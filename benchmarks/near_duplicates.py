@@ -4,13 +4,15 @@ persisted LSH index; and the matcher's precision and recall on hand-labelled pai
     python benchmarks/near_duplicates.py [--index 1000000] [--new 100000]
 
 1. An index of `--index` opportunities (Hacker News hits from benchmarks/_common.py) is built once
-   per (sizes, seed) in benchmarks/.data/ with the product's own signatures and band keys, written
-   in bulk (set-up, not timed). Each run works on a copy.
+   per (sizes, seed) in benchmarks/.data/ with the product's own signatures, band keys, name
+   keys and (revenue figure, word) pairs, written in bulk (set-up, not timed). Each run works on a
+   copy.
 2. Timed: `core.near_duplicates.assign_clusters` for `--new` later hits (exact duplicates of indexed
    ones removed first, as core.opportunities does), then `persist`. Baseline in the same run: a
    plain DuckDB join of the same rows' band keys against the bucket index (the lookup every
    implementation must do), so the ratio says what the hashing and scoring cost on top.
-3. Precision and recall on tests/fixtures/near_duplicate_pairs.csv with `are_near_duplicates`.
+3. Precision and recall on tests/fixtures/near_duplicate_pairs.csv with `are_near_duplicates`, on
+   each half of the fixed split of tests/unit/test_near_duplicate_quality.py and on all pairs.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -27,7 +30,8 @@ from _common import DATA_DIR, REPO, Timings, hn_hits, machine, peak_rss_mb
 
 from core import near_duplicates
 from core.fingerprints import canonical_urls, fingerprints
-from core.near_duplicates import band_keys, encode, lsh_params, signatures, tokens
+from core.near_duplicates import (band_keys, encode, figure_words, index_rows, lsh_params, name_keys, signatures,
+                                  tokens)
 from core.schema import ensure_schema
 from core.warehouse import Warehouse
 
@@ -50,7 +54,7 @@ def opportunities(hits: list[dict], first_id: int) -> pd.DataFrame:
 
 def build_index(path: str, size: int, new: int, seed: int) -> None:
     """Write the first `size` of `size + new` generated opportunities, with their signatures and
-    band keys (cluster_id = own id)."""
+    index rows (cluster_id = own id)."""
     warehouse = Warehouse(f"duckdb:///{path}")
     ensure_schema(warehouse)
     hits = hn_hits(size + new, seed=seed)
@@ -65,7 +69,9 @@ def build_index(path: str, size: int, new: int, seed: int) -> None:
         block = index.iloc[start:start + BLOCK]
         hosts = block["canonical_url"].str.extract(near_duplicates._HOST, expand=False).fillna("")
         sigs = signatures(tokens(t, h) for t, h in zip(block["title"], hosts, strict=True))
-        keys = pd.Series(band_keys(sigs, params), index=block.index, dtype="str")
+        indexed = block.assign(band_keys=band_keys(sigs, params),
+                               name_keys=[name_keys(url)[0] for url in block["canonical_url"]],
+                               figure_words=[sorted(figure_words(title)) for title in block["title"]])
         ids = block["opportunity_id"]
         with warehouse.connect() as conn:
             conn.register("_o", block.assign(source="hackernews", family="hacker_news", external_id=ids, body="",
@@ -75,14 +81,13 @@ def build_index(path: str, size: int, new: int, seed: int) -> None:
             conn.register("_s", pd.DataFrame({"opportunity_id": ids, "cluster_id": ids,
                                               "signature": [encode(s) for s in sigs]}))
             conn.execute("INSERT INTO core.lsh_signatures BY NAME SELECT * FROM _s")
-            buckets = [pd.DataFrame({"band": band, "bucket": near_duplicates._band_column(keys, band),
-                                     "opportunity_id": ids}) for band in range(params.bands)]
-            conn.register("_b", pd.concat(buckets))
+            conn.register("_b", index_rows(indexed))
             conn.execute("INSERT INTO core.lsh_buckets BY NAME SELECT * FROM _b")
 
 
 def index_file(size: int, new: int, seed: int) -> str:
-    cached = DATA_DIR / f"lsh_index_{size}_{new}_{seed}.duckdb"
+    # v4: with the name-key and figure rows of core.lsh_buckets
+    cached = DATA_DIR / f"lsh_index_v4_{size}_{new}_{seed}.duckdb"
     if not cached.exists():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -104,9 +109,10 @@ def baseline(conn, keys: pd.Series, bands: int) -> int:
                         "ON b.band = w.band AND b.bucket = w.bucket").fetchone()[0]
 
 
-def quality() -> tuple[float, float, int, int, int, int]:
+def quality(half: int | None = None) -> tuple[float, float, int, int, int, int]:
+    """On all labelled pairs, or on one half of the fixed split of tests/unit/test_near_duplicate_quality.py."""
     with PAIRS.open(encoding="utf-8") as f:
-        pairs = list(csv.DictReader(f))
+        pairs = [p for p in csv.DictReader(f) if half is None or zlib.crc32(p["note"].encode()) % 2 == half]
     tp = fp = fn = 0
     for p in pairs:
         predicted = near_duplicates.are_near_duplicates(p["title_a"], p["url_a"], p["title_b"], p["url_b"])
@@ -165,9 +171,10 @@ def main() -> int:
           f"{int((near & indexed).sum()):,} within the batch)")
     print(f"incremental clustering: {product:.2f} s = {len(batch) / product:,.0f} rows/s; "
           f"{product / join_only:.1f}x the bare SQL lookup ({join_only:.2f} s)")
-    precision, recall, n, tp, fp, fn = quality()
-    print(f"labelled pairs ({n}, {tp + fn} duplicates): precision {precision:.2f} ({fp} false matches), "
-          f"recall {recall:.2f} ({fn} missed)")
+    for half, label in ((0, "half 0"), (1, "half 1"), (None, "all")):
+        precision, recall, n, tp, fp, fn = quality(half)
+        print(f"labelled pairs, {label} ({n}, {tp + fn} duplicates): precision {precision:.2f} ({fp} false matches), "
+              f"recall {recall:.2f} ({fn} missed)")
     print(f"peak RSS: {peak_rss_mb():,.0f} MB")
     return 0
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from core.near_duplicates import NAME_BAND
 from core.opportunities import SourceStats, normalize_records, store
 from core.sources.hackernews import HackerNews
 from core.warehouse import Warehouse
@@ -55,3 +56,25 @@ def test_a_later_run_joins_clusters_through_the_persisted_index(warehouse: Wareh
     assert cluster["6"] == first["3"]  # the same product URL
     assert cluster["7"] == first["7"]  # new
     assert warehouse.count("core.lsh_signatures") == 7
+
+
+def test_product_names_and_revenue_figures_are_found_through_the_index(warehouse: Warehouse):
+    _ingest(warehouse, [
+        _hit("11", "Show HN: ShotAPI – website screenshots as a service", "https://shotapi.io", 1),
+        _hit("12", "Content site income report: $5.1k/month at 14 months",
+             "https://www.indiehackers.com/post/content-site-income-report-4c3b2a1f0e", 2),
+    ], run=1)
+    _ingest(warehouse, [
+        _hit("13", "ShotAPI – Screenshots of any website via API", "https://www.producthunt.com/products/shotapi", 5),
+        _hit("14", "How I turned a side project into $5.1k/month with a content site",
+             "https://brewratio.com/blog/content-site-income-report", 6),
+        _hit("15", "My newsletter made $5.1k/month from sponsors", "https://hannahcole.substack.com/p/sponsors", 7),
+    ], run=2)
+    table = warehouse.query("SELECT external_id, opportunity_id, cluster_id FROM core.opportunities").set_index(
+        "external_id")
+    cluster, first = table["cluster_id"].to_dict(), table["opportunity_id"].to_dict()
+    assert cluster["13"] == first["11"]  # one product name: the site and its Product Hunt listing
+    assert cluster["14"] == first["12"]  # $5.1k/month, "content", "site"
+    assert cluster["15"] == first["15"]  # the same figure, nothing else in common
+    names = warehouse.query(f"SELECT bucket FROM core.lsh_buckets WHERE band = {NAME_BAND}")["bucket"]
+    assert sorted(names) == ["host:shotapi.io", "listing:shotapi", "site:shotapi"]

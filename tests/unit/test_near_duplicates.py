@@ -1,17 +1,20 @@
-"""Bulk MinHash equals datasketch's, band keys keep their persisted format, and clustering in a
-batch follows its rules (reposts join the first post; the same product URL joins)."""
+"""Bulk MinHash equals datasketch's, band keys keep their persisted format, product names and
+revenue figures are read as documented, and clustering follows its rules (reposts join the first
+post; the same product URL, the same product name, a shared revenue figure join)."""
 
 import hashlib
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import near_duplicates
-from core.near_duplicates import NUM_PERM, SEED, band_keys, lsh_params, signatures
+from core.near_duplicates import (NUM_PERM, SEED, amounts, band_keys, figure_words, lsh_params, product_name,
+                                   signatures)
 
 
 @settings(max_examples=60, deadline=None)
@@ -60,3 +63,95 @@ def test_reposts_and_same_product_urls_cluster_in_one_batch():
     assert out.loc[["c", "e"], "near_duplicate_of"].tolist() == ["a", "a"]  # the first post, not the latest
     assert out.loc["d", "near_duplicate_of"] == "b" and out.loc["d", "similarity"] == 1.0
     assert out.loc["f", "cluster_id"] == "f" and pd.isna(out.loc["f", "near_duplicate_of"])
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("https://shotapi.io", "shotapi"),
+    ("https://shotapi.dev/pricing", "shotapi"),  # the product's own page, any TLD
+    ("https://app.shotapi.co.uk", "shotapi"),
+    ("https://hannahcole.substack.com", "hannahcole"),
+    ("https://shotapi.io/blog/2-3k-mrr", ""),  # a post on the site may be about anything
+    ("https://producthunt.com/products/shot-api", "shotapi"),
+    ("https://freepublicapis.com/shotapi", "shotapi"),
+    ("https://github.com/shotapi/shotapi", "shotapi"),
+    ("https://github.com/shotapi-dev/shotapi-cli", "shotapi"),  # an organisation named after its product
+    ("https://github.com/lenscraft/shotapi", ""),  # one of an organisation's repositories
+    ("https://github.com/shotapi/shotapi/issues/3", ""),
+    ("https://news.ycombinator.com/item?id=1", ""),
+    ("https://x.com/shotapi", ""),
+])
+def test_product_name_is_read_from_the_url(url, name):
+    assert product_name(url) == name
+
+
+@pytest.mark.parametrize(("url_a", "url_b", "same"), [
+    ("https://shotapi.io", "https://freepublicapis.com/shotapi", True),  # a site and its listing
+    ("https://producthunt.com/products/shotapi", "https://github.com/shotapi/shotapi", True),  # two listings
+    ("https://shotapi.io", "https://shotapi.io/pricing", True),  # one site
+    ("https://shotapi.io", "https://shotapi.dev", False),  # one name on two hosts: often two companies
+])
+def test_a_product_name_matches_listings_and_its_own_site(url_a, url_b, same):
+    assert near_duplicates.are_near_duplicates("Launch", url_a, "Another title", url_b) == same
+    assert near_duplicates.are_near_duplicates("Another title", url_b, "Launch", url_a) == same
+
+
+@pytest.mark.parametrize(("title", "figures"), [
+    ("From $0 to $7,850 MRR in 9 months", {"$7850"}),
+    ("ShipLog is at $4.2k MRR", {"$4200"}),
+    ("$1.2M ARR, two people", {"$1200000"}),
+    ("Sold for €38k", {"€38000"}),
+    ("$29/mo, or $10k lifetime", set()),  # a price and a round figure: many posts say them
+    ("$450 an issue", set()),
+])
+def test_amounts_are_specific_revenue_figures(title, figures):
+    assert amounts(title) == figures
+
+
+def test_figure_words_pair_each_figure_with_the_other_words():
+    assert figure_words("ShipLog is at $4.2k MRR, up from $2.3k") == {
+        "$4200 shiplog", "$2300 shiplog", "$4200 up", "$2300 up"}  # not "mrr", not "$4", "2k"
+    assert figure_words("ShipLog is at $4k MRR") == set()
+
+
+def _clustered(rows: list[tuple[str, str, str]], conn=None) -> pd.DataFrame:
+    batch = pd.DataFrame(rows, columns=["opportunity_id", "title", "canonical_url"]).assign(
+        created_at=pd.date_range("2026-11-01", periods=len(rows), freq="h", tz="UTC"))
+    return near_duplicates.assign_clusters(conn or _empty_index(), "duckdb", batch).set_index("opportunity_id")
+
+
+def test_a_product_name_or_a_revenue_figure_joins_in_one_batch():
+    out = _clustered([
+        ("a", "Show HN: ShotAPI – website screenshots as a service", "https://shotapi.io"),
+        ("b", "ShotAPI: website screenshots", "https://freepublicapis.com/shotapi"),
+        ("c", "Content site income report: $5.1k/month at 14 months", "https://indiehackers.com/post/content-site"),
+        ("d", "How I turned a side project into $5.1k/month with a content site", "https://brewratio.com/blog/x"),
+        ("e", "My newsletter made $5.1k/month from sponsors", "https://x.com/someone/status/1"),
+    ])
+    assert out.loc["b", "near_duplicate_of"] == "a" and out.loc["b", "similarity"] == 1.0
+    assert out.loc["d", "near_duplicate_of"] == "c"  # $5.1k/month, "content", "site"
+    assert out.loc["e", "cluster_id"] == "e"  # the same figure, nothing else in common
+    assert out.loc["a", "name_keys"] == ["host:shotapi.io", "site:shotapi"]
+    assert "$5100 content" in out.loc["c", "figure_words"]
+
+
+def test_the_index_keeps_product_names_and_revenue_figures():
+    conn = _empty_index()
+    first = _clustered([("a", "Show HN: ShotAPI – website screenshots as a service", "https://shotapi.io"),
+                        ("c", "Content site income report: $5.1k/month at 14 months",
+                         "https://indiehackers.com/post/content-site")], conn)
+    conn.register("_first", first.reset_index())
+    conn.execute("INSERT INTO core.opportunities "
+                 "SELECT canonical_url, opportunity_id, cluster_id, created_at FROM _first")
+    near_duplicates.persist(conn, "duckdb", first.reset_index(), ["a", "c"])
+    extra = conn.execute("SELECT band, bucket, opportunity_id FROM core.lsh_buckets WHERE band >= ? "
+                         "ORDER BY band, bucket",
+                         [near_duplicates.NAME_BAND]).fetchall()
+    assert extra == [(near_duplicates.NAME_BAND, key, "a") for key in ("host:shotapi.io", "site:shotapi")] + [
+        (near_duplicates.FIGURE_BAND, f"$5100 {word}", "c") for word in ("content", "income", "report", "site")]
+    later = pd.DataFrame({"opportunity_id": ["b", "d"], "title": ["ShotAPI: website screenshots",
+                                                                  "How I turned a side project into $5.1k/month "
+                                                                  "with a content site"],
+                          "canonical_url": ["https://freepublicapis.com/shotapi", "https://brewratio.com/blog/x"],
+                          "created_at": pd.Timestamp("2026-11-02", tz="UTC")})
+    out = near_duplicates.assign_clusters(conn, "duckdb", later).set_index("opportunity_id")
+    assert out["cluster_id"].to_dict() == {"b": "a", "d": "c"}
