@@ -73,6 +73,11 @@ def fingerprints(canonicals: Iterable[str], titles: Iterable[str]) -> list[str]:
     return [fingerprint(c, t) for c, t in zip(canonicals, titles, strict=True)]
 
 
+def is_plain_http_url(url: str) -> bool:
+    """An http(s) URL of the plain shape above, whose urlsplit has that scheme and a non-empty host."""
+    return _PLAIN_URL.fullmatch(url) is not None
+
+
 def is_web_url(url: str) -> bool:
     plain = _PLAIN_URL.fullmatch(url)
     if plain:

@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import pandas as pd
 
 from core import near_duplicates, quarantine
@@ -38,8 +40,9 @@ class SourceStats:
     quarantined: int = 0
 
 
-def validated(item: Normalized) -> Normalized:
-    """The checks every source shares; a connector's own normalize checks its own fields."""
+def validated(item: Normalized) -> tuple:
+    """The checks every source shares (a connector's own normalize checks its own fields); the
+    clean item as a row in `Normalized`'s field order (a second dataclass per record cost ~3%)."""
     title = " ".join(item.title.split())
     if not title:
         raise BadRecord("field 'title' is empty")
@@ -49,8 +52,8 @@ def validated(item: Normalized) -> Normalized:
         raise BadRecord("field 'created_at' has no timezone")
     if item.points < 0 or item.comments < 0:
         raise BadRecord(f"negative engagement: points={item.points} comments={item.comments}")
-    return Normalized(item.external_id, item.url.strip(), title[:MAX_TITLE], item.body[:MAX_BODY], item.author,
-                      item.points, item.comments, item.created_at.astimezone(UTC))
+    return (item.external_id, item.url.strip(), title[:MAX_TITLE], item.body[:MAX_BODY], item.author,
+            item.points, item.comments, item.created_at.astimezone(UTC))
 
 
 def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
@@ -62,10 +65,10 @@ def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFra
     with _gc_paused():
         for position, payload_text in enumerate(_chunked(records["payload"])):
             try:
-                payload = json.loads(payload_text)
+                payload = payload_json(payload_text)
                 if not isinstance(payload, Mapping):
                     raise BadRecord(f"payload is a {type(payload).__name__}, not an object")
-                item = validated(source.normalize(payload))
+                row = validated(source.normalize(payload))
             except (BadRecord, json.JSONDecodeError) as error:
                 problems.append(Problem("normalize", _origin(records, position), str(error), payload_text))
                 continue
@@ -74,8 +77,7 @@ def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFra
                 problems.append(Problem("normalize", _origin(records, position), f"{type(error).__name__}: {error}",
                                         payload_text))
                 continue
-            rows.append((item.external_id, item.url, item.title, item.body, item.author, item.points, item.comments,
-                         item.created_at))
+            rows.append(row)
             kept.append(position)
     frame = pd.DataFrame.from_records(rows, columns=list(Normalized.__dataclass_fields__), nrows=len(rows))
     frame["source"] = source.name
@@ -83,9 +85,34 @@ def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFra
     frame["fetched_at"] = records["fetched_at"].iloc[kept].reset_index(drop=True)
     frame["record_id"] = records["record_id"].iloc[kept].reset_index(drop=True)
     if not frame.empty:
-        frame["canonical_url"] = canonical_urls(frame["url"])
-        frame["fingerprint"] = fingerprints(frame["canonical_url"], frame["title"])
+        # From Python lists: iterating Arrow-backed string columns costs a few us a value.
+        canonical = canonical_urls(frame["url"].tolist())
+        frame["canonical_url"] = canonical
+        frame["fingerprint"] = fingerprints(canonical, frame["title"].tolist())
     return frame, problems
+
+
+# A run of 19 digits or more: an integer that may not fit in 64 bits (see payload_json).
+_DIGIT_TO_ZERO = bytes(0 if 48 <= b <= 57 else 1 for b in range(256))
+_LONG_DIGIT_RUN = bytes(19)
+
+
+def payload_json(text: str) -> Any:
+    """`json.loads(text)`, through orjson wherever the two agree: 9 -> 4 us a payload.
+
+    orjson turns integers past 64 bits into floats, refuses what json accepts (NaN, Infinity,
+    lone surrogates, 1e400) and words its errors differently. Texts with a long digit run or that
+    orjson rejects go to json, so the values and the quarantine reasons are json's own."""
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return json.loads(text)
+    if _LONG_DIGIT_RUN in raw.translate(_DIGIT_TO_ZERO):
+        return json.loads(text)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _chunked(column: pd.Series, size: int = 50_000) -> Iterator[str]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from core.fingerprints import is_plain_http_url
 from core.sources.base import BadRecord, require
 
 _TAG = re.compile(r"<[^>]+>")
@@ -47,6 +48,8 @@ def http_url(value: Any, field_name: str) -> str:
     """An absolute http(s) URL, the only kind an opportunity may link to."""
     if not isinstance(value, str):
         raise BadRecord(f"field {field_name!r} should be a URL string, got {type(value).__name__} {value!r:.60}")
+    if is_plain_http_url(value.strip()):  # most URLs: no urlsplit needed (~3 us)
+        return value.strip()
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadRecord(f"field {field_name!r} is not an absolute http(s) URL: {value!r:.80}")
@@ -63,8 +66,11 @@ def without_tracking(url: str) -> str:
 
 def plain_text(markup: str) -> str:
     """HTML (HN story_text, feed content) as readable text: paragraphs kept, tags and entities gone."""
-    spaced = _BREAK.sub("\n\n", markup)
-    unescaped = html.unescape(_TAG.sub("", spaced))
+    if not markup:  # most items have no text at all
+        return ""
+    if "<" in markup:  # both patterns need one; most texts are plain
+        markup = _TAG.sub("", _BREAK.sub("\n\n", markup))
+    unescaped = html.unescape(markup)
     lines = (_SPACES.sub(" ", line).strip() for line in unescaped.split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 

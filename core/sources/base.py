@@ -161,7 +161,10 @@ def timestamp(value: Any, field_name: str) -> datetime:
     if isinstance(value, bool) or value is None:
         raise BadRecord(f"missing or invalid timestamp in {field_name!r}: {value!r}")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError):  # past the platform's time_t: this record's problem, not the batch's
+            raise BadRecord(f"timestamp out of range in {field_name!r}: {value!r:.60}") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -23,6 +23,13 @@ def test_insert_new_skips_existing_keys_and_returns_only_inserted(warehouse: War
     assert pd.Timestamp(stored["fetched_at"].iloc[0]).tz is not None
 
 
+def test_insert_new_returns_the_inserted_rows_with_their_values_and_dtypes(warehouse: Warehouse):
+    everything = warehouse.insert_new("raw.responses", _rows("b", "a").set_axis([7, 3]), ["response_id"])
+    pd.testing.assert_frame_equal(everything, _rows("b", "a"))
+    some = warehouse.insert_new("raw.responses", _rows("a", "c", "d").set_axis([5, 6, 2]), ["response_id"])
+    pd.testing.assert_frame_equal(some, _rows("c", "d"))
+
+
 def test_failed_transaction_leaves_nothing(warehouse: Warehouse):
     with pytest.raises(Exception):
         with warehouse.connect() as conn:
