@@ -10,6 +10,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient
 from core.sources.base import FAMILIES, BadRecord, Source
 from core.sources.feeds import DEFAULT_FEEDS_FILE, FeedConfig, FeedConfigError, feed_class, feed_sources
+from snapshot_items import bad_reasons
 
 FEED_URL = "https://feeds.example.com/feed"
 
@@ -56,17 +57,6 @@ def replay(name):
     source = next(s for s in feed_sources({}) if s.name == name)
     client = SourceClient(source.name, SnapshotTransport(source.snapshot_dir), sleep=lambda s: None)
     return source, client, list(source.fetch(client))
-
-
-def bad_records(source, pages):
-    bad = []
-    for page in pages:
-        for item in page.items:
-            try:
-                source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append(str(error))
-    return bad
 
 
 def write(tmp_path, text):
@@ -159,7 +149,7 @@ def test_indiehackers_rss_replay():
     assert "$29/month" in normalized.body and "<strong>" not in normalized.body
     assert normalized.author == "danokafor"
     assert normalized.created_at == datetime(2026, 11, 24, 19, 5, tzinfo=UTC)
-    assert bad_records(source, pages) == ["unparseable timestamp in 'published': 'sometime last week'"]
+    assert bad_reasons(source, pages) == ["unparseable timestamp in 'published': 'sometime last week'"]
 
 
 def test_api_marketplaces_json_feed_replay_follows_next_url():
@@ -176,7 +166,7 @@ def test_api_marketplaces_json_feed_replay_follows_next_url():
     assert "$29/month for 20,000 calls" in normalized.body
     assert normalized.author == "FreePublicAPIs"
     assert normalized.created_at == datetime(2026, 11, 24, 16, tzinfo=UTC)
-    assert bad_records(source, pages) == ["unparseable timestamp in 'date_published': '2026-13-45T25:00:00Z'"]
+    assert bad_reasons(source, pages) == ["unparseable timestamp in 'date_published': '2026-13-45T25:00:00Z'"]
 
 
 def test_affiliate_atom_replay_reads_comment_counts():
@@ -189,7 +179,7 @@ def test_affiliate_atom_replay_reads_comment_counts():
     assert normalized.url == "https://www.clickbank.com/blog/top-clickbank-offers-week-47-2026/"
     assert normalized.title == "Top ClickBank Offers This Week: 75% Commission on a Keto Meal-Plan Funnel"
     assert (normalized.author, normalized.comments, normalized.points) == ("Jacob Westgate", 12, 0)
-    assert bad_records(source, pages) == ["unparseable timestamp in 'published': '0000-00-00T00:00:00Z'"]
+    assert bad_reasons(source, pages) == ["unparseable timestamp in 'published': '0000-00-00T00:00:00Z'"]
 
 
 # -- format detection --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient, SourceHTTPError
 from core.sources.base import BadRecord
 from core.sources.freelancer import Freelancer
+from snapshot_items import normalized_and_bad
 
 
 def replay(env=None):
@@ -75,14 +76,7 @@ def test_hourly_and_non_dollar_budgets_read_naturally():
 
 def test_bundled_project_submitted_yesterday_is_a_bad_record_naming_the_field():
     source, _, pages = replay()
-    bad = []
-    for page in pages:
-        for item in page.items:
-            try:
-                source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append((item.external_id, str(error)))
-    assert bad == [("40187084", "field 'time_submitted' should be int or float, got str 'yesterday'")]
+    assert normalized_and_bad(source, pages)[1] == [("40187084", "field 'time_submitted' should be int or float, got str 'yesterday'")]
 
 
 def test_status_error_is_a_problem():

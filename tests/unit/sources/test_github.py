@@ -9,6 +9,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient
 from core.sources.base import BadRecord
 from core.sources.github import GitHubSearch
+from snapshot_items import normalized_and_bad
 
 
 def replay(env=None):
@@ -45,14 +46,7 @@ def test_known_repository_normalizes_to_the_common_fields():
 
 def test_the_bundled_bad_repository_names_stargazers_count():
     source, _, pages = replay()
-    bad = []
-    for page in pages:
-        for item in page.items:
-            try:
-                source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append((item.external_id, str(error)))
-    assert bad == [("1097990405", "field 'stargazers_count' should be a non-negative number, got 'lots'")]
+    assert normalized_and_bad(source, pages)[1] == [("1097990405", "field 'stargazers_count' should be a non-negative number, got 'lots'")]
 
 
 def test_snapshot_mode_uses_the_recorded_window_even_with_an_override():

@@ -10,6 +10,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient, TokenBucket
 from core.sources.base import BadRecord
 from core.sources.producthunt import GRAPHQL_URL, ProductHunt
+from snapshot_items import normalized_and_bad
 
 TOKEN_ENV = {"PRODUCT_HUNT_TOKEN": "ph-token"}
 
@@ -18,17 +19,6 @@ def replay(env=None):
     source = ProductHunt(env or {})
     client = SourceClient(source.name, SnapshotTransport(source.snapshot_dir), sleep=lambda s: None)
     return source, client, list(source.fetch(client))
-
-
-def normalized_and_bad(source, pages):
-    good, bad = {}, []
-    for page in pages:
-        for item in page.items:
-            try:
-                good[item.external_id] = source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append((item.external_id, str(error)))
-    return good, bad
 
 
 def live(handler, env=None, sleep=None):

@@ -9,6 +9,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient, SourceHTTPError
 from core.sources.base import BadRecord
 from core.sources.reddit import Reddit
+from snapshot_items import normalized_and_bad
 
 CREDENTIALS = {"REDDIT_CLIENT_ID": "app-id", "REDDIT_CLIENT_SECRET": "app-secret"}
 TOKEN = {"access_token": "live-token", "token_type": "bearer", "expires_in": 86400, "scope": "*"}
@@ -75,14 +76,7 @@ def test_known_posts_normalize_to_the_common_fields():
 
 def test_the_bundled_bad_post_names_score():
     source, _, pages = replay()
-    bad = []
-    for page in pages:
-        for item in page.items:
-            try:
-                source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append((item.external_id, str(error)))
-    assert bad == [("1qbwn4e", "field 'score' should be a non-negative number, got '1.2k'")]
+    assert normalized_and_bad(source, pages)[1] == [("1qbwn4e", "field 'score' should be a non-negative number, got '1.2k'")]
 
 
 def test_without_credentials_both_names_are_reported_missing():

@@ -11,6 +11,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient
 from core.sources.base import BadRecord
 from core.sources.web_search import DEFAULT_QUERIES, BraveWebSearch
+from snapshot_items import bad_reasons
 
 
 def replay(env=None):
@@ -93,14 +94,7 @@ def test_without_a_date_header_the_fetch_time_is_stored():
 
 def test_bundled_result_with_an_unparseable_page_age_is_a_bad_record_naming_the_field():
     source, _, pages = replay()
-    bad = []
-    for page in pages:
-        for item in page.items:
-            try:
-                source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append(str(error))
-    assert bad == ["unparseable timestamp in 'page_age': 'last Tuesday'"]
+    assert bad_reasons(source, pages) == ["unparseable timestamp in 'page_age': 'last Tuesday'"]
 
 
 @pytest.mark.parametrize("body, reason", [

@@ -11,6 +11,7 @@ import pytest
 from core.http import SnapshotTransport, SourceClient, SourceHTTPError
 from core.sources.base import BadRecord
 from core.sources.x import XRecentSearch
+from snapshot_items import bad_reasons
 
 
 def replay(env=None):
@@ -82,14 +83,7 @@ def test_post_without_outside_link_points_at_the_post_itself():
 
 def test_bundled_post_without_created_at_is_a_bad_record_naming_the_field():
     source, _, pages = replay()
-    bad = []
-    for page in pages:
-        for item in page.items:
-            try:
-                source.normalize(item.payload)
-            except BadRecord as error:
-                bad.append(str(error))
-    assert bad == ["missing field 'created_at'"]
+    assert bad_reasons(source, pages) == ["missing field 'created_at'"]
 
 
 @pytest.mark.parametrize("body, reason", [
