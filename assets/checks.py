@@ -8,7 +8,7 @@ from orchestration.resources import WarehouseResource
 
 
 def _check_result(suite: str, frame) -> dg.AssetCheckResult:
-    from core.quality import validate
+    from core.discovery.quality import validate
 
     outcomes = validate(suite, frame)
     failed = [o for o in outcomes if not o.success]
@@ -29,7 +29,7 @@ def opportunities_pass_quality_suite(warehouse: WarehouseResource) -> dg.AssetCh
 @dg.asset_check(asset=opportunities,
                 description="Every enabled source has contributed at least one opportunity.")
 def every_source_has_opportunities(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from core.quality import rows_per_source
+    from core.discovery.quality import rows_per_source
 
     counts = rows_per_source(warehouse.client().read("core.opportunities"), [s.name for s in SOURCES])
     empty = [name for name, n in counts.items() if n == 0]

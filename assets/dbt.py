@@ -1,7 +1,7 @@
 """The dbt models of the ledger (dbt_project/) as Dagster assets; their dbt tests are asset checks.
 
 `dbt build` runs through dagster-dbt's DbtCliResource, on the warehouse of the `warehouse`
-resource: its URL becomes the variables dbt_project/profiles.yml reads (core/dbt_env.py), so dbt
+resource: its URL becomes the variables dbt_project/profiles.yml reads (core/platform/dbt_env.py), so dbt
 never writes a different warehouse than the other assets read.
 
 Why the asset specs are read from manifest.json here instead of with `@dbt_assets`: importing
@@ -24,8 +24,8 @@ from typing import Any
 
 import dagster as dg
 
-from core.dbt_env import dbt_env_for
-from core.warehouse import default_warehouse_url
+from core.platform.dbt_env import dbt_env_for
+from core.platform.warehouse import default_warehouse_url
 from orchestration.resources import WarehouseResource, warehouse_pool
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"

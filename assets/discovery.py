@@ -5,7 +5,7 @@ its failure shows in the metadata and in its `fetch_succeeded` check."""
 
 import dagster as dg
 
-from core.sources import Source, all_sources
+from core.discovery.sources import Source, all_sources
 from orchestration.resources import DiscoveryResource, WarehouseResource, warehouse_pool
 
 
@@ -24,8 +24,8 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
     )
     def _discover(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                   discovery: DiscoveryResource) -> dg.MaterializeResult:
-        from core.discovery import discover
-        from core.schema import ensure_schema
+        from core.discovery.fetch import discover
+        from core.platform.schema import ensure_schema
 
         client = warehouse.client()
         ensure_schema(client)

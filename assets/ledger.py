@@ -24,8 +24,8 @@ PUBLISHED_HEADS_CHECKED = 5
 def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     import pandas as pd
 
-    from core import fx
-    from core.schema import ensure_schema
+    from core.ledger import fx
+    from core.platform.schema import ensure_schema
 
     client = warehouse.client()
     ensure_schema(client)
@@ -49,13 +49,13 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     group_name="ledger",
     kinds={"python"},
     pool=warehouse_pool(),
-    description="Spend limits from core/config/budgets.yaml (VENTURELOOP_BUDGETS_FILE): global, category "
+    description="Spend limits from core/ledger/config/budgets.yaml (VENTURELOOP_BUDGETS_FILE): global, category "
                 "and experiment budgets per hour, day and month; each change is versioned and audited.",
 )
 def budgets(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from core import budget_config
-    from core.budgets import utilization
-    from core.schema import ensure_schema
+    from core.ledger import budget_config
+    from core.ledger.budgets import utilization
+    from core.platform.schema import ensure_schema
 
     client = warehouse.client()
     ensure_schema(client)
@@ -69,7 +69,7 @@ def budgets(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 def inbox_dir() -> Path:
-    from core.warehouse import default_home
+    from core.platform.warehouse import default_home
 
     return Path(os.environ.get("VENTURELOOP_INBOX") or default_home() / "inbox")
 
@@ -101,11 +101,11 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
                    warehouse: WarehouseResource) -> dg.MaterializeResult:
     from datetime import UTC, datetime, timedelta
 
-    from core.audit import chain_head, chain_id
-    from core.imports import import_file, import_objects
-    from core.ledger import expire_holds
-    from core.schema import ensure_schema
-    from core.simulated_payments import simulate_balance_transactions
+    from core.ledger.audit import chain_head, chain_id
+    from core.ledger.imports import import_file, import_objects
+    from core.ledger.entries import expire_holds
+    from core.platform.schema import ensure_schema
+    from core.ledger.simulated_payments import simulate_balance_transactions
 
     client = warehouse.client()
     ensure_schema(client)
@@ -119,7 +119,7 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
         reports.append(report)
         archive(path)
     if config.pull_stripe_api:
-        from core.imports import import_stripe_api
+        from core.ledger.imports import import_stripe_api
 
         # Only the last week: older balance transactions are already booked (idempotency keys).
         since = int((now - timedelta(days=7)).timestamp())
@@ -145,9 +145,9 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
 @dg.asset_check(asset=ledger_entries, blocking=True,
                 description="The audit hash chain is intact and every transaction balances per currency.")
 def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from core.ledger import verify
+    from core.ledger.entries import verify
 
-    from core.audit import chain_id
+    from core.ledger.audit import chain_id
 
     client = warehouse.client()
     heads = published_heads(context.instance, chain_id(client), limit=PUBLISHED_HEADS_CHECKED)
@@ -161,7 +161,7 @@ def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
 def published_heads(instance: dg.DagsterInstance, chain: str | None, limit: int) -> list[tuple[int, str]]:
     """The audit chain heads that the newest ledger_entries materializations of this chain recorded
     in Dagster's own storage. Each implies every record before it, so a few cover the whole chain."""
-    from core.audit import parse_head
+    from core.ledger.audit import parse_head
 
     heads = []
     for record in instance.fetch_materializations(ledger_entries.key, limit=limit).records:

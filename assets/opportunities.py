@@ -22,8 +22,8 @@ SHOWN = ["rank", "score", "title", "source", "opportunity_type", "why"]
                 "(unique key), near-duplicates share a cluster_id (MinHash LSH).",
 )
 def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from core.opportunities import ingest
-    from core.schema import ensure_schema
+    from core.discovery.opportunities import ingest
+    from core.platform.schema import ensure_schema
 
     client = warehouse.client()
     ensure_schema(client)
@@ -52,7 +52,7 @@ def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     description="Type, capability match, revenue signals, engagement velocity and age per opportunity.",
 )
 def opportunity_features(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from core.features import CapabilityProfile, ScoringAssumptions, build_features
+    from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
 
     client = warehouse.client()
     table = client.read("core.opportunities")
@@ -84,7 +84,7 @@ class ScoringConfig(dg.Config):
     description="The seed's formula over every opportunity, with one column per weighted factor and why.",
 )
 def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from core.scoring import Weights, score
+    from core.discovery.scoring import Weights, score
 
     client = warehouse.client()
     weights = Weights(config.revenue_weight, config.confidence_weight, config.time_to_revenue_weight,

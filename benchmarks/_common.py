@@ -151,7 +151,7 @@ def _weighted(rng: np.random.Generator, options: tuple, n: int) -> np.ndarray:
 def hn_hits(n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_share: float = 0.05,
             start: int = 0) -> list[dict]:
     """`n` Algolia `search_by_date` hits as the API returns them (the fields and nesting of
-    core/sources/snapshots/hackernews), with a realistic mix:
+    core/discovery/sources/snapshots/hackernews), with a realistic mix:
 
     - Show HN / Ask HN / Launch HN titles naming a product, a tagline and often a revenue phrase
       ("$4.2k MRR", "($29/mo)", "$120k ARR"), and HTML story text on a third of them;

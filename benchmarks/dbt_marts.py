@@ -47,12 +47,12 @@ from tempfile import TemporaryDirectory
 
 from _common import DATA_DIR, REPO, machine, peak_rss_mb
 
-from core.budgets import set_budget
-from core.dbt_env import dbt_env_for
-from core.fx import bundled_rates, store_rates
-from core.money import CURRENCY_EXPONENTS
-from core.schema import ensure_schema
-from core.warehouse import Warehouse
+from core.ledger.budgets import set_budget
+from core.platform.dbt_env import dbt_env_for
+from core.ledger.fx import bundled_rates, store_rates
+from core.ledger.money import CURRENCY_EXPONENTS
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 
 TARGET_RATIO = 2.0
 DBT_PROJECT = REPO / "dbt_project"  # --dbt-project runs another copy (e.g. `git archive <commit> dbt_project`)

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from _common import DATA_DIR, hn_hits, machine, peak_rss_mb, raw_frames
 
-from core.features import CapabilityProfile, ScoringAssumptions, build_features
-from core.opportunities import normalize_records
-from core.sources.hackernews import HackerNews
+from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
+from core.discovery.opportunities import normalize_records
+from core.discovery.sources.hackernews import HackerNews
 
 AS_OF = datetime(2026, 11, 27, tzinfo=UTC)
 

@@ -40,9 +40,9 @@ from typing import Any
 
 from _common import machine, peak_rss_mb
 
-from core.ledger import Posting, Prepared, TransactionRequest, book_many, prepare
-from core.schema import ensure_schema
-from core.warehouse import Warehouse
+from core.ledger.entries import Posting, Prepared, TransactionRequest, book_many, prepare
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 
 TARGET_SHARE = 0.30
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -135,8 +135,8 @@ def batches(total_postings: int, batch_size: int, seed: int, tag: str) -> Iterat
 
 def bulk_rows(prepared: list[Prepared], recorded_at: datetime) -> tuple[list[tuple], list[tuple]]:
     """The rows the write path stores for these transactions, for the bulk load."""
-    from core.audit import canonical_json
-    from core.ledger import account_experiment
+    from core.ledger.audit import canonical_json
+    from core.ledger.entries import account_experiment
 
     transactions, postings = [], []
     for p in prepared:
@@ -299,7 +299,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
         assert counts["ledger"][2] == product.transactions, "one audit record per booked transaction"
         verified = None
         if args.verify:
-            from core.ledger import verify
+            from core.ledger.entries import verify
 
             started = time.perf_counter()
             report = verify(ledger)

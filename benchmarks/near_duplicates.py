@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 import pandas as pd
 from _common import DATA_DIR, REPO, Timings, hn_hits, machine, peak_rss_mb
 
-from core import near_duplicates
-from core.fingerprints import canonical_urls, fingerprints
-from core.near_duplicates import (band_keys, encode, figure_words, index_rows, lsh_params, name_keys, signatures,
+from core.discovery import near_duplicates
+from core.discovery.fingerprints import canonical_urls, fingerprints
+from core.discovery.near_duplicates import (band_keys, encode, figure_words, index_rows, lsh_params, name_keys, signatures,
                                   tokens)
-from core.schema import ensure_schema
-from core.warehouse import Warehouse
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 
 PAIRS = REPO / "tests" / "fixtures" / "near_duplicate_pairs.csv"
 BLOCK = 100_000

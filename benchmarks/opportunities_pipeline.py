@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 import pandas as pd
 from _common import DATA_DIR, Timings, hn_hits, machine, peak_rss_mb, raw_frames
 
-from core.features import CapabilityProfile, ScoringAssumptions, build_features
-from core.opportunities import (
+from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
+from core.discovery.opportunities import (
     OPPORTUNITY_COLUMNS, normalize_records, pending_records, pending_responses, record_sightings, unseen,
 )
-from core.schema import ensure_schema
-from core.scoring import Weights, score
-from core.sources.hackernews import HackerNews
-from core.warehouse import Warehouse, append_frame, insert_new_rows
+from core.platform.schema import ensure_schema
+from core.discovery.scoring import Weights, score
+from core.discovery.sources.hackernews import HackerNews
+from core.platform.warehouse import Warehouse, append_frame, insert_new_rows
 
 AS_OF = datetime(2026, 11, 27, tzinfo=UTC)  # fixed, so that ages (and scores) do not drift between runs
 TARGET_RATIO = 3.0
@@ -100,7 +100,7 @@ def pipeline(warehouse: Warehouse, timings: Timings, near_dups: bool) -> dict:
             record_sightings(conn, "duckdb", valid)
             fresh = unseen(conn, "duckdb", valid)
         if near_dups:
-            from core import near_duplicates
+            from core.discovery import near_duplicates
 
             with timings.stage("near-dup clustering (NOT in the 3x target)", len(fresh)):
                 clustered = near_duplicates.assign_clusters(conn, "duckdb", fresh)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from core.warehouse import Warehouse, default_home, default_warehouse_url
+from core.platform.warehouse import Warehouse, default_home, default_warehouse_url
 
 app = typer.Typer(help="ventureloop: revenue experiments as a closed loop.", no_args_is_help=True)
 instance_app = typer.Typer(help="The Dagster instance under $DAGSTER_HOME.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def dagster_home() -> Path:
 
 
 def _warehouse() -> Warehouse:
-    from core.schema import ensure_schema
+    from core.platform.schema import ensure_schema
 
     warehouse = Warehouse(default_warehouse_url())
     ensure_schema(warehouse)
@@ -110,7 +110,7 @@ def _print_summary(warehouse: Warehouse, metadata: dict[str, dict]) -> None:
 
 
 def _usd(cents) -> str:
-    from core.money import format_minor
+    from core.ledger.money import format_minor
 
     return format_minor(int(cents), "USD")
 
@@ -118,7 +118,7 @@ def _usd(cents) -> str:
 @discovery_app.command("list")
 def discovery_list() -> None:
     """The configured sources, their families, and which credentials live mode would need."""
-    from core.sources import all_sources
+    from core.discovery.sources import all_sources
 
     for source in all_sources():
         missing = source.missing_credentials()
@@ -135,11 +135,11 @@ def discovery_record(
     import shutil
     import tempfile
 
-    from core.discovery import discover
-    from core.sources import all_sources
+    from core.discovery.fetch import discover
+    from core.discovery.sources import all_sources
 
     warehouse = Warehouse(f"duckdb:///{tempfile.mkdtemp()}/record.duckdb")
-    from core.schema import ensure_schema
+    from core.platform.schema import ensure_schema
 
     ensure_schema(warehouse)
     failed = False
@@ -150,7 +150,7 @@ def discovery_record(
             typer.echo(f"{item.name}: skipped, set {', '.join(missing)}")
             continue
         staging = Path(tempfile.mkdtemp()) / item.name
-        from core.http import RecordingTransport
+        from core.platform.http import RecordingTransport
 
         result = discover(item, warehouse, "live", transport=RecordingTransport(staging))
         if result.status != "ok":
@@ -175,7 +175,7 @@ def quarantine_list(source: str = typer.Option(None, help="Only this source."),
     """Quarantined records not yet replayed: stage, source, origin and reason."""
     from tabulate import tabulate
 
-    from core.quarantine import pending
+    from core.platform.quarantine import pending
 
     frame = pending(_warehouse(), source)
     typer.echo(f"{len(frame)} pending")
@@ -187,8 +187,8 @@ def quarantine_list(source: str = typer.Option(None, help="Only this source."),
 @quarantine_app.command("replay")
 def quarantine_replay(source: str = typer.Option(None, help="Only this source.")) -> None:
     """Try quarantined records again (after a connector or data fix); what now passes is ingested."""
-    from core.replay import replay
-    from core.sources import all_sources
+    from core.discovery.replay import replay
+    from core.discovery.sources import all_sources
 
     report = replay(_warehouse(), all_sources(), source)
     typer.echo(f"replayed {report.replayed}, still failing {report.still_failing}, "
@@ -202,7 +202,7 @@ def ledger_import(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=
                                                        help="Stripe CSV export, Stripe API JSON/JSONL, or generic CSV."),
                   show: int = typer.Option(20, help="Show at most this many per-row messages per file.")) -> None:
     """Book payment files: prints what was booked, skipped as a duplicate, held, or quarantined."""
-    from core.imports import import_file
+    from core.ledger.imports import import_file
 
     warehouse = _warehouse()
     failed = False
@@ -222,8 +222,8 @@ def ledger_import_stripe(days: int = typer.Option(30, help="Balance transactions
     """Book balance transactions from the Stripe API (STRIPE_API_KEY); re-running books nothing twice."""
     from datetime import UTC, datetime, timedelta
 
-    from core.imports import import_stripe_api
-    from core.imports.stripe import StripeAPIError
+    from core.ledger.imports import import_stripe_api
+    from core.ledger.imports.stripe import StripeAPIError
 
     since = int((datetime.now(UTC) - timedelta(days=days)).timestamp())
     try:
@@ -249,7 +249,7 @@ def ledger_review(
     """List holds for review, or release / reject one: explicit, audited decisions."""
     from tabulate import tabulate
 
-    from core import review
+    from core.ledger import review
 
     warehouse = _warehouse()
     if release and reject:
@@ -278,8 +278,8 @@ def ledger_verify(
                                             "ledger_entries run metadata) that must still be in the chain; repeatable."),
 ) -> None:
     """Check the audit hash chain and every ledger invariant; name the first broken record."""
-    from core.audit import parse_head
-    from core.ledger import verify
+    from core.ledger.audit import parse_head
+    from core.ledger.entries import verify
 
     try:
         heads = [parse_head(text) for text in head]
@@ -296,7 +296,7 @@ def ledger_fx_load(paths: list[Path] = typer.Argument(..., help="ECB-format rate
                                                                "ECB's own, or rates for currencies it does not "
                                                                "publish, per euro.")) -> None:
     """Store FX rates from files; a (date, currency) already stored is kept, never overwritten."""
-    from core.fx import FxError, load_extra_rates, store_rates
+    from core.ledger.fx import FxError, load_extra_rates, store_rates
 
     warehouse = _warehouse()
     for path in paths:
@@ -313,7 +313,7 @@ def ledger_fx_load(paths: list[Path] = typer.Argument(..., help="ECB-format rate
 @ledger_app.command("head")
 def ledger_head() -> None:
     """Print the audit chain's head as SEQ:HASH; keep it somewhere else and pass it to `ledger verify --head`."""
-    from core.audit import chain_head
+    from core.ledger.audit import chain_head
 
     seq, digest = chain_head(_warehouse())
     typer.echo(f"{seq}:{digest}")
@@ -324,7 +324,7 @@ def ledger_budgets() -> None:
     """Every budget with its spend in the current window."""
     from tabulate import tabulate
 
-    from core.budgets import utilization
+    from core.ledger.budgets import utilization
 
     table = utilization(_warehouse())
     typer.echo(tabulate(table.drop(columns=["budget_id"]).values.tolist(),
@@ -342,8 +342,8 @@ def ledger_budget_set(
     reason: str = typer.Option("", help="Why (audited)."),
 ) -> None:
     """Create a budget or change its limit; every change is versioned and audited."""
-    from core.budgets import set_budget
-    from core.money import format_minor, to_minor
+    from core.ledger.budgets import set_budget
+    from core.ledger.money import format_minor, to_minor
 
     try:
         budget = set_budget(_warehouse(), scope=scope, scope_key=key, period=period, currency=currency,
@@ -368,8 +368,8 @@ def ledger_spend(
                                      "same key must repeat it: the key then books nothing twice."),
 ) -> None:
     """Spend through every applicable budget, atomically: booked, or refused with the budget and by how much."""
-    from core.budgets import expense, spend
-    from core.money import to_minor
+    from core.ledger.budgets import expense, spend
+    from core.ledger.money import to_minor
 
     occurred = (at or datetime.now(UTC)).astimezone(UTC)
     try:
@@ -389,8 +389,8 @@ def ledger_balances(prefix: str = typer.Option(None, help="Only this account and
     """Balance per account and currency, in minor units and formatted."""
     from tabulate import tabulate
 
-    from core.ledger import balances
-    from core.money import format_minor
+    from core.ledger.entries import balances
+    from core.ledger.money import format_minor
 
     table = balances(_warehouse(), prefix=prefix.rstrip(":") if prefix else None)
     rows = [[r.account_id, r.currency, r.balance_minor, format_minor(int(r.balance_minor), r.currency)]

@@ -5,7 +5,7 @@ import os
 import dagster as dg
 import pydantic
 
-from core.warehouse import Warehouse, default_warehouse_url
+from core.platform.warehouse import Warehouse, default_warehouse_url
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from core.schema import ensure_schema
-from core.warehouse import Warehouse
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

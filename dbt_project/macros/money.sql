@@ -1,5 +1,5 @@
 {#- Money is integer minor units; conversions are integer arithmetic so that both adapters (and
-    core/fx.py, which does the same in Decimal) get the same minor unit. Products of an amount and
+    core/ledger/fx.py, which does the same in Decimal) get the same minor unit. Products of an amount and
     a scaled rate exceed BIGINT, hence a 128-bit integer on DuckDB and NUMERIC on PostgreSQL. -#}
 {% macro wide_integer() -%}
     {{ return(adapter.dispatch('wide_integer')()) }}
@@ -14,7 +14,7 @@
 {%- endmacro %}
 
 {#- numerator / denominator (wide integers, denominator > 0) rounded to the nearest integer, ties
-    to even (2.5 -> 2, 3.5 -> 4, -2.5 -> -2): core/fx.py's ROUND_HALF_EVEN. Pass column names,
+    to even (2.5 -> 2, 3.5 -> 4, -2.5 -> -2): core/ledger/fx.py's ROUND_HALF_EVEN. Pass column names,
     not expressions: each operand appears several times. -#}
 {% macro div_round_half_even(numerator, denominator) -%}
     {{ round_half_even(numerator, denominator,
@@ -65,7 +65,7 @@
 {%- endmacro %}
 
 {#- The account class from the root of a colon account id (assets:cash:stripe:usd -> asset), as
-    core/ledger.py's account_type. Unknown roots pass through so that accepted_values names them. -#}
+    core/ledger/entries.py's account_type. Unknown roots pass through so that accepted_values names them. -#}
 {% macro account_type(account_id) -%}
     case split_part({{ account_id }}, ':', 1)
         when 'assets' then 'asset'

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import ledger
-from core.audit import GENESIS_HASH, canonical_json, chain_head, parse_head, record_hash, utc_iso
-from core.budgets import set_budget
-from core.ledger import Posting, TransactionRequest, book, book_many, hold, reverse, verify, void_hold
-from core.warehouse import Warehouse
+from core.ledger import entries as ledger
+from core.ledger.audit import GENESIS_HASH, canonical_json, chain_head, parse_head, record_hash, utc_iso
+from core.ledger.budgets import set_budget
+from core.ledger.entries import Posting, TransactionRequest, book, book_many, hold, reverse, verify, void_hold
+from core.platform.warehouse import Warehouse
 
 AT = datetime(2026, 11, 2, 12, tzinfo=UTC)
 
@@ -196,7 +196,7 @@ def test_concurrent_writers_get_a_gap_free_chain(warehouse: Warehouse):
 
 
 def test_a_tampered_hold_is_reported_and_cannot_be_posted(warehouse: Warehouse):
-    from core.ledger import HoldError, post_hold
+    from core.ledger.entries import HoldError, post_hold
 
     held = hold(warehouse, sale("stripe:held", 1_000), reason="review", expires_at=AT + timedelta(days=1))
     warehouse.execute("UPDATE ledger.holds SET proposed = replace(proposed, '-1000', '-9000') WHERE hold_id = %s",

@@ -3,10 +3,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.budgets import (BudgetError, expense, list_budgets, set_budget, spend, utilization, window)
-from core.ledger import LedgerError, Posting, TransactionRequest, balance, reverse, verify
-from core.schema import ensure_schema
-from core.warehouse import Warehouse
+from core.ledger.budgets import (BudgetError, expense, list_budgets, set_budget, spend, utilization, window)
+from core.ledger.entries import LedgerError, Posting, TransactionRequest, balance, reverse, verify
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 
 AT = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
 

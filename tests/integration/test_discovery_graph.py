@@ -6,8 +6,8 @@ import pytest
 from assets.checks import every_source_has_opportunities, opportunities_pass_quality_suite, scores_within_unit_interval
 from assets.discovery import SOURCES, discovery_assets
 from assets.opportunities import opportunities, opportunity_features, scored_opportunities
-from core.sources.base import FAMILIES
-from core.warehouse import Warehouse
+from core.discovery.sources.base import FAMILIES
+from core.platform.warehouse import Warehouse
 from orchestration.resources import DiscoveryResource, WarehouseResource
 
 GRAPH = [*discovery_assets, opportunities, opportunity_features, scored_opportunities,
@@ -110,7 +110,7 @@ def test_replay_across_several_sources_ingests_and_marks_rows(warehouse: Warehou
 
     import pandas as pd
 
-    from core.replay import replay
+    from core.discovery.replay import replay
 
     assert _materialize(warehouse.url).success
     # Quarantine rows for good raw records of two sources, as a connector bug would have left them.

@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import ledger
-from core.imports import import_bytes, import_objects
-from core.ledger import HoldError, HoldExpired, Posting, TransactionRequest
-from core.review import ReviewError, list_holds, reject, release
-from core.warehouse import Warehouse
+from core.ledger import entries as ledger
+from core.ledger.imports import import_bytes, import_objects
+from core.ledger.entries import HoldError, HoldExpired, Posting, TransactionRequest
+from core.ledger.review import ReviewError, list_holds, reject, release
+from core.platform.warehouse import Warehouse
 
 # Holds expire relative to the wall clock the ledger uses for decisions, so the tests live in "now".
 NOW = datetime.now(UTC).replace(microsecond=0)

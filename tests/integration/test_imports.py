@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core import ledger
-from core.fraud import FraudRules
-from core.imports import detect_format, import_bytes, import_file, import_objects, import_stripe_api
-from core.imports.detect import iter_json
-from core.imports.stripe import StripeAPIError
-from core.simulated_payments import simulate_balance_transactions
-from core.warehouse import Warehouse
+from core.ledger import entries as ledger
+from core.ledger.fraud import FraudRules
+from core.ledger.imports import detect_format, import_bytes, import_file, import_objects, import_stripe_api
+from core.ledger.imports.detect import iter_json
+from core.ledger.imports.stripe import StripeAPIError
+from core.ledger.simulated_payments import simulate_balance_transactions
+from core.platform.warehouse import Warehouse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 NOW = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ledger import budgets, fx_rates, ledger_entries, ledger_verifies
-from core.warehouse import Warehouse
+from core.platform.warehouse import Warehouse
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import build_inbox_sensor, inbox_files
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from core.near_duplicates import NAME_BAND
-from core.opportunities import SourceStats, normalize_records, store
-from core.sources.hackernews import HackerNews
-from core.warehouse import Warehouse
+from core.discovery.near_duplicates import NAME_BAND
+from core.discovery.opportunities import SourceStats, normalize_records, store
+from core.discovery.sources.hackernews import HackerNews
+from core.platform.warehouse import Warehouse
 
 
 def _records(hits: list[dict], run: int) -> pd.DataFrame:

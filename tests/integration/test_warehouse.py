@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from core.warehouse import Warehouse, WarehouseError
+from core.platform.warehouse import Warehouse, WarehouseError
 
 
 def _rows(*fingerprints: str) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def test_insert_new_returns_the_inserted_rows_with_their_values_and_dtypes(wareh
 def test_failed_transaction_leaves_nothing(warehouse: Warehouse):
     with pytest.raises(Exception):
         with warehouse.connect() as conn:
-            from core.warehouse import append_frame
+            from core.platform.warehouse import append_frame
 
             append_frame(conn, warehouse.backend, "raw.responses", _rows("x"))
             raise RuntimeError("boom")

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from core.dbt_env import dbt_env_for
-from core.warehouse import WarehouseError
+from core.platform.dbt_env import dbt_env_for
+from core.platform.warehouse import WarehouseError
 
 
 def test_duckdb_url_gives_the_duckdb_target_and_an_absolute_file():
@@ -33,7 +33,7 @@ def test_the_dbt_currency_seed_is_core_money_exponents():
     # other would be booked and then fail (or silently skew) every reporting-currency mart.
     import csv
 
-    from core.money import CURRENCY_EXPONENTS
+    from core.ledger.money import CURRENCY_EXPONENTS
 
     seed = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds" / "currencies.csv"
     with seed.open() as rows:

@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from core.features import CapabilityProfile, ScoringAssumptions, build_features, revenue_signals
-from core.scoring import Weights, score
+from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features, revenue_signals
+from core.discovery.scoring import Weights, score
 
 AS_OF = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

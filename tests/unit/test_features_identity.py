@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.features import CapabilityProfile, ScoringAssumptions, build_features
+from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
 
 AS_OF = datetime(2026, 11, 27, tzinfo=UTC)
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "features_golden.csv"

@@ -1,4 +1,4 @@
-from core.fingerprints import canonical_url, fingerprint, is_web_url, normalized_title
+from core.discovery.fingerprints import canonical_url, fingerprint, is_web_url, normalized_title
 
 
 def test_canonical_url_drops_tracking_case_www_slash_and_fragment():
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit  # noqa: E402
 from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from core.fingerprints import _canonical_url_parsed, canonical_urls  # noqa: E402
+from core.discovery.fingerprints import _canonical_url_parsed, canonical_urls  # noqa: E402
 
 URL_CHARS = st.text(alphabet="aZ09.-_~/?#&=:@%+[] ;\té–", max_size=40)
 URLS = st.builds(lambda scheme, host, rest: f"{scheme}://{host}{rest}",

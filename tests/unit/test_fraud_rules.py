@@ -4,8 +4,8 @@ from fractions import Fraction
 
 import pytest
 
-from core import fraud
-from core.fraud import (AmountOutlierRule, CurrencyMismatchRule, FraudRules, FraudRulesError, RefundRatioRule,
+from core.ledger import fraud
+from core.ledger.fraud import (AmountOutlierRule, CurrencyMismatchRule, FraudRules, FraudRulesError, RefundRatioRule,
                         RevenueEvent, VelocityRule, amount_outlier, currency_mismatch, evaluate, load_rules, median,
                         refund_ratio, velocity_burst)
 

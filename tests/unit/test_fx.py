@@ -9,9 +9,9 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.fx import (BUNDLED_DAILY, BUNDLED_HISTORY, ECB_DAILY_URL, FxError, RateTable, bundled_rates, convert,
+from core.ledger.fx import (BUNDLED_DAILY, BUNDLED_HISTORY, ECB_DAILY_URL, FxError, RateTable, bundled_rates, convert,
                      days_covered, fetch_ecb_daily, load_ecb_file, load_extra_rates, parse_ecb_csv, parse_ecb_xml)
-from core.http import SourceClient
+from core.platform.http import SourceClient
 
 REQUIRED = ["USD", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK"]
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from core.http import SourceClient, SourceHTTPError, _retry_after_seconds
+from core.platform.http import SourceClient, SourceHTTPError, _retry_after_seconds
 
 URL = "https://api.example.com/v1/items"
 

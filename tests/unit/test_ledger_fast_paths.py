@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-import core.audit as audit
-from core.audit import append_events, read_events, record_hash, verify_chain
-from core.ledger import _flat_plain, _gc_paused
-from core.schema import ensure_schema
-from core.warehouse import Warehouse
+import core.ledger.audit as audit
+from core.ledger.audit import append_events, read_events, record_hash, verify_chain
+from core.ledger.entries import _flat_plain, _gc_paused
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 
 
 def test_uuid4_strings_are_what_uuid4_makes_of_the_same_bytes(monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.money import CURRENCY_EXPONENTS, MAX_ABS_MINOR, MoneyError, check_minor, exponent, format_minor, to_minor
+from core.ledger.money import CURRENCY_EXPONENTS, MAX_ABS_MINOR, MoneyError, check_minor, exponent, format_minor, to_minor
 
 
 def test_exponents_follow_iso_4217():

@@ -27,9 +27,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from core import near_duplicates
-from core.fingerprints import canonical_url
-from core.near_duplicates import amounts, are_near_duplicates
+from core.discovery import near_duplicates
+from core.discovery.fingerprints import canonical_url
+from core.discovery.near_duplicates import amounts, are_near_duplicates
 
 PAIRS = Path(__file__).parents[1] / "fixtures" / "near_duplicate_pairs.csv"
 MIN_PRECISION = 0.95

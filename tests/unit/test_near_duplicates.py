@@ -12,8 +12,8 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import near_duplicates
-from core.near_duplicates import (NUM_PERM, SEED, amounts, band_keys, figure_words, lsh_params, product_name,
+from core.discovery import near_duplicates
+from core.discovery.near_duplicates import (NUM_PERM, SEED, amounts, band_keys, figure_words, lsh_params, product_name,
                                    signatures)
 
 

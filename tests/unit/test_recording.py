@@ -2,7 +2,7 @@ import json
 
 import httpx
 
-from core.http import RecordingTransport, SnapshotTransport, SourceClient
+from core.platform.http import RecordingTransport, SnapshotTransport, SourceClient
 
 
 def test_recorded_snapshots_replay_and_never_keep_secrets(tmp_path):

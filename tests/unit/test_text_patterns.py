@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core import features
-from core.text_patterns import KeywordPatterns, Texts, keyword_strings, required_literals
+from core.discovery import features
+from core.discovery.text_patterns import KeywordPatterns, Texts, keyword_strings, required_literals
 
 FRAGMENTS = [
     "api", "apis", "saas", "web", " ", "  ", "app", "open", "source", "-", "/", "mo", "month", "$", "29", "4.2", "k",

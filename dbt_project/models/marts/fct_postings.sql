@@ -12,7 +12,7 @@
 -- Separate from stg_postings so that a missing rate stops only the reporting-currency marts: the
 -- trial balance, cash flow and budgets are native amounts and still build.
 --
--- Conversion, as core/fx.py: through the euro, with each currency's rate of the posting's UTC day
+-- Conversion, as core/ledger/fx.py: through the euro, with each currency's rate of the posting's UTC day
 -- or of its nearest previous rate day, at most var fx_max_rate_age_days old (older means rates
 -- stopped loading: the amount stays null and the not_null test fails rather than use a stale
 -- rate); exact integer arithmetic, rounded half-even to the reporting currency's minor unit.

@@ -1,5 +1,5 @@
 -- Every expense posting matched to every budget it counts against, with the budget window it falls
--- in. The rules are core/budgets.py's: spend is the signed amount on expenses:* accounts (a
+-- in. The rules are core/ledger/budgets.py's: spend is the signed amount on expenses:* accounts (a
 -- reversal gives spend back) in the budget's own currency, unconverted (the currency is part of a
 -- budget's identity); category = the second segment of the expense account
 -- (expenses:ads:experiment:<id> -> ads); experiment = the posting's experiment_id; global = all.

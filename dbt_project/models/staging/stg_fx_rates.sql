@@ -1,6 +1,6 @@
 -- ECB rates as exact integers: units of currency per EUR, in billionths. Published rates have at
 -- most six significant digits, so rounding the stored double to 1e-9 recovers the published
--- decimal exactly (as core/fx.py's Decimal(repr(float)) does). valid_until is the currency's next
+-- decimal exactly (as core/ledger/fx.py's Decimal(repr(float)) does). valid_until is the currency's next
 -- rate day: a posting on day D uses the row with rate_date <= D < valid_until, the rate of D or of
 -- the nearest previous day with one (weekends, holidays, today before the ECB publishes).
 -- EUR is not here: it is 1 by definition.

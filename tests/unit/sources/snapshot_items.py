@@ -1,6 +1,6 @@
 """What the connector tests share: every item of a replayed fetch, normalized or refused."""
 
-from core.sources.base import BadRecord, Normalized, Page, Source
+from core.discovery.sources.base import BadRecord, Normalized, Page, Source
 
 
 def normalized_and_bad(source: Source, pages: list[Page]) -> tuple[dict[str, Normalized], list[tuple[str, str]]]:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient
-from core.sources.base import FAMILIES, BadRecord, Source
-from core.sources.feeds import DEFAULT_FEEDS_FILE, FeedConfig, FeedConfigError, feed_class, feed_sources
+from core.platform.http import SnapshotTransport, SourceClient
+from core.discovery.sources.base import FAMILIES, BadRecord, Source
+from core.discovery.sources.feeds import DEFAULT_FEEDS_FILE, FeedConfig, FeedConfigError, feed_class, feed_sources
 from snapshot_items import bad_reasons
 
 FEED_URL = "https://feeds.example.com/feed"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core.sources._fields import http_url, plain_text
-from core.sources.base import BadRecord
+from core.discovery.sources._fields import http_url, plain_text
+from core.discovery.sources.base import BadRecord
 
 
 def _general_plain_text(markup: str) -> str:

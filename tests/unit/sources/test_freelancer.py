@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient, SourceHTTPError
-from core.sources.base import BadRecord
-from core.sources.freelancer import Freelancer
+from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.freelancer import Freelancer
 from snapshot_items import normalized_and_bad
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient
-from core.sources.base import BadRecord
-from core.sources.github import GitHubSearch
+from core.platform.http import SnapshotTransport, SourceClient
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.github import GitHubSearch
 from snapshot_items import normalized_and_bad
 
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.discovery import discover
-from core.http import SnapshotTransport, SourceClient
-from core.schema import ensure_schema
-from core.sources.base import BadRecord
-from core.sources.hackernews import HackerNews
-from core.warehouse import Warehouse
+from core.discovery.fetch import discover
+from core.platform.http import SnapshotTransport, SourceClient
+from core.platform.schema import ensure_schema
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.hackernews import HackerNews
+from core.platform.warehouse import Warehouse
 
 
 def replay(env=None):

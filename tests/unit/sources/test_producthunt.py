@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient, TokenBucket
-from core.sources.base import BadRecord
-from core.sources.producthunt import GRAPHQL_URL, ProductHunt
+from core.platform.http import SnapshotTransport, SourceClient, TokenBucket
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.producthunt import GRAPHQL_URL, ProductHunt
 from snapshot_items import normalized_and_bad
 
 TOKEN_ENV = {"PRODUCT_HUNT_TOKEN": "ph-token"}

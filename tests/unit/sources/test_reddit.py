@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient, SourceHTTPError
-from core.sources.base import BadRecord
-from core.sources.reddit import Reddit
+from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.reddit import Reddit
 from snapshot_items import normalized_and_bad
 
 CREDENTIALS = {"REDDIT_CLIENT_ID": "app-id", "REDDIT_CLIENT_SECRET": "app-secret"}

@@ -1,6 +1,6 @@
 import pytest
 
-from core.sources.base import BadRecord, timestamp
+from core.discovery.sources.base import BadRecord, timestamp
 
 
 @pytest.mark.parametrize("value", [2**62, 2**70, -(2**70), 1e300])

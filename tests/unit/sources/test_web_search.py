@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient
-from core.sources.base import BadRecord
-from core.sources.web_search import DEFAULT_QUERIES, BraveWebSearch
+from core.platform.http import SnapshotTransport, SourceClient
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.web_search import DEFAULT_QUERIES, BraveWebSearch
 from snapshot_items import bad_reasons
 
 

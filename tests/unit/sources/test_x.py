@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from core.http import SnapshotTransport, SourceClient, SourceHTTPError
-from core.sources.base import BadRecord
-from core.sources.x import XRecentSearch
+from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
+from core.discovery.sources.base import BadRecord
+from core.discovery.sources.x import XRecentSearch
 from snapshot_items import bad_reasons
 
 

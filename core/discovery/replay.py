@@ -1,0 +1,63 @@
+"""Replay quarantined records after a fix: what now normalizes is ingested like new data, and the
+quarantine row is marked replayed (kept, never deleted, so the history of bad input stays)."""
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from core.discovery import opportunities
+from core.platform import quarantine
+from core.discovery.sources.base import Source
+from core.platform.warehouse import Warehouse, run_sql, query_frame, stage_frame
+
+_RECORD = re.compile(r"^raw\.records/([0-9a-f-]{36})")
+
+
+@dataclass
+class ReplayReport:
+    replayed: int = 0
+    still_failing: int = 0
+    not_replayable: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+def replay(warehouse: Warehouse, sources: list[Source], source: str | None = None) -> ReplayReport:
+    report = ReplayReport()
+    by_name = {s.name: s for s in sources}
+    rows = quarantine.pending(warehouse, source)
+    rows["record_id"] = rows["origin"].str.extract(_RECORD, expand=False)
+    replayable = rows[(rows["stage"] == "normalize") & rows["record_id"].notna() & rows["source"].isin(by_name)]
+    for row in rows.drop(replayable.index).itertuples():
+        report.not_replayable += 1
+        report.reasons.append(f"{row.source} {row.stage} {row.origin}: a whole response failed; "
+                              f"rematerialize raw/{row.source} to fetch it again")
+    if replayable.empty:
+        return report
+    records = _records(warehouse, replayable["record_id"].tolist())
+    now = datetime.now(UTC)
+    with warehouse.connect() as conn:
+        stats: dict[str, opportunities.SourceStats] = {}
+        fixed_ids: list[str] = []
+        for name, group in records.groupby("source"):
+            valid, problems = opportunities.normalize_records(by_name[name], group)
+            stats[name] = opportunities.SourceStats(name)
+            report.still_failing += len(problems)
+            report.reasons += [f"{name} {p.origin}: {p.reason}" for p in problems]
+            if not valid.empty:
+                opportunities.store(conn, warehouse.backend, valid, stats)
+                fixed_ids += valid["record_id"].tolist()
+        fixed = replayable[replayable["record_id"].isin(fixed_ids)]
+        stage_frame(conn, warehouse.backend, "_replayed", pd.DataFrame({"quarantine_id": fixed["quarantine_id"]}))
+        run_sql(conn, "UPDATE quarantine.records SET replayed_at = %s WHERE quarantine_id IN "
+                   "(SELECT quarantine_id FROM _replayed)", [now])
+        report.replayed = len(fixed)
+    return report
+
+
+def _records(warehouse: Warehouse, record_ids: list[str]) -> pd.DataFrame:
+    with warehouse.connect() as conn:
+        stage_frame(conn, warehouse.backend, "_record_ids", pd.DataFrame({"record_id": record_ids}))
+        return query_frame(conn, "SELECT r.* FROM raw.records r JOIN _record_ids i ON i.record_id = r.record_id "
+                                 "ORDER BY r.fetched_at")

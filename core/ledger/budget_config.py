@@ -1,0 +1,50 @@
+"""Budgets as configuration: a YAML file of limits, applied through core.budgets.set_budget so
+every creation and change is versioned and audited like one made by hand."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from core.ledger.budgets import GLOBAL_KEY, Budget, set_budget
+from core.platform.warehouse import Warehouse
+
+DEFAULT_FILE = Path(__file__).parent / "config" / "budgets.yaml"
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    scope: str
+    scope_key: str
+    period: str
+    currency: str
+    limit_minor: int
+
+
+def budgets_file() -> Path:
+    return Path(os.environ.get("VENTURELOOP_BUDGETS_FILE") or DEFAULT_FILE)
+
+
+def load(path: Path) -> list[BudgetLine]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    lines = []
+    for index, entry in enumerate(data.get("budgets", [])):
+        where = f"{path}: budgets[{index}]"
+        missing = {"scope", "period", "currency", "limit_minor"} - set(entry)
+        if missing:
+            raise ValueError(f"{where} lacks {sorted(missing)}")
+        if not isinstance(entry["limit_minor"], int) or isinstance(entry["limit_minor"], bool):
+            raise ValueError(f"{where}: limit_minor must be an integer number of minor units, "
+                             f"got {entry['limit_minor']!r}")
+        lines.append(BudgetLine(entry["scope"], str(entry.get("scope_key", GLOBAL_KEY)), entry["period"],
+                                entry["currency"], entry["limit_minor"]))
+    return lines
+
+
+def apply(warehouse: Warehouse, path: Path | None = None) -> list[Budget]:
+    path = path or budgets_file()
+    return [set_budget(warehouse, scope=line.scope, scope_key=line.scope_key, period=line.period,
+                       currency=line.currency, limit_minor=line.limit_minor, changed_by=f"config:{path.name}",
+                       reason=f"applied from {path}")
+            for line in load(path)]

@@ -1,0 +1,296 @@
+"""Budgets: the seed's BudgetEnforcer, made atomic.
+
+A budget limits expense spend in one currency, at global, category or experiment scope, per UTC
+hour, day or month. `spend` checks EVERY applicable budget and books the spend in ONE
+database transaction, so two spenders can never both see the same headroom:
+- on PostgreSQL the transaction holds the audit-chain advisory lock and SELECT ... FOR UPDATE on the
+  applicable budget rows until it commits;
+- on DuckDB (one writer process) a process-level lock spans the whole transaction.
+
+Spend in a window = the sum of expense postings in the budget's currency whose occurred_at falls in
+the UTC hour/day/month containing the spend's occurred_at; the category of an expense is the
+second segment of its account (expenses:ads:... -> ads); its experiment is the transaction's
+experiment_id (or the account's experiment:<id> segment). Reversals count negatively, so a
+refunded spend frees its budget. Limits are never updated in place: a change appends a version to
+ledger.budget_limits and an audit record.
+"""
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+
+from core.ledger.audit import append_events, write_transaction
+from core.ledger.entries import (LedgerError, Posting, Prepared, TransactionRequest, _retrying_unique, _SEGMENT,
+                         account_experiment, account_type, book_prepared, prepare)
+from core.ledger.money import check_currency, check_minor, format_minor
+from core.ledger.tax import TaxCalculator
+from core.platform.warehouse import Warehouse, run_sql, append_frame
+
+SCOPES = ("global", "category", "experiment")
+PERIODS = ("hour", "day", "month")
+GLOBAL_KEY = "*"
+_ADJECTIVE = {"hour": "hourly", "day": "daily", "month": "monthly"}
+BUDGET_CREATED = "budget.created"
+BUDGET_CHANGED = "budget.changed"
+
+
+class BudgetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Budget:
+    budget_id: str
+    scope: Literal["global", "category", "experiment"]
+    scope_key: str
+    period: Literal["hour", "day", "month"]
+    currency: str
+    limit_minor: int
+    version: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{_ADJECTIVE[self.period]} {self.currency} budget {self.scope}:{self.scope_key} [{self.budget_id}]"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    budget: Budget
+    spent_minor: int  # already spent in the window
+    requested_minor: int
+
+    @property
+    def over_by(self) -> int:
+        return self.spent_minor + self.requested_minor - self.budget.limit_minor
+
+    @property
+    def message(self) -> str:
+        # The seed's wording: "Experiment budget exceeded (1200 > 1000)", plus which budget and by how much.
+        total, limit = self.spent_minor + self.requested_minor, self.budget.limit_minor
+        return (f"{self.budget.scope.capitalize()} budget exceeded ({total} > {limit}): {self.budget.label} "
+                f"would be over by {self.over_by} ({format_minor(self.over_by, self.budget.currency)}); "
+                f"{self.spent_minor} already spent, {self.requested_minor} requested")
+
+
+@dataclass(frozen=True)
+class SpendResult:
+    status: Literal["booked", "duplicate", "refused"]
+    idempotency_key: str
+    transaction_id: str | None
+    refusals: tuple[Refusal, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "refused"
+
+    @property
+    def message(self) -> str:
+        return "Within budget" if self.ok else "; ".join(r.message for r in self.refusals)
+
+
+class _Refused(Exception):
+    def __init__(self, refusals: list[Refusal]):
+        super().__init__("refused")
+        self.refusals = refusals
+
+
+def window(period: str, at: datetime) -> tuple[datetime, datetime]:
+    """The UTC [start, end) of the budget period containing `at`."""
+    at = at.astimezone(UTC)
+    if period == "hour":
+        start = at.replace(minute=0, second=0, microsecond=0)
+        return start, start + timedelta(hours=1)
+    if period == "day":
+        start = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    if period == "month":
+        start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return start, (start + timedelta(days=32)).replace(day=1)
+    raise BudgetError(f"unknown budget period {period!r}: use one of {', '.join(PERIODS)}")
+
+
+# -- budget definitions ----------------------------------------------------------------------------
+
+def _check_definition(scope: str, scope_key: str, period: str, currency: str, limit_minor: int) -> None:
+    if scope not in SCOPES:
+        raise BudgetError(f"unknown budget scope {scope!r}: use one of {', '.join(SCOPES)}")
+    if scope == "global" and scope_key != GLOBAL_KEY:
+        raise BudgetError(f"a global budget has scope_key {GLOBAL_KEY!r}, got {scope_key!r}")
+    if scope != "global" and (not isinstance(scope_key, str) or not _SEGMENT.match(scope_key)):
+        raise BudgetError(f"{scope} budget key {scope_key!r} must be an account segment (e.g. ads, exp-1)")
+    window(period, datetime.now(UTC))
+    check_currency(currency)
+    if check_minor(limit_minor, currency, allow_zero=True) < 0:
+        raise BudgetError(f"budget limit {limit_minor} {currency} is negative; use 0 to stop all spend")
+
+
+def _current(conn: Any, budget_row: tuple[Any, ...]) -> Budget:
+    budget_id, scope, scope_key, period, currency = budget_row
+    version, limit = run_sql(conn, "SELECT version, limit_minor FROM ledger.budget_limits WHERE budget_id = %s "
+                                "ORDER BY version DESC LIMIT 1", [budget_id]).fetchone()
+    return Budget(budget_id, scope, scope_key, period, currency, int(limit), int(version))
+
+
+def set_budget(warehouse: Warehouse, *, scope: str, period: str, currency: str, limit_minor: int,
+               changed_by: str, scope_key: str = GLOBAL_KEY, reason: str = "",
+               at: datetime | None = None) -> Budget:
+    """Create a budget or change its limit (a new version); both are audited. Same limit: no-op."""
+    _check_definition(scope, scope_key, period, currency, limit_minor)
+    if not changed_by:
+        raise BudgetError("changed_by is required: budget changes are audited by who made them")
+    at = at or datetime.now(UTC)
+
+    def attempt() -> Budget:
+        with write_transaction(warehouse) as conn:
+            row = run_sql(conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+                             "WHERE scope = %s AND scope_key = %s AND period = %s AND currency = %s",
+                       [scope, scope_key, period, currency]).fetchone()
+            if row is None:
+                return _create(conn, warehouse.backend, scope, scope_key, period, currency, limit_minor,
+                               changed_by, reason, at)
+            if warehouse.backend == "postgres":
+                run_sql(conn, "SELECT budget_id FROM ledger.budgets WHERE budget_id = %s FOR UPDATE", [row[0]])
+            current = _current(conn, row)
+            if current.limit_minor == limit_minor:
+                return current
+            changed = Budget(current.budget_id, current.scope, current.scope_key, current.period,
+                             current.currency, limit_minor, current.version + 1)
+            _append_limit(conn, warehouse.backend, changed, changed_by, reason, at)
+            append_events(conn, warehouse.backend, [(BUDGET_CHANGED, {
+                **_payload(changed, changed_by, reason), "previous_limit_minor": current.limit_minor})])
+            return changed
+
+    return _retrying_unique(attempt)
+
+
+def _payload(budget: Budget, changed_by: str, reason: str) -> dict[str, Any]:
+    return {"budget_id": budget.budget_id, "scope": budget.scope, "scope_key": budget.scope_key,
+            "period": budget.period, "currency": budget.currency, "limit_minor": budget.limit_minor,
+            "version": budget.version, "changed_by": changed_by, "reason": reason}
+
+
+def _append_limit(conn: Any, backend: str, budget: Budget, changed_by: str, reason: str, at: datetime) -> None:
+    append_frame(conn, backend, "ledger.budget_limits", pd.DataFrame([{
+        "budget_id": budget.budget_id, "version": budget.version, "limit_minor": budget.limit_minor,
+        "changed_at": pd.Timestamp(at).tz_convert(UTC), "changed_by": changed_by, "reason": reason}]))
+
+
+def _create(conn: Any, backend: str, scope: str, scope_key: str, period: str, currency: str, limit_minor: int,
+            changed_by: str, reason: str, at: datetime) -> Budget:
+    budget = Budget(str(uuid.uuid4()), scope, scope_key, period, currency, limit_minor, 1)  # type: ignore[arg-type]
+    append_frame(conn, backend, "ledger.budgets", pd.DataFrame([{
+        "budget_id": budget.budget_id, "scope": scope, "scope_key": scope_key, "period": period,
+        "currency": currency, "limit_minor": limit_minor, "created_at": pd.Timestamp(at).tz_convert(UTC)}]))
+    _append_limit(conn, backend, budget, changed_by, reason, at)
+    append_events(conn, backend, [(BUDGET_CREATED, _payload(budget, changed_by, reason))])
+    return budget
+
+
+def list_budgets(warehouse: Warehouse) -> list[Budget]:
+    with warehouse.connect() as conn:
+        rows = run_sql(conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+                          "ORDER BY scope, scope_key, period, currency", None).fetchall()
+        return [_current(conn, row) for row in rows]
+
+
+# -- spending --------------------------------------------------------------------------------------
+
+def expense(idempotency_key: str, account: str, amount_minor: int, currency: str, occurred_at: datetime, *,
+            paid_from: str, description: str, experiment_id: str | None = None, source: str = "budget",
+            external_ref: str | None = None, metadata: dict[str, Any] | None = None) -> TransactionRequest:
+    """A plain spend: debit the expense account, credit the account that paid (cash, a card liability)."""
+    return TransactionRequest(
+        idempotency_key=idempotency_key, kind="spend", description=description, occurred_at=occurred_at,
+        postings=[Posting(account, currency, amount_minor), Posting(paid_from, currency, -amount_minor)],
+        experiment_id=experiment_id, source=source, external_ref=external_ref, metadata=metadata or {})
+
+
+def _deltas(prepared: Prepared) -> dict[tuple[str, str, str], int]:
+    """How much this transaction adds to each (scope, key, currency)."""
+    deltas: dict[tuple[str, str, str], int] = defaultdict(int)
+    request = prepared.request
+    for posting in request.postings:
+        if account_type(posting.account) != "expense":
+            continue
+        experiment = request.experiment_id or account_experiment(posting.account)
+        scopes = [("global", GLOBAL_KEY), ("category", posting.account.split(":")[1])]
+        scopes += [("experiment", experiment)] if experiment else []
+        for scope, key in scopes:
+            deltas[(scope, key, posting.currency)] += posting.amount_minor
+    return dict(deltas)
+
+
+def _spent(conn: Any, budget: Budget, at: datetime) -> int:
+    sql = ("SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM ledger.postings "
+           "WHERE currency = %s AND split_part(account_id, ':', 1) = 'expenses'")
+    params: list[Any] = [budget.currency]
+    if budget.scope == "category":
+        sql += " AND split_part(account_id, ':', 2) = %s"
+        params.append(budget.scope_key)
+    elif budget.scope == "experiment":
+        sql += " AND experiment_id = %s"
+        params.append(budget.scope_key)
+    sql += " AND occurred_at >= %s AND occurred_at < %s"
+    params += list(window(budget.period, at))
+    return int(run_sql(conn, sql, params).fetchone()[0])
+
+
+def _refusals(conn: Any, backend: str, prepared: Prepared) -> list[Refusal]:
+    deltas = _deltas(prepared)
+    rows = [row for row in run_sql(conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+                                      "ORDER BY budget_id", None).fetchall()
+            if deltas.get((row[1], row[2], row[4]), 0) > 0]
+    if rows and backend == "postgres":
+        # Row locks in budget_id order (no deadlocks); held until commit, with the chain lock.
+        run_sql(conn, "SELECT budget_id FROM ledger.budgets WHERE budget_id = ANY(%s) ORDER BY budget_id FOR UPDATE",
+             [[row[0] for row in rows]])
+    refusals = []
+    for row in rows:
+        budget = _current(conn, row)
+        requested = deltas[(budget.scope, budget.scope_key, budget.currency)]
+        spent = _spent(conn, budget, prepared.request.occurred_at)
+        if spent + requested > budget.limit_minor:
+            refusals.append(Refusal(budget, spent, requested))
+    return sorted(refusals, key=lambda r: (SCOPES.index(r.budget.scope), PERIODS.index(r.budget.period)))
+
+
+def spend(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None) -> SpendResult:
+    """Book a spend if every applicable budget allows it, atomically; otherwise book nothing and say
+    which budgets refused and by how much. A repeated key returns the original (no re-check)."""
+    prepared = prepare(request, tax)
+    if not _deltas(prepared):
+        raise LedgerError(f"spend {prepared.key!r} has no expense posting (expenses:<category>:...): "
+                          f"book it with ledger.book instead")
+
+    def check(conn: Any, backend: str, new: list[Prepared]) -> None:
+        refusals = _refusals(conn, backend, new[0]) if new else []
+        if refusals:
+            raise _Refused(refusals)
+
+    try:
+        result = book_prepared(warehouse, [prepared], check)[0]
+    except _Refused as refused:
+        return SpendResult("refused", prepared.key, None, tuple(refused.refusals))
+    return SpendResult(result.status, prepared.key, result.transaction_id)
+
+
+def utilization(warehouse: Warehouse, at: datetime | None = None) -> pd.DataFrame:
+    """Every budget with its spend in the window containing `at` (now by default)."""
+    at = at or datetime.now(UTC)
+    rows = []
+    with warehouse.connect() as conn:
+        for budget in [_current(conn, row) for row in run_sql(
+                conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+                      "ORDER BY scope, scope_key, period, currency", None).fetchall()]:
+            spent = _spent(conn, budget, at)
+            start, end = window(budget.period, at)
+            rows.append({"budget_id": budget.budget_id, "scope": budget.scope, "scope_key": budget.scope_key,
+                         "period": budget.period, "currency": budget.currency, "limit_minor": budget.limit_minor,
+                         "spent_minor": spent, "remaining_minor": budget.limit_minor - spent,
+                         "window_start": start, "window_end": end})
+    return pd.DataFrame(rows, columns=["budget_id", "scope", "scope_key", "period", "currency", "limit_minor",
+                                       "spent_minor", "remaining_minor", "window_start", "window_end"])

@@ -1,0 +1,196 @@
+"""Warehouse tables owned by ventureloop. Portable DDL: the same text runs on DuckDB and PostgreSQL.
+
+`ensure_schema` creates all of it idempotently, so every entry point (assets, CLI, tests) calls it
+first.
+"""
+
+from core.platform.warehouse import Warehouse
+
+SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit")
+
+DISCOVERY_DDL: list[str] = [
+    # One row per HTTP response (or snapshot replay): normalization can be replayed from these.
+    """CREATE TABLE IF NOT EXISTS raw.responses (
+        response_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        request_url TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        content_type TEXT,
+        body_bytes BIGINT NOT NULL,
+        fetched_at TIMESTAMPTZ NOT NULL,
+        run_id TEXT
+    )""",
+    # One row per item found in a response, verbatim as the API returned it (JSON text).
+    """CREATE TABLE IF NOT EXISTS raw.records (
+        record_id TEXT PRIMARY KEY,
+        response_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        fetched_at TIMESTAMPTZ NOT NULL
+    )""",
+    # Which responses the opportunities asset has already normalized.
+    """CREATE TABLE IF NOT EXISTS core.normalized_responses (
+        response_id TEXT PRIMARY KEY,
+        normalized_at TIMESTAMPTZ NOT NULL
+    )""",
+    # Anything that could not be used, with where it came from and why; replayable.
+    """CREATE TABLE IF NOT EXISTS quarantine.records (
+        quarantine_id TEXT PRIMARY KEY,
+        stage TEXT NOT NULL,
+        source TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        payload_encoding TEXT NOT NULL,
+        quarantined_at TIMESTAMPTZ NOT NULL,
+        replayed_at TIMESTAMPTZ,
+        run_id TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS core.opportunities (
+        fingerprint TEXT PRIMARY KEY,
+        opportunity_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        family TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        canonical_url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        author TEXT,
+        points BIGINT NOT NULL,
+        comments BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        fetched_at TIMESTAMPTZ NOT NULL,
+        cluster_id TEXT NOT NULL,
+        record_id TEXT NOT NULL
+    )""",
+    # Every time an opportunity is seen again: engagement over time gives velocity.
+    """CREATE TABLE IF NOT EXISTS core.opportunity_sightings (
+        fingerprint TEXT NOT NULL,
+        source TEXT NOT NULL,
+        points BIGINT NOT NULL,
+        comments BIGINT NOT NULL,
+        seen_at TIMESTAMPTZ NOT NULL,
+        record_id TEXT NOT NULL
+    )""",
+    # The persisted near-duplicate index: one row per (band, bucket) an opportunity hashes to.
+    """CREATE TABLE IF NOT EXISTS core.lsh_buckets (
+        band INTEGER NOT NULL,
+        bucket TEXT NOT NULL,
+        opportunity_id TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS lsh_buckets_lookup ON core.lsh_buckets (band, bucket)",
+    """CREATE TABLE IF NOT EXISTS core.lsh_signatures (
+        opportunity_id TEXT PRIMARY KEY,
+        cluster_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    )""",
+]
+
+# The ledger is append-only: no statement in the code base UPDATEs or DELETEs these tables.
+# Amounts are signed integer minor units (debit > 0, credit < 0) in the posting's own currency.
+LEDGER_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS ledger.accounts (
+        account_id TEXT PRIMARY KEY,
+        account_type TEXT NOT NULL,
+        opened_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger.transactions (
+        transaction_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        content_hash TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        description TEXT NOT NULL,
+        experiment_id TEXT,
+        source TEXT NOT NULL,
+        external_ref TEXT,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        reverses_transaction_id TEXT UNIQUE,
+        metadata TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger.postings (
+        posting_id TEXT PRIMARY KEY,
+        transaction_id TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        account_id TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount_minor BIGINT NOT NULL,
+        experiment_id TEXT,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS postings_by_transaction ON ledger.postings (transaction_id)",
+    "CREATE INDEX IF NOT EXISTS postings_by_account ON ledger.postings (account_id, occurred_at)",
+    # A pending hold: a proposed transaction not yet booked (fraud review, budget reservation).
+    """CREATE TABLE IF NOT EXISTS ledger.holds (
+        hold_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        proposed TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    )""",
+    # A hold is decided once: the primary key is what makes a second decision impossible.
+    """CREATE TABLE IF NOT EXISTS ledger.hold_decisions (
+        hold_id TEXT PRIMARY KEY,
+        decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL,
+        transaction_id TEXT,
+        note TEXT
+    )""",
+    # ECB reference rates: 1 EUR = per_eur units of currency on rate_date.
+    """CREATE TABLE IF NOT EXISTS ledger.fx_rates (
+        rate_date DATE NOT NULL,
+        currency TEXT NOT NULL,
+        per_eur DOUBLE PRECISION NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (rate_date, currency)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger.budgets (
+        budget_id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        scope_key TEXT NOT NULL,
+        period TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        limit_minor BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        UNIQUE (scope, scope_key, period, currency)
+    )""",
+    # Budget limits are versioned, never updated: ledger.budgets.limit_minor is the limit a budget
+    # was created with; the current limit is its latest version here (ledger.budget_current).
+    """CREATE TABLE IF NOT EXISTS ledger.budget_limits (
+        budget_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        limit_minor BIGINT NOT NULL,
+        changed_at TIMESTAMPTZ NOT NULL,
+        changed_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (budget_id, version)
+    )""",
+    """CREATE OR REPLACE VIEW ledger.budget_current AS
+    SELECT b.budget_id, b.scope, b.scope_key, b.period, b.currency, l.limit_minor, l.version,
+           l.changed_at, l.changed_by
+    FROM ledger.budgets b JOIN ledger.budget_limits l ON l.budget_id = b.budget_id
+    WHERE l.version = (SELECT max(m.version) FROM ledger.budget_limits m WHERE m.budget_id = b.budget_id)""",
+    """CREATE TABLE IF NOT EXISTS audit.events (
+        seq BIGINT PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    )""",
+]
+
+ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL
+
+
+def ensure_schema(warehouse: Warehouse) -> None:
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in SCHEMAS] + ALL_DDL
+    warehouse.execute_script(statements)
