@@ -15,7 +15,8 @@ import pandas as pd
 
 from core.platform import quarantine
 from core.platform.http import RecordingTransport, SnapshotTransport, SourceClient, SourceHTTPError
-from core.discovery.sources.base import Problem, Source
+from core.discovery.sources.base import Source
+from core.platform.quarantine import Problem
 from core.platform.warehouse import Warehouse
 
 log = logging.getLogger(__name__)

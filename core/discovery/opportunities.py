@@ -19,7 +19,8 @@ import pandas as pd
 from core.discovery import near_duplicates
 from core.platform import quarantine
 from core.discovery.fingerprints import canonical_urls, fingerprints, is_web_url
-from core.discovery.sources.base import BadRecord, Normalized, Problem, Source
+from core.discovery.sources.base import BadRecord, Normalized, Source
+from core.platform.quarantine import Problem
 from core.platform.warehouse import Warehouse, append_frame, insert_new_rows, query_frame, stage_frame
 
 MAX_TITLE = 300

@@ -4,14 +4,26 @@ verbatim (base64 when it is not UTF-8) so that it can be inspected and replayed.
 import base64
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from core.discovery.sources.base import Problem
 from core.platform.warehouse import Warehouse
 
+if TYPE_CHECKING:  # pandas loads when a frame is built: sources import Problem at start-up
+    import pandas as pd
+
 TABLE = "quarantine.records"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One record we could not use, as it will be quarantined: where it came from and why."""
+
+    stage: str  # "fetch" | "parse" | "normalize" | "import"
+    origin: str  # URL, URL#item-index, or file:line: where to look
+    reason: str
+    payload: bytes | str
 
 
 def encode_payload(payload: bytes | str) -> tuple[str, str]:
@@ -27,7 +39,9 @@ def decode_payload(text: str, encoding: str) -> bytes:
     return base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
 
 
-def quarantine_frame(source: str, problems: Iterable[Problem], run_id: str | None = None) -> pd.DataFrame:
+def quarantine_frame(source: str, problems: Iterable[Problem], run_id: str | None = None) -> "pd.DataFrame":
+    import pandas as pd
+
     now = datetime.now(UTC)
     rows = []
     for problem in problems:
@@ -45,7 +59,7 @@ def quarantine(warehouse: Warehouse, source: str, problems: Iterable[Problem], r
     return warehouse.append(TABLE, quarantine_frame(source, problems, run_id))
 
 
-def pending(warehouse: Warehouse, source: str | None = None) -> pd.DataFrame:
+def pending(warehouse: Warehouse, source: str | None = None) -> "pd.DataFrame":
     where, params = "WHERE replayed_at IS NULL", []
     if source:
         where += " AND source = %s"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.platform.http import Fetched, RateLimit, SourceClient
+from core.platform.quarantine import Problem
 
 SNAPSHOT_ROOT = Path(__file__).parent / "snapshots"
 
@@ -36,14 +37,6 @@ FAMILIES = (
 
 class BadRecord(ValueError):
     """An item that cannot become an opportunity; the message says which field and why."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    stage: str  # "fetch" | "parse" | "normalize"
-    origin: str  # URL, or URL#item-index: where to look
-    reason: str
-    payload: bytes | str
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,7 @@ import pandas as pd
 from core.ledger import fraud
 from core.ledger.entries import (IdempotencyConflict, LedgerError, Prepared, TransactionRequest, book_prepared,
                          get_transaction, hold, prepare)
-from core.platform.quarantine import encode_payload, quarantine
-from core.discovery.sources.base import Problem
+from core.platform.quarantine import Problem, encode_payload, quarantine
 from core.ledger.tax import TaxCalculator
 from core.platform.warehouse import Warehouse, query_frame, stage_frame
 
