@@ -18,7 +18,7 @@ $(BIN)/dagster: pyproject.toml uv.lock
 
 # The dbt manifest the code location reads; parsed here once so no two processes race to parse it.
 env: $(BIN)/dagster
-	@$(BIN)/python -c "import assets.dbt" || (echo "dbt parse failed: run 'cd dbt_project && ../$(BIN)/dbt parse --profiles-dir .'" && exit 1)
+	@$(BIN)/python -c "import assets.ledger_marts" || (echo "dbt parse failed: run 'cd dbt_project && ../$(BIN)/dbt parse --profiles-dir .'" && exit 1)
 
 demo: env
 	$(BIN)/ventureloop demo

@@ -1,47 +1,46 @@
-"""Resources per environment, chosen by environment variables only (see .env.example)."""
+"""The resources of each environment, chosen by environment variables only (see .env.example).
+
+Secrets become dg.EnvVar (read when a run starts, shown by name in the UI); an unset one is
+None, so a source without credentials is skipped instead of failing to start."""
 
 import os
+from collections.abc import Mapping
 
 import dagster as dg
-import pydantic
 
-from core.platform.warehouse import Warehouse, default_warehouse_url
-
-
-class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse and ledger: a DuckDB file by default, PostgreSQL when WAREHOUSE_URL says so."""
-
-    url: str
-
-    def client(self) -> Warehouse:
-        return Warehouse(self.url)
+from assets.resources import DiscoveryResource, LedgerInputsResource, WarehouseResource
+from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS
+from core.platform.warehouse import default_home, default_warehouse_url
 
 
-class DiscoveryResource(dg.ConfigurableResource):
-    """`snapshot` replays the recorded responses bundled in the repository; `live` calls the APIs
-    with credentials from the environment (a source without them is skipped, not failed)."""
-
-    mode: str = "snapshot"
-
-    @pydantic.field_validator("mode")
-    @classmethod
-    def _known_mode(cls, mode: str) -> str:
-        if mode not in ("snapshot", "live"):
-            raise ValueError(f"DISCOVERY_MODE={mode!r}: use snapshot (recorded responses) or live (the APIs)")
-        return mode
+def _secret(env: Mapping[str, str], name: str) -> dg.EnvVar | None:
+    return dg.EnvVar(name) if env.get(name) else None
 
 
-def warehouse_url() -> str:
-    return default_warehouse_url()
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name) or None
 
 
-def warehouse_pool() -> str:
-    # A DuckDB file allows one writer process: every asset that writes it shares a pool of 1.
-    return "duckdb" if Warehouse(warehouse_url()).backend == "duckdb" else "warehouse"
-
-
-def resources() -> dict[str, dg.ConfigurableResource]:
+def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    env = os.environ if env is None else env
+    # By reference when set: the URL's password then never reaches the UI's resource config.
+    warehouse_url = dg.EnvVar("WAREHOUSE_URL") if env.get("WAREHOUSE_URL") else default_warehouse_url()
     return {
-        "warehouse": WarehouseResource(url=warehouse_url()),
-        "discovery": DiscoveryResource(mode=os.environ.get("DISCOVERY_MODE") or "snapshot"),
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "discovery": DiscoveryResource(
+            mode=env.get("DISCOVERY_MODE") or "snapshot",
+            source_settings={name: env[name] for name in SOURCE_SETTINGS if env.get(name)},
+            **{name.lower(): _secret(env, name) for name in SOURCE_SECRETS},
+            capabilities_file=_text(env, "VENTURELOOP_CAPABILITIES_FILE"),
+            scoring_file=_text(env, "VENTURELOOP_SCORING_FILE"),
+        ),
+        "ledger_inputs": LedgerInputsResource(
+            outcomes_source=env.get("OUTCOMES_SOURCE") or "simulator",
+            stripe_api_key=_secret(env, "STRIPE_API_KEY"),
+            fx_rates_source=env.get("FX_RATES_SOURCE") or "bundled",
+            fx_extra_rates_file=_text(env, "FX_EXTRA_RATES_FILE"),
+            inbox_dir=env.get("VENTURELOOP_INBOX") or str(default_home() / "inbox"),
+            budgets_file=_text(env, "VENTURELOOP_BUDGETS_FILE"),
+            fraud_rules_file=_text(env, "VENTURELOOP_FRAUD_RULES_FILE"),
+        ),
     }

@@ -62,3 +62,12 @@ def warehouse(warehouse_url: str) -> Warehouse:
     warehouse = Warehouse(warehouse_url)
     ensure_schema(warehouse)
     return warehouse
+
+
+@pytest.fixture
+def asset_resources(warehouse: Warehouse, tmp_path):
+    """Every resource the assets take, on the test's warehouse, with the embedded defaults."""
+    from assets.resources import DiscoveryResource, LedgerInputsResource, WarehouseResource
+
+    return {"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="snapshot"),
+            "ledger_inputs": LedgerInputsResource(inbox_dir=str(tmp_path / "inbox"))}

@@ -7,32 +7,12 @@
           + 0.10 * 1 / (1 + age_days / 7)             market timing
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
-FACTORS = ("revenue", "confidence", "time_to_revenue", "capability", "timing")
-
-
-@dataclass(frozen=True)
-class Weights:
-    revenue: float = 0.40
-    confidence: float = 0.20
-    time_to_revenue: float = 0.15
-    capability: float = 0.15
-    timing: float = 0.10
-
-    def __post_init__(self) -> None:
-        values = asdict(self)
-        if any(v < 0 for v in values.values()):
-            raise ValueError(f"scoring weights must be non-negative, got {values}")
-        if abs(sum(values.values()) - 1.0) > 1e-9:
-            raise ValueError(f"scoring weights must sum to 1 so scores stay in [0, 1], got {sum(values.values())}")
-
-    def as_series(self) -> pd.Series:
-        return pd.Series(asdict(self))
-
+from core.discovery.weights import FACTORS, Weights
 
 def factors(features: pd.DataFrame) -> pd.DataFrame:
     """Each factor in [0, 1] before weighting."""
@@ -47,7 +27,7 @@ def factors(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def score(features: pd.DataFrame, weights: Weights) -> pd.DataFrame:
-    weighted = factors(features).mul(weights.as_series())
+    weighted = factors(features).mul(pd.Series(asdict(weights)))
     scored = features.join(weighted.add_prefix("factor_")).assign(score=weighted.sum(axis=1).round(6))
     scored["why"] = explain(scored)
     scored["rank"] = scored["score"].rank(method="first", ascending=False).astype("int64")

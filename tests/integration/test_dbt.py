@@ -550,8 +550,8 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
 
     import dagster as dg
 
-    from assets.dbt import ledger_dbt_assets
-    from orchestration.resources import WarehouseResource
+    from assets.ledger_marts.dbt import ledger_dbt_assets
+    from assets.resources import WarehouseResource
 
     warehouse = Warehouse(duckdb_url)
     ensure_schema(warehouse)

@@ -1,23 +1,63 @@
-"""The one Definitions object loads, every job resolves, and the graph has what the UI promises."""
+"""The shipped code locations, as a snapshot: every asset key, check, job (with its assets),
+schedule and sensor. A wiring regression (a domain left out of a location, a job that lost its
+selection, a renamed check) fails here. After an intended change, write the new snapshot with
+`.venv/bin/python tests/integration/test_definitions.py` and review its diff."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from orchestration.definitions import defs
-
-
-def test_definitions_are_loadable_and_jobs_resolve():
-    dg.Definitions.validate_loadable(defs)
-    for name in ("discovery_job", "ledger_import_job"):
-        assert defs.resolve_job_def(name) is not None
-    assert defs.resolve_sensor_def("inbox_sensor") is not None
-    assert defs.resolve_schedule_def("hourly_discovery").cron_schedule == "0 * * * *"
+SNAPSHOT = Path(__file__).resolve().parents[1] / "fixtures" / "definitions_snapshot.json"
+LOCATIONS = {"ventureloop": "orchestration.definitions", "ventureloop_marts": "orchestration.marts_definitions"}
 
 
-def test_the_ledger_marts_hang_off_the_ledger_writers():
+def describe(defs: dg.Definitions) -> dict:
     graph = defs.resolve_asset_graph()
-    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert {"ledger_entries", "fx_rates", "budgets", "revenue_summary", "trial_balance"} <= keys
-    upstream = {key.to_user_string() for key in graph.get(dg.AssetKey("stg_postings")).parent_keys}
-    assert "ledger_entries" in upstream
-    checks = {key.name for key in graph.asset_check_keys}
-    assert {"trial_balance_nets_to_zero", "ledger_verifies", "fetch_succeeded"} <= checks
+    jobs = {}
+    for job in defs.resolve_all_job_defs():
+        if job.name.startswith("__"):
+            continue
+        selected = job.asset_layer.executable_asset_keys if job.asset_layer else set()
+        jobs[job.name] = sorted(key.to_user_string() for key in selected)
+    return {
+        "assets": sorted(key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_executable),
+        "checks": sorted(f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys),
+        "jobs": jobs,
+        "schedules": sorted(f"{s.name} {s.cron_schedule} -> {s.job_name}" for s in defs.schedules or []),
+        "sensors": sorted(s.name for s in defs.sensors or []),
+        "resources": sorted(defs.resources or {}),
+    }
+
+
+def snapshot() -> dict:
+    return {name: describe(importlib.import_module(module).defs) for name, module in LOCATIONS.items()}
+
+
+@pytest.mark.parametrize("location", sorted(LOCATIONS))
+def test_definitions_match_the_snapshot(location: str):
+    defs = importlib.import_module(LOCATIONS[location]).defs
+    dg.Definitions.validate_loadable(defs)
+    expected = json.loads(SNAPSHOT.read_text())[location]
+    actual = describe(defs)
+    for part in expected:
+        assert actual[part] == expected[part], f"{location} {part} changed; if intended, rewrite the snapshot " \
+                                               f"(see this module's docstring)"
+
+
+def test_the_marts_hang_off_the_ledger_writers_across_locations():
+    marts = importlib.import_module(LOCATIONS["ventureloop_marts"]).defs.resolve_asset_graph()
+    main = importlib.import_module(LOCATIONS["ventureloop"]).defs.resolve_asset_graph()
+    writers = {key for key in main.get_all_asset_keys() if main.get(key).is_executable}
+    # Each ledger source of the dbt project is an asset the main location materializes.
+    external = {key for key in marts.get_all_asset_keys() if not marts.get(key).is_executable}
+    assert external and external <= writers
+    assert {"ledger_entries", "fx_rates", "budgets"} == {key.to_user_string() for key in external}
+
+
+if __name__ == "__main__":
+    SNAPSHOT.write_text(json.dumps(snapshot(), indent=2, sort_keys=True) + "\n")
+    sys.stdout.write(f"wrote {SNAPSHOT}\n")

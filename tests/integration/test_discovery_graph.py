@@ -3,14 +3,15 @@
 import dagster as dg
 import pytest
 
-from assets.checks import every_source_has_opportunities, opportunities_pass_quality_suite, scores_within_unit_interval
-from assets.discovery import SOURCES, discovery_assets
-from assets.opportunities import opportunities, opportunity_features, scored_opportunities
+from assets.discovery.checks import every_source_has_opportunities, opportunities_pass_quality_suite, \
+    scores_within_unit_interval
+from assets.discovery.opportunities import opportunities, opportunity_features, scored_opportunities
+from assets.discovery.raw import SOURCES, raw_assets
+from assets.resources import DiscoveryResource, WarehouseResource
 from core.discovery.sources.base import FAMILIES
 from core.platform.warehouse import Warehouse
-from orchestration.resources import DiscoveryResource, WarehouseResource
 
-GRAPH = [*discovery_assets, opportunities, opportunity_features, scored_opportunities,
+GRAPH = [*raw_assets, opportunities, opportunity_features, scored_opportunities,
          opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval]
 
 
@@ -67,10 +68,10 @@ def test_ten_families_flow_to_scored_opportunities_and_reruns_add_nothing(wareho
 
 
 def test_a_failing_source_does_not_fail_the_others(warehouse: Warehouse, tmp_path, monkeypatch):
-    broken = next(a for a in discovery_assets if a.key.path[-1] == "hackernews")
+    broken = next(a for a in raw_assets if a.key.path[-1] == "hackernews")
     source = next(s for s in SOURCES if s.name == "hackernews")
     monkeypatch.setattr(type(source), "snapshot_dir", property(lambda self: tmp_path / "nothing-recorded"))
-    result = dg.materialize([broken, *discovery_assets[1:2], opportunities],
+    result = dg.materialize([broken, *raw_assets[1:2], opportunities],
                             resources={"warehouse": WarehouseResource(url=warehouse.url),
                                        "discovery": DiscoveryResource(mode="snapshot")})
     assert result.success
@@ -84,9 +85,10 @@ def test_a_failing_source_does_not_fail_the_others(warehouse: Warehouse, tmp_pat
 
 
 def test_live_mode_without_credentials_skips_with_a_message(warehouse: Warehouse, monkeypatch):
-    reddit = next(a for a in discovery_assets if a.key.path[-1] == "reddit")
-    source = next(s for s in SOURCES if s.name == "reddit")
-    monkeypatch.setattr(source, "env", {})
+    reddit = next(a for a in raw_assets if a.key.path[-1] == "reddit")
+    # Credentials in the process environment are not what the asset reads: the resource is.
+    monkeypatch.setenv("REDDIT_CLIENT_ID", "from-the-environment")
+    monkeypatch.setenv("REDDIT_CLIENT_SECRET", "from-the-environment")
     result = dg.materialize([reddit], resources={"warehouse": WarehouseResource(url=warehouse.url),
                                                  "discovery": DiscoveryResource(mode="live")})
     assert result.success
@@ -100,7 +102,8 @@ def test_live_mode_without_credentials_skips_with_a_message(warehouse: Warehouse
 def test_scoring_config_is_validated(warehouse: Warehouse, weights):
     _materialize(warehouse.url)
     with pytest.raises(Exception, match="sum to 1"):
-        dg.materialize([scored_opportunities], resources={"warehouse": WarehouseResource(url=warehouse.url)},
+        dg.materialize([scored_opportunities], resources={"warehouse": WarehouseResource(url=warehouse.url),
+                                                          "discovery": DiscoveryResource()},
                        run_config={"ops": {"scored_opportunities": {"config": weights}}},
                        selection=[scored_opportunities])
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.ledger import budgets, fx_rates, ledger_entries, ledger_verifies
+from assets import ledger
+from assets.ledger.entries import budgets, fx_rates, ledger_entries, ledger_verifies
+from assets.ledger.inbox import inbox_files
+from assets.resources import LedgerInputsResource, WarehouseResource
 from core.platform.warehouse import Warehouse
-from orchestration.resources import WarehouseResource
-from orchestration.sensors import build_inbox_sensor, inbox_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 LEDGER = [fx_rates, budgets, ledger_entries, ledger_verifies]
@@ -23,8 +24,8 @@ def _entries_metadata(result: dg.ExecuteInProcessResult) -> dict:
     raise AssertionError("ledger_entries was not materialized")
 
 
-def test_simulated_payments_book_once_and_the_ledger_verifies(warehouse: Warehouse):
-    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+def test_simulated_payments_book_once_and_the_ledger_verifies(warehouse: Warehouse, asset_resources):
+    resources = asset_resources
     config = {"ops": {"ledger_entries": {"config": {"simulate_payments": True, "simulated_days": 2}}}}
     first = dg.materialize(LEDGER, resources=resources, run_config=config)
     assert first.success
@@ -40,8 +41,8 @@ def test_simulated_payments_book_once_and_the_ledger_verifies(warehouse: Warehou
     assert warehouse.count("ledger.budget_limits") == 4  # re-applying the same budgets changes nothing
 
 
-def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(warehouse: Warehouse):
-    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(warehouse: Warehouse, asset_resources):
+    resources = asset_resources
     config = {"ops": {"ledger_entries": {"config": {"simulate_payments": True, "simulated_days": 1}}}}
     instance = dg.DagsterInstance.ephemeral()
     first = dg.materialize(LEDGER, resources=resources, run_config=config, instance=instance)
@@ -62,43 +63,42 @@ def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(wareh
     # Another warehouse's heads are not compared: a fresh ledger under the same instance verifies.
     other = Warehouse(warehouse.url.replace(".duckdb", "-other.duckdb")) if warehouse.backend == "duckdb" else None
     if other is not None:
-        fresh = dg.materialize(LEDGER, resources={"warehouse": WarehouseResource(url=other.url)}, run_config=config,
-                               instance=instance)
+        fresh = dg.materialize(LEDGER, resources={**resources, "warehouse": WarehouseResource(url=other.url)},
+                               run_config=config, instance=instance)
         assert all(e.passed for e in fresh.get_asset_check_evaluations())
 
 
-def test_fx_rates_add_the_extra_rates_file_once(warehouse: Warehouse, tmp_path, monkeypatch):
+def test_fx_rates_add_the_extra_rates_file_once(warehouse: Warehouse, tmp_path, asset_resources):
     kwd = tmp_path / "kwd.csv"
     kwd.write_text("Date,KWD,\n2026-11-02,0.35670,\n")
-    monkeypatch.setenv("FX_EXTRA_RATES_FILE", str(kwd))
-    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    inbox = str(tmp_path / "inbox")
+    resources = {**asset_resources,
+                 "ledger_inputs": LedgerInputsResource(inbox_dir=inbox, fx_extra_rates_file=str(kwd))}
     assert dg.materialize([fx_rates], resources=resources).success
     stored = warehouse.query("SELECT currency, per_eur, source FROM ledger.fx_rates WHERE currency = 'KWD'")
     assert stored.to_dict("records") == [{"currency": "KWD", "per_eur": 0.3567, "source": "file:kwd.csv"}]
     again = dg.materialize([fx_rates], resources=resources)
     assert again.get_asset_materialization_events()[0].materialization.metadata["new_rates"].value == 0
-    monkeypatch.setenv("FX_EXTRA_RATES_FILE", str(tmp_path / "missing.csv"))
-    failed = dg.materialize([fx_rates], resources=resources, raise_on_error=False)
+    missing = LedgerInputsResource(inbox_dir=inbox, fx_extra_rates_file=str(tmp_path / "missing.csv"))
+    failed = dg.materialize([fx_rates], resources={**resources, "ledger_inputs": missing}, raise_on_error=False)
     assert not failed.success
+    assert "missing.csv" in str(failed.failure_data_for_node("fx_rates").error)
 
 
-def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehouse, tmp_path, monkeypatch):
-    inbox = tmp_path / "inbox"
+def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehouse, asset_resources):
+    inbox = asset_resources["ledger_inputs"].inbox
     inbox.mkdir()
-    monkeypatch.setenv("VENTURELOOP_INBOX", str(inbox))
     shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
     (inbox / "still-downloading.csv.part").write_text("id,Type\n")
     assert [p.name for p in inbox_files(inbox)] == ["stripe_export.csv"]
 
-    job = dg.define_asset_job("ledger_import_job", selection=[ledger_entries])
-    defs = dg.Definitions(assets=[fx_rates, budgets, ledger_entries], jobs=[job],
-                          sensors=[build_inbox_sensor(job)],
-                          resources={"warehouse": WarehouseResource(url=warehouse.url)})
+    defs = dg.Definitions.merge(ledger.defs, dg.Definitions(resources=asset_resources))  # the shipped sensor and job
     sensor = defs.resolve_sensor_def("inbox_sensor")
     with dg.instance_for_test() as instance:
-        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=asset_resources))
         assert len(first.run_requests) == 1
-        again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs,
+                                               resources=asset_resources))
         assert again.run_requests == []  # the cursor remembers the drop
 
         request = first.run_requests[0]
@@ -111,10 +111,32 @@ def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehous
 
         # The same content dropped again is a new drop: imported, books nothing, archived.
         shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
-        third = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs))
+        third = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs,
+                                               resources=asset_resources))
         assert len(third.run_requests) == 1
         rerun = defs.resolve_job_def("ledger_import_job").execute_in_process(
             run_config=third.run_requests[0].run_config, instance=instance)
         assert _entries_metadata(rerun)["booked"] == 0
         assert _entries_metadata(rerun)["duplicates"] == 7
     assert warehouse.count("ledger.transactions") == 7
+
+
+def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Warehouse, asset_resources):
+    inbox = asset_resources["ledger_inputs"].inbox
+    inbox.mkdir()
+    for name in ("stripe_export.csv", "generic_events.csv"):
+        shutil.copy(FIXTURES / name, inbox / name)
+    defs = dg.Definitions.merge(ledger.defs, dg.Definitions(resources=asset_resources))
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with dg.instance_for_test() as instance:
+        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=asset_resources))
+        [request] = first.run_requests
+        files = request.run_config["ops"]["ledger_entries"]["config"]["inbox_files"]
+        assert sorted(Path(f).name for f in files) == ["generic_events.csv", "stripe_export.csv"]
+        # The run key is the files' keys: the same poll evaluated again asks for the same run.
+        assert sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=asset_resources)).run_requests[0].run_key \
+            == request.run_key
+        result = defs.resolve_job_def("ledger_import_job").execute_in_process(
+            run_config=request.run_config, instance=instance)
+        assert result.success and _entries_metadata(result)["files"] == 2
+        assert inbox_files(inbox) == []

@@ -6,6 +6,7 @@ becomes a `Problem` (quarantined with its reason and payload) and the batch goes
 `SourceHTTPError` only when the source itself is unreachable after retries.
 """
 
+import copy
 import json
 import os
 from abc import ABC, abstractmethod
@@ -78,6 +79,12 @@ class Source(ABC):
 
     def __init__(self, env: Mapping[str, str] | None = None):
         self.env = dict(os.environ if env is None else env)
+
+    def with_env(self, env: Mapping[str, str]) -> "Source":
+        """This source reading `env` instead: the assets pass the discovery resource's settings."""
+        configured = copy.copy(self)
+        configured.env = dict(env)
+        return configured
 
     def missing_credentials(self) -> list[str]:
         return [name for name in self.required_env if not self.env.get(name)]

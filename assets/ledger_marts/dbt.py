@@ -26,9 +26,9 @@ import dagster as dg
 
 from core.platform.dbt_env import dbt_env_for
 from core.platform.warehouse import default_warehouse_url
-from orchestration.resources import WarehouseResource, warehouse_pool
+from assets.resources import WarehouseResource, warehouse_pool
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 GROUP = "ledger_marts"
 REFABLE = ("model", "seed", "snapshot")

@@ -2,12 +2,11 @@
 outcomes). Every write goes through core/ and is audited there; these assets only choose what to
 write and describe it."""
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
-from orchestration.resources import WarehouseResource, warehouse_pool
+from assets.resources import LedgerInputsResource, WarehouseResource, warehouse_pool
 
 HEAD_KEY, CHAIN_KEY = "audit_chain_head", "audit_chain_id"
 PUBLISHED_HEADS_CHECKED = 5
@@ -21,7 +20,8 @@ PUBLISHED_HEADS_CHECKED = 5
                 "FX_RATES_SOURCE=ecb; plus FX_EXTRA_RATES_FILE for currencies the ECB does not publish. "
                 "A (date, currency) once stored is never overwritten.",
 )
-def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+             ledger_inputs: LedgerInputsResource) -> dg.MaterializeResult:
     import pandas as pd
 
     from core.ledger import fx
@@ -29,11 +29,9 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
 
     client = warehouse.client()
     ensure_schema(client)
-    source = os.environ.get("FX_RATES_SOURCE") or "bundled"
-    if source not in ("bundled", "ecb"):
-        raise dg.Failure(f"FX_RATES_SOURCE={source!r}: use bundled (offline snapshot) or ecb (live daily rates)")
+    source = ledger_inputs.fx_rates_source
     frame = fx.bundled_rates() if source == "bundled" else fx.fetch_ecb_daily()
-    extra = os.environ.get("FX_EXTRA_RATES_FILE")
+    extra = ledger_inputs.fx_extra_rates_file
     if extra:  # currencies the ECB does not publish; the same file again stores nothing new
         frame = pd.concat([frame, fx.load_extra_rates(extra)], ignore_index=True)
     stored = fx.store_rates(client, frame)
@@ -52,14 +50,14 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     description="Spend limits from core/ledger/config/budgets.yaml (VENTURELOOP_BUDGETS_FILE): global, category "
                 "and experiment budgets per hour, day and month; each change is versioned and audited.",
 )
-def budgets(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def budgets(warehouse: WarehouseResource, ledger_inputs: LedgerInputsResource) -> dg.MaterializeResult:
     from core.ledger import budget_config
     from core.ledger.budgets import utilization
     from core.platform.schema import ensure_schema
 
     client = warehouse.client()
     ensure_schema(client)
-    path = budget_config.budgets_file()
+    path = Path(ledger_inputs.budgets_file) if ledger_inputs.budgets_file else budget_config.DEFAULT_FILE
     applied = budget_config.apply(client, path)
     table = utilization(client)
     return dg.MaterializeResult(metadata={
@@ -68,23 +66,15 @@ def budgets(warehouse: WarehouseResource) -> dg.MaterializeResult:
     })
 
 
-def inbox_dir() -> Path:
-    from core.platform.warehouse import default_home
-
-    return Path(os.environ.get("VENTURELOOP_INBOX") or default_home() / "inbox")
-
-
-OUTCOMES_SOURCE = os.environ.get("OUTCOMES_SOURCE") or "simulator"
-
-
 class LedgerEntriesConfig(dg.Config):
-    """What to book in this run. The inbox sensor sets `inbox_files`. OUTCOMES_SOURCE picks the
-    default for scheduled runs: `simulator` (seeded Stripe-shaped payments, until the market
-    simulator arrives), `stripe` (the Stripe API with STRIPE_API_KEY), or `none`."""
+    """What to book in this run. The inbox sensor sets `inbox_files`. Left unset, the two switches
+    follow the ledger_inputs resource's outcomes_source (OUTCOMES_SOURCE): `simulator` (seeded
+    Stripe-shaped payments, until the market simulator arrives), `stripe` (the Stripe API with
+    STRIPE_API_KEY), or `none` (inbox files only)."""
 
     inbox_files: list[str] = []
-    simulate_payments: bool = OUTCOMES_SOURCE == "simulator"
-    pull_stripe_api: bool = OUTCOMES_SOURCE == "stripe"
+    simulate_payments: bool | None = None
+    pull_stripe_api: bool | None = None
     simulation_seed: int = 7
     simulated_days: int = 7
 
@@ -97,13 +87,14 @@ class LedgerEntriesConfig(dg.Config):
     description="Transactions and postings: inbox files (Stripe exports and API dumps, the generic CSV) "
                 "and simulated Stripe payments, through fraud review; bad rows are quarantined.",
 )
-def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfig,
-                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfig, warehouse: WarehouseResource,
+                   ledger_inputs: LedgerInputsResource) -> dg.MaterializeResult:
     from datetime import UTC, datetime, timedelta
 
     from core.ledger.audit import chain_head, chain_id
     from core.ledger.imports import import_file, import_objects
     from core.ledger.entries import expire_holds
+    from core.ledger.fraud import load_rules
     from core.platform.schema import ensure_schema
     from core.ledger.simulated_payments import simulate_balance_transactions
 
@@ -111,26 +102,34 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
     ensure_schema(client)
     now = datetime.now(UTC)
     expired = expire_holds(client, now)
+    rules = load_rules(ledger_inputs.fraud_rules_file)
+    simulate = config.simulate_payments if config.simulate_payments is not None \
+        else ledger_inputs.outcomes_source == "simulator"
+    pull_stripe = config.pull_stripe_api if config.pull_stripe_api is not None \
+        else ledger_inputs.outcomes_source == "stripe"
     reports = []
     for name in config.inbox_files:
         path = Path(name)
-        report = import_file(client, path, run_id=context.run.run_id)
+        report = import_file(client, path, run_id=context.run.run_id, rules=rules)
         context.log.info(f"{path.name}: {report.summary()}")
         reports.append(report)
         archive(path)
-    if config.pull_stripe_api:
+    if pull_stripe:
         from core.ledger.imports import import_stripe_api
 
+        if not ledger_inputs.stripe_api_key:
+            raise dg.Failure("pulling the Stripe API needs STRIPE_API_KEY (a restricted key with read access to "
+                             "balance transactions); set it, or OUTCOMES_SOURCE=none for inbox files only")
         # Only the last week: older balance transactions are already booked (idempotency keys).
         since = int((now - timedelta(days=7)).timestamp())
-        reports.append(import_stripe_api(client, dg.EnvVar("STRIPE_API_KEY").get_value(), created_gte=since,
-                                         run_id=context.run.run_id))
-    if config.simulate_payments:
+        reports.append(import_stripe_api(client, ledger_inputs.stripe_api_key, created_gte=since,
+                                         run_id=context.run.run_id, rules=rules))
+    if simulate:
         for back in range(config.simulated_days, 0, -1):
             day = (now - timedelta(days=back)).date()
             objects = simulate_balance_transactions(config.simulation_seed, day)
             reports.append(import_objects(client, objects, origin=f"simulator:{config.simulation_seed}:{day}",
-                                          run_id=context.run.run_id))
+                                          run_id=context.run.run_id, rules=rules))
     totals = {field: sum(getattr(r, field) for r in reports) for field in ("booked", "duplicates", "held",
                                                                            "quarantined")}
     return dg.MaterializeResult(metadata={
@@ -145,9 +144,8 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
 @dg.asset_check(asset=ledger_entries, blocking=True,
                 description="The audit hash chain is intact and every transaction balances per currency.")
 def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from core.ledger.entries import verify
-
     from core.ledger.audit import chain_id
+    from core.ledger.entries import verify
 
     client = warehouse.client()
     heads = published_heads(context.instance, chain_id(client), limit=PUBLISHED_HEADS_CHECKED)

@@ -5,8 +5,8 @@ its failure shows in the metadata and in its `fetch_succeeded` check."""
 
 import dagster as dg
 
+from assets.resources import DiscoveryResource, WarehouseResource, warehouse_pool
 from core.discovery.sources import Source, all_sources
-from orchestration.resources import DiscoveryResource, WarehouseResource, warehouse_pool
 
 
 def discovery_asset(source: Source) -> dg.AssetsDefinition:
@@ -29,7 +29,7 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
 
         client = warehouse.client()
         ensure_schema(client)
-        result = discover(source, client, discovery.mode, run_id=context.run.run_id)
+        result = discover(source.with_env(discovery.source_env()), client, discovery.mode, run_id=context.run.run_id)
         log = context.log.warning if result.status != "ok" else context.log.info
         log(f"{source.name}: {result.status}: {result.message}")
         severity = dg.AssetCheckSeverity.WARN if result.status == "skipped" else dg.AssetCheckSeverity.ERROR
@@ -43,4 +43,4 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
 
 
 SOURCES = all_sources()
-discovery_assets = [discovery_asset(source) for source in SOURCES]
+raw_assets = [discovery_asset(source) for source in SOURCES]

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from assets.discovery import SOURCES
-from assets.opportunities import opportunities, scored_opportunities
-from orchestration.resources import WarehouseResource
+from assets.discovery.opportunities import opportunities, scored_opportunities
+from assets.discovery.raw import SOURCES
+from assets.resources import WarehouseResource
 
 
 def _check_result(suite: str, frame) -> dg.AssetCheckResult:

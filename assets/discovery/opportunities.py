@@ -4,11 +4,16 @@ Heavy modules (pandas and the domain code on top of it) are imported inside the 
 loading the code location stays fast."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
+import pydantic
 
-from assets.discovery import SOURCES, discovery_assets
-from orchestration.resources import WarehouseResource, warehouse_pool
+from assets.discovery.raw import SOURCES, raw_assets
+from assets.resources import DiscoveryResource, WarehouseResource, warehouse_pool
+from core.discovery.weights import Weights
+
+DEFAULT_WEIGHTS = Weights()
 
 SHOWN = ["rank", "score", "title", "source", "opportunity_type", "why"]
 
@@ -17,7 +22,7 @@ SHOWN = ["rank", "score", "title", "source", "opportunity_type", "why"]
     group_name="opportunities",
     kinds={"python"},
     pool=warehouse_pool(),
-    deps=[a.key for a in discovery_assets],
+    deps=[a.key for a in raw_assets],
     description="Every source normalized into one table; exact duplicates share a fingerprint "
                 "(unique key), near-duplicates share a cluster_id (MinHash LSH).",
 )
@@ -51,13 +56,15 @@ def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     deps=[opportunities],
     description="Type, capability match, revenue signals, engagement velocity and age per opportunity.",
 )
-def opportunity_features(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def opportunity_features(warehouse: WarehouseResource, discovery: DiscoveryResource) -> dg.MaterializeResult:
     from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
 
     client = warehouse.client()
     table = client.read("core.opportunities")
     sizes = table.groupby("cluster_id").size()
-    features = build_features(table, datetime.now(UTC), CapabilityProfile.load(), ScoringAssumptions.load(), sizes)
+    capabilities = CapabilityProfile.load(Path(discovery.capabilities_file) if discovery.capabilities_file else None)
+    assumptions = ScoringAssumptions.load(Path(discovery.scoring_file) if discovery.scoring_file else None)
+    features = build_features(table, datetime.now(UTC), capabilities, assumptions, sizes)
     client.replace("core.opportunity_features", features)
     return dg.MaterializeResult(metadata={
         "rows": len(features),
@@ -67,13 +74,22 @@ def opportunity_features(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 class ScoringConfig(dg.Config):
-    """The seed's weights; they must sum to 1."""
+    """The seed's weights (core.discovery.weights); non-negative, and they must sum to 1."""
 
-    revenue_weight: float = 0.40
-    confidence_weight: float = 0.20
-    time_to_revenue_weight: float = 0.15
-    capability_weight: float = 0.15
-    timing_weight: float = 0.10
+    revenue_weight: float = DEFAULT_WEIGHTS.revenue
+    confidence_weight: float = DEFAULT_WEIGHTS.confidence
+    time_to_revenue_weight: float = DEFAULT_WEIGHTS.time_to_revenue
+    capability_weight: float = DEFAULT_WEIGHTS.capability
+    timing_weight: float = DEFAULT_WEIGHTS.timing
+
+    @pydantic.model_validator(mode="after")
+    def _valid_weights(self) -> "ScoringConfig":
+        self.weights()  # raises, naming the weights, before the asset reads anything
+        return self
+
+    def weights(self) -> Weights:
+        return Weights(self.revenue_weight, self.confidence_weight, self.time_to_revenue_weight,
+                       self.capability_weight, self.timing_weight)
 
 
 @dg.asset(
@@ -84,11 +100,10 @@ class ScoringConfig(dg.Config):
     description="The seed's formula over every opportunity, with one column per weighted factor and why.",
 )
 def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from core.discovery.scoring import Weights, score
+    from core.discovery.scoring import score
 
     client = warehouse.client()
-    weights = Weights(config.revenue_weight, config.confidence_weight, config.time_to_revenue_weight,
-                      config.capability_weight, config.timing_weight)
+    weights = config.weights()
     scored = score(client.read("core.opportunity_features"), weights)
     client.replace("core.scored_opportunities", scored)
     return dg.MaterializeResult(metadata={

@@ -1,0 +1,7 @@
+"""The second code location: the dbt marts of the ledger. Its assets depend on the ledger's
+assets in the main location by key, so the asset graph in the UI is one graph."""
+
+from assets import ledger_marts
+from orchestration.wiring import location
+
+defs = location(ledger_marts.defs)
