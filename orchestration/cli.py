@@ -279,7 +279,7 @@ def ledger_verify(
 ) -> None:
     """Check the audit hash chain and every ledger invariant; name the first broken record."""
     from core.ledger.audit import parse_head
-    from core.ledger.entries import verify
+    from core.ledger.verify import verify
 
     try:
         heads = [parse_head(text) for text in head]
@@ -389,7 +389,7 @@ def ledger_balances(prefix: str = typer.Option(None, help="Only this account and
     """Balance per account and currency, in minor units and formatted."""
     from tabulate import tabulate
 
-    from core.ledger.entries import balances
+    from core.ledger.balances import balances
     from core.ledger.money import format_minor
 
     table = balances(_warehouse(), prefix=prefix.rstrip(":") if prefix else None)

@@ -24,10 +24,11 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.ledger.audit import append_events, write_transaction
-from core.ledger.entries import (LedgerError, Posting, Prepared, TransactionRequest, _retrying_unique, _SEGMENT,
-                         account_experiment, account_type, book_prepared, prepare)
+from core.ledger.booking import book_prepared, retry_on_unique_race
 from core.ledger.money import check_currency, check_minor, format_minor
 from core.ledger.tax import TaxCalculator
+from core.ledger.validation import (ACCOUNT_SEGMENT, LedgerError, Posting, Prepared, TransactionRequest,
+                                    account_experiment, account_type, prepare)
 from core.platform.warehouse import Warehouse, run_sql, append_frame
 
 SCOPES = ("global", "category", "experiment")
@@ -120,7 +121,7 @@ def _check_definition(scope: str, scope_key: str, period: str, currency: str, li
         raise BudgetError(f"unknown budget scope {scope!r}: use one of {', '.join(SCOPES)}")
     if scope == "global" and scope_key != GLOBAL_KEY:
         raise BudgetError(f"a global budget has scope_key {GLOBAL_KEY!r}, got {scope_key!r}")
-    if scope != "global" and (not isinstance(scope_key, str) or not _SEGMENT.match(scope_key)):
+    if scope != "global" and (not isinstance(scope_key, str) or not ACCOUNT_SEGMENT.match(scope_key)):
         raise BudgetError(f"{scope} budget key {scope_key!r} must be an account segment (e.g. ads, exp-1)")
     window(period, datetime.now(UTC))
     check_currency(currency)
@@ -164,7 +165,7 @@ def set_budget(warehouse: Warehouse, *, scope: str, period: str, currency: str, 
                 **_payload(changed, changed_by, reason), "previous_limit_minor": current.limit_minor})])
             return changed
 
-    return _retrying_unique(attempt)
+    return retry_on_unique_race(attempt)
 
 
 def _payload(budget: Budget, changed_by: str, reason: str) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.ledger.fraud import HOLD_KIND
-from core.ledger.entries import HoldDecision, HoldError, post_hold, void_hold
+from core.ledger.holds import HoldDecision, post_hold, void_hold
 from core.ledger.money import format_minor
+from core.ledger.validation import HoldError
 from core.platform.warehouse import Warehouse
 
 Status = Literal["pending", "expired", "released", "rejected"]

@@ -4,7 +4,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.ledger.budgets import (BudgetError, expense, list_budgets, set_budget, spend, utilization, window)
-from core.ledger.entries import LedgerError, Posting, TransactionRequest, balance, reverse, verify
+from core.ledger.balances import balance
+from core.ledger.booking import reverse
+from core.ledger.validation import LedgerError, Posting, TransactionRequest
+from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 

@@ -5,10 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.ledger import entries as ledger
+from core.ledger.booking import get_transaction
+from core.ledger.holds import HOLD_CREATED, HOLD_DECIDED, hold
 from core.ledger.imports import import_bytes, import_objects
-from core.ledger.entries import HoldError, HoldExpired, Posting, TransactionRequest
 from core.ledger.review import ReviewError, list_holds, reject, release
+from core.ledger.validation import HoldError, HoldExpired, Posting, TransactionRequest
+from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
 
 # Holds expire relative to the wall clock the ledger uses for decisions, so the tests live in "now".
@@ -53,7 +55,7 @@ def test_an_outlier_is_held_listed_released_and_then_booked(warehouse: Warehouse
 
     decision = release(warehouse, view.hold_id, "alice@example.com", "enterprise licence, confirmed by phone")
     assert decision.decision == "posted" and decision.transaction_id
-    stored = ledger.get_transaction(warehouse, decision.transaction_id)
+    stored = get_transaction(warehouse, decision.transaction_id)
     assert stored["idempotency_key"] == "stripe:txn_big"
     assert stored["postings"][-1] == ["revenue:experiment:exp-1", "USD", -500_000]
     assert list_holds(warehouse) == []
@@ -63,11 +65,11 @@ def test_an_outlier_is_held_listed_released_and_then_booked(warehouse: Warehouse
 
     # The decision is audited in the same chain the ledger verifies.
     events = warehouse.query("SELECT event_type, payload FROM audit.events ORDER BY seq")
-    decided_events = [json.loads(p) for t, p in zip(events.event_type, events.payload) if t == ledger.HOLD_DECIDED]
+    decided_events = [json.loads(p) for t, p in zip(events.event_type, events.payload) if t == HOLD_DECIDED]
     assert [(e["hold_id"], e["decision"], e["decided_by"], e["note"], e["transaction_id"]) for e in decided_events] == [
         (view.hold_id, "posted", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)]
-    assert ledger.HOLD_CREATED in set(events.event_type)
-    assert ledger.verify(warehouse).ok
+    assert HOLD_CREATED in set(events.event_type)
+    assert verify(warehouse).ok
 
     # Re-importing the record after release is a duplicate of the booked transaction.
     again = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1)])
@@ -90,7 +92,7 @@ def test_a_rejected_hold_is_never_booked_not_even_by_reimporting(warehouse: Ware
     assert "stripe:txn_big" not in booked_keys(warehouse)
     [decided] = list_holds(warehouse, include_decided=True)
     assert (decided.status, decided.decided_by, decided.note) == ("rejected", "bob@example.com", "card testing pattern")
-    assert ledger.verify(warehouse).ok
+    assert verify(warehouse).ok
 
 
 def test_expired_holds_are_shown_as_expired_and_cannot_be_released(warehouse: Warehouse):
@@ -144,7 +146,7 @@ def test_review_decisions_must_be_explicit(warehouse: Warehouse):
         reject(warehouse, view.hold_id, "", "no")
     with pytest.raises(ReviewError, match="does not exist"):
         release(warehouse, "no-such-hold", "alice", "ok")
-    reservation = ledger.hold(warehouse, TransactionRequest(
+    reservation = hold(warehouse, TransactionRequest(
         "budget:reserve-1", "spend", "ad reservation", NOW,
         [Posting("expenses:ads:google", "USD", 100), Posting("assets:cash:bank:usd", "USD", -100)]),
         reason="reserve", expires_at=NOW + timedelta(days=1), kind="reservation")

@@ -22,8 +22,9 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.ledger import fraud
-from core.ledger.entries import (IdempotencyConflict, LedgerError, Prepared, TransactionRequest, book_prepared,
-                         get_transaction, hold, prepare)
+from core.ledger.booking import book_prepared, get_transaction
+from core.ledger.holds import hold
+from core.ledger.validation import IdempotencyConflict, LedgerError, Prepared, TransactionRequest, prepare
 from core.platform.quarantine import Problem, encode_payload, quarantine
 from core.ledger.tax import TaxCalculator
 from core.platform.warehouse import Warehouse, query_frame, stage_frame
