@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.ledger.audit import append_events, canonical_json, utc_iso, write_transaction
+from core.ledger.audit import Clock, append_events, canonical_json, utc_iso, utc_now, write_transaction
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import (BookingResult, HoldError, IdempotencyConflict, LedgerError, Posting, Prepared,
                                     TransactionRequest, account_experiment, account_type, prepare)
@@ -249,9 +249,10 @@ def _check_holds(conn: Any, backend: str, new: list[Prepared], posting_hold: str
 
 def book_in_transaction(conn: Any, backend: str, prepared: Sequence[Prepared],
                         before_insert: BeforeInsert | None = None,
-                        posting_hold: str | None = None) -> list[BookingResult]:
+                        posting_hold: str | None = None, clock: Clock = utc_now) -> list[BookingResult]:
     """Book inside the caller's write_transaction: idempotency in bulk, then one insert per table.
-    `posting_hold` is the hold whose transaction this is, when a review posts it."""
+    `posting_hold` is the hold whose transaction this is, when a review posts it; `clock` gives
+    recorded_at, read once the checks have passed."""
     first: dict[str, Prepared] = {}
     for p in prepared:
         seen = first.setdefault(p.key, p)
@@ -267,7 +268,7 @@ def book_in_transaction(conn: Any, backend: str, prepared: Sequence[Prepared],
     _check_reversals(conn, backend, new)
     if before_insert:
         before_insert(conn, backend, new)
-    _insert(conn, backend, new, datetime.now(UTC))
+    _insert(conn, backend, new, clock())
     results = []
     for p in prepared:
         if p.key in existing:
@@ -303,26 +304,27 @@ def _gc_paused(size: int) -> Iterator[None]:
         gc.enable()
 
 
-def book_prepared(warehouse: Warehouse, prepared: list[Prepared], before_insert: BeforeInsert | None = None
-                  ) -> list[BookingResult]:
+def book_prepared(warehouse: Warehouse, prepared: list[Prepared], before_insert: BeforeInsert | None = None, *,
+                  clock: Clock = utc_now) -> list[BookingResult]:
     """Book prepared transactions in one write transaction. `before_insert(conn, backend, new)` runs
     inside it, after the idempotency check and before anything is written, with the transactions
     that are really new (the budget check); raising there rolls everything back."""
     def attempt() -> list[BookingResult]:
         with write_transaction(warehouse) as conn:
-            return book_in_transaction(conn, warehouse.backend, prepared, before_insert)
+            return book_in_transaction(conn, warehouse.backend, prepared, before_insert, clock=clock)
 
     with _gc_paused(len(prepared)):
         return retry_on_unique_race(attempt)
 
 
-def book(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None) -> BookingResult:
+def book(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None,
+         clock: Clock = utc_now) -> BookingResult:
     """Book one transaction (or return the original for a repeated key with the same content)."""
-    return book_prepared(warehouse, [prepare(request, tax)])[0]
+    return book_prepared(warehouse, [prepare(request, tax)], clock=clock)[0]
 
 
 def book_many(warehouse: Warehouse, requests: Iterable[TransactionRequest], *,
-              tax: TaxCalculator | None = None) -> list[BookingResult]:
+              tax: TaxCalculator | None = None, clock: Clock = utc_now) -> list[BookingResult]:
     """Book a batch in one database transaction: all or nothing, one bulk insert per table.
 
     Any invalid request fails the whole batch before anything is written (LedgerError names its
@@ -337,14 +339,15 @@ def book_many(warehouse: Warehouse, requests: Iterable[TransactionRequest], *,
                 raise LedgerError(f"batch item {position}: {error}") from None
         if not prepared:
             return []
-        return book_prepared(warehouse, prepared)
+        return book_prepared(warehouse, prepared, clock=clock)
 
 
 def reverse(warehouse: Warehouse, transaction_id: str, idempotency_key: str, reason: str, *,
-            occurred_at: datetime | None = None) -> BookingResult:
+            occurred_at: datetime | None = None, clock: Clock = utc_now) -> BookingResult:
     """Book the mirror image of a transaction, linked to it; an original is reversed at most once.
 
-    Without occurred_at the reversal happens now; a retry with the same key returns the first reversal."""
+    Without occurred_at the reversal happens now (by `clock`); a retry with the same key returns the
+    first reversal."""
     with warehouse.connect() as conn:
         original = _load_contents(conn, warehouse.backend, [transaction_id]).get(transaction_id)
         prior = booked_keys(conn, warehouse.backend, [idempotency_key]).get(idempotency_key)
@@ -353,9 +356,9 @@ def reverse(warehouse: Warehouse, transaction_id: str, idempotency_key: str, rea
         raise LedgerError(f"cannot reverse {transaction_id}: no such transaction in ledger.transactions")
     request = TransactionRequest(
         idempotency_key=idempotency_key, kind="reversal", description=f"reversal of {transaction_id}: {reason}",
-        occurred_at=occurred_at or (datetime.fromisoformat(earlier["occurred_at"]) if earlier else datetime.now(UTC)),
+        occurred_at=occurred_at or (datetime.fromisoformat(earlier["occurred_at"]) if earlier else clock()),
         postings=[Posting(a, c, -int(m)) for a, c, m in original["postings"]],
         experiment_id=original["experiment_id"], source=original["source"], external_ref=original["external_ref"],
         metadata={"reason": reason}, reverses_transaction_id=transaction_id)
-    return book(warehouse, request)
+    return book(warehouse, request, clock=clock)
 

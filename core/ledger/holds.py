@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.ledger.audit import append_events, canonical_json, utc_iso, write_transaction
+from core.ledger.audit import Clock, append_events, canonical_json, utc_iso, utc_now, write_transaction
 from core.ledger.booking import book_in_transaction, booked_keys, idempotency_conflict, retry_on_unique_race
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import (HoldError, HoldExpired, IdempotencyConflict, Prepared, TransactionRequest, prepare,
@@ -44,7 +44,7 @@ class HoldDecision:
 
 
 def hold(warehouse: Warehouse, request: TransactionRequest, *, reason: str, expires_at: datetime,
-         kind: str = "review", tax: TaxCalculator | None = None) -> HoldResult:
+         kind: str = "review", tax: TaxCalculator | None = None, clock: Clock = utc_now) -> HoldResult:
     """Propose a transaction without booking it (fraud review, reservation) until it is decided.
 
     The hold shares the transaction's idempotency key: posting it books exactly that transaction."""
@@ -63,7 +63,7 @@ def hold(warehouse: Warehouse, request: TransactionRequest, *, reason: str, expi
         if row:
             _same_hold(prepared, row, kind, reason, expires_at)
             return HoldResult(row[0], "duplicate", prepared.key)
-        hold_id, now = str(uuid.uuid4()), datetime.now(UTC)
+        hold_id, now = str(uuid.uuid4()), clock()
         append_frame(conn, backend, "ledger.holds", pd.DataFrame([{
             "hold_id": hold_id, "idempotency_key": prepared.key, "kind": kind, "reason": reason,
             "proposed": canonical_json(proposed), "created_at": now, "expires_at": expires_at.astimezone(UTC)}]))
@@ -113,8 +113,8 @@ def _record_decisions(conn: Any, backend: str, decisions: Sequence[HoldDecision]
 
 
 def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voided"], decided_by: str,
-            note: str | None, at: datetime | None) -> HoldDecision:
-    at = at or datetime.now(UTC)
+            note: str | None, at: datetime | None, clock: Clock) -> HoldDecision:
+    at = at or clock()
     if at.tzinfo is None:
         raise HoldError(f"hold {hold_id}: the decision time must be timezone-aware")
 
@@ -131,7 +131,7 @@ def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voi
                 tid = None
                 if decision == "posted":
                     tid = book_in_transaction(conn, warehouse.backend, [_held_transaction(hold_id, proposed)],
-                                              posting_hold=hold_id)[0].transaction_id
+                                              posting_hold=hold_id, clock=clock)[0].transaction_id
                 outcome = HoldDecision(hold_id, decision, decided_by, at, tid, note)
             _record_decisions(conn, warehouse.backend, [outcome])
             return outcome
@@ -140,9 +140,12 @@ def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voi
 
 
 def post_hold(warehouse: Warehouse, hold_id: str, *, decided_by: str, note: str | None = None,
-              at: datetime | None = None) -> HoldDecision:
-    """Book the held transaction; raises HoldExpired (after recording the expiry) if it is too late."""
-    outcome = _decide(warehouse, hold_id, "posted", decided_by, note, at)
+              at: datetime | None = None, clock: Clock = utc_now) -> HoldDecision:
+    """Book the held transaction; raises HoldExpired (after recording the expiry) if it is too late.
+
+    `at` is the decision time (default: the clock's now), compared with the hold's expires_at;
+    `clock` also stamps the booked transaction's recorded_at."""
+    outcome = _decide(warehouse, hold_id, "posted", decided_by, note, at, clock)
     if outcome.decision == "expired":
         raise HoldExpired(f"hold {hold_id} {outcome.note} and was not posted; propose it again as a new hold "
                           f"under a new idempotency key")
@@ -150,9 +153,9 @@ def post_hold(warehouse: Warehouse, hold_id: str, *, decided_by: str, note: str 
 
 
 def void_hold(warehouse: Warehouse, hold_id: str, *, decided_by: str, note: str | None = None,
-              at: datetime | None = None) -> HoldDecision:
+              at: datetime | None = None, clock: Clock = utc_now) -> HoldDecision:
     """Drop the held transaction; nothing is booked. Past its expiry the decision recorded is 'expired'."""
-    return _decide(warehouse, hold_id, "voided", decided_by, note, at)
+    return _decide(warehouse, hold_id, "voided", decided_by, note, at, clock)
 
 
 def expire_holds(warehouse: Warehouse, now: datetime) -> list[HoldDecision]:
