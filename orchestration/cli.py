@@ -320,13 +320,17 @@ def ledger_head() -> None:
 
 
 @ledger_app.command("budgets")
-def ledger_budgets() -> None:
-    """Every budget with its spend in the current window."""
+def ledger_budgets(
+    at: datetime = typer.Option(None, formats=["%Y-%m-%dT%H:%M:%S%z"],
+                                help="The instant whose windows to show (ISO 8601 with offset; default now), "
+                                     "e.g. yesterday evening to see what a daily budget ended the day at."),
+) -> None:
+    """Every budget with its spend in the current window (or the one containing --at)."""
     from tabulate import tabulate
 
     from core.ledger.budgets import utilization
 
-    table = utilization(_warehouse())
+    table = utilization(_warehouse(), at.astimezone(UTC) if at else None)
     typer.echo(tabulate(table.drop(columns=["budget_id"]).values.tolist(),
                         headers=[c for c in table.columns if c != "budget_id"]) if len(table) else "no budgets")
 
