@@ -40,7 +40,8 @@ from typing import Any
 
 from _common import machine, peak_rss_mb
 
-from core.ledger.entries import Posting, Prepared, TransactionRequest, book_many, prepare
+from core.ledger.booking import book_many
+from core.ledger.validation import Posting, Prepared, TransactionRequest, prepare
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
@@ -136,7 +137,7 @@ def batches(total_postings: int, batch_size: int, seed: int, tag: str) -> Iterat
 def bulk_rows(prepared: list[Prepared], recorded_at: datetime) -> tuple[list[tuple], list[tuple]]:
     """The rows the write path stores for these transactions, for the bulk load."""
     from core.ledger.audit import canonical_json
-    from core.ledger.entries import account_experiment
+    from core.ledger.validation import account_experiment
 
     transactions, postings = [], []
     for p in prepared:
@@ -299,7 +300,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
         assert counts["ledger"][2] == product.transactions, "one audit record per booked transaction"
         verified = None
         if args.verify:
-            from core.ledger.entries import verify
+            from core.ledger.verify import verify
 
             started = time.perf_counter()
             report = verify(ledger)

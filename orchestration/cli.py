@@ -282,7 +282,7 @@ def ledger_verify(
 ) -> None:
     """Check the audit hash chain and every ledger invariant; name the first broken record."""
     from core.ledger.audit import parse_head
-    from core.ledger.entries import verify
+    from core.ledger.verify import verify
 
     try:
         heads = [parse_head(text) for text in head]
@@ -323,13 +323,17 @@ def ledger_head() -> None:
 
 
 @ledger_app.command("budgets")
-def ledger_budgets() -> None:
-    """Every budget with its spend in the current window."""
+def ledger_budgets(
+    at: datetime = typer.Option(None, formats=["%Y-%m-%dT%H:%M:%S%z"],
+                                help="The instant whose windows to show (ISO 8601 with offset; default now), "
+                                     "e.g. yesterday evening to see what a daily budget ended the day at."),
+) -> None:
+    """Every budget with its spend in the current window (or the one containing --at)."""
     from tabulate import tabulate
 
     from core.ledger.budgets import utilization
 
-    table = utilization(_warehouse())
+    table = utilization(_warehouse(), at.astimezone(UTC) if at else None)
     typer.echo(tabulate(table.drop(columns=["budget_id"]).values.tolist(),
                         headers=[c for c in table.columns if c != "budget_id"]) if len(table) else "no budgets")
 
@@ -392,7 +396,7 @@ def ledger_balances(prefix: str = typer.Option(None, help="Only this account and
     """Balance per account and currency, in minor units and formatted."""
     from tabulate import tabulate
 
-    from core.ledger.entries import balances
+    from core.ledger.balances import balances
     from core.ledger.money import format_minor
 
     table = balances(_warehouse(), prefix=prefix.rstrip(":") if prefix else None)

@@ -93,8 +93,8 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
 
     from core.ledger.audit import chain_head, chain_id
     from core.ledger.imports import import_file, import_objects
-    from core.ledger.entries import expire_holds
     from core.ledger.fraud import load_rules
+    from core.ledger.holds import expire_holds
     from core.platform.schema import ensure_schema
     from core.ledger.simulated_payments import simulate_balance_transactions
 
@@ -145,7 +145,7 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
                 description="The audit hash chain is intact and every transaction balances per currency.")
 def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from core.ledger.audit import chain_id
-    from core.ledger.entries import verify
+    from core.ledger.verify import verify
 
     client = warehouse.client()
     heads = published_heads(context.instance, chain_id(client), limit=PUBLISHED_HEADS_CHECKED)

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +57,23 @@ def canonical_json(value: Any) -> str:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as error:
         raise ValueError(f"value is not plain JSON (str, int, bool, None, list, dict; no NaN): {error}") from None
+
+
+# Where the ledger's writers read "now" (recorded_at, a hold's creation, a default decision time);
+# tests pass fixed_clock(t) so that nothing they check depends on when they run.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware in UTC: the default Clock."""
+    return datetime.now(UTC)
+
+
+def fixed_clock(instant: datetime) -> Clock:
+    """A Clock that always answers `instant` (timezone-aware)."""
+    if instant.tzinfo is None:
+        raise ValueError(f"fixed_clock({instant!r}) needs a timezone-aware instant")
+    return lambda: instant
 
 
 def utc_iso(value: Any) -> str:

@@ -23,11 +23,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.ledger.audit import append_events, write_transaction
-from core.ledger.entries import (LedgerError, Posting, Prepared, TransactionRequest, _retrying_unique, _SEGMENT,
-                         account_experiment, account_type, book_prepared, prepare)
+from core.ledger.audit import Clock, append_events, utc_now, write_transaction
+from core.ledger.booking import book_prepared, retry_on_unique_race
 from core.ledger.money import check_currency, check_minor, format_minor
 from core.ledger.tax import TaxCalculator
+from core.ledger.validation import (ACCOUNT_SEGMENT, LedgerError, Posting, Prepared, TransactionRequest,
+                                    account_experiment, account_type, prepare)
 from core.platform.warehouse import Warehouse, run_sql, append_frame
 
 SCOPES = ("global", "category", "experiment")
@@ -115,14 +116,15 @@ def window(period: str, at: datetime) -> tuple[datetime, datetime]:
 
 # -- budget definitions ----------------------------------------------------------------------------
 
-def _check_definition(scope: str, scope_key: str, period: str, currency: str, limit_minor: int) -> None:
+def _check_definition(scope: str, scope_key: str, period: str, currency: str, limit_minor: int,
+                      at: datetime) -> None:
     if scope not in SCOPES:
         raise BudgetError(f"unknown budget scope {scope!r}: use one of {', '.join(SCOPES)}")
     if scope == "global" and scope_key != GLOBAL_KEY:
         raise BudgetError(f"a global budget has scope_key {GLOBAL_KEY!r}, got {scope_key!r}")
-    if scope != "global" and (not isinstance(scope_key, str) or not _SEGMENT.match(scope_key)):
+    if scope != "global" and (not isinstance(scope_key, str) or not ACCOUNT_SEGMENT.match(scope_key)):
         raise BudgetError(f"{scope} budget key {scope_key!r} must be an account segment (e.g. ads, exp-1)")
-    window(period, datetime.now(UTC))
+    window(period, at)  # refuses an unknown period
     check_currency(currency)
     if check_minor(limit_minor, currency, allow_zero=True) < 0:
         raise BudgetError(f"budget limit {limit_minor} {currency} is negative; use 0 to stop all spend")
@@ -138,11 +140,12 @@ def _current(conn: Any, budget_row: tuple[Any, ...]) -> Budget:
 def set_budget(warehouse: Warehouse, *, scope: str, period: str, currency: str, limit_minor: int,
                changed_by: str, scope_key: str = GLOBAL_KEY, reason: str = "",
                at: datetime | None = None) -> Budget:
-    """Create a budget or change its limit (a new version); both are audited. Same limit: no-op."""
-    _check_definition(scope, scope_key, period, currency, limit_minor)
+    """Create a budget or change its limit (a new version) at `at` (default now); both are audited.
+    Same limit: no-op."""
+    at = at or utc_now()
+    _check_definition(scope, scope_key, period, currency, limit_minor, at)
     if not changed_by:
         raise BudgetError("changed_by is required: budget changes are audited by who made them")
-    at = at or datetime.now(UTC)
 
     def attempt() -> Budget:
         with write_transaction(warehouse) as conn:
@@ -164,7 +167,7 @@ def set_budget(warehouse: Warehouse, *, scope: str, period: str, currency: str, 
                 **_payload(changed, changed_by, reason), "previous_limit_minor": current.limit_minor})])
             return changed
 
-    return _retrying_unique(attempt)
+    return retry_on_unique_race(attempt)
 
 
 def _payload(budget: Budget, changed_by: str, reason: str) -> dict[str, Any]:
@@ -258,9 +261,12 @@ def _refusals(conn: Any, backend: str, prepared: Prepared) -> list[Refusal]:
     return sorted(refusals, key=lambda r: (SCOPES.index(r.budget.scope), PERIODS.index(r.budget.period)))
 
 
-def spend(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None) -> SpendResult:
+def spend(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None,
+          clock: Clock = utc_now) -> SpendResult:
     """Book a spend if every applicable budget allows it, atomically; otherwise book nothing and say
-    which budgets refused and by how much. A repeated key returns the original (no re-check)."""
+    which budgets refused and by how much. A repeated key returns the original (no re-check).
+
+    The windows are those containing the spend's occurred_at; `clock` stamps its recorded_at."""
     prepared = prepare(request, tax)
     if not _deltas(prepared):
         raise LedgerError(f"spend {prepared.key!r} has no expense posting (expenses:<category>:...): "
@@ -272,7 +278,7 @@ def spend(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculat
             raise _Refused(refusals)
 
     try:
-        result = book_prepared(warehouse, [prepared], check)[0]
+        result = book_prepared(warehouse, [prepared], check, clock=clock)[0]
     except _Refused as refused:
         return SpendResult("refused", prepared.key, None, tuple(refused.refusals))
     return SpendResult(result.status, prepared.key, result.transaction_id)
@@ -280,7 +286,7 @@ def spend(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculat
 
 def utilization(warehouse: Warehouse, at: datetime | None = None) -> pd.DataFrame:
     """Every budget with its spend in the window containing `at` (now by default)."""
-    at = at or datetime.now(UTC)
+    at = at or utc_now()
     rows = []
     with warehouse.connect() as conn:
         for budget in [_current(conn, row) for row in run_sql(

@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from core.ledger.audit import Clock, utc_now
 from core.ledger.fraud import HOLD_KIND
-from core.ledger.entries import HoldDecision, HoldError, post_hold, void_hold
+from core.ledger.holds import HoldDecision, post_hold, void_hold
 from core.ledger.money import format_minor
+from core.ledger.validation import HoldError
 from core.platform.warehouse import Warehouse
 
 Status = Literal["pending", "expired", "released", "rejected"]
@@ -75,7 +77,7 @@ def list_holds(warehouse: Warehouse, *, include_decided: bool = False, now: date
                kind: str = HOLD_KIND) -> list[HoldView]:
     """Holds of `kind`, soonest expiry first. Undecided holds past their expiry are 'expired' (the
     ledger records the expiry when someone tries to decide them or runs expire_holds)."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     frame = warehouse.query(
         "SELECT h.hold_id, h.idempotency_key, h.kind, h.reason, h.proposed, h.created_at, h.expires_at, "
         "d.decision, d.decided_by, d.decided_at, d.note, d.transaction_id "
@@ -114,14 +116,17 @@ def _check(warehouse: Warehouse, hold_id: str, by: str, note: str, action: str) 
         raise ReviewError(f"hold {hold_id} is a {kind!r} hold, not a fraud review; decide it where it was made")
 
 
-def release(warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None) -> HoldDecision:
-    """Book the held transaction as proposed. Raises HoldExpired past its expiry, HoldError if decided."""
+def release(warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None,
+            clock: Clock = utc_now) -> HoldDecision:
+    """Book the held transaction as proposed. Raises HoldExpired past its expiry, HoldError if decided.
+    `at` is the decision time (default: the clock's now), as for core.ledger.holds.post_hold."""
     _check(warehouse, hold_id, by, note, "release")
-    return post_hold(warehouse, hold_id, decided_by=by.strip(), note=note.strip(), at=at)
+    return post_hold(warehouse, hold_id, decided_by=by.strip(), note=note.strip(), at=at, clock=clock)
 
 
-def reject(warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None) -> HoldDecision:
+def reject(warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None,
+           clock: Clock = utc_now) -> HoldDecision:
     """Never book the held transaction; re-importing its record later is a duplicate, not a booking.
     Past its expiry the decision recorded is 'expired'."""
     _check(warehouse, hold_id, by, note, "reject")
-    return void_hold(warehouse, hold_id, decided_by=by.strip(), note=note.strip(), at=at)
+    return void_hold(warehouse, hold_id, decided_by=by.strip(), note=note.strip(), at=at, clock=clock)

@@ -135,7 +135,8 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
     refused = subprocess.run([*spend, "ad-2"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode == 1
     assert "category:ads" in refused.stdout and "over by 1000 (10.00 USD)" in refused.stdout
-    assert "3000" in _run([vl, "ledger", "budgets"], env).stdout  # spent in the current window
+    # Spent in the window of the spend's --at, even when UTC midnight passed since it was taken.
+    assert "3000" in _run([vl, "ledger", "budgets", "--at", now], env).stdout
 
     import duckdb
 

@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.ledger import entries as ledger
+from core.ledger import booking
 from core.ledger.audit import GENESIS_HASH, canonical_json, chain_head, parse_head, record_hash, utc_iso
+from core.ledger.booking import book, book_many, reverse
 from core.ledger.budgets import set_budget
-from core.ledger.entries import Posting, TransactionRequest, book, book_many, hold, reverse, verify, void_hold
+from core.ledger.holds import hold, void_hold
+from core.ledger.validation import Posting, TransactionRequest
+from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
 
 AT = datetime(2026, 11, 2, 12, tzinfo=UTC)
@@ -164,7 +167,7 @@ def test_the_audit_record_commits_with_the_write_or_not_at_all(warehouse: Wareho
     def failing(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ledger, "append_events", failing)
+    monkeypatch.setattr(booking, "append_events", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         book(warehouse, sale("stripe:lost"))
     assert warehouse.count("ledger.transactions") == 0 and warehouse.count("ledger.postings") == 0
@@ -196,7 +199,8 @@ def test_concurrent_writers_get_a_gap_free_chain(warehouse: Warehouse):
 
 
 def test_a_tampered_hold_is_reported_and_cannot_be_posted(warehouse: Warehouse):
-    from core.ledger.entries import HoldError, post_hold
+    from core.ledger.holds import post_hold
+    from core.ledger.validation import HoldError
 
     held = hold(warehouse, sale("stripe:held", 1_000), reason="review", expires_at=AT + timedelta(days=1))
     warehouse.execute("UPDATE ledger.holds SET proposed = replace(proposed, '-1000', '-9000') WHERE hold_id = %s",

@@ -3,12 +3,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.ledger.audit import fixed_clock
+from core.ledger.balances import balance
+from core.ledger.booking import reverse
 from core.ledger.budgets import (BudgetError, expense, list_budgets, set_budget, spend, utilization, window)
-from core.ledger.entries import LedgerError, Posting, TransactionRequest, balance, reverse, verify
+from core.ledger.validation import LedgerError, Posting, TransactionRequest
+from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 AT = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
+# Budget changes happen at AT and spends are recorded by this clock, so no test reads the wall clock.
+CLOCK = fixed_clock(AT)
 
 
 def ad_spend(key: str, amount: int, *, at: datetime = AT, experiment: str | None = "exp-1",
@@ -19,13 +25,13 @@ def ad_spend(key: str, amount: int, *, at: datetime = AT, experiment: str | None
 
 def test_budget_changes_are_versioned_and_audited(warehouse: Warehouse):
     created = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                         limit_minor=1_000, changed_by="alice", reason="initial allocation")
+                         limit_minor=1_000, changed_by="alice", reason="initial allocation", at=AT)
     assert created.version == 1
     same = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                      limit_minor=1_000, changed_by="alice")
+                      limit_minor=1_000, changed_by="alice", at=AT)
     assert same == created
     raised = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                        limit_minor=2_500, changed_by="bob", reason="good results")
+                        limit_minor=2_500, changed_by="bob", reason="good results", at=AT)
     assert (raised.budget_id, raised.version, raised.limit_minor) == (created.budget_id, 2, 2_500)
     assert list_budgets(warehouse) == [raised]
     events = warehouse.read("audit.events", "ORDER BY seq")
@@ -47,52 +53,52 @@ def test_budget_changes_are_versioned_and_audited(warehouse: Warehouse):
 def test_bad_budget_definitions_are_refused(warehouse: Warehouse, kwargs, message):
     arguments = dict(period="day", currency="USD", limit_minor=100, changed_by="alice") | kwargs
     with pytest.raises(BudgetError, match=message):
-        set_budget(warehouse, **arguments)
+        set_budget(warehouse, **arguments, at=AT)
 
 
 def test_a_refusal_names_the_budget_and_by_how_much(warehouse: Warehouse):
     budget = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                        limit_minor=1_000, changed_by="alice")
-    accepted = spend(warehouse, ad_spend("ads:1", 900))
+                        limit_minor=1_000, changed_by="alice", at=AT)
+    accepted = spend(warehouse, ad_spend("ads:1", 900), clock=CLOCK)
     assert accepted.status == "booked" and accepted.message == "Within budget"
-    refused = spend(warehouse, ad_spend("ads:2", 300))
+    refused = spend(warehouse, ad_spend("ads:2", 300), clock=CLOCK)
     assert refused.status == "refused" and refused.transaction_id is None
     assert refused.message == (f"Experiment budget exceeded (1200 > 1000): daily USD budget experiment:exp-1 "
                                f"[{budget.budget_id}] would be over by 200 (2.00 USD); 900 already spent, "
                                f"300 requested")
     assert refused.refusals[0].over_by == 200
-    assert spend(warehouse, ad_spend("ads:1", 900)).status == "duplicate"  # a retry is not re-checked
-    assert spend(warehouse, ad_spend("ads:3", 100)).status == "booked"  # exactly at the limit is allowed
+    assert spend(warehouse, ad_spend("ads:1", 900), clock=CLOCK).status == "duplicate"  # a retry is not re-checked
+    assert spend(warehouse, ad_spend("ads:3", 100), clock=CLOCK).status == "booked"  # exactly at the limit is allowed
     assert balance(warehouse, "expenses:ads:google", "USD") == 1_000
     assert verify(warehouse).ok
 
 
 def test_every_applicable_budget_is_checked(warehouse: Warehouse):
     common = dict(currency="USD", changed_by="alice")
-    set_budget(warehouse, scope="global", period="month", limit_minor=5_000, **common)
-    set_budget(warehouse, scope="category", scope_key="ads", period="hour", limit_minor=1_000, **common)
-    set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", limit_minor=800, **common)
-    set_budget(warehouse, scope="category", scope_key="infra", period="day", limit_minor=1, **common)
+    set_budget(warehouse, scope="global", period="month", limit_minor=5_000, **common, at=AT)
+    set_budget(warehouse, scope="category", scope_key="ads", period="hour", limit_minor=1_000, **common, at=AT)
+    set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", limit_minor=800, **common, at=AT)
+    set_budget(warehouse, scope="category", scope_key="infra", period="day", limit_minor=1, **common, at=AT)
     set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="EUR", limit_minor=1,
-               changed_by="alice")
-    refused = spend(warehouse, ad_spend("ads:1", 6_000))
+               changed_by="alice", at=AT)
+    refused = spend(warehouse, ad_spend("ads:1", 6_000), clock=CLOCK)
     assert [r.budget.scope for r in refused.refusals] == ["global", "category", "experiment"]
     assert "Global budget exceeded (6000 > 5000)" in refused.message
     assert "Category budget exceeded (6000 > 1000)" in refused.message
     assert "Experiment budget exceeded (6000 > 800)" in refused.message
     # Not applicable: another category, another currency, another experiment.
-    assert spend(warehouse, ad_spend("ads:2", 700)).status == "booked"
-    assert spend(warehouse, ad_spend("ads:3", 200, experiment="exp-2")).status == "booked"
-    hit = spend(warehouse, ad_spend("ads:4", 200)).refusals
+    assert spend(warehouse, ad_spend("ads:2", 700), clock=CLOCK).status == "booked"
+    assert spend(warehouse, ad_spend("ads:3", 200, experiment="exp-2"), clock=CLOCK).status == "booked"
+    hit = spend(warehouse, ad_spend("ads:4", 200), clock=CLOCK).refusals
     assert [(r.budget.scope, r.spent_minor) for r in hit] == [("category", 900), ("experiment", 700)]
 
 
 def test_windows_are_utc_hour_day_and_month(warehouse: Warehouse):
     set_budget(warehouse, scope="category", scope_key="ads", period="hour", currency="USD", limit_minor=1_000,
-               changed_by="alice")
-    assert spend(warehouse, ad_spend("ads:1", 1_000, at=datetime(2026, 11, 2, 10, 59, 59, tzinfo=UTC))).ok
-    assert not spend(warehouse, ad_spend("ads:2", 1, at=datetime(2026, 11, 2, 10, 0, tzinfo=UTC))).ok
-    assert spend(warehouse, ad_spend("ads:3", 1_000, at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC))).ok
+               changed_by="alice", at=AT)
+    assert spend(warehouse, ad_spend("ads:1", 1_000, at=datetime(2026, 11, 2, 10, 59, 59, tzinfo=UTC)), clock=CLOCK).ok
+    assert not spend(warehouse, ad_spend("ads:2", 1, at=datetime(2026, 11, 2, 10, 0, tzinfo=UTC)), clock=CLOCK).ok
+    assert spend(warehouse, ad_spend("ads:3", 1_000, at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC)), clock=CLOCK).ok
     assert window("day", datetime(2026, 11, 2, 23, 30, tzinfo=UTC))[1] == datetime(2026, 11, 3, tzinfo=UTC)
     assert window("month", datetime(2026, 12, 31, 23, 0, tzinfo=UTC)) == (
         datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
@@ -102,23 +108,23 @@ def test_windows_are_utc_hour_day_and_month(warehouse: Warehouse):
 
 def test_a_reversed_spend_frees_its_budget(warehouse: Warehouse):
     set_budget(warehouse, scope="experiment", scope_key="exp-1", period="month", currency="USD",
-               limit_minor=1_000, changed_by="alice")
-    first = spend(warehouse, ad_spend("ads:1", 1_000))
-    assert not spend(warehouse, ad_spend("ads:2", 500)).ok
-    reverse(warehouse, first.transaction_id, "ads:1:refund", "campaign cancelled", occurred_at=AT)
-    assert spend(warehouse, ad_spend("ads:2", 500)).ok
+               limit_minor=1_000, changed_by="alice", at=AT)
+    first = spend(warehouse, ad_spend("ads:1", 1_000), clock=CLOCK)
+    assert not spend(warehouse, ad_spend("ads:2", 500), clock=CLOCK).ok
+    reverse(warehouse, first.transaction_id, "ads:1:refund", "campaign cancelled", occurred_at=AT, clock=CLOCK)
+    assert spend(warehouse, ad_spend("ads:2", 500), clock=CLOCK).ok
     usage = utilization(warehouse, AT).iloc[0]
     assert (usage.spent_minor, usage.remaining_minor) == (500, 500)
 
 
 def test_a_zero_budget_stops_spend_and_non_spend_is_refused(warehouse: Warehouse):
     set_budget(warehouse, scope="global", period="day", currency="USD", limit_minor=0, changed_by="alice",
-               reason="freeze")
-    assert "Global budget exceeded (1 > 0)" in spend(warehouse, ad_spend("ads:1", 1)).message
+               reason="freeze", at=AT)
+    assert "Global budget exceeded (1 > 0)" in spend(warehouse, ad_spend("ads:1", 1), clock=CLOCK).message
     sale = TransactionRequest("sale:1", "revenue", "sale", AT, [Posting("assets:cash:x", "USD", 5),
                                                                  Posting("revenue:x", "USD", -5)])
     with pytest.raises(LedgerError, match="no expense posting"):
-        spend(warehouse, sale)
+        spend(warehouse, sale, clock=CLOCK)
     assert warehouse.count("ledger.transactions") == 0
 
 
@@ -127,7 +133,7 @@ def _race(url: str, spenders: int = 40, attempts: int = 2, limit: int = 10_000, 
     warehouse = Warehouse(url)
     ensure_schema(warehouse)
     budget = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                        limit_minor=limit, changed_by="alice")
+                        limit_minor=limit, changed_by="alice", at=AT)
     start = threading.Barrier(spenders)
     results, errors = [], []
 
@@ -135,7 +141,7 @@ def _race(url: str, spenders: int = 40, attempts: int = 2, limit: int = 10_000, 
         start.wait()
         for attempt in range(attempts):
             try:
-                results.append(spend(warehouse, ad_spend(f"race:{number}:{attempt}", amount)))
+                results.append(spend(warehouse, ad_spend(f"race:{number}:{attempt}", amount), clock=CLOCK))
             except Exception as error:  # noqa: BLE001 - collected and asserted below
                 errors.append(error)
 
@@ -166,8 +172,8 @@ def test_concurrent_spenders_never_overspend_on_duckdb(duckdb_url: str):
 
 
 def test_budgets_in_other_time_zones_use_utc_windows(warehouse: Warehouse):
-    set_budget(warehouse, scope="global", period="day", currency="JPY", limit_minor=1_000, changed_by="alice")
+    set_budget(warehouse, scope="global", period="day", currency="JPY", limit_minor=1_000, changed_by="alice", at=AT)
     tokyo_morning = datetime(2026, 11, 3, 8, 0, tzinfo=__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))  # Nov 2 UTC
-    assert spend(warehouse, ad_spend("jp:1", 1_000, at=AT, currency="JPY")).ok
-    assert not spend(warehouse, ad_spend("jp:2", 1, at=tokyo_morning, currency="JPY")).ok
+    assert spend(warehouse, ad_spend("jp:1", 1_000, at=AT, currency="JPY"), clock=CLOCK).ok
+    assert not spend(warehouse, ad_spend("jp:2", 1, at=tokyo_morning, currency="JPY"), clock=CLOCK).ok
     assert timedelta(0) == window("day", tokyo_morning)[0] - datetime(2026, 11, 2, tzinfo=UTC)

@@ -3,7 +3,7 @@
 Every mart is compared with an independent computation in plain Python (ints and Fractions, no
 SQL), the trial-balance test is shown to fail on an unbalanced ledger, an incremental build is
 shown to equal a full refresh, and Dagster is shown to report the dbt tests as asset checks.
-Ledger rows are written directly, as core/ledger/entries.py writes them, so that every case (unbalanced,
+Ledger rows are written directly, as core/ledger/booking.py writes them, so that every case (unbalanced,
 late, stale) can be made.
 """
 
@@ -24,7 +24,6 @@ import pandas as pd
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import core.ledger.entries  # noqa: F401  (registers ledger.budget_limits with core.schema)
 from core.platform.dbt_env import dbt_env_for
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse

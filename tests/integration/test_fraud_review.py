@@ -5,14 +5,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.ledger import entries as ledger
+from core.ledger.audit import fixed_clock
+from core.ledger.booking import get_transaction
+from core.ledger.holds import HOLD_CREATED, HOLD_DECIDED, hold
 from core.ledger.imports import import_bytes, import_objects
-from core.ledger.entries import HoldError, HoldExpired, Posting, TransactionRequest
 from core.ledger.review import ReviewError, list_holds, reject, release
+from core.ledger.validation import HoldError, HoldExpired, Posting, TransactionRequest
+from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
 
-# Holds expire relative to the wall clock the ledger uses for decisions, so the tests live in "now".
-NOW = datetime.now(UTC).replace(microsecond=0)
+# The tests run at a fixed instant: imports get it as `now`, decisions and holds as their clock, so
+# that no expiry, window or fraud history depends on when they run.
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+CLOCK = fixed_clock(NOW)
 
 
 def charge(txn_id: str, amount: int, *, days_ago: float = 0, currency: str = "usd", experiment: str = "exp-1",
@@ -30,7 +35,7 @@ def charge(txn_id: str, amount: int, *, days_ago: float = 0, currency: str = "us
 
 def history(warehouse: Warehouse, n: int = 6, amount: int = 2_900, prefix: str = "h", **kwargs) -> None:
     report = import_objects(warehouse, [charge(f"txn_{prefix}{i}", amount, days_ago=10 + i, **kwargs)
-                                        for i in range(n)])
+                                        for i in range(n)], now=NOW)
     assert report.booked == n
 
 
@@ -40,70 +45,71 @@ def booked_keys(warehouse: Warehouse) -> set[str]:
 
 def test_an_outlier_is_held_listed_released_and_then_booked(warehouse: Warehouse):
     history(warehouse)
-    report = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1), charge("txn_ok", 3_900)])
+    report = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1), charge("txn_ok", 3_900)], now=NOW)
     assert (report.booked, report.held) == (1, 1)
     assert "stripe:txn_big" not in booked_keys(warehouse)
-    [view] = list_holds(warehouse)
+    [view] = list_holds(warehouse, now=NOW)
     assert (view.status, view.idempotency_key, view.amounts, view.experiment_id, view.kind, view.source) == (
         "pending", "stripe:txn_big", "5000.00 USD", "exp-1", "revenue", "stripe")
     assert view.reason == ("amount_outlier: 5000.00 USD is 172.4x the median 29.00 USD of 6 previous stripe revenue "
                            "amounts in USD (limit 10x)")
-    assert NOW + timedelta(days=14) <= view.expires_at <= datetime.now(UTC) + timedelta(days=14)  # hold_days
+    assert view.expires_at == NOW + timedelta(days=14)  # hold_days
     assert report.messages("held") == [f"objects#0: held: held for review as hold {view.hold_id}: {view.reason}"]
 
-    decision = release(warehouse, view.hold_id, "alice@example.com", "enterprise licence, confirmed by phone")
+    decision = release(warehouse, view.hold_id, "alice@example.com", "enterprise licence, confirmed by phone",
+                       clock=CLOCK)
     assert decision.decision == "posted" and decision.transaction_id
-    stored = ledger.get_transaction(warehouse, decision.transaction_id)
+    stored = get_transaction(warehouse, decision.transaction_id)
     assert stored["idempotency_key"] == "stripe:txn_big"
     assert stored["postings"][-1] == ["revenue:experiment:exp-1", "USD", -500_000]
-    assert list_holds(warehouse) == []
-    [decided] = list_holds(warehouse, include_decided=True)
+    assert list_holds(warehouse, now=NOW) == []
+    [decided] = list_holds(warehouse, include_decided=True, now=NOW)
     assert (decided.status, decided.decided_by, decided.note, decided.transaction_id) == (
         "released", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)
 
     # The decision is audited in the same chain the ledger verifies.
     events = warehouse.query("SELECT event_type, payload FROM audit.events ORDER BY seq")
-    decided_events = [json.loads(p) for t, p in zip(events.event_type, events.payload) if t == ledger.HOLD_DECIDED]
+    decided_events = [json.loads(p) for t, p in zip(events.event_type, events.payload) if t == HOLD_DECIDED]
     assert [(e["hold_id"], e["decision"], e["decided_by"], e["note"], e["transaction_id"]) for e in decided_events] == [
         (view.hold_id, "posted", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)]
-    assert ledger.HOLD_CREATED in set(events.event_type)
-    assert ledger.verify(warehouse).ok
+    assert HOLD_CREATED in set(events.event_type)
+    assert verify(warehouse).ok
 
     # Re-importing the record after release is a duplicate of the booked transaction.
-    again = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1)])
+    again = import_objects(warehouse, [charge("txn_big", 500_000, days_ago=1)], now=NOW)
     assert (again.booked, again.duplicates, again.held) == (0, 1, 0)
     with pytest.raises(HoldError, match="already posted by alice@example.com"):
-        reject(warehouse, view.hold_id, "bob", "too late")
+        reject(warehouse, view.hold_id, "bob", "too late", clock=CLOCK)
 
 
 def test_a_rejected_hold_is_never_booked_not_even_by_reimporting(warehouse: Warehouse):
     history(warehouse)
-    import_objects(warehouse, [charge("txn_big", 500_000)])
-    [view] = list_holds(warehouse)
-    decision = reject(warehouse, view.hold_id, "bob@example.com", "card testing pattern")
+    import_objects(warehouse, [charge("txn_big", 500_000)], now=NOW)
+    [view] = list_holds(warehouse, now=NOW)
+    decision = reject(warehouse, view.hold_id, "bob@example.com", "card testing pattern", clock=CLOCK)
     assert decision.decision == "voided" and decision.transaction_id is None
-    again = import_objects(warehouse, [charge("txn_big", 500_000)])
+    again = import_objects(warehouse, [charge("txn_big", 500_000)], now=NOW)
     assert (again.booked, again.duplicates, again.held) == (0, 1, 0)
     assert again.rows[0].message == f"stripe:txn_big is already held as hold {view.hold_id} (voided)"
-    changed = import_objects(warehouse, [charge("txn_big", 400_000)])
+    changed = import_objects(warehouse, [charge("txn_big", 400_000)], now=NOW)
     assert changed.quarantined == 1 and "amount 500000 USD, now 400000 USD" in changed.rows[0].message
     assert "stripe:txn_big" not in booked_keys(warehouse)
-    [decided] = list_holds(warehouse, include_decided=True)
+    [decided] = list_holds(warehouse, include_decided=True, now=NOW)
     assert (decided.status, decided.decided_by, decided.note) == ("rejected", "bob@example.com", "card testing pattern")
-    assert ledger.verify(warehouse).ok
+    assert verify(warehouse).ok
 
 
 def test_expired_holds_are_shown_as_expired_and_cannot_be_released(warehouse: Warehouse):
     history(warehouse)
     import_objects(warehouse, [charge("txn_big", 500_000)], now=NOW - timedelta(days=20))
-    [view] = list_holds(warehouse)
+    [view] = list_holds(warehouse, now=NOW)
     assert view.status == "expired" and view.expires_at < NOW
     assert [v.status for v in list_holds(warehouse, now=NOW - timedelta(days=19))] == ["pending"]
     with pytest.raises(HoldExpired, match="was not posted"):
-        release(warehouse, view.hold_id, "alice", "looks fine")
-    [decided] = list_holds(warehouse, include_decided=True)
+        release(warehouse, view.hold_id, "alice", "looks fine", clock=CLOCK)
+    [decided] = list_holds(warehouse, include_decided=True, now=NOW)
     assert (decided.status, decided.transaction_id) == ("expired", None)
-    assert list_holds(warehouse) == []
+    assert list_holds(warehouse, now=NOW) == []
     assert "stripe:txn_big" not in booked_keys(warehouse)
 
 
@@ -112,43 +118,43 @@ def test_a_velocity_burst_from_one_customer_is_held(warehouse: Warehouse):
     rows = ["event_id,occurred_at,kind,amount,currency,experiment_id,counterparty"] + [
         f"shop-{i},{(base + timedelta(minutes=i)).isoformat()},revenue,9.00,USD,exp-shop,mallory@example.com"
         for i in range(5)]
-    report = import_bytes(warehouse, ("\n".join(rows) + "\n").encode(), name="burst.csv")
+    report = import_bytes(warehouse, ("\n".join(rows) + "\n").encode(), name="burst.csv", now=NOW)
     assert [row.status for row in report.rows] == ["booked"] * 3 + ["held"] * 2
-    assert {v.reason for v in list_holds(warehouse)} == {
+    assert {v.reason for v in list_holds(warehouse, now=NOW)} == {
         "velocity: 4 revenue events for customer mallory@example.com within 10 minutes (limit 3)",
         "velocity: 5 revenue events for customer mallory@example.com within 10 minutes (limit 3)"}
 
 
 def test_currency_mismatch_and_refund_ratio_hold_new_revenue(warehouse: Warehouse):
     history(warehouse, 4)
-    report = import_objects(warehouse, [charge("txn_eur", 2_900, currency="eur"), charge("txn_usd", 2_900)])
+    report = import_objects(warehouse, [charge("txn_eur", 2_900, currency="eur"), charge("txn_usd", 2_900)], now=NOW)
     assert [row.status for row in report.rows] == ["held", "booked"]
-    assert list_holds(warehouse)[0].reason == \
+    assert list_holds(warehouse, now=NOW)[0].reason == \
         "currency_mismatch: exp-1 has received only USD in 4 previous revenue events, never EUR"
 
     history(warehouse, 10, 1_000, prefix="r-h", experiment="exp-r")
     refunds = [charge(f"txn_r{i}", -1_000, days_ago=0.5, experiment="exp-r", kind="refund") for i in range(4)]
-    report = import_objects(warehouse, [*refunds, charge("txn_after", 1_000, experiment="exp-r")])
+    report = import_objects(warehouse, [*refunds, charge("txn_after", 1_000, experiment="exp-r")], now=NOW)
     assert [row.status for row in report.rows] == ["booked"] * 4 + ["held"]
-    held = [v for v in list_holds(warehouse) if v.idempotency_key == "stripe:txn_after"]
+    held = [v for v in list_holds(warehouse, now=NOW) if v.idempotency_key == "stripe:txn_after"]
     assert held[0].reason.startswith("refund_ratio: refunds are 40% of charges for exp-r in USD")
 
 
 def test_review_decisions_must_be_explicit(warehouse: Warehouse):
     history(warehouse)
-    import_objects(warehouse, [charge("txn_big", 500_000)])
-    [view] = list_holds(warehouse)
+    import_objects(warehouse, [charge("txn_big", 500_000)], now=NOW)
+    [view] = list_holds(warehouse, now=NOW)
     with pytest.raises(ReviewError, match="needs a note"):
         release(warehouse, view.hold_id, "alice", "  ")
     with pytest.raises(ReviewError, match="say who decides"):
         reject(warehouse, view.hold_id, "", "no")
     with pytest.raises(ReviewError, match="does not exist"):
         release(warehouse, "no-such-hold", "alice", "ok")
-    reservation = ledger.hold(warehouse, TransactionRequest(
+    reservation = hold(warehouse, TransactionRequest(
         "budget:reserve-1", "spend", "ad reservation", NOW,
         [Posting("expenses:ads:google", "USD", 100), Posting("assets:cash:bank:usd", "USD", -100)]),
-        reason="reserve", expires_at=NOW + timedelta(days=1), kind="reservation")
+        reason="reserve", expires_at=NOW + timedelta(days=1), kind="reservation", clock=CLOCK)
     with pytest.raises(ReviewError, match="is a 'reservation' hold, not a fraud review"):
         reject(warehouse, reservation.hold_id, "alice", "not mine")
-    assert [v.hold_id for v in list_holds(warehouse)] == [view.hold_id]
+    assert [v.hold_id for v in list_holds(warehouse, now=NOW)] == [view.hold_id]
     assert warehouse.count("ledger.hold_decisions") == 0

@@ -9,12 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.ledger import entries as ledger
+from core.ledger.balances import balance
+from core.ledger.booking import get_transaction
 from core.ledger.fraud import FraudRules
 from core.ledger.imports import detect_format, import_bytes, import_file, import_objects, import_stripe_api
 from core.ledger.imports.detect import iter_json
 from core.ledger.imports.stripe import StripeAPIError
 from core.ledger.simulated_payments import simulate_balance_transactions
+from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
@@ -37,7 +39,7 @@ def bt(txn_id: str, kind: str, amount: int, fee: int = 0, *, currency: str = "us
 def postings(warehouse: Warehouse, key: str) -> list[tuple[str, str, int]]:
     tid = warehouse.scalar("SELECT transaction_id FROM ledger.transactions WHERE idempotency_key = %s", [key])
     assert tid, f"{key} is not booked"
-    return [(a, c, int(m)) for a, c, m in ledger.get_transaction(warehouse, tid)["postings"]]
+    return [(a, c, int(m)) for a, c, m in get_transaction(warehouse, tid)["postings"]]
 
 
 def quarantined(warehouse: Warehouse) -> dict[str, dict]:
@@ -74,14 +76,14 @@ def test_stripe_list_books_every_type_to_its_accounts(warehouse: Warehouse):
     assert postings(warehouse, "stripe:txn_1PbV7gK4rT8aZ0aA6d7e8f9g") == [
         ("assets:cash:stripe:usd", "USD", -10_000), ("assets:cash:bank:usd", "USD", 10_000)]
     # The Stripe balance equals the sum of the nets.
-    assert ledger.balance(warehouse, "assets:cash:stripe:usd", "USD") == 2_786 + 4_728 + 9_583 - 2_900 - 200 - 1_500 \
+    assert balance(warehouse, "assets:cash:stripe:usd", "USD") == 2_786 + 4_728 + 9_583 - 2_900 - 200 - 1_500 \
         - 10_000
     row = warehouse.read("ledger.transactions", "WHERE idempotency_key = %s", [CHARGE]).iloc[0]
     assert (row["kind"], row["source"], row["experiment_id"], row["external_ref"]) == (
         "revenue", "stripe", "exp-newsletter", "ch_3PbQ2nK4rT8aZ0aA1x2y3z4w")
     assert json.loads(row["metadata"]) == {"stripe_type": "charge", "customer_id": "cus_R2d2C3po4Bb8",
                                            "customer_country": "US"}
-    assert ledger.verify(warehouse).ok
+    assert verify(warehouse).ok
 
 
 @pytest.mark.parametrize("first", ["stripe_list.json", "stripe_balance.jsonl", "stripe_export.csv",
@@ -148,7 +150,7 @@ def test_generic_csv_books_revenue_refunds_and_costs(warehouse: Warehouse):
     assert row["description"] == "Course seat, cohort 3" and row["source"] == "csv"
     assert json.loads(row["metadata"])["counterparty"] == "kunde@example.de"
     assert run(warehouse, "generic_events.csv").duplicates == 6
-    assert ledger.verify(warehouse).ok
+    assert verify(warehouse).ok
 
 
 # -- idempotency and conflicts -------------------------------------------------------------------
@@ -179,7 +181,7 @@ def test_a_changed_amount_for_a_booked_id_is_a_conflict_naming_the_field(warehou
     assert "with amount 2900 USD, now 3100 USD (minor units)" in message
     record = quarantined(warehouse)[f"{path}:2"]
     assert record["stage"] == "import" and record["source"] == "stripe"
-    assert ledger.balance(warehouse, "revenue:experiment:exp-newsletter", "USD") == 0  # charge 29 - refund 29
+    assert balance(warehouse, "revenue:experiment:exp-newsletter", "USD") == 0  # charge 29 - refund 29
 
 
 # -- quarantine ----------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def test_bad_stripe_rows_are_quarantined_with_reason_origin_and_raw_text(warehou
         assert record["reason"].startswith(reason), record["reason"]
         assert (record["stage"], record["source"], record["run_id"]) == ("import", "stripe", "run-42")
         assert record["payload"] == lines[line - 1] + "\n" and record["payload_encoding"] == "utf-8"
-    assert ledger.balance(warehouse, "revenue:experiment:exp-newsletter", "USD") == -2_900
+    assert balance(warehouse, "revenue:experiment:exp-newsletter", "USD") == -2_900
 
 
 def test_bad_generic_rows_are_quarantined_and_good_rows_booked(warehouse: Warehouse):
@@ -224,7 +226,7 @@ def test_bad_generic_rows_are_quarantined_and_good_rows_booked(warehouse: Wareho
     assert "csv:gumroad-2001 appears twice with different content" in reasons["11"]
     assert reasons["12"] == "account 'revenue:oops' is a revenue account; here it must be under expenses"
     assert set(warehouse.read("quarantine.records")["source"]) == {"csv"}
-    assert ledger.balance(warehouse, "revenue:experiment:exp-templates", "USD") == -3_500
+    assert balance(warehouse, "revenue:experiment:exp-templates", "USD") == -3_500
 
 
 def test_generic_header_is_strict(warehouse: Warehouse):
@@ -392,7 +394,7 @@ def test_simulated_payments_are_deterministic_and_book_cleanly(warehouse: Wareho
     assert (report.booked, report.held, report.quarantined) == (len(objects), 0, 0), report.messages()
     later = import_objects(warehouse, simulate_balance_transactions(7, date(2026, 11, 3)), now=NOW)
     assert later.held == 0 and later.quarantined == 0
-    assert ledger.verify(warehouse).ok
+    assert verify(warehouse).ok
 
 
 def test_simulated_days_with_refunds_stay_balanced(warehouse: Warehouse):

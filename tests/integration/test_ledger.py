@@ -8,11 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.ledger import entries as ledger
+from core.ledger import booking
+from core.ledger.balances import balance, balances
+from core.ledger.booking import book, book_many, reverse
 from core.ledger.fx import RateTable, bundled_rates, store_rates
-from core.ledger.entries import (HoldError, HoldExpired, IdempotencyConflict, LedgerError, Posting, TransactionRequest,
-                         balance, balances, book, book_many, expire_holds, hold, post_hold, reverse, verify,
-                         void_hold)
+from core.ledger.holds import expire_holds, hold, pending_holds, post_hold, void_hold
+from core.ledger.validation import (HoldError, HoldExpired, IdempotencyConflict, LedgerError, Posting,
+                                    TransactionRequest)
+from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
@@ -185,7 +188,7 @@ def test_voided_and_expired_holds_book_nothing(warehouse: Warehouse):
     decisions = warehouse.read("ledger.hold_decisions").set_index("hold_id").decision.to_dict()
     assert decisions == {voided.hold_id: "voided", late.hold_id: "expired", lapsed.hold_id: "expired"}
     assert warehouse.count("ledger.transactions") == 0
-    assert ledger.pending_holds(warehouse).empty
+    assert pending_holds(warehouse).empty
     assert verify(warehouse).ok
 
 
@@ -241,13 +244,13 @@ def test_a_lost_unique_race_is_answered_by_re_reading(warehouse: Warehouse, monk
     """Simulate a writer that checked before the winner committed: the UNIQUE constraint stops it,
     and the retry re-reads and compares."""
     winner = book(warehouse, sale("stripe:late"))
-    real, calls = ledger._existing_keys, []
+    real, calls = booking.booked_keys, []
 
     def blind_first_time(conn, backend, keys):
         calls.append(keys)
         return {} if len(calls) == 1 else real(conn, backend, keys)
 
-    monkeypatch.setattr(ledger, "_existing_keys", blind_first_time)
+    monkeypatch.setattr(booking, "booked_keys", blind_first_time)
     again = book(warehouse, sale("stripe:late"))
     assert again.status == "duplicate" and again.transaction_id == winner.transaction_id and len(calls) == 2
     calls.clear()

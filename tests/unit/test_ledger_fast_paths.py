@@ -9,7 +9,8 @@ import pytest
 
 import core.ledger.audit as audit
 from core.ledger.audit import append_events, read_events, record_hash, verify_chain
-from core.ledger.entries import _flat_plain, _gc_paused
+from core.ledger.booking import _gc_paused
+from core.ledger.validation import _flat_plain
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.ledger.entries import LedgerError, Posting, TransactionRequest, prepare
+from core.ledger.validation import LedgerError, Posting, TransactionRequest, prepare
 from core.ledger.tax import TaxError, TaxRates, default_tax, inclusive_tax, load_tax_rates, tax_account, tax_postings
 
 AT = datetime(2026, 11, 2, 12, tzinfo=UTC)

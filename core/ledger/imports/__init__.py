@@ -24,7 +24,7 @@ from core.platform.http import SourceHTTPError
 from core.ledger.imports import generic_csv, stripe
 from core.ledger.imports.booking import Candidate, ImportReport, RowOutcome, book_candidates
 from core.ledger.imports.detect import BadRow, RawRecord, decode, detect_format, iter_csv, iter_json, iter_jsonl, not_utf8
-from core.ledger.entries import TransactionRequest
+from core.ledger.validation import TransactionRequest
 from core.ledger.tax import TaxCalculator
 from core.platform.warehouse import Warehouse
 

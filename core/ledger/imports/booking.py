@@ -16,14 +16,16 @@ Nothing is dropped: every record ends as booked, duplicate, held or quarantined,
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
 
 from core.ledger import fraud
-from core.ledger.entries import (IdempotencyConflict, LedgerError, Prepared, TransactionRequest, book_prepared,
-                         get_transaction, hold, prepare)
+from core.ledger.audit import Clock, fixed_clock, utc_now
+from core.ledger.booking import book_prepared, get_transaction
+from core.ledger.holds import hold
+from core.ledger.validation import IdempotencyConflict, LedgerError, Prepared, TransactionRequest, prepare
 from core.platform.quarantine import Problem, encode_payload, quarantine
 from core.ledger.tax import TaxCalculator
 from core.platform.warehouse import Warehouse, query_frame, stage_frame
@@ -179,8 +181,12 @@ def _quarantine(warehouse: Warehouse, source: str, problems: list[Problem], run_
 def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Candidate], report: ImportReport, *,
                     tax: TaxCalculator | None = None, rules: fraud.FraudRules | None = None,
                     now: datetime | None = None) -> ImportReport:
-    """Book, hold or quarantine every candidate; appends one RowOutcome per candidate to `report`."""
-    now = now or datetime.now(UTC)
+    """Book, hold or quarantine every candidate; appends one RowOutcome per candidate to `report`.
+
+    `now` is when the import runs (default: the wall clock): the fraud history and the holds' expiry
+    count from it. Given, it also stamps what the import writes, so a test's import is reproducible."""
+    clock = utc_now if now is None else fixed_clock(now)
+    now = clock()
     rules = rules or fraud.default_rules()
     outcomes: list[RowOutcome | None] = [None] * len(candidates)
     problems: list[Problem] = []
@@ -254,7 +260,8 @@ def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Cand
     for index, reasons in verdicts.items():
         p, origin = prepared[index], candidates[index].origin
         try:
-            result = hold(warehouse, p.request, reason="; ".join(reasons), expires_at=expires, kind=fraud.HOLD_KIND)
+            result = hold(warehouse, p.request, reason="; ".join(reasons), expires_at=expires, kind=fraud.HOLD_KIND,
+                          clock=clock)
         except LedgerError as error:
             reject(index, f"could not be held for review: {error}", p.key)
             continue
@@ -263,7 +270,7 @@ def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Cand
     to_book = [index for index in new if index not in verdicts]
     for start in range(0, len(to_book), BATCH_SIZE):
         _book_batch(warehouse, [(i, prepared[i]) for i in to_book[start:start + BATCH_SIZE]], candidates,
-                    outcomes, reject)
+                    outcomes, reject, clock)
 
     _quarantine(warehouse, source, problems, report.run_id)
     report.rows.extend(outcome for outcome in outcomes if outcome is not None)
@@ -271,12 +278,12 @@ def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Cand
 
 
 def _book_batch(warehouse: Warehouse, batch: list[tuple[int, Prepared]], candidates: Sequence[Candidate],
-                outcomes: list[RowOutcome | None], reject: Any) -> None:
+                outcomes: list[RowOutcome | None], reject: Any, clock: Clock) -> None:
     """Book one batch in one transaction; a key another writer took meanwhile with other content is
     quarantined and the rest of the batch is booked without it."""
     while batch:
         try:
-            results = book_prepared(warehouse, [p for _i, p in batch])
+            results = book_prepared(warehouse, [p for _i, p in batch], clock=clock)
         except IdempotencyConflict as error:
             losers = [i for i, p in batch if p.key == error.key]
             if not losers:

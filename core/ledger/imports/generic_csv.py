@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from core.ledger.imports.detect import BadRow, currency_code, decimal_minor
-from core.ledger.entries import LedgerError, Posting, TransactionRequest, account_type
+from core.ledger.validation import LedgerError, Posting, TransactionRequest, account_type
 
 SOURCE = "csv"
 REQUIRED = ("event_id", "occurred_at", "kind", "amount", "currency")

@@ -25,7 +25,7 @@ import httpx
 
 from core.platform.http import RateLimit, SourceClient
 from core.ledger.imports.detect import BadRow, RawRecord, currency_code, decimal_minor
-from core.ledger.entries import Posting, TransactionRequest
+from core.ledger.validation import Posting, TransactionRequest
 
 SOURCE = "stripe"
 API_URL = "https://api.stripe.com/v1/balance_transactions"
