@@ -1,8 +1,13 @@
 """Bulk MinHash equals datasketch's, band keys keep their persisted format, product names and
 revenue figures are read as documented, and clustering follows its rules (reposts join the first
-post; the same product URL, the same product name, a shared revenue figure join)."""
+post; the same product URL, the same product name, a shared revenue figure join), and the package's
+modules share only public names."""
 
+import ast
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -12,9 +17,46 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.discovery import near_duplicates
-from core.discovery.near_duplicates import (NUM_PERM, SEED, amounts, band_keys, figure_words, lsh_params, product_name,
-                                   signatures)
+from core.discovery.near_duplicates import index as near_duplicates
+from core.discovery.near_duplicates.minhash import NUM_PERM, SEED, band_keys, lsh_params, signatures
+from core.discovery.near_duplicates.rules import amounts, figure_words, product_name
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "core.discovery.near_duplicates"
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Names starting with `_` that a file takes from a module of PACKAGE other than itself: imported,
+    or read as an attribute of a module it imported (`index._Best`)."""
+    own = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found, aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.startswith(PACKAGE) and node.module != own:
+                found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            aliases |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}".startswith(PACKAGE)}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname for a in node.names if a.name.startswith(PACKAGE) and a.asname}
+    found += [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id in aliases and node.attr.startswith("_")]
+    return found
+
+
+def test_the_package_modules_share_only_public_names():
+    package = ROOT / PACKAGE.replace(".", "/")
+    assert sorted(p.name for p in package.glob("*.py")) == ["__init__.py", "index.py", "minhash.py", "rules.py"]
+    init = ast.parse((package / "__init__.py").read_text(encoding="utf-8")).body
+    assert len(init) == 1 and isinstance(init[0].value, ast.Constant), "__init__.py is the docstring only"
+    files = [p for folder in ("core", "assets", "orchestration", "ml", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
+    assert {str(p.relative_to(ROOT)): _private_uses(p) for p in files if _private_uses(p)} == {}
+
+
+def test_the_rules_import_neither_numpy_nor_the_warehouse():
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, {PACKAGE}.rules; print(sorted(sys.modules))"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "'numpy'" not in loaded and "core.platform.warehouse" not in loaded
 
 
 @settings(max_examples=60, deadline=None)
