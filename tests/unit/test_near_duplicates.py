@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.discovery.near_duplicates import index as near_duplicates
-from core.discovery.near_duplicates.minhash import NUM_PERM, SEED, band_keys, lsh_params, signatures
+from core.discovery.near_duplicates.minhash import NUM_PERM, SEED, LSHParams, band_keys, lsh_params, signatures
 from core.discovery.near_duplicates.rules import amounts, figure_words, product_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,22 @@ def test_the_package_modules_share_only_public_names():
     assert len(init) == 1 and isinstance(init[0].value, ast.Constant), "__init__.py is the docstring only"
     files = [p for folder in ("core", "assets", "orchestration", "ml", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
     assert {str(p.relative_to(ROOT)): _private_uses(p) for p in files if _private_uses(p)} == {}
+
+
+def test_only_public_datasketch_names():
+    package = ROOT / PACKAGE.replace(".", "/")
+    private = [f"{path.name}: {node.module}.{alias.name}" for path in sorted(package.glob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("datasketch")
+               for alias in node.names if alias.name.startswith("_") or "._" in f".{node.module}"]
+    assert private == []
+
+
+@pytest.mark.parametrize(("threshold", "bands", "rows"), [(0.5, 14, 4), (0.7, 8, 8), (0.3, 21, 3)])
+def test_lsh_params_are_datasketchs_choice(threshold, bands, rows):
+    # THRESHOLD's (14, 4) is what the persisted index was built with: other values orphan its buckets.
+    assert lsh_params(threshold, NUM_PERM) == LSHParams(bands, rows)
+    assert lsh_params() == LSHParams(14, 4)
 
 
 def test_the_rules_import_neither_numpy_nor_the_warehouse():

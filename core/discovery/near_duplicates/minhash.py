@@ -37,10 +37,14 @@ class LSHParams:
 
 @cache
 def lsh_params(threshold: float = THRESHOLD, num_perm: int = NUM_PERM) -> LSHParams:
-    from datasketch.lsh import _optimal_param  # the same optimisation MinHashLSH uses
+    """The bands and rows datasketch's MinHashLSH picks for `threshold` (false positives and
+    negatives weighted equally), read from its public `b` and `r`. Persisted band keys depend on
+    them: THRESHOLD 0.5 with 64 permutations is 14 bands of 4 rows. MinHashLSH refuses fewer than
+    2 bands, which 64 permutations give above a threshold of about 0.95."""
+    from datasketch import MinHashLSH  # an empty in-memory index: b dicts, no hashing
 
-    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
-    return LSHParams(bands, rows)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.5, 0.5))
+    return LSHParams(lsh.b, lsh.r)
 
 
 @cache
