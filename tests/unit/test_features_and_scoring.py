@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features, revenue_signals
+from core.discovery.features import (MAX_MONTHLY_REVENUE_CENTS, CapabilityProfile, ScoringAssumptions, build_features,
+                                     revenue_signals)
 from core.discovery.scoring import Weights, score
 
 AS_OF = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -83,6 +84,32 @@ def test_revenue_factor_is_capped_and_weights_are_validated():
         Weights(revenue=0.9)
     with pytest.raises(ValueError, match="non-negative"):
         Weights(revenue=-0.1, confidence=0.7)
+
+
+@pytest.mark.parametrize(("title", "signal", "cents", "read_as"), [
+    ("MRR $99999999999999999999", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$100,000,000,000,000,000,000/month"),
+    # About 2**63 cents, the int64 edge:
+    ("MRR $92233720368547758", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$92,233,720,368,547,760/month"),
+    ("$92233720368547757.99 MRR", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$92,233,720,368,547,760/month"),
+    ("$9223372036854775807 ARR", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$768,614,336,404,564,736/month"),
+    ("$" + "9" * 400 + " MRR", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "an amount too large to read"),
+    ("$99999999999999999/user/month", "price", MAX_MONTHLY_REVENUE_CENTS, "$3,000,000,000,000,000,000/month"),
+    ("MRR $1,000,000,000", "stated_revenue", 1_000_000_000_00, None),  # the ceiling itself stands
+    ("MRR $999,999,999.99", "stated_revenue", 999_999_999_99, None),
+])
+def test_absurd_revenue_is_capped_with_a_note(title, signal, cents, read_as):
+    features = build_features(_opps({"title": title}, {"title": "ShipLog at $4.2k MRR"}), AS_OF,
+                              CapabilityProfile.load(), ScoringAssumptions.load())
+    absurd, plain = features.to_dict("records")
+    assert (absurd["revenue_signal"], absurd["est_monthly_revenue_cents"]) == (signal, cents)
+    if read_as is None:
+        assert pd.isna(absurd["revenue_note"])
+    else:
+        assert absurd["revenue_note"] == \
+            f"{read_as} read from the text is above the $1,000,000,000/month ceiling: capped"
+    assert plain["est_monthly_revenue_cents"] == 420_000 and pd.isna(plain["revenue_note"])
+    # It saturates the revenue factor, as the amount said; overflowed, it scored as no revenue at all.
+    assert score(features, Weights()).set_index("opportunity_id").loc["o0", "factor_revenue"] == pytest.approx(0.40)
 
 
 def test_cluster_lead_is_the_best_scored_member():
