@@ -74,6 +74,18 @@ def test_seed_formula_exactly():
     assert "revenue" in row["why"]
 
 
+def test_rank_follows_score_and_ties_keep_the_input_order():
+    base = {"title": "t", "url": "https://a.io", "opportunity_type": "saas", "revenue_signal": "none",
+            "confidence": 0.5, "days_to_revenue": 30, "capability_match": 0.5, "age_days": 1.0}
+    revenue = {"low": 10_000, "tie_first": 900_000, "mid": 300_000, "tie_second": 900_000}
+    features = pd.DataFrame([{**base, "opportunity_id": o, "cluster_id": o, "est_monthly_revenue_cents": cents}
+                             for o, cents in revenue.items()])
+    scored = score(features, Weights())
+    assert scored["opportunity_id"].tolist() == ["tie_first", "tie_second", "mid", "low"]
+    assert scored["rank"].tolist() == [1, 2, 3, 4]
+    assert scored["score"].iloc[0] == scored["score"].iloc[1] > scored["score"].iloc[2] > scored["score"].iloc[3]
+
+
 def test_revenue_factor_is_capped_and_weights_are_validated():
     features = build_features(_opps({"title": "at $90k MRR", "created_at": AS_OF - timedelta(days=700)}), AS_OF,
                               CapabilityProfile.load(), ScoringAssumptions.load())
