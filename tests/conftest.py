@@ -62,3 +62,14 @@ def warehouse(warehouse_url: str) -> Warehouse:
     warehouse = Warehouse(warehouse_url)
     ensure_schema(warehouse)
     return warehouse
+
+
+@pytest.fixture(autouse=True)
+def closed_circuit_breakers():
+    """Each source's circuit breaker lives as long as the process (core.platform.http): without
+    this, one test's failed requests would open it for a later test's requests to that source."""
+    from core.platform.http import reset_breakers
+
+    reset_breakers()
+    yield
+    reset_breakers()
