@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from core.discovery.near_duplicates import index as near_duplicates
 from core.discovery.near_duplicates.minhash import NUM_PERM, SEED, LSHParams, band_keys, lsh_params, signatures
-from core.discovery.near_duplicates.rules import amounts, figure_words, product_name
+from core.discovery.near_duplicates.rules import THRESHOLD, amounts, figure_words, product_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "core.discovery.near_duplicates"
@@ -48,7 +48,8 @@ def test_the_package_modules_share_only_public_names():
     assert sorted(p.name for p in package.glob("*.py")) == ["__init__.py", "index.py", "minhash.py", "rules.py"]
     init = ast.parse((package / "__init__.py").read_text(encoding="utf-8")).body
     assert len(init) == 1 and isinstance(init[0].value, ast.Constant), "__init__.py is the docstring only"
-    files = [p for folder in ("core", "assets", "orchestration", "ml", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
+    files = [p for folder in ("core", "assets", "orchestration", "ml", "benchmarks")
+             for p in (ROOT / folder).rglob("*.py")]
     assert {str(p.relative_to(ROOT)): _private_uses(p) for p in files if _private_uses(p)} == {}
 
 
@@ -61,11 +62,15 @@ def test_only_public_datasketch_names():
     assert private == []
 
 
-@pytest.mark.parametrize(("threshold", "bands", "rows"), [(0.5, 14, 4), (0.7, 8, 8), (0.3, 21, 3)])
+# As datasketch.lsh._optimal_param gave them before. THRESHOLD's (14, 4) is what the persisted
+# index was built with: other values would orphan its buckets.
+@pytest.mark.parametrize(("threshold", "bands", "rows"), [(THRESHOLD, 14, 4), (0.7, 8, 8), (0.3, 21, 3)])
 def test_lsh_params_are_datasketchs_choice(threshold, bands, rows):
-    # THRESHOLD's (14, 4) is what the persisted index was built with: other values orphan its buckets.
     assert lsh_params(threshold, NUM_PERM) == LSHParams(bands, rows)
-    assert lsh_params() == LSHParams(14, 4)
+
+
+def test_the_default_lsh_params_are_those_of_the_index():
+    assert (THRESHOLD, NUM_PERM) == (0.5, 64) and lsh_params() == LSHParams(14, 4)
 
 
 def test_the_rules_import_neither_numpy_nor_the_warehouse():
