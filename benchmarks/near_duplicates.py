@@ -7,7 +7,7 @@ persisted LSH index; and the matcher's precision and recall on hand-labelled pai
    per (sizes, seed) in benchmarks/.data/ with the product's own signatures, band keys, name
    keys and (revenue figure, word) pairs, written in bulk (set-up, not timed). Each run works on a
    copy.
-2. Timed: `core.near_duplicates.assign_clusters` for `--new` later hits (exact duplicates of indexed
+2. Timed: `core.discovery.near_duplicates.index.assign_clusters` for `--new` later hits (exact duplicates of indexed
    ones removed first, as core.opportunities does), then `persist`. Baseline in the same run: a
    plain DuckDB join of the same rows' band keys against the bucket index (the lookup every
    implementation must do), so the ratio says what the hashing and scoring cost on top.
@@ -28,10 +28,11 @@ from datetime import UTC, datetime
 import pandas as pd
 from _common import DATA_DIR, REPO, Timings, hn_hits, machine, peak_rss_mb
 
-from core.discovery import near_duplicates
 from core.discovery.fingerprints import canonical_urls, fingerprints
-from core.discovery.near_duplicates import (band_keys, encode, figure_words, index_rows, lsh_params, name_keys, signatures,
-                                  tokens)
+from core.discovery.near_duplicates import index as near_duplicates
+from core.discovery.near_duplicates.index import index_rows
+from core.discovery.near_duplicates.minhash import band_column, band_keys, encode, lsh_params, signatures
+from core.discovery.near_duplicates.rules import HOST_PATTERN, figure_words, name_keys, tokens
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
@@ -67,7 +68,7 @@ def build_index(path: str, size: int, new: int, seed: int) -> None:
     params = lsh_params()
     for start in range(0, len(index), BLOCK):
         block = index.iloc[start:start + BLOCK]
-        hosts = block["canonical_url"].str.extract(near_duplicates._HOST, expand=False).fillna("")
+        hosts = block["canonical_url"].str.extract(HOST_PATTERN, expand=False).fillna("")
         sigs = signatures(tokens(t, h) for t, h in zip(block["title"], hosts, strict=True))
         indexed = block.assign(band_keys=band_keys(sigs, params),
                                name_keys=[name_keys(url)[0] for url in block["canonical_url"]],
@@ -102,7 +103,7 @@ def index_file(size: int, new: int, seed: int) -> str:
 
 def baseline(conn, keys: pd.Series, bands: int) -> int:
     """The bare lookup: the batch's (band, bucket) pairs joined to the bucket index in SQL."""
-    wanted = pd.concat([pd.DataFrame({"band": band, "bucket": near_duplicates._band_column(keys, band)})
+    wanted = pd.concat([pd.DataFrame({"band": band, "bucket": band_column(keys, band)})
                         for band in range(bands)])
     conn.register("_wanted", wanted)
     return conn.execute("SELECT count(*) FROM _wanted w JOIN core.lsh_buckets b "
@@ -145,7 +146,7 @@ def main() -> int:
                                  "ON o.fingerprint = n.fingerprint").df()  # exact duplicates: see unseen()
         timings = Timings()
         params = lsh_params()
-        hosts = batch["canonical_url"].str.extract(near_duplicates._HOST, expand=False).fillna("")
+        hosts = batch["canonical_url"].str.extract(HOST_PATTERN, expand=False).fillna("")
         keys = pd.Series(band_keys(signatures(tokens(t, h) for t, h in zip(batch["title"], hosts, strict=True)),
                                    params), dtype="str")
         with warehouse.connect() as conn:

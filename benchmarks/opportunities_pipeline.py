@@ -100,7 +100,7 @@ def pipeline(warehouse: Warehouse, timings: Timings, near_dups: bool) -> dict:
             record_sightings(conn, "duckdb", valid)
             fresh = unseen(conn, "duckdb", valid)
         if near_dups:
-            from core.discovery import near_duplicates
+            from core.discovery.near_duplicates import index as near_duplicates
 
             with timings.stage("near-dup clustering (NOT in the 3x target)", len(fresh)):
                 clustered = near_duplicates.assign_clusters(conn, "duckdb", fresh)

@@ -71,3 +71,14 @@ def asset_resources(warehouse: Warehouse, tmp_path):
 
     return {"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="snapshot"),
             "ledger_inputs": LedgerInputsResource(inbox_dir=str(tmp_path / "inbox"))}
+
+
+@pytest.fixture(autouse=True)
+def closed_circuit_breakers():
+    """Each source's circuit breaker lives as long as the process (core.platform.http): without
+    this, one test's failed requests would open it for a later test's requests to that source."""
+    from core.platform.http import reset_breakers
+
+    reset_breakers()
+    yield
+    reset_breakers()

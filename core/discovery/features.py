@@ -135,6 +135,16 @@ def _amount_cents(number: pd.Series, suffix: pd.Series) -> pd.Series:
 INCOME_WORDS = r"\b(?:making|made|earning|earns?|does|doing|revenue|profit|income|retainers?|clients?|payouts?|sales)\b"
 PRICE_WORDS = r"\b(?:from|only|just|costs?|priced|pricing|plans?|starts?|starting|tier|subscription)\b[^$.]{0,12}\$"
 PRICE_CEILING_CENTS = 100_00
+# A monthly revenue read from text above this is a typo or a joke ("MRR $99999999999999999999"),
+# and as int64 cents it wrapped to -2**63: a negative revenue that scored as none. It is capped
+# here instead (the row keeps its other features, revenue_note says so): $1 billion a month, far
+# above the $10,000 a month at which scoring's revenue factor is already 1, so no score changes.
+MAX_MONTHLY_REVENUE_CENTS = 1_000_000_000_00
+
+
+def _capped_note(cents: float) -> str:
+    estimate = f"${cents / 100:,.0f}/month" if np.isfinite(cents) else "an amount too large to read"
+    return f"{estimate} read from the text is above the ${MAX_MONTHLY_REVENUE_CENTS // 100:,}/month ceiling: capped"
 
 
 def revenue_signals(text: pd.Series) -> pd.DataFrame:
@@ -220,6 +230,10 @@ def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: Capabi
     default_revenue = _mapped(types, defaults["monthly_revenue_cents"]).astype(float)
     from_price = signals["price_cents"] * assumptions.customers_at_price
     est_monthly = signals["stated_monthly_cents"].fillna(from_price).fillna(default_revenue)
+    capped = est_monthly > MAX_MONTHLY_REVENUE_CENTS
+    revenue_note = pd.Series(None, index=frame.index, dtype="str")  # "str": DuckDB types an all-None object column NULL
+    revenue_note[capped] = [_capped_note(cents) for cents in est_monthly[capped]]
+    est_monthly = est_monthly.clip(upper=MAX_MONTHLY_REVENUE_CENTS)
 
     created = pd.to_datetime(frame["created_at"], utc=True)
     age_hours = ((pd.Timestamp(as_of) - created).dt.total_seconds() / 3600).clip(lower=0)
@@ -237,7 +251,7 @@ def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: Capabi
         "cluster_id": frame["cluster_id"], "cluster_size": sizes, "opportunity_type": types,
         **{c: capabilities[c] for c in capabilities.columns},
         "revenue_signal": signals["revenue_signal"],
-        "est_monthly_revenue_cents": est_monthly.round().astype("int64"),
+        "est_monthly_revenue_cents": est_monthly.round().astype("int64"), "revenue_note": revenue_note,
         "confidence": confidence.round(4),
         "days_to_revenue": _mapped(types, defaults["days_to_revenue"]).astype("int64"),
         "points": frame["points"].astype("int64"), "comments": frame["comments"].astype("int64"),

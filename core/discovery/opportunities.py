@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from core.discovery import near_duplicates
+from core.discovery.near_duplicates import index as near_duplicate_index
 from core.platform import quarantine
 from core.discovery.fingerprints import canonical_urls, fingerprints, is_web_url
 from core.discovery.sources.base import BadRecord, Normalized, Source
@@ -199,10 +199,10 @@ def store(conn, backend: str, valid: pd.DataFrame, stats: dict[str, SourceStats]
     record_sightings(conn, backend, valid)
     fresh = unseen(conn, backend, valid)
     if not fresh.empty:
-        clustered = near_duplicates.assign_clusters(conn, backend, fresh)
+        clustered = near_duplicate_index.assign_clusters(conn, backend, fresh)
         inserted = insert_new_rows(conn, backend, "core.opportunities", clustered[OPPORTUNITY_COLUMNS],
                                    ["fingerprint"])
-        near_duplicates.persist(conn, backend, clustered, inserted["opportunity_id"])
+        near_duplicate_index.persist(conn, backend, clustered, inserted["opportunity_id"])
         near = clustered[clustered["near_duplicate_of"].notna()
                          & clustered["opportunity_id"].isin(inserted["opportunity_id"])]
         for name, n in inserted["source"].value_counts().items():

@@ -27,6 +27,9 @@ def factors(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def score(features: pd.DataFrame, weights: Weights) -> pd.DataFrame:
+    """The features with each weighted factor, their sum (`score`, rounded to 6 places), `why`, and
+    `rank`: 1 for the highest score, then by descending score; equal scores rank in the order of
+    `features` (the earlier row first). Returned in rank order."""
     weighted = factors(features).mul(pd.Series(asdict(weights)))
     scored = features.join(weighted.add_prefix("factor_")).assign(score=weighted.sum(axis=1).round(6))
     scored["why"] = explain(scored)

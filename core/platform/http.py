@@ -1,7 +1,7 @@
 """The one HTTP client every source uses: timeouts, a token bucket per source, retries with
 exponential backoff and jitter on 429/5xx/timeouts (honouring Retry-After), and a circuit
-breaker per source. Snapshot mode swaps only the transport, so connectors run the same code
-offline as online."""
+breaker per source per process, around the retries. Snapshot mode swaps only the transport, so
+connectors run the same code offline as online."""
 
 import hashlib
 import json
@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,96 @@ def _worth_retrying(error: BaseException) -> bool:
     return isinstance(error, RetryableHTTPError | httpx.TransportError)
 
 
+# -- circuit breakers --------------------------------------------------------------------------------
+# One per source per process, shared by every SourceClient of that source (each run, each asset),
+# so that a source that is down stays skipped across runs instead of being retried afresh by each.
+# It counts failed requests, not attempts: BREAKER_FAIL_MAX requests in a row that failed after
+# their retries open it for BREAKER_RESET_SECONDS, then one request is let through to try.
+BREAKER_FAIL_MAX = 5
+BREAKER_RESET_SECONDS = 300.0
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a failed request counts against its source's breaker: 429, 5xx or a spent quota
+    after retries, a timeout, a connection error. A 404 or 401 is an answer (the source is up, and
+    pybreaker then resets the count as for a success); a missing snapshot is offline replay, and
+    failing fast there would hide which recording is missing."""
+    if isinstance(error, SnapshotMissing):
+        return False
+    return isinstance(error, RetryableHTTPError | httpx.TransportError)
+
+
+class _LockedStorage(pybreaker.CircuitMemoryStorage):
+    """pybreaker guards its counters with its lock only inside `call`, which holds that lock for
+    the whole call: around a request's retries (sleeps of up to max_retry_after) it would queue
+    every other thread's request to the source. `calling()` gates under the lock and runs the
+    request outside it, so the counters get a lock of their own."""
+
+    def __init__(self) -> None:
+        super().__init__(pybreaker.STATE_CLOSED)
+        self._counter_lock = threading.Lock()
+
+    def increment_counter(self) -> None:
+        with self._counter_lock:
+            super().increment_counter()
+
+    def reset_counter(self) -> None:
+        with self._counter_lock:
+            super().reset_counter()
+
+
+class _WhenOpened(pybreaker.CircuitBreakerListener):
+    """When the breaker last opened and the failure before it, for the fail-fast message
+    (pybreaker keeps the time in its private storage)."""
+
+    def __init__(self) -> None:
+        self.opened_at: float | None = None
+        self.last_failure = ""
+
+    def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
+        self.last_failure = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        if new_state.name == pybreaker.STATE_OPEN:
+            self.opened_at = time.time()
+
+
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(source: str) -> pybreaker.CircuitBreaker:
+    """The process's circuit breaker for `source`, made on first use."""
+    with _breakers_lock:
+        if source not in _breakers:
+            _breakers[source] = pybreaker.CircuitBreaker(
+                fail_max=BREAKER_FAIL_MAX, reset_timeout=BREAKER_RESET_SECONDS, name=source,
+                exclude=[lambda error: not is_outage(error)], listeners=[_WhenOpened()],
+                state_storage=_LockedStorage(),
+                throw_new_error_on_trip=False)  # the request that trips it reports its own error
+        return _breakers[source]
+
+
+def reset_breakers() -> None:
+    """Forget every source's breaker: the next request to each starts closed (tests use this)."""
+    with _breakers_lock:
+        _breakers.clear()
+
+
+def _open_reason(breaker: pybreaker.CircuitBreaker) -> str:
+    log = next((listener for listener in breaker.listeners if isinstance(listener, _WhenOpened)), None)
+    failed = f"circuit breaker open after {breaker.fail_max} failed requests in a row"
+    if log is None or log.opened_at is None:
+        return f"{failed}; no request is sent for {breaker.reset_timeout:.0f} s after it opened"
+    retry_at = log.opened_at + breaker.reset_timeout
+    return (f"{failed} (last: {log.last_failure}); no request was sent. It lets one through at "
+            f"{datetime.fromtimestamp(retry_at, UTC):%Y-%m-%d %H:%M:%S} UTC, in "
+            f"{max(0.0, retry_at - time.time()):.0f} s: wait for that, or check the source's status")
+
+
 class SourceClient:
-    """HTTP for one source. Thread-safe; one instance per source per run."""
+    """HTTP for one source. Thread-safe; one instance per source per run, all of a source's
+    instances in a process sharing its circuit breaker (`breaker_for`)."""
 
     def __init__(self, source: str, transport: httpx.BaseTransport | None = None, *,
                  rate_limit: RateLimit | None = None, timeout: float = 20.0, max_attempts: int = 4,
@@ -150,7 +239,7 @@ class SourceClient:
         self.source = source
         # A test passes a fake sleep that advances a fake clock, so rate limiting never waits for real.
         self.bucket = TokenBucket(limit.rate_per_minute, limit.burst, clock=clock, sleep=sleep)
-        self.breaker = breaker or pybreaker.CircuitBreaker(fail_max=5, reset_timeout=300, name=source)
+        self.breaker = breaker or breaker_for(source)
         self.max_body_bytes = max_body_bytes
         self.max_retry_after = max_retry_after
         self.requests_made = 0
@@ -193,11 +282,13 @@ class SourceClient:
                 headers: Mapping[str, str] | None = None, json_body: Any = None,
                 data: Mapping[str, str] | None = None) -> Fetched:
         try:
-            return self._retrying(self.breaker.call, self._send, method, url, params, headers, json_body, data)
+            # Outside the retries: one request that failed after all its attempts is one failure.
+            with self.breaker.calling():
+                return self._retrying(self._send, method, url, params, headers, json_body, data)
         except SnapshotMissing as error:
             raise SourceHTTPError(self.source, url, str(error)) from error
         except pybreaker.CircuitBreakerError as error:
-            raise SourceHTTPError(self.source, url, f"circuit open after repeated failures: {error}") from error
+            raise SourceHTTPError(self.source, url, _open_reason(self.breaker)) from error
         except httpx.TimeoutException as error:
             raise SourceHTTPError(self.source, url, f"timed out after retries: {type(error).__name__}") from error
         except httpx.TransportError as error:

@@ -45,7 +45,15 @@ def test_ten_families_flow_to_scored_opportunities_and_reruns_add_nothing(wareho
     scored = warehouse.read("core.scored_opportunities")
     assert len(scored) == len(opportunities_table)
     assert scored["score"].between(0, 1).all()
-    assert scored["rank"].tolist() == sorted(scored["rank"]) or set(scored["rank"]) == set(range(1, len(scored) + 1))
+    # Rank 1 is the highest score, ranks follow descending score, and equal scores keep the order in
+    # which score() read the features (core.scoring's rule), read here the same way.
+    features_order = {o: i for i, o in enumerate(warehouse.read("core.opportunity_features")["opportunity_id"])}
+    by_rank = scored.sort_values("rank")
+    assert by_rank["rank"].tolist() == list(range(1, len(scored) + 1))
+    expected = scored.assign(read_at=scored["opportunity_id"].map(features_order)).sort_values(
+        ["score", "read_at"], ascending=[False, True])
+    assert by_rank["opportunity_id"].tolist() == expected["opportunity_id"].tolist()
+    assert by_rank["score"].iloc[0] == scored["score"].max()
 
     # The same launch on several sites is one cluster, not dropped.
     invoicebolt = opportunities_table[opportunities_table["canonical_url"].str.startswith("https://invoicebolt.io")]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from core.discovery.near_duplicates import NAME_BAND
+from core.discovery.near_duplicates.index import NAME_BAND
 from core.discovery.opportunities import SourceStats, normalize_records, store
 from core.discovery.sources.hackernews import HackerNews
 from core.platform.warehouse import Warehouse

@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features, revenue_signals
+from core.discovery.features import (MAX_MONTHLY_REVENUE_CENTS, CapabilityProfile, ScoringAssumptions, build_features,
+                                     revenue_signals)
 from core.discovery.scoring import Weights, score
 
 AS_OF = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -73,6 +74,18 @@ def test_seed_formula_exactly():
     assert "revenue" in row["why"]
 
 
+def test_rank_follows_score_and_ties_keep_the_input_order():
+    base = {"title": "t", "url": "https://a.io", "opportunity_type": "saas", "revenue_signal": "none",
+            "confidence": 0.5, "days_to_revenue": 30, "capability_match": 0.5, "age_days": 1.0}
+    revenue = {"low": 10_000, "tie_first": 900_000, "mid": 300_000, "tie_second": 900_000}
+    features = pd.DataFrame([{**base, "opportunity_id": o, "cluster_id": o, "est_monthly_revenue_cents": cents}
+                             for o, cents in revenue.items()])
+    scored = score(features, Weights())
+    assert scored["opportunity_id"].tolist() == ["tie_first", "tie_second", "mid", "low"]
+    assert scored["rank"].tolist() == [1, 2, 3, 4]
+    assert scored["score"].iloc[0] == scored["score"].iloc[1] > scored["score"].iloc[2] > scored["score"].iloc[3]
+
+
 def test_revenue_factor_is_capped_and_weights_are_validated():
     features = build_features(_opps({"title": "at $90k MRR", "created_at": AS_OF - timedelta(days=700)}), AS_OF,
                               CapabilityProfile.load(), ScoringAssumptions.load())
@@ -83,6 +96,32 @@ def test_revenue_factor_is_capped_and_weights_are_validated():
         Weights(revenue=0.9)
     with pytest.raises(ValueError, match="non-negative"):
         Weights(revenue=-0.1, confidence=0.7)
+
+
+@pytest.mark.parametrize(("title", "signal", "cents", "read_as"), [
+    ("MRR $99999999999999999999", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$100,000,000,000,000,000,000/month"),
+    # About 2**63 cents, the int64 edge:
+    ("MRR $92233720368547758", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$92,233,720,368,547,760/month"),
+    ("$92233720368547757.99 MRR", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$92,233,720,368,547,760/month"),
+    ("$9223372036854775807 ARR", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "$768,614,336,404,564,736/month"),
+    ("$" + "9" * 400 + " MRR", "stated_revenue", MAX_MONTHLY_REVENUE_CENTS, "an amount too large to read"),
+    ("$99999999999999999/user/month", "price", MAX_MONTHLY_REVENUE_CENTS, "$3,000,000,000,000,000,000/month"),
+    ("MRR $1,000,000,000", "stated_revenue", 1_000_000_000_00, None),  # the ceiling itself stands
+    ("MRR $999,999,999.99", "stated_revenue", 999_999_999_99, None),
+])
+def test_absurd_revenue_is_capped_with_a_note(title, signal, cents, read_as):
+    features = build_features(_opps({"title": title}, {"title": "ShipLog at $4.2k MRR"}), AS_OF,
+                              CapabilityProfile.load(), ScoringAssumptions.load())
+    absurd, plain = features.to_dict("records")
+    assert (absurd["revenue_signal"], absurd["est_monthly_revenue_cents"]) == (signal, cents)
+    if read_as is None:
+        assert pd.isna(absurd["revenue_note"])
+    else:
+        assert absurd["revenue_note"] == \
+            f"{read_as} read from the text is above the $1,000,000,000/month ceiling: capped"
+    assert plain["est_monthly_revenue_cents"] == 420_000 and pd.isna(plain["revenue_note"])
+    # It saturates the revenue factor, as the amount said; overflowed, it scored as no revenue at all.
+    assert score(features, Weights()).set_index("opportunity_id").loc["o0", "factor_revenue"] == pytest.approx(0.40)
 
 
 def test_cluster_lead_is_the_best_scored_member():

@@ -27,9 +27,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from core.discovery import near_duplicates
 from core.discovery.fingerprints import canonical_url
-from core.discovery.near_duplicates import amounts, are_near_duplicates
+from core.discovery.near_duplicates import index as near_duplicates
+from core.discovery.near_duplicates.index import are_near_duplicates
+from core.discovery.near_duplicates.rules import amounts
 
 PAIRS = Path(__file__).parents[1] / "fixtures" / "near_duplicate_pairs.csv"
 MIN_PRECISION = 0.95

@@ -1,8 +1,12 @@
 """Bulk MinHash equals datasketch's, band keys keep their persisted format, product names and
 revenue figures are read as documented, and clustering follows its rules (reposts join the first
-post; the same product URL, the same product name, a shared revenue figure join)."""
+post; the same product URL, the same product name, a shared revenue figure join), and the package's
+modules share only public names."""
 
-import hashlib
+import ast
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -12,9 +16,67 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.discovery import near_duplicates
-from core.discovery.near_duplicates import (NUM_PERM, SEED, amounts, band_keys, figure_words, lsh_params, product_name,
-                                   signatures)
+from core.discovery.near_duplicates import index as near_duplicates
+from core.discovery.near_duplicates.minhash import NUM_PERM, SEED, LSHParams, band_keys, lsh_params, signatures
+from core.discovery.near_duplicates.rules import THRESHOLD, amounts, figure_words, product_name
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "core.discovery.near_duplicates"
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Names starting with `_` that a file takes from a module of PACKAGE other than itself: imported,
+    or read as an attribute of a module it imported (`index._Best`)."""
+    own = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found, aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.startswith(PACKAGE) and node.module != own:
+                found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            aliases |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}".startswith(PACKAGE)}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname for a in node.names if a.name.startswith(PACKAGE) and a.asname}
+    found += [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id in aliases and node.attr.startswith("_")]
+    return found
+
+
+def test_the_package_modules_share_only_public_names():
+    package = ROOT / PACKAGE.replace(".", "/")
+    assert sorted(p.name for p in package.glob("*.py")) == ["__init__.py", "index.py", "minhash.py", "rules.py"]
+    init = ast.parse((package / "__init__.py").read_text(encoding="utf-8")).body
+    assert len(init) == 1 and isinstance(init[0].value, ast.Constant), "__init__.py is the docstring only"
+    files = [p for folder in ("core", "assets", "orchestration", "ml", "benchmarks")
+             for p in (ROOT / folder).rglob("*.py")]
+    assert {str(p.relative_to(ROOT)): _private_uses(p) for p in files if _private_uses(p)} == {}
+
+
+def test_only_public_datasketch_names():
+    package = ROOT / PACKAGE.replace(".", "/")
+    private = [f"{path.name}: {node.module}.{alias.name}" for path in sorted(package.glob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("datasketch")
+               for alias in node.names if alias.name.startswith("_") or "._" in f".{node.module}"]
+    assert private == []
+
+
+# As datasketch.lsh._optimal_param gave them before. THRESHOLD's (14, 4) is what the persisted
+# index was built with: other values would orphan its buckets.
+@pytest.mark.parametrize(("threshold", "bands", "rows"), [(THRESHOLD, 14, 4), (0.7, 8, 8), (0.3, 21, 3)])
+def test_lsh_params_are_datasketchs_choice(threshold, bands, rows):
+    assert lsh_params(threshold, NUM_PERM) == LSHParams(bands, rows)
+
+
+def test_the_default_lsh_params_are_those_of_the_index():
+    assert (THRESHOLD, NUM_PERM) == (0.5, 64) and lsh_params() == LSHParams(14, 4)
+
+
+def test_the_rules_import_neither_numpy_nor_the_warehouse():
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, {PACKAGE}.rules; print(sorted(sys.modules))"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "'numpy'" not in loaded and "core.platform.warehouse" not in loaded
 
 
 @settings(max_examples=60, deadline=None)
@@ -27,14 +89,25 @@ def test_signatures_equal_datasketch(token_sets):
     assert all((row == e).all() for row, e in zip(got, expected, strict=True))
 
 
+# The 14 band keys of two token sets, computed once (November 2026) from datasketch's own
+# MinHash(num_perm=64, seed=7) values: blake2b-64 of each band's 4 little-endian uint32s, in hex.
+# The persisted core.lsh_buckets hold keys like these, so any change here orphans the index.
+PERSISTED_KEYS = {
+    frozenset({"a", "b"}): (
+        "66715db699aeb45c", "f3fa00dd985cd36c", "05cf44658ff923c4", "a5c46775956c8627", "d23e18c2b5aef140",
+        "8496aed710c85266", "e3d8ec9b19d4b19d", "6da3c6a9786fd4e9", "dffc7d58aa443d97", "8caaf85f5b6d40c1",
+        "aff83f44a723a5a0", "3918d1bad4e2a08c", "ae413ff51aec8eaa", "5551b14678a2c80f"),
+    frozenset({"shiplog", "host:shiplog.dev"}): (
+        "c0d68a43ed84eab8", "bf98b48a850095ce", "30cc6bfab5a99d1c", "8023daebaf06ad43", "36f044bd1cee551b",
+        "bf982466632b7096", "c7e4361a90ab0075", "3b49f0c416661745", "19c850c465831dc4", "6261906affc8531c",
+        "9db816944765ae18", "67a1b30ec0e9f6d9", "f436a41d8e403fd3", "bbf0b87735591d5a"),
+}
+
+
 def test_band_keys_keep_the_persisted_format():
-    params = lsh_params()
-    sigs = signatures([{"a", "b"}, {"shiplog", "host:shiplog.dev"}])
-    for row, keys in zip(sigs, band_keys(sigs, params), strict=True):
-        # as first persisted: blake2b-64 of each band's uint32 values, hex
-        expected = [hashlib.blake2b(row[b * params.rows:(b + 1) * params.rows].tobytes(), digest_size=8).hexdigest()
-                    for b in range(params.bands)]
-        assert keys == "".join(expected)
+    token_sets = list(PERSISTED_KEYS)
+    keys = band_keys(signatures([set(ts) for ts in token_sets]), lsh_params())
+    assert keys == ["".join(PERSISTED_KEYS[ts]) for ts in token_sets]
 
 
 def _empty_index():

@@ -1,282 +1,28 @@
-"""Near-duplicates: the same launch posted to HN, Reddit and Product Hunt in different words.
+"""Clustering against the persisted index (core.lsh_buckets, core.lsh_signatures): `assign_clusters`
+for a batch, `are_near_duplicates` for one pair, `index_rows` and `persist` to add a batch."""
 
-Two opportunities are near-duplicates, and share a cluster, when any of these holds:
-
-1. The same product URL: one canonical URL outside aggregator sites (news.ycombinator.com, x.com,
-   ...), or the same github.com/<owner>/<repo>.
-2. The same product, named by the URL alone (`product_name`, `name_keys`): a site's home or
-   pricing page names it by its host (shotapi.io -> "shotapi"), a listing by its slug
-   (producthunt.com/products/shotapi, freepublicapis.com/shotapi) or, on GitHub, by a repository
-   whose owner is named after it (shotapi/shotapi, shotapi-dev/shotapi-cli). A listing matches the
-   sites and listings of its name; a site's page matches the other pages of its own host (not
-   another TLD: pulse.io and pulse.dev are often two companies). A listing and the site it lists
-   rarely share a title word beyond the name, so no similarity is asked for.
-3. The same revenue figure and at least two more words in common (`figure_words`: figures of
-   $1,000 or more that are not round, such as "$4.2k MRR" or "$7,850"; smaller amounts are mostly
-   prices and round figures like "$10k" are said by many unrelated posts; units like MRR do not
-   count as words).
-4. A shared LSH bucket and an estimated Jaccard similarity of at least THRESHOLD (0.5).
-
-Similarity is estimated by MinHash signatures (datasketch's, computed in bulk) over a token set of
-the normalized title's words and word pairs plus the site's host, banded for LSH. The band buckets,
-the product names and the (figure, word) pairs are persisted in core.lsh_buckets (the last two as
-extra "bands", NAME_BAND and FIGURE_BAND), the signatures in core.lsh_signatures, so each run only
-hashes its new opportunities and looks them up in the index: incremental, and shared by every
-process that can reach the warehouse. Opportunities indexed before rules 2 and 3 existed have no
-name or figure rows, so only rules 1 and 4 find them. Near-duplicates are clustered (same
-cluster_id), never dropped: a cluster is one opportunity seen in several places, which is itself a
-signal.
-
-Measured on the hand-labelled pairs in tests/fixtures/near_duplicate_pairs.csv, on each half of a
-fixed split by launch (tests/unit/test_near_duplicate_quality.py, benchmarks/README.md): rules 1
-and 4 alone found 41% of the duplicates, all four find 82%; precision 0.99 (one false match of
-rule 4, two short directory titles). Rule 3 first asked
-for an estimated Jaccard of 0.2 instead of two shared words: a short title is mostly its figure's
-tokens ("$5", "1k", "month"), so "My newsletter made $5.1k/month from sponsors" matched a content
-site's "$5.1k/month" report.
-"""
-
-import base64
-import hashlib
-import itertools
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import pandas as pd
 
-from core.discovery.fingerprints import canonical_url, normalized_title
+from core.discovery.fingerprints import canonical_url
+from core.discovery.near_duplicates.minhash import (KEY_CHARS, NUM_PERM, LSHParams, band_column, band_keys, encode,
+                                                    lsh_params, signatures, similarity)
+from core.discovery.near_duplicates.rules import (AGGREGATOR_HOSTS, HOST_PATTERN, MIN_SHARED_FIGURE_WORDS,
+                                                  REPOSITORY_URL, THRESHOLD, figure_words, host_of, is_product_url,
+                                                  name_keys, tokens)
 from core.platform.warehouse import run_sql, append_frame, query_frame, stage_frame
 
-THRESHOLD = 0.5
-# Rule 3: (revenue figure, title word) pairs two titles must have in common.
-MIN_SHARED_FIGURE_WORDS = 2
-# Sites whose URLs name the post, not the product: the same URL there is not evidence of sameness.
-AGGREGATOR_HOSTS = frozenset({"news.ycombinator.com", "reddit.com", "x.com", "twitter.com", "producthunt.com",
-                              "github.com", "freelancer.com", "youtube.com", "medium.com", "indiehackers.com"})
-NUM_PERM = 64
-SEED = 7
-# Words that every launch title uses and that make unrelated launches look alike.
-STOPWORDS = frozenset(
-    "a an and the for of to in on with your you my our i we is are it this that at by from as "
-    "show hn ask launch launched launching new now just built made introducing meet".split()
-)
-_HOST = r"^https://([^/]+)"
 # core.lsh_buckets rows that are not LSH bands (of which there are at most NUM_PERM): the bucket
 # is a name key such as "site:shotapi" (see name_keys), or one (revenue figure, title word) pair
 # such as "$4200 changelog", as text.
 NAME_BAND = NUM_PERM
 FIGURE_BAND = NUM_PERM + 1
-# Directories with one listing per product, and where in the path its slug is.
-_LISTING_SLUG = {"producthunt.com": re.compile(r"^/(?:products|posts)/([^/]+)"),
-                 "freepublicapis.com": re.compile(r"^/([^/]+)$")}
-_URL_PARTS = re.compile(r"^https://([^/?#]+)([^?#]*)")
-_REPOSITORY = re.compile(r"^https://github\.com/([^/?#]+)/([^/?#]+)$")
-# An organisation named after its product (shiplog-dev, shiplog-hq) and its repositories
-# (shiplog-cli, shiplog-js) by convention.
-_OWNER_SUFFIX = re.compile(r"-(dev|hq|labs|app|io|inc|team|org)$")
-_REPO_SUFFIX = re.compile(r"-(cli|sdk|js|py|go|rs|app|api|web|server|core)$")
-# A site's own pages that describe the product; deeper pages (a blog post) may be about anything.
-_PRODUCT_PAGES = frozenset({"", "pricing", "features"})
-_GENERIC_SUBDOMAINS = frozenset({"www", "app", "blog", "docs", "api", "m"})
-_SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu"})  # foo.co.uk: "foo"
-_AMOUNT = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s?([km])\b)?", re.IGNORECASE)
-_MULTIPLIER = {"k": 1_000, "m": 1_000_000}
-_MIN_AMOUNT = 1_000
-# Words that come with any figure ("$4.2k MRR", "$5.1k/month"), so they do not tell stories apart.
-_UNIT_WORDS = frozenset("mrr arr month months mo year years yr week weeks day days revenue".split())
-_HAS_DIGIT = re.compile(r"[\d$€£]")
-KEY_CHARS = 16  # a bucket key: blake2b-64 of one band of a signature, in hex
-# Token sets hashed per block: bounds the (tokens x permutations) matrix to ~40 MB.
-_BLOCK_ROWS = 10_000
-_MAX_CACHED_TOKENS = 1_000_000
 # Candidate pairs scored per block (each compares two 64-value signatures).
 _PAIR_BLOCK = 500_000
 # Batch rows looked up in the persisted index per query.
 _LOOKUP_ROWS = 50_000
-
-
-@dataclass(frozen=True)
-class LSHParams:
-    bands: int
-    rows: int
-
-
-@cache
-def lsh_params(threshold: float = THRESHOLD, num_perm: int = NUM_PERM) -> LSHParams:
-    from datasketch.lsh import _optimal_param  # the same optimisation MinHashLSH uses
-
-    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
-    return LSHParams(bands, rows)
-
-
-def tokens(title: str, host: str) -> set[str]:
-    words = [w for w in normalized_title(title).split() if w not in STOPWORDS and len(w) > 1]
-    found = set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
-    if host:
-        found.add(f"host:{host}")
-    return found
-
-
-def _compact(text: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", text.lower())
-
-
-def _site_name(host: str) -> str:
-    labels = host.split(":")[0].split(".")[:-1]  # no port, no TLD
-    if len(labels) > 1 and labels[-1] in _SECOND_LEVEL:
-        labels = labels[:-1]
-    named = [label for label in labels if label not in _GENERIC_SUBDOMAINS]
-    return _compact(named[0]) if named else ""
-
-
-def product_name(canonical: str) -> str:
-    """The product a canonical URL names by itself, or "" (see the module docstring, rule 2)."""
-    return _named(canonical)[1]
-
-
-def _named(canonical: str) -> tuple[str, str]:
-    """("listing" or "site", the product's name), or ("", "")."""
-    repository = _REPOSITORY.match(canonical)
-    if repository:
-        owner, repo = (part.lower() for part in repository.groups())
-        name = _OWNER_SUFFIX.sub("", owner)
-        return ("listing", _compact(name)) if name == _REPO_SUFFIX.sub("", repo) else ("", "")
-    parts = _URL_PARTS.match(canonical)
-    if not parts:
-        return "", ""
-    host, path = parts.groups()
-    if host in _LISTING_SLUG:
-        slug = _LISTING_SLUG[host].match(path)
-        return ("listing", _compact(slug.group(1))) if slug else ("", "")
-    if host in AGGREGATOR_HOSTS or path.strip("/") not in _PRODUCT_PAGES:
-        return "", ""
-    name = _site_name(host)
-    return ("site", name) if len(name) >= 3 else ("", "")
-
-
-def name_keys(canonical: str) -> tuple[list[str], list[str]]:
-    """Rule 2 as keys: (the keys an opportunity is indexed under, the keys it looks up). A site's
-    page matches the pages of its own host and the listings of its name; a listing matches the
-    sites and the listings of its name. Two sites with one name on other hosts (pulse.io,
-    pulse.dev) are often different companies, so they do not match."""
-    kind, name = _named(canonical)
-    if kind == "site":
-        host = f"host:{_URL_PARTS.match(canonical).group(1)}"
-        return [host, f"site:{name}"], [host, f"listing:{name}"]
-    if kind == "listing":
-        return [f"listing:{name}"], [f"listing:{name}", f"site:{name}"]
-    return [], []
-
-
-def is_product_url(canonical: str) -> bool:
-    """Whether the URL itself is the product's: the same one on two posts is the same launch."""
-    return host_of(canonical) not in AGGREGATOR_HOSTS or bool(_REPOSITORY.match(canonical))
-
-
-def amounts(title: str) -> set[str]:
-    """The revenue figures a title states (see the module docstring, rule 3), as "$7850"."""
-    found = set()
-    for currency, number, multiplier in _AMOUNT.findall(title):
-        value = round(float(number.replace(",", "")) * _MULTIPLIER.get(multiplier.lower(), 1))
-        if value >= _MIN_AMOUNT and len(str(value).rstrip("0")) >= 2:
-            found.add(f"{currency}{value}")
-    return found
-
-
-def figure_words(title: str) -> set[str]:
-    """Each (revenue figure, other title word) pair of a title, as "$4200 changelog": two titles
-    with MIN_SHARED_FIGURE_WORDS of them in common state one figure about the same thing."""
-    figures = amounts(title)
-    if not figures:
-        return set()
-    words = {w for w in normalized_title(title).split()
-             if w not in STOPWORDS and len(w) > 1 and w not in _UNIT_WORDS and not _HAS_DIGIT.search(w)}
-    return {f"{figure} {word}" for figure in figures for word in words}
-
-
-# -- MinHash, in bulk ---------------------------------------------------------------------------
-# datasketch's MinHash (scheme affine32, sha1_hash32) made one object per token set and cost
-# ~30 us a set; a million sets took longer than everything else in the pipeline together. The
-# same arithmetic over a whole block of sets at once gives identical values (tests/unit/
-# test_near_duplicates.py compares them with MinHash.bulk), so persisted signatures stay valid.
-
-@cache
-def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
-    from datasketch import MinHash
-
-    a, b = MinHash(num_perm=num_perm, seed=SEED).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
-
-
-def _sha1_32(token: str) -> int:
-    return int.from_bytes(hashlib.sha1(token.encode()).digest()[:4], "little")
-
-
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's finalizer, which datasketch applies to every token hash before permuting."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
-def signatures(token_sets: Iterable[set[str]], num_perm: int = NUM_PERM) -> np.ndarray:
-    """One row of `num_perm` uint32 hash values per token set: MinHash(num_perm, seed=SEED)."""
-    a, b = _permutations(num_perm)
-    blocks = []
-    hashed: dict[str, int] = {}  # a word recurs across titles: hash it once
-    sets = iter(token_sets)
-    while block := list(itertools.islice(sets, _BLOCK_ROWS)):  # token sets are made block by block
-        out = np.full((len(block), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)  # an empty set's
-        counts = np.fromiter((len(ts) for ts in block), dtype=np.int64, count=len(block))
-        flat = np.fromiter((hashed[t] if t in hashed else hashed.setdefault(t, _sha1_32(t))
-                            for ts in block for t in ts), dtype=np.uint32, count=int(counts.sum()))
-        if len(flat):
-            permuted = _fmix32(flat)[:, None] * a + b  # uint32 arithmetic wraps: the affine map mod 2^32
-            filled = np.flatnonzero(counts)
-            starts = (np.cumsum(counts) - counts)[filled]
-            out[filled] = np.minimum.reduceat(permuted, starts, axis=0)
-        blocks.append(out)
-        if len(hashed) > _MAX_CACHED_TOKENS:
-            hashed.clear()
-    return np.vstack(blocks) if blocks else np.zeros((0, num_perm), dtype=np.uint32)
-
-
-def band_keys(signature_rows: np.ndarray, params: LSHParams) -> list[str]:
-    """Per row, its bucket key in every band, concatenated: `params.bands` keys of KEY_CHARS hex
-    characters each (blake2b-64 of the band's values, little-endian uint32). One string a row
-    rather than a list keeps a million rows' keys in ~250 MB instead of ~3 GB."""
-    data = np.ascontiguousarray(signature_rows, dtype="<u4").tobytes()
-    row_bytes, band_bytes = 4 * signature_rows.shape[1] if len(signature_rows) else 0, 4 * params.rows
-    blake2b = hashlib.blake2b
-    return ["".join([blake2b(data[o:o + band_bytes], digest_size=8).hexdigest()
-                     for o in range(start, start + params.bands * band_bytes, band_bytes)])
-            for start in range(0, len(data), row_bytes)] if row_bytes else []
-
-
-def _band_column(keys: pd.Series, band: int) -> pd.Series:
-    return keys.str.slice(band * KEY_CHARS, (band + 1) * KEY_CHARS)
-
-
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(a == b))
-
-
-def encode(signature: np.ndarray) -> str:
-    return base64.b64encode(signature.astype("<u4").tobytes()).decode("ascii")
-
-
-def decode(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<u4")
-
-
-def host_of(canonical: str) -> str:
-    found = re.match(_HOST, canonical)
-    return found.group(1) if found else ""
 
 
 def are_near_duplicates(title_a: str, url_a: str, title_b: str, url_b: str, threshold: float = THRESHOLD) -> bool:
@@ -314,7 +60,7 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
     params = lsh_params(threshold)
     batch = batch.sort_values("created_at", kind="stable").reset_index(drop=True)
     n = len(batch)
-    hosts = batch["canonical_url"].str.extract(_HOST, expand=False).fillna("")
+    hosts = batch["canonical_url"].str.extract(HOST_PATTERN, expand=False).fillna("")
     sigs = signatures(_token_sets(batch["title"], hosts))
     keys = pd.Series(band_keys(sigs, params), index=batch.index, dtype="str")
     encoded = [encode(s) for s in sigs]
@@ -329,7 +75,7 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
     indexed_ids, indexed_clusters = _offer_indexed(conn, backend, keys, stated, sigs, params, threshold, best)
     _offer_batch(keys, stated, sigs, encoded, params, threshold, best)
 
-    product_url = (~hosts.isin(AGGREGATOR_HOSTS) | batch["canonical_url"].str.match(_REPOSITORY)).to_numpy()
+    product_url = (~hosts.isin(AGGREGATOR_HOSTS) | batch["canonical_url"].str.match(REPOSITORY_URL)).to_numpy()
     same_url = _indexed_owners(conn, backend, urls[product_url],
                                "JOIN core.opportunities o ON o.canonical_url = k.wanted")
     same_name = _indexed_owners(conn, backend, np.array([key for _, wanted in named for key in wanted], dtype=object),
@@ -441,7 +187,7 @@ def _offer_batch(keys: pd.Series, stated: pd.DataFrame, sigs: np.ndarray, encode
 
     distinct = np.flatnonzero(first == np.arange(len(codes)))
     for band in range(params.bands):
-        for rows, positions in _pairs_sharing(distinct, pd.factorize(_band_column(keys, band).iloc[distinct])[0]):
+        for rows, positions in _pairs_sharing(distinct, pd.factorize(band_column(keys, band).iloc[distinct])[0]):
             best.offer(rows, band, 1, positions, _equal_positions(sigs, rows, sigs, positions), threshold)
     stated_rows = stated["batch_row"].to_numpy(dtype=np.int64)
     stated = stated[first[stated_rows] == stated_rows]
@@ -494,7 +240,7 @@ def _offer_indexed(conn, backend: str, keys: pd.Series, stated: pd.DataFrame, si
     if query_frame(conn, "SELECT 1 AS found FROM core.lsh_buckets LIMIT 1").empty:
         return none
     wanted = pd.concat([*(pd.DataFrame({"batch_row": keys.index.to_numpy(), "band": band,
-                                        "bucket": _band_column(keys, band)}) for band in range(params.bands)),
+                                        "bucket": band_column(keys, band)}) for band in range(params.bands)),
                         stated.assign(band=FIGURE_BAND)], ignore_index=True)
     stage_frame(conn, backend, "_wanted_buckets", wanted)
     join = "FROM _wanted_buckets w JOIN core.lsh_buckets b ON b.band = w.band AND b.bucket = w.bucket"
@@ -543,7 +289,7 @@ def index_rows(clustered: pd.DataFrame) -> pd.DataFrame:
     bands = len(keys.iloc[0]) // KEY_CHARS if len(keys) else 0
     named = clustered[["opportunity_id", "name_keys"]].explode("name_keys").dropna()
     figures = clustered[["opportunity_id", "figure_words"]].explode("figure_words").dropna()
-    return pd.concat([*(pd.DataFrame({"band": band, "bucket": _band_column(keys, band), "opportunity_id": ids})
+    return pd.concat([*(pd.DataFrame({"band": band, "bucket": band_column(keys, band), "opportunity_id": ids})
                         for band in range(bands)),
                       pd.DataFrame({"band": NAME_BAND, "bucket": named["name_keys"],
                                     "opportunity_id": named["opportunity_id"]}),
