@@ -4,8 +4,9 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 VENV := .venv
 BIN := $(VENV)/bin
-export VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
-export DAGSTER_HOME ?= $(VENTURELOOP_HOME)/dagster
+# Not exported: `ventureloop` applies ./.env itself and derives DAGSTER_HOME from VENTURELOOP_HOME,
+# so `make demo`, `make dev` and the Dagster CLI agree on one instance and warehouse.
+VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
 
 .PHONY: env demo test dev lock bench clean
 
@@ -29,8 +30,7 @@ test: env
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 dev: env
-	$(BIN)/ventureloop instance init
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/ventureloop dev
 
 lock:
 	.tools/bin/uv lock

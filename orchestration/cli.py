@@ -24,6 +24,24 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(ledger_app, name="ledger")
 
 
+@app.callback()
+def main() -> None:
+    """Every command first applies ./.env, as the Dagster CLI and `dagster dev` do."""
+    load_env_file(Path.cwd())
+
+
+def load_env_file(directory: Path) -> dict[str, str]:
+    """The variables of `directory`/.env, applied the way Dagster's own CLI applies them (the
+    file's values win over the shell's), so `ventureloop`, `make dev` and `dagster` commands run
+    in one directory see one configuration: the same instance, warehouse and sources."""
+    from dotenv import dotenv_values
+
+    path = directory / ".env"
+    values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+    os.environ.update(values)
+    return values
+
+
 def dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or default_home() / "dagster").resolve()
     os.environ["DAGSTER_HOME"] = str(home)
@@ -38,6 +56,12 @@ def _warehouse() -> Warehouse:
     return warehouse
 
 
+def _fraud_rules():
+    from core.ledger.fraud import load_rules
+
+    return load_rules(os.environ.get("VENTURELOOP_FRAUD_RULES_FILE") or None)
+
+
 @instance_app.command("init")
 def instance_init() -> None:
     """Write $DAGSTER_HOME/dagster.yaml from the repository's dagster.yaml and the environment."""
@@ -45,6 +69,16 @@ def instance_init() -> None:
 
     path = instance.write(dagster_home())
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def dev(host: str = typer.Option("127.0.0.1", help="Address the webserver listens on."),
+        port: int = typer.Option(3000, help="Port of the webserver.")) -> None:
+    """The Dagster webserver and daemon (`dagster dev`) on the instance and warehouse of `demo`."""
+    instance_init()
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)])
 
 
 @app.command()
@@ -189,15 +223,25 @@ def quarantine_list(source: str = typer.Option(None, help="Only this source."),
 
 @quarantine_app.command("replay")
 def quarantine_replay(source: str = typer.Option(None, help="Only this source.")) -> None:
-    """Try quarantined records again (after a connector or data fix); what now passes is ingested."""
+    """Try quarantined records again (after a connector, mapping or data fix); what now passes is
+    ingested or booked, and what still fails says why."""
     from core.discovery.replay import replay
     from core.discovery.sources import all_sources
+    from core.ledger.imports.replay import replay_imports
 
-    report = replay(_warehouse(), all_sources(), source)
-    typer.echo(f"replayed {report.replayed}, still failing {report.still_failing}, "
-               f"not replayable {report.not_replayable}")
-    for line in report.reasons[:20]:
-        typer.echo(f"  {line}")
+    warehouse = _warehouse()
+    reports = [("discovery", replay(warehouse, all_sources(), source)),
+               ("ledger imports", replay_imports(warehouse, [_inbox() / "archive"], source=source,
+                                                 rules=_fraud_rules()))]
+    for name, report in reports:
+        typer.echo(f"{name}: replayed {report.replayed}, still failing {report.still_failing}, "
+                   f"not replayable {report.not_replayable}")
+        for line in report.reasons[:20]:
+            typer.echo(f"  {line}")
+
+
+def _inbox() -> Path:
+    return Path(os.environ.get("VENTURELOOP_INBOX") or default_home() / "inbox")
 
 
 @ledger_app.command("import")
@@ -209,8 +253,9 @@ def ledger_import(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=
 
     warehouse = _warehouse()
     failed = False
+    rules = _fraud_rules()
     for path in paths:
-        report = import_file(warehouse, path)
+        report = import_file(warehouse, path, rules=rules)
         typer.echo(report.summary())
         for status in ("held", "quarantined"):
             for message in report.messages(status)[:show]:
@@ -230,7 +275,8 @@ def ledger_import_stripe(days: int = typer.Option(30, help="Balance transactions
 
     since = int((datetime.now(UTC) - timedelta(days=days)).timestamp())
     try:
-        report = import_stripe_api(_warehouse(), created_gte=since)
+        report = import_stripe_api(_warehouse(), os.environ.get("STRIPE_API_KEY"), created_gte=since,
+                                   rules=_fraud_rules())
     except StripeAPIError as error:
         if error.report is not None:
             typer.echo(error.report.summary())

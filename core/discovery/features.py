@@ -3,7 +3,6 @@ signals parsed from text, engagement and its velocity, age. Plain pandas, plus
 core.text_patterns for the keyword and amount patterns (the same `re` results, from Arrow
 kernels over all texts at once)."""
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,7 +55,7 @@ class CapabilityProfile:
 
     @classmethod
     def load(cls, path: Path | None = None) -> "CapabilityProfile":
-        data = _load_yaml(path or Path(os.environ.get("VENTURELOOP_CAPABILITIES_FILE") or CONFIG_DIR / "capabilities.yaml"))
+        data = _load_yaml(path or CONFIG_DIR / "capabilities.yaml")
         unknown = set(data["have"]) - set(data["catalogue"])
         if unknown:
             raise ValueError(f"capability profile: 'have' lists {sorted(unknown)} which are not in 'catalogue'")
@@ -73,7 +72,7 @@ class ScoringAssumptions:
 
     @classmethod
     def load(cls, path: Path | None = None) -> "ScoringAssumptions":
-        data = _load_yaml(path or Path(os.environ.get("VENTURELOOP_SCORING_FILE") or CONFIG_DIR / "scoring.yaml"))
+        data = _load_yaml(path or CONFIG_DIR / "scoring.yaml")
         missing = set(TYPES) - set(data["by_type"])
         if missing:
             raise ValueError(f"scoring assumptions: by_type lacks {sorted(missing)}")

@@ -10,7 +10,7 @@ import pandas as pd
 from core.discovery import opportunities
 from core.platform import quarantine
 from core.discovery.sources.base import Source
-from core.platform.warehouse import Warehouse, run_sql, query_frame, stage_frame
+from core.platform.warehouse import Warehouse, query_frame, stage_frame
 
 _RECORD = re.compile(r"^raw\.records/([0-9a-f-]{36})")
 
@@ -24,9 +24,12 @@ class ReplayReport:
 
 
 def replay(warehouse: Warehouse, sources: list[Source], source: str | None = None) -> ReplayReport:
+    """Discovery's quarantined records; ledger imports (stage `import`) replay through
+    core.ledger.imports.replay instead."""
     report = ReplayReport()
     by_name = {s.name: s for s in sources}
     rows = quarantine.pending(warehouse, source)
+    rows = rows[rows["stage"] != "import"].copy()
     rows["record_id"] = rows["origin"].str.extract(_RECORD, expand=False)
     replayable = rows[(rows["stage"] == "normalize") & rows["record_id"].notna() & rows["source"].isin(by_name)]
     for row in rows.drop(replayable.index).itertuples():
@@ -49,10 +52,7 @@ def replay(warehouse: Warehouse, sources: list[Source], source: str | None = Non
                 opportunities.store(conn, warehouse.backend, valid, stats)
                 fixed_ids += valid["record_id"].tolist()
         fixed = replayable[replayable["record_id"].isin(fixed_ids)]
-        stage_frame(conn, warehouse.backend, "_replayed", pd.DataFrame({"quarantine_id": fixed["quarantine_id"]}))
-        run_sql(conn, "UPDATE quarantine.records SET replayed_at = %s WHERE quarantine_id IN "
-                   "(SELECT quarantine_id FROM _replayed)", [now])
-        report.replayed = len(fixed)
+        report.replayed = quarantine.mark_replayed(conn, warehouse.backend, fixed["quarantine_id"], now)
     return report
 
 

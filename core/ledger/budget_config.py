@@ -1,7 +1,6 @@
 """Budgets as configuration: a YAML file of limits, applied through core.budgets.set_budget so
 every creation and change is versioned and audited like one made by hand."""
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,6 @@ class BudgetLine:
     limit_minor: int
 
 
-def budgets_file() -> Path:
-    return Path(os.environ.get("VENTURELOOP_BUDGETS_FILE") or DEFAULT_FILE)
-
-
 def load(path: Path) -> list[BudgetLine]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     lines = []
@@ -43,7 +38,7 @@ def load(path: Path) -> list[BudgetLine]:
 
 
 def apply(warehouse: Warehouse, path: Path | None = None) -> list[Budget]:
-    path = path or budgets_file()
+    path = path or DEFAULT_FILE
     return [set_budget(warehouse, scope=line.scope, scope_key=line.scope_key, period=line.period,
                        currency=line.currency, limit_minor=line.limit_minor, changed_by=f"config:{path.name}",
                        reason=f"applied from {path}")

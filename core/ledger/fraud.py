@@ -13,7 +13,6 @@ Thresholds live in core/ledger/config/fraud_rules.yaml (docs/imports.md, "Fraud 
 
 import bisect
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,7 +138,7 @@ def _enabled(section: Mapping[str, Any], where: str) -> bool:
 
 def load_rules(path: Path | str | None = None) -> FraudRules:
     """Read and validate the rules file; every mistake names the file and the key."""
-    path = Path(path or os.environ.get("VENTURELOOP_FRAUD_RULES_FILE") or DEFAULT_RULES_PATH)
+    path = Path(path or DEFAULT_RULES_PATH)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:

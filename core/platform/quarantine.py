@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from core.platform.warehouse import Warehouse
+from core.platform.warehouse import Warehouse, run_sql, stage_frame
 
 if TYPE_CHECKING:  # pandas loads when a frame is built: sources import Problem at start-up
     import pandas as pd
@@ -65,3 +65,16 @@ def pending(warehouse: Warehouse, source: str | None = None) -> "pd.DataFrame":
         where += " AND source = %s"
         params.append(source)
     return warehouse.read(TABLE, where + " ORDER BY quarantined_at", params)
+
+
+def mark_replayed(conn: Any, backend: str, quarantine_ids: Iterable[str], at: datetime) -> int:
+    """Mark records replayed, in the caller's transaction (kept, never deleted: the history of
+    bad input stays)."""
+    import pandas as pd
+
+    ids = list(quarantine_ids)
+    if ids:
+        stage_frame(conn, backend, "_replayed", pd.DataFrame({"quarantine_id": ids}))
+        run_sql(conn, f"UPDATE {TABLE} SET replayed_at = %s WHERE quarantine_id IN "
+                      "(SELECT quarantine_id FROM _replayed)", [at])
+    return len(ids)

@@ -339,8 +339,8 @@ def test_stripe_api_pages_with_starting_after(warehouse: Warehouse, monkeypatch)
     pages = {None: {"object": "list", "data": data[:4], "has_more": True, "url": "/v1/balance_transactions"},
              data[3]["id"]: {"object": "list", "data": data[4:], "has_more": False, "url": "/v1/balance_transactions"}}
     seen: list[httpx.Request] = []
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_123")
-    report = import_stripe_api(warehouse, transport=_api(pages, seen), limit=4, now=NOW)
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_from_the_environment")  # never read by core: the caller passes it
+    report = import_stripe_api(warehouse, "sk_test_123", transport=_api(pages, seen), limit=4, now=NOW)
     assert (report.format, report.booked, report.quarantined) == ("stripe_api", 7, 0)
     assert [dict(r.url.params) for r in seen] == [{"limit": "4"}, {"limit": "4", "starting_after": data[3]["id"]}]
     assert all(r.url.path == "/v1/balance_transactions" and r.url.host == "api.stripe.com" for r in seen)

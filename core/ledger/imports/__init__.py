@@ -11,7 +11,6 @@ message per record. See docs/imports.md for the formats, the Stripe mapping and 
 """
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -52,35 +51,42 @@ def import_bytes(warehouse: Warehouse, data: bytes, *, name: str, run_id: str | 
                  tax: TaxCalculator | None = None, rules: FraudRules | None = None,
                  now: datetime | None = None) -> ImportReport:
     """Import one file's content; `name` is used in origins ("<name>:<line>")."""
+    source, kind, candidates = candidates_from_bytes(data, name)
+    report = ImportReport(source, name, kind, run_id)
+    return book_candidates(warehouse, source, candidates, report, tax=tax, rules=rules, now=now)
+
+
+def candidates_from_bytes(data: bytes, name: str) -> tuple[str, str, list[Candidate]]:
+    """(source, format, one Candidate per record) of a file's content, nothing booked yet."""
     kind, why = detect_format(data)
     text = decode(data)
     if kind == "unknown":
-        report = ImportReport("unknown", name, kind, run_id)
-        candidates = _whole_file(name, data, why) if text.strip() else []
-        return book_candidates(warehouse, "unknown", candidates, report, tax=tax, rules=rules, now=now)
-    if kind == "generic_csv":
-        source = generic_csv.SOURCE
+        return "unknown", kind, _whole_file(name, data, why) if text.strip() else []
+    if kind in ("generic_csv", "stripe_csv"):
+        source = generic_csv.SOURCE if kind == "generic_csv" else stripe.SOURCE
         header, records = iter_csv(text, name)
         try:
-            generic_csv.check_header(header)
-            candidates = [_candidate(record, generic_csv.to_request) for record in records]
+            if kind == "generic_csv":
+                generic_csv.check_header(header)
+                convert = generic_csv.to_request
+            else:
+                convert = _stripe_csv_row(stripe.CsvColumns.from_header(header))
+            return source, kind, [_candidate(record, convert) for record in records]
         except BadRow as error:
-            candidates = _whole_file(name, data, str(error))
-    elif kind == "stripe_csv":
-        source = stripe.SOURCE
-        header, records = iter_csv(text, name)
-        try:
-            columns = stripe.CsvColumns.from_header(header)
-            candidates = [_candidate(record, lambda row: stripe.to_request(stripe.from_csv_row(row, columns)))
-                          for record in records]
-        except BadRow as error:
-            candidates = _whole_file(name, data, str(error))
-    else:
-        source = stripe.SOURCE
-        records = iter_json(text, name) if kind == "stripe_json" else iter_jsonl(text, name)
-        candidates = [_candidate(record, stripe.request_from_object) for record in records]
-    report = ImportReport(source, name, kind, run_id)
-    return book_candidates(warehouse, source, candidates, report, tax=tax, rules=rules, now=now)
+            return source, kind, _whole_file(name, data, str(error))
+    records = iter_json(text, name) if kind == "stripe_json" else iter_jsonl(text, name)
+    return stripe.SOURCE, kind, [_candidate(record, stripe.request_from_object) for record in records]
+
+
+def _stripe_csv_row(columns: "stripe.CsvColumns") -> Any:
+    """A row converter bound to one export's columns (their names vary between exports)."""
+    return lambda row: stripe.to_request(stripe.from_csv_row(row, columns))
+
+
+def object_candidate(origin: str, obj: Mapping[str, Any]) -> Candidate:
+    """A Stripe balance_transaction object as one import record."""
+    raw = json.dumps(obj, ensure_ascii=False, default=str)
+    return _candidate(RawRecord(origin, 0, raw, obj), stripe.request_from_object)
 
 
 def import_file(warehouse: Warehouse, path: str | Path, *, run_id: str | None = None,
@@ -96,10 +102,7 @@ def import_objects(warehouse: Warehouse, objects: Iterable[Mapping[str, Any]], *
                    run_id: str | None = None, tax: TaxCalculator | None = None, rules: FraudRules | None = None,
                    now: datetime | None = None) -> ImportReport:
     """Book Stripe balance_transaction objects already in memory (the simulator, an API page)."""
-    candidates = []
-    for index, obj in enumerate(objects):
-        raw = json.dumps(obj, ensure_ascii=False, default=str)
-        candidates.append(_candidate(RawRecord(f"{origin}#{index}", index, raw, obj), stripe.request_from_object))
+    candidates = [object_candidate(f"{origin}#{index}", obj) for index, obj in enumerate(objects)]
     report = ImportReport(stripe.SOURCE, origin, "stripe_objects", run_id)
     return book_candidates(warehouse, stripe.SOURCE, candidates, report, tax=tax, rules=rules, now=now)
 
@@ -110,9 +113,9 @@ def import_stripe_api(warehouse: Warehouse, api_key: str | None = None, transpor
                       now: datetime | None = None, url: str = stripe.API_URL) -> ImportReport:
     """Page through the balance transactions the key can see and book them like a file.
 
-    The key comes from the argument or STRIPE_API_KEY. If the API becomes unreachable mid-way, the
-    pages already read are still booked and StripeAPIError (with .report) is raised."""
-    api_key = api_key or os.environ.get("STRIPE_API_KEY")
+    The caller passes the key (the assets from their resource, the CLI from STRIPE_API_KEY). If the
+    API becomes unreachable mid-way, the pages already read are still booked and StripeAPIError
+    (with .report) is raised."""
     if not api_key:
         raise stripe.StripeAPIError("no Stripe API key: set STRIPE_API_KEY (a restricted key with read access "
                                     "to balance transactions is enough) or pass api_key")
