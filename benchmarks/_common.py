@@ -264,7 +264,7 @@ def hn_hits(n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_shar
 def raw_frames(hits: list[dict], source: str = "hackernews", page_size: int = 1000,
                fetched_at: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`raw.responses` and `raw.records` rows for the hits, `page_size` hits per response (Algolia's
-    hitsPerPage maximum), as core.discovery writes them."""
+    hitsPerPage maximum), as core.discovery.fetch writes them."""
     fetched_at = fetched_at or datetime(2026, 11, 26, tzinfo=UTC)
     pages = (len(hits) + page_size - 1) // page_size
     response_ids = [str(uuid.UUID(int=p + 1)) for p in range(pages)]

@@ -10,10 +10,10 @@ Target (the ledger issue): the dbt marts within 2x of the hand-written query.
   balanced transactions (charges with their Stripe fee, ad spend, refunds, hosting, currency
   exchanges; about 2.6 postings each) in USD, EUR, GBP, JPY and CHF over `--experiments`
   experiments, appended in time order between 2026-09-01 and 2026-11-27 (the bundled ECB rates).
-  The rates (core.fx.bundled_rates) and a few budgets are written by the product code
+  The rates (core.ledger.fx.bundled_rates) and a few budgets are written by the product code
   (store_rates, set_budget). Generation is set-up and not timed.
 - `dbt build` is the real CLI (`--profiles-dir dbt_project`, environment from
-  core.dbt_env.dbt_env_for): seed, every model and every test, on a fresh warehouse, so the
+  core.platform.dbt_env.dbt_env_for): seed, every model and every test, on a fresh warehouse, so the
   incremental models do their first, full build. Its target and log paths are a temporary
   directory, so the project's own target/ (the manifest Dagster loads) is left alone. A `dbt
   parse` into that directory comes first (set-up, printed, not timed): a deployment parses once

@@ -83,7 +83,7 @@ def baseline_in_child(path: str, table: str) -> tuple[int, float]:
 
 def pipeline(warehouse: Warehouse, timings: Timings, near_dups: bool) -> dict:
     """The product path, stage by stage, exactly as the opportunities assets run it
-    (core.opportunities.ingest/store, then the features and scoring assets' bodies)."""
+    (core.discovery.opportunities.ingest/store, then the features and scoring assets' bodies)."""
     source = HackerNews(env={})
     with timings.stage("read pending raw records", 0):
         responses = pending_responses(warehouse)

@@ -1,6 +1,6 @@
 """Features per opportunity, vectorized over the whole table: type, capability match, revenue
 signals parsed from text, engagement and its velocity, age. Plain pandas, plus
-core.text_patterns for the keyword and amount patterns (the same `re` results, from Arrow
+core.discovery.text_patterns for the keyword and amount patterns (the same `re` results, from Arrow
 kernels over all texts at once)."""
 
 import re

@@ -1,4 +1,4 @@
-"""Budgets as configuration: a YAML file of limits, applied through core.budgets.set_budget so
+"""Budgets as configuration: a YAML file of limits, applied through core.ledger.budgets.set_budget so
 every creation and change is versioned and audited like one made by hand."""
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Fraud review: the people-facing side of the holds the imports create (core.fraud, kind fraud_review).
+"""Fraud review: the people-facing side of the holds the imports create (core.ledger.fraud, kind fraud_review).
 
     list_holds(warehouse)                   what waits for review (and, on request, what was decided)
     release(warehouse, hold_id, by, note)   book the held transaction exactly as proposed (post_hold)

@@ -1,6 +1,6 @@
 """A seeded stand-in for Stripe until the market simulator arrives: one day of balance transactions
 in the API's object shape, deterministic for (seed, day), so the demo books them through the same
-path as real ones (core.imports.import_objects).
+path as real ones (core.ledger.imports.import_objects).
 
 Per day: charges for a handful of experiments (each settles in one currency: most in USD, one in
 EUR, one in GBP), Stripe's fees (2.9% + 30 minor units, rounded half up), a few refunds of earlier

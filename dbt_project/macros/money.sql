@@ -65,7 +65,7 @@
 {%- endmacro %}
 
 {#- The account class from the root of a colon account id (assets:cash:stripe:usd -> asset), as
-    core/ledger/entries.py's account_type. Unknown roots pass through so that accepted_values names them. -#}
+    core/ledger/validation.py's account_type. Unknown roots pass through so that accepted_values names them. -#}
 {% macro account_type(account_id) -%}
     case split_part({{ account_id }}, ':', 1)
         when 'assets' then 'asset'

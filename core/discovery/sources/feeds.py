@@ -5,7 +5,7 @@ Config: core/discovery/config/feeds.yaml (or the file named by VENTURELOOP_FEEDS
 
     feeds:
       <key>:                 # lower snake case; the source is named feed_<key>
-        family: indie_hackers  # one of core.sources.base.FAMILIES
+        family: indie_hackers  # one of core.discovery.sources.base.FAMILIES
         url: https://...       # absolute http(s)
         max_items: 50          # optional: entries kept per fetch (default 50)
         enabled: true          # optional: false keeps the entry but skips the feed

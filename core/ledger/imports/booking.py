@@ -1,14 +1,14 @@
 """From parsed records to the ledger: validate, deduplicate, review, hold or book, quarantine.
 
 One pass per import, in this order:
-1. every record is prepared (core.ledger.prepare validates it and applies the tax hook); a record
+1. every record is prepared (core.ledger.validation.prepare validates it and applies the tax hook); a record
    that cannot be is quarantined with its reason, origin and raw text;
 2. records are grouped by idempotency key: a repeat with the same content is a duplicate, a repeat
    with other content is a quarantined conflict naming the differing field and the first line;
 3. keys already booked (ledger.transactions) or already held (ledger.holds, whatever the decision)
    are duplicates, or conflicts when their content differs: a rejected hold is never re-booked by
    re-importing its file;
-4. the fraud rules (core.fraud) look at the new revenue against the booked history; what they flag
+4. the fraud rules (core.ledger.fraud) look at the new revenue against the booked history; what they flag
    becomes a hold of kind fraud_review, the rest is booked in bulk through core.ledger.book_prepared.
 Nothing is dropped: every record ends as booked, duplicate, held or quarantined, with a message.
 """

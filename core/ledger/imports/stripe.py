@@ -301,7 +301,7 @@ def fetch_records(api_key: str, transport: httpx.BaseTransport | None = None, *,
                   client: SourceClient | None = None) -> Iterator[RawRecord]:
     """Every balance transaction the key can see, newest first, one page of `limit` at a time
     (starting_after / has_more). A page that is not a list object yields one broken record and ends
-    the listing; an unreachable API raises core.http.SourceHTTPError."""
+    the listing; an unreachable API raises core.platform.http.SourceHTTPError."""
     if not 1 <= limit <= 100:
         raise ValueError(f"limit {limit} is outside Stripe's 1..100")
     # Stripe allows 100 read requests a second in live mode; stay far below it.
