@@ -1,4 +1,4 @@
-"""Shared fixtures: a temporary warehouse on each backend.
+"""Shared fixtures: a temporary warehouse on each backend, and the Hypothesis profiles.
 
 PostgreSQL tests create a fresh database per test on the real server and drop it after.
 Under CI=true they are required; on a laptop without a server they skip with a hint."""
@@ -7,11 +7,37 @@ import os
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE (`ci` unless it says otherwise, so a plain
+# `pytest` explores what CI explores). A property test does not hard-code max_examples: it omits
+# it, or scales the profile's budget, `@settings(max_examples=10 * settings().max_examples)` for a
+# cheap check, `settings().max_examples // 3` for one that writes a database per example.
+# `ci` (make test) is derandomized: the same examples on every run and machine, so a CI failure
+# fails again under `make test`, and it prints the @reproduce_failure blob of what it found.
+# `thorough` (make test-thorough) is random, twenty times the examples, and keeps the local
+# example database (.hypothesis/) so that what it finds is replayed first on the next run.
+settings.register_profile("ci", settings.get_profile("ci"), max_examples=50)
+settings.register_profile("thorough", settings.get_profile("default"), max_examples=1000, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or "ci"
+try:
+    settings.load_profile(HYPOTHESIS_PROFILE)
+except InvalidArgument:
+    raise pytest.UsageError(f"HYPOTHESIS_PROFILE={HYPOTHESIS_PROFILE!r} is not a Hypothesis profile here: use ci "
+                            "(make test) or thorough (make test-thorough)") from None
+
+
+def pytest_report_header() -> str:
+    active = settings()
+    return (f"hypothesis profile: {settings.get_current_profile_name()} (max_examples={active.max_examples}, "
+            f"derandomize={active.derandomize})")
 
 
 def _postgres_available() -> str | None:

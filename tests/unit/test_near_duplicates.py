@@ -17,7 +17,7 @@ from core.discovery.near_duplicates import (NUM_PERM, SEED, amounts, band_keys, 
                                    signatures)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.sets(st.text(max_size=12), max_size=20), max_size=30))
 def test_signatures_equal_datasketch(token_sets):
     expected = [m.hashvalues.astype(np.uint32) for m in
