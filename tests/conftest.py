@@ -1,7 +1,10 @@
-"""Shared fixtures: a temporary warehouse on each backend, and the Hypothesis profiles.
+"""Shared fixtures: a temporary warehouse on each backend, state built once per run, and the
+Hypothesis profiles.
 
 PostgreSQL tests create a fresh database per test on the real server and drop it after.
-Under CI=true they are required; on a laptop without a server they skip with a hint."""
+Under CI=true they are required; on a laptop without a server they skip with a hint.
+What takes seconds to build (the demo's home, a materialized graph) is built once per test run
+by `build_once` / `postgres_template` and copied by each test that needs it."""
 
 import os
 import shutil
