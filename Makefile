@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # so `make demo`, `make dev` and the Dagster CLI agree on one instance and warehouse.
 VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
 
-.PHONY: env demo test dev lock bench clean
+.PHONY: env demo test test-thorough dev lock bench clean
 
 # uv installs the locked set exactly (--frozen: never re-resolve); it lives in its own tool venv
 # so that syncing the project environment cannot uninstall it.
@@ -25,9 +25,16 @@ demo: env
 	$(BIN)/ventureloop demo
 
 # Two workers: the suite waits on dbt, PostgreSQL and subprocesses more than on one core.
+# Hypothesis runs its `ci` profile (tests/conftest.py) unless HYPOTHESIS_PROFILE names another.
 PYTEST_WORKERS ?= 2
 test: env
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The same suite with the `thorough` Hypothesis profile (tests/conftest.py): twenty times the
+# examples of `make test`, random rather than derandomized. Run it before a release or after
+# touching a fast path; narrow it with PYTEST_ARGS, e.g. PYTEST_ARGS=tests/unit.
+test-thorough: env
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 dev: env
 	$(BIN)/ventureloop dev

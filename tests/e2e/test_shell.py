@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,8 +29,24 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess
     return done
 
 
-def test_demo_prints_every_family_and_the_top_ten(tmp_path):
-    out = _run([str(BIN / "ventureloop"), "demo"], _env(tmp_path)).stdout
+@pytest.fixture(scope="session")
+def demo(build_once) -> Path:
+    """`ventureloop demo` run once per test run (about 30 s), not once per test: its directory holds the
+    home it filled (home/) and what it printed (stdout.txt). Tests copy the home (`_demoed`)."""
+    def run_demo(directory: Path) -> None:
+        (directory / "stdout.txt").write_text(_run([str(BIN / "ventureloop"), "demo"], _env(directory)).stdout)
+
+    return build_once("demo", run_demo)
+
+
+def _demoed(demo: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment of a home just like the one the demo left, for this test alone to change."""
+    shutil.copytree(demo / "home", tmp_path / "home")
+    return _env(tmp_path)
+
+
+def test_demo_prints_every_family_and_the_top_ten(demo):
+    out = (demo / "stdout.txt").read_text()
     for family in ("web_search", "api_marketplaces", "freelance", "affiliate", "product_hunt", "reddit",
                    "twitter", "github_trending", "hacker_news", "indie_hackers"):
         assert family in out
@@ -37,8 +54,8 @@ def test_demo_prints_every_family_and_the_top_ten(tmp_path):
     top = out.split("Top 10 opportunities", 1)[1]
     assert len([line for line in top.splitlines() if line.strip()[:2].strip().isdigit()]) == 10
     # The run is in the persistent instance the UI reads.
-    assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
-    assert (tmp_path / "home" / "warehouse.duckdb").exists()
+    assert (demo / "home" / "dagster" / "dagster.yaml").exists()
+    assert (demo / "home" / "warehouse.duckdb").exists()
 
 
 def test_dagster_cli_validates_and_materializes_everything(tmp_path):
@@ -50,9 +67,8 @@ def test_dagster_cli_validates_and_materializes_everything(tmp_path):
     assert "RUN_SUCCESS" in done.stderr + done.stdout
 
 
-def test_quarantine_commands_list_and_replay(tmp_path):
-    env = _env(tmp_path)
-    _run([str(BIN / "ventureloop"), "demo"], env)
+def test_quarantine_commands_list_and_replay(demo, tmp_path):
+    env = _demoed(demo, tmp_path)
     listed = _run([str(BIN / "ventureloop"), "quarantine", "list"], env).stdout
     assert "pending" in listed and "normalize" in listed
     replayed = _run([str(BIN / "ventureloop"), "quarantine", "replay"], env).stdout

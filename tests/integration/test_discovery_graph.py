@@ -1,5 +1,7 @@
 """The discovery graph materialized for real, on DuckDB and on PostgreSQL, from the snapshots."""
 
+import shutil
+
 import dagster as dg
 import pytest
 
@@ -9,6 +11,7 @@ from assets.discovery.opportunities import opportunities, opportunity_features, 
 from assets.discovery.raw import SOURCES, raw_assets
 from assets.resources import DiscoveryResource, WarehouseResource
 from core.discovery.sources.base import FAMILIES
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 GRAPH = [*raw_assets, opportunities, opportunity_features, scored_opportunities,
@@ -18,6 +21,25 @@ GRAPH = [*raw_assets, opportunities, opportunity_features, scored_opportunities,
 def _materialize(url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(GRAPH, resources={"warehouse": WarehouseResource(url=url),
                                             "discovery": DiscoveryResource(mode="snapshot")})
+
+
+def _materialize_into_new(url: str) -> None:
+    ensure_schema(Warehouse(url))  # as the warehouse fixture does
+    result = _materialize(url)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def materialized_warehouse(request, tmp_path, build_once) -> Warehouse:
+    """A new warehouse holding one materialization of the graph: a copy of a template materialized once
+    per test run and backend (a materialization takes seconds, a copy milliseconds). A test of what the
+    first materialization does takes the empty `warehouse` instead."""
+    if request.param == "duckdb":
+        template = build_once("discovery-duckdb", lambda d: _materialize_into_new(f"duckdb:///{d}/warehouse.duckdb"))
+        shutil.copytree(template, tmp_path / "materialized")
+        return Warehouse(f"duckdb:///{tmp_path}/materialized/warehouse.duckdb")
+    template = request.getfixturevalue("postgres_template")("discovery", _materialize_into_new)
+    return Warehouse(request.getfixturevalue("postgres_database")(template))
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -107,8 +129,8 @@ def test_live_mode_without_credentials_skips_with_a_message(warehouse: Warehouse
 
 
 @pytest.mark.parametrize("weights", [{"revenue_weight": 0.9}])
-def test_scoring_config_is_validated(warehouse: Warehouse, weights):
-    _materialize(warehouse.url)
+def test_scoring_config_is_validated(materialized_warehouse: Warehouse, weights):
+    warehouse = materialized_warehouse
     with pytest.raises(Exception, match="sum to 1"):
         dg.materialize([scored_opportunities], resources={"warehouse": WarehouseResource(url=warehouse.url),
                                                           "discovery": DiscoveryResource()},
@@ -116,14 +138,14 @@ def test_scoring_config_is_validated(warehouse: Warehouse, weights):
                        selection=[scored_opportunities])
 
 
-def test_replay_across_several_sources_ingests_and_marks_rows(warehouse: Warehouse):
+def test_replay_across_several_sources_ingests_and_marks_rows(materialized_warehouse: Warehouse):
     from datetime import UTC, datetime
 
     import pandas as pd
 
     from core.discovery.replay import replay
 
-    assert _materialize(warehouse.url).success
+    warehouse = materialized_warehouse
     # Quarantine rows for good raw records of two sources, as a connector bug would have left them.
     # Only records that normalized: the snapshots also hold deliberately bad ones, which would stay failing.
     records = warehouse.query("SELECT r.record_id, r.source, r.payload FROM raw.records r "

@@ -57,7 +57,7 @@ def _is_web_url_parsed(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "." in (parts.hostname or "")
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=10 * settings().max_examples, deadline=None)
 @given(URLS)
 @example("https://www.InvoiceBolt.io//pricing/?utm_source=hn&b=2&a=1&a-=0&c=&d#top")
 @example("https://news.ycombinator.com/item?id=46518419")

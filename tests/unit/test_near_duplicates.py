@@ -79,7 +79,7 @@ def test_the_rules_import_neither_numpy_nor_the_warehouse():
     assert "'numpy'" not in loaded and "core.platform.warehouse" not in loaded
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.sets(st.text(max_size=12), max_size=20), max_size=30))
 def test_signatures_equal_datasketch(token_sets):
     expected = [m.hashvalues.astype(np.uint32) for m in

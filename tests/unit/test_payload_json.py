@@ -39,13 +39,13 @@ def _same_as_json(text):
     assert _outcome(payload_json, text) == _outcome(json.loads, text)
 
 
-@settings(max_examples=500)
+@settings(max_examples=5 * settings().max_examples)
 @given(_values, st.booleans())
 def test_serialized_values_parse_as_json_parses_them(value, ensure_ascii):
     _same_as_json(json.dumps(value, ensure_ascii=ensure_ascii))
 
 
-@settings(max_examples=500)
+@settings(max_examples=5 * settings().max_examples)
 @given(_values, st.integers(min_value=0, max_value=200), st.text(max_size=3))
 def test_damaged_texts_fail_or_parse_as_json_does(value, position, junk):
     text = json.dumps(value)

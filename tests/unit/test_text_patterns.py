@@ -40,7 +40,7 @@ def test_every_feature_keyword_pattern_is_answered_by_word_runs():
     assert not any(KeywordPatterns.accepts(p) for p in OTHER_PATTERNS)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=6 * settings().max_examples, deadline=None)
 @given(BATCHES)
 @example(["budget: $500"])  # "budget:" needs a word right after the colon (\b after a non-word character)
 @example(["budget:500", "budget:", "x[for hire]y", "[for hire]"])
@@ -55,7 +55,7 @@ def test_keyword_patterns_match_re_search(texts):
         assert found[name].tolist() == [bool(re.search(pattern, t)) for t in texts], name
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=4 * settings().max_examples, deadline=None)
 @given(BATCHES)
 @example(["making $1.2k mrr", "arr of $120k", "budget $500 – $1,000"])
 @example(["from $29/month", "from\x1c$29/month", "from\u2009$29/month", "$٣k mrr", "$3\u2009k mrr"])

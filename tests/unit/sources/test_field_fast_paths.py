@@ -35,7 +35,7 @@ def _outcome(function, value):
         return type(error).__name__, str(error)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=10 * settings().max_examples)
 @given(st.text(alphabet="ab <>/pPbrdivl&amp;;#x27\n\t\r\x0b\u2028\x85é", max_size=40))
 @example("")
 @example("   ")
@@ -53,7 +53,7 @@ URLS = st.builds(lambda scheme, host, rest: f"{scheme}{host}{rest}",
                  st.text(alphabet="aZ09.-_~/?#&=:@%+[] ;\t\né–", max_size=30))
 
 
-@settings(max_examples=1000)
+@settings(max_examples=10 * settings().max_examples)
 @given(URLS)
 @example("https://example.com/a?b=c#d")
 @example("https://")
