@@ -5,14 +5,20 @@ SQL), the trial-balance test is shown to fail on an unbalanced ledger, an increm
 shown to equal a full refresh, and Dagster is shown to report the dbt tests as asset checks.
 Ledger rows are written directly, as core/ledger/booking.py writes them, so that every case (unbalanced,
 late, stale) can be made.
+
+Each `dbt build` costs seconds, most of them dbt's start-up and parse: the small ledger that several
+tests start from is written and built once per session per backend, and each test gets a copy.
 """
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
@@ -21,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -91,18 +98,25 @@ class Ledger:
             })
         return transaction_id
 
-    def write(self, warehouse: Warehouse) -> None:
-        """Append what was added since the last write."""
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
         accounts = [{"account_id": a, "account_type": account_type(a), "opened_at": opened}
                     for a, opened in self.accounts.items()]
-        for table, rows in (("accounts", accounts), ("transactions", self.transactions),
-                            ("postings", self.postings), ("fx_rates", self.fx_rates), ("budgets", self.budgets),
-                            ("budget_limits", self.budget_limits)):
+        return {"accounts": accounts, "transactions": self.transactions, "postings": self.postings,
+                "fx_rates": self.fx_rates, "budgets": self.budgets, "budget_limits": self.budget_limits}
+
+    def write(self, warehouse: Warehouse) -> None:
+        """Append what was added since the last write."""
+        for table, rows in self.tables().items():
             new = rows[self.written[table]:]
             if new:
                 frame = pd.DataFrame(new)
                 warehouse.append(f"ledger.{table}", frame.drop(columns=[c for c in frame if c.startswith("_")]))
             self.written[table] = len(rows)
+
+    def already_written(self) -> "Ledger":
+        """Count every row so far as written: they are in a warehouse copied from one that has them."""
+        self.written.update({table: len(rows) for table, rows in self.tables().items()})
+        return self
 
 
 # -- the marts, computed independently ------------------------------------------------------------
@@ -402,12 +416,80 @@ def small_ledger() -> Ledger:
     return ledger
 
 
-def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(warehouse: Warehouse, tmp_path: Path):
-    ledger = small_ledger()
-    ledger.write(warehouse)
-    first = build(warehouse, tmp_path / "target", as_of=at(1))
+# -- the small ledger, built once per session and copied per test ---------------------------------
+
+SMALL_AS_OF = at(1)  # Tuesday: the daily budget's current window has spend, and is over its limit
+
+
+@dataclass(frozen=True)
+class BuiltLedger:
+    """A warehouse holding small_ledger() and its first `dbt build` (as of SMALL_AS_OF)."""
+
+    warehouse: Warehouse
+    ledger: Ledger
+    first_build: DbtRun
+
+
+def _build_small_ledger(url: str, target_path: Path) -> DbtRun:
+    warehouse = Warehouse(url)
+    ensure_schema(warehouse)
+    small_ledger().write(warehouse)
+    return build(warehouse, target_path, as_of=SMALL_AS_OF)
+
+
+@pytest.fixture(scope="session")
+def small_duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, DbtRun]:
+    root = tmp_path_factory.mktemp("small-ledger")
+    url = f"duckdb:///{root}/warehouse.duckdb"
+    return url, _build_small_ledger(url, root / "target")
+
+
+@pytest.fixture(scope="session")
+def small_postgres_template(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+                            ) -> Iterator[tuple[str, DbtRun]]:
+    import psycopg
+
+    name = f"vl_template_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        yield url, _build_small_ledger(url, tmp_path_factory.mktemp("small-ledger") / "target")
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def built_small_ledger(request: pytest.FixtureRequest, warehouse_url: str) -> BuiltLedger:
+    """The test's own warehouse (tests/conftest.py), made a copy of the session's built small ledger:
+    what each test did first, writing small_ledger() and building it, is done once per session
+    (a DuckDB file copy; a PostgreSQL database created from the template database)."""
+    warehouse = Warehouse(warehouse_url)
+    if warehouse.backend == "duckdb":
+        url, run = request.getfixturevalue("small_duckdb_template")
+        for suffix in ("", ".wal"):
+            source = Path(Warehouse(url).duckdb_path + suffix)
+            if source.exists():
+                shutil.copy(source, warehouse.duckdb_path + suffix)
+    else:
+        import psycopg
+
+        url, run = request.getfixturevalue("small_postgres_template")
+        admin = request.getfixturevalue("postgres_admin_url")
+        name, template = warehouse_url.rsplit("/", 1)[1], url.rsplit("/", 1)[1]
+        with psycopg.connect(admin, autocommit=True) as conn:  # tests/conftest.py drops it after the test
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return BuiltLedger(warehouse, small_ledger().already_written(), run)
+
+
+def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(built_small_ledger: BuiltLedger,
+                                                                               tmp_path: Path):
+    warehouse, ledger, first = built_small_ledger.warehouse, built_small_ledger.ledger, built_small_ledger.first_build
+    assert first.returncode == 0
     assert first.status("trial_balance_nets_to_zero") == "pass"
-    assert_marts_equal(warehouse, ledger, "USD", at(1))
+    assert_marts_equal(warehouse, ledger, "USD", SMALL_AS_OF)
     half = warehouse.query("SELECT amount_minor, amount_reporting_minor FROM analytics.fct_postings "
                            "WHERE transaction_id = 'tx-0004' ORDER BY amount_minor")
     assert half.astype(int).values.tolist() == [[-15_000, -16_210], [15_000, 16_210]]
@@ -442,11 +524,10 @@ def test_a_posting_without_a_recent_rate_fails_the_build_rather_than_use_a_stale
         assert run.status(native) == "success"
 
 
-def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(warehouse: Warehouse, tmp_path: Path):
+def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(built_small_ledger: BuiltLedger,
+                                                                        tmp_path: Path):
     target = tmp_path / "target"
-    ledger = small_ledger()
-    ledger.write(warehouse)
-    build(warehouse, target, as_of=at(5))
+    warehouse, ledger = built_small_ledger.warehouse, built_small_ledger.ledger  # built once, as of at(1)
     friday_sale = "SELECT fx_rate_date FROM analytics.fct_postings WHERE posting_id = 'tx-0002-0'"
     assert _plain(warehouse.scalar(friday_sale)) == pd.Timestamp(at(3).date())  # Friday's rate is not out yet
 
