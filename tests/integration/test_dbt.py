@@ -624,6 +624,22 @@ def test_every_mart_equals_an_independent_computation(warehouse: Warehouse, tmp_
     assert_marts_equal(warehouse, ledger, reporting, as_of)
 
 
+# -- through Dagster ------------------------------------------------------------------------------
+
+
+def marts_resources(url: str) -> dict[str, Any]:
+    from assets.resources import DbtResource, WarehouseResource
+
+    warehouse = WarehouseResource(url=url)
+    return {"warehouse": warehouse, "dbt": DbtResource(warehouse=warehouse)}
+
+
+def mart(name: str) -> "dg.AssetKey":
+    import dagster as dg
+
+    return dg.AssetKey(["marts", name])
+
+
 def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duckdb_url: str, tmp_path: Path,
                                                                             monkeypatch):
     import tempfile
@@ -631,13 +647,12 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     import dagster as dg
 
     from assets.ledger_marts.dbt import ledger_dbt_assets
-    from assets.resources import WarehouseResource
 
     warehouse = Warehouse(duckdb_url)
     ensure_schema(warehouse)
     ledger = small_ledger()
     ledger.write(warehouse)
-    resources = {"warehouse": WarehouseResource(url=duckdb_url)}
+    resources = marts_resources(duckdb_url)
     # Each dbt invocation's target directory (run_results, compiled SQL, dbt.log) must go when the
     # step ends, passed or failed: dagster-dbt's default leaves dbt_project/target/<id>/ per run.
     scratch = tmp_path / "scratch"
@@ -648,13 +663,15 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     result = dg.materialize([ledger_dbt_assets], resources=resources)
     assert result.success
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
-    assert {dg.AssetKey(name) for name in ("revenue_summary", "trial_balance", "daily_cash_flow",
-                                            "budget_utilization", "stg_postings", "fct_postings")} <= materialized
+    assert {mart("revenue_summary"), mart("trial_balance"), mart("daily_cash_flow"), mart("budget_utilization"),
+            dg.AssetKey(["staging", "stg_postings"]), mart("fct_postings"),
+            dg.AssetKey(["seeds", "currencies"])} <= materialized
+    assert materialized == set(ledger_dbt_assets.keys)
     checks = {(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}
     assert len(checks) == len(ledger_dbt_assets.check_keys)
-    assert checks[(dg.AssetKey("trial_balance"), "trial_balance_nets_to_zero")].passed
-    assert checks[(dg.AssetKey("stg_postings"), "stg_postings_currency_is_known")].passed
-    assert checks[(dg.AssetKey("stg_postings"), "transactions_balance_per_currency")].passed
+    assert checks[(mart("trial_balance"), "trial_balance_nets_to_zero")].passed
+    assert checks[(dg.AssetKey(["staging", "stg_postings"]), "stg_postings_currency_is_known")].passed
+    assert checks[(dg.AssetKey(["staging", "stg_postings"]), "transactions_balance_per_currency")].passed
     summary = warehouse.query("SELECT * FROM analytics.revenue_summary WHERE experiment_id = 'exp-a'")
     assert summary[["total_revenue_cents", "total_cost_cents"]].astype(int).values.tolist() == [[10_000, 2_702]]
 
@@ -664,8 +681,51 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     failed = dg.materialize([ledger_dbt_assets], resources=resources, raise_on_error=False)
     assert not failed.success
     checks = {(c.asset_key, c.check_name): c for c in failed.get_asset_check_evaluations()}
-    assert not checks[(dg.AssetKey("trial_balance"), "trial_balance_nets_to_zero")].passed
+    assert not checks[(mart("trial_balance"), "trial_balance_nets_to_zero")].passed
 
     assert not list(scratch.glob("ventureloop-dbt-*")), "a dbt run's target directory was left behind"
     assert {p.name for p in (DBT_PROJECT / "target").iterdir() if p.is_dir()} <= target_dirs, \
         "dagster-dbt left a folder in dbt_project/target"
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the selection is dagster-dbt's, not the backend's
+def test_materializing_one_mart_runs_only_that_mart_and_its_tests(built_small_ledger: BuiltLedger):
+    """What the UI's "Materialize selected" and `dagster asset materialize --select` do: a subset of
+    the dbt multi-asset, which dagster-dbt turns into `dbt build --select` of just those nodes."""
+    import dagster as dg
+
+    from assets.ledger_marts.dbt import ledger_dbt_assets
+
+    warehouse = built_small_ledger.warehouse
+    # Marker rows: one in the mart above revenue_summary, which a rebuild of revenue_summary must
+    # carry over and a rebuild of experiment_pnl would remove, and one in an unrelated mart.
+    warehouse.execute("INSERT INTO analytics.experiment_pnl (experiment_id, revenue_minor, cost_minor, profit_minor, "
+                      "transaction_count) VALUES ('marker', 7, 0, 7, 1)")
+    warehouse.execute("INSERT INTO analytics.trial_balance (currency) VALUES ('XXX')")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([ledger_dbt_assets], selection=[mart("revenue_summary")],
+                                resources=marts_resources(warehouse.url), instance=instance)
+        logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert result.success
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {mart("revenue_summary")}
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {key.name: True for key in ledger_dbt_assets.check_keys if key.asset_key == mart("revenue_summary")}
+    # dbt ran that one model and its six tests (the step's run_results summary line), nothing else.
+    summaries = [line for line in logs if line.startswith("dbt build: ")]
+    assert len(summaries) == 1 and summaries[0].endswith(" s, 6 pass, 1 success"), summaries
+    rebuilt = warehouse.query("SELECT experiment_id, total_revenue_cents FROM analytics.revenue_summary")
+    assert dict(rebuilt.itertuples(index=False))["marker"] == 7  # read from experiment_pnl as it was
+    assert dict(rebuilt.itertuples(index=False))["exp-a"] == 10_000
+    assert warehouse.scalar("SELECT count(*) FROM analytics.experiment_pnl WHERE experiment_id = 'marker'") == 1
+    assert warehouse.scalar("SELECT count(*) FROM analytics.trial_balance WHERE currency = 'XXX'") == 1
+
+
+def test_a_dbt_target_that_disagrees_with_the_warehouse_is_a_clear_failure(duckdb_url: str):
+    import dagster as dg
+
+    from assets.resources import DbtResource, WarehouseResource
+
+    dbt = DbtResource(warehouse=WarehouseResource(url=duckdb_url), target="postgres")
+    with pytest.raises(dg.Failure, match="DBT_TARGET=postgres but the warehouse is duckdb.*unset DBT_TARGET"):
+        dbt.dbt_target()
+    assert DbtResource(warehouse=WarehouseResource(url=duckdb_url), target="duckdb").dbt_target() == "duckdb"
