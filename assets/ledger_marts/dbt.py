@@ -9,7 +9,9 @@ UI shows one graph across the two locations.
 
 The multi-asset can be subset: materializing one mart (from the UI, or `dagster asset
 materialize --select marts/revenue_summary -m orchestration.marts_definitions`) runs `dbt build`
-on that model and its tests only.
+on that model and its tests only. Every model and seed is eager: when a ledger writer in the
+other location materializes, the automation sensor of this location (assets/ledger_marts/__init__.py)
+requests what lies below it, once, in one run.
 """
 
 from collections.abc import Iterator, Mapping
@@ -42,6 +44,11 @@ class LedgerDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
         return GROUP
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        # eager: requested when a dependency (a ledger writer, or a model that is itself being
+        # requested) updates, never while one is missing or running, and once per update.
+        return None if dbt_resource_props["resource_type"] == "source" else dg.AutomationCondition.eager()
 
 
 # Three sources (accounts, transactions, postings) are all written by `ledger_entries`.
