@@ -17,9 +17,17 @@ $(BIN)/dagster: pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) .tools/bin/uv sync --frozen --python $(PYTHON) --quiet
 	@touch $@
 
-# The dbt manifest the code location reads; parsed here once so no two processes race to parse it.
-env: $(BIN)/dagster
-	@$(BIN)/python -c "import assets.ledger_marts" || (echo "dbt parse failed: run 'cd dbt_project && ../$(BIN)/dbt parse --profiles-dir .'" && exit 1)
+# The dbt manifest the marts code location reads (assets/ledger_marts/project.py), prepared by
+# dagster-dbt's preparer (`dbt parse`) whenever a file of the project is newer than it.
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_PREPARE := $(BIN)/dagster-dbt project prepare-and-package --file assets/ledger_marts/project.py
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -path dbt_project/logs -prune -o -type f -print)
+
+$(DBT_MANIFEST): $(BIN)/dagster $(DBT_SOURCES)
+	@$(DBT_PREPARE) || (echo "dbt parse failed (its errors are above); after fixing them, run: $(DBT_PREPARE)" && exit 1)
+	@touch $@
+
+env: $(DBT_MANIFEST)
 
 demo: env
 	$(BIN)/ventureloop demo

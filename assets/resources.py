@@ -5,13 +5,22 @@ Secrets are `dg.EnvVar`s there, so the UI's resource config shows the variable's
 value. Every setting an asset needs arrives through one of these (or its run config), never
 through os.environ inside an asset body."""
 
+import functools
+import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pydantic
 
 from core.discovery.sources.settings import SOURCE_SECRETS
-from core.platform.warehouse import Warehouse, default_warehouse_url
+from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_environment, dbt_target_for, installed_dbt
+from core.platform.warehouse import Warehouse, WarehouseError, default_warehouse_url
+
+if TYPE_CHECKING:  # dagster_dbt costs seconds to import: only the step that runs dbt imports it
+    from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 DISCOVERY_MODES = ("snapshot", "live")
 OUTCOMES_SOURCES = ("simulator", "stripe", "none")
@@ -87,6 +96,63 @@ class LedgerInputsResource(dg.ConfigurableResource):
     @property
     def inbox(self) -> Path:
         return Path(self.inbox_dir)
+
+
+class DbtResource(dg.ConfigurableResource):
+    """dbt_project/ run by dagster-dbt's `DbtCliResource`, always on the warehouse of `warehouse`.
+
+    dbt_project/profiles.yml reads its target and connection from environment variables; each
+    invocation gets them from the warehouse's URL (core/platform/dbt_env.py), so dbt never writes
+    another warehouse than the one the other assets read. `target` is DBT_TARGET when the
+    environment sets it, and must agree with the warehouse.
+
+    Each invocation's target directory (run_results.json, compiled SQL, dbt.log) is temporary
+    and removed when the step's resources are torn down, passed or failed: dagster-dbt's default,
+    a new dbt_project/target/<op>-<run>-<id>/ per invocation, is never removed. What a user needs
+    of it is in the run: dbt's log lines in the step's stdout, every model and test in its event.
+
+    This class imports dagster_dbt only when it runs dbt, so the main code location, which loads
+    this module but runs no dbt, does not pay for it."""
+
+    warehouse: WarehouseResource
+    project_dir: str = str(DBT_PROJECT_DIR)
+    target: str | None = None
+    dbt_executable: str = installed_dbt()
+    _scratch: str | None = pydantic.PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._scratch = tempfile.mkdtemp(prefix="ventureloop-dbt-")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def dbt_target(self) -> str:
+        """The profile target for the warehouse; a DBT_TARGET that disagrees fails the step."""
+        try:
+            return dbt_target_for(self.warehouse.url, self.target)
+        except WarehouseError as error:
+            raise dg.Failure(str(error)) from None
+
+    def cli(self, args: Sequence[str], *, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
+            raise_on_error: bool = True) -> "DbtCliInvocation":
+        """`DbtCliResource.cli`: inside `@dbt_assets`, pass the context, and dagster-dbt runs
+        just the selected models and tests and reports them as the assets' events."""
+        target = self.dbt_target()
+        # Outside a run (no set-up) the directory is the caller's to remove.
+        target_path = Path(tempfile.mkdtemp(prefix="invocation-", dir=self._scratch))
+        with dbt_environment(self.warehouse.url):  # dbt's process and dagster-dbt's adapter read it now
+            dbt = _dbt_cli_resource(self.project_dir, target, self.dbt_executable)
+            return dbt.cli(args, context=context, raise_on_error=raise_on_error, target_path=target_path)
+
+
+@functools.cache
+def _dbt_cli_resource(project_dir: str, target: str, executable: str) -> "DbtCliResource":
+    # One per configuration and process: each DbtCliResource runs `dbt --version` (~3 s here)
+    # the first time it invokes dbt, and keeps the answer.
+    from dagster_dbt import DbtCliResource
+
+    return DbtCliResource(project_dir=project_dir, profiles_dir=project_dir, target=target, dbt_executable=executable)
 
 
 def warehouse_pool() -> str:

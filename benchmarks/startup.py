@@ -7,8 +7,11 @@ graph under 2 minutes once the environment exists. Every multiprocess step and e
 reload re-imports the definitions, so their import cost is paid again and again.
 
 - import: each in a fresh interpreter, best of N and median, against `import dagster` (the floor:
-  a code location cannot load faster than the framework it defines things in). Both the import
-  alone (timed inside the child) and the child's whole wall time are shown.
+  a code location cannot load faster than the framework it defines things in), for both code
+  locations of workspace.yaml: `orchestration.definitions` (the target) and
+  `orchestration.marts_definitions` (the dbt marts: dagster_dbt and dbt-core, reported, no
+  target). Both the import alone (timed inside the child) and the child's whole wall time are
+  shown. The dbt manifest is prepared first (`make env` does the same), so no timed import parses.
 - demo: `ventureloop demo` (what `make demo` runs once the environment is there) with a fresh
   VENTURELOOP_HOME and DAGSTER_HOME in a temporary directory, once.
 """
@@ -38,8 +41,13 @@ def timed_import(module: str) -> tuple[float, float]:
     return float(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
 
 
+LOCATIONS = ("orchestration.definitions", "orchestration.marts_definitions")
+
+
 def imports(repeat: int) -> dict[str, list[tuple[float, float]]]:
-    results: dict[str, list[tuple[float, float]]] = {"dagster": [], "orchestration.definitions": []}
+    prepare = "from assets.ledger_marts.project import prepare_if_stale; prepare_if_stale()"
+    subprocess.run([sys.executable, "-c", prepare], cwd=REPO, check=True, capture_output=True)
+    results: dict[str, list[tuple[float, float]]] = {"dagster": [], **{module: [] for module in LOCATIONS}}
     for _ in range(repeat):  # interleaved, so that machine noise hits both alike
         for module in results:
             results[module].append(timed_import(module))
@@ -67,15 +75,17 @@ def main() -> int:
     print(f"start-up: {machine()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
     results = imports(args.repeat)
-    print(f"  {'fresh-interpreter import':28} {'best s':>8} {'median s':>9} {'best wall s':>12} {'median wall s':>14}")
+    print(f"  {'fresh-interpreter import':33} {'best s':>8} {'median s':>9} {'best wall s':>12} {'median wall s':>14}")
     for module, runs in results.items():
         inside, wall = [r[0] for r in runs], [r[1] for r in runs]
-        print(f"  {module:28} {min(inside):8.2f} {statistics.median(inside):9.2f} {min(wall):12.2f} "
+        print(f"  {module:33} {min(inside):8.2f} {statistics.median(inside):9.2f} {min(wall):12.2f} "
               f"{statistics.median(wall):14.2f}")
-    ours = min(r[0] for r in results["orchestration.definitions"])
     floor = min(r[0] for r in results["dagster"])
-    print(f"import orchestration.definitions: best {ours:.2f} s = {ours / floor:.2f}x `import dagster` "
-          f"({floor:.2f} s); target < {IMPORT_TARGET_S:.0f} s: {'met' if ours < IMPORT_TARGET_S else 'NOT met'}")
+    for module in LOCATIONS:
+        ours = min(r[0] for r in results[module])
+        verdict = "" if module != "orchestration.definitions" else \
+            f"; target < {IMPORT_TARGET_S:.0f} s: {'met' if ours < IMPORT_TARGET_S else 'NOT met'}"
+        print(f"import {module}: best {ours:.2f} s = {ours / floor:.2f}x `import dagster` ({floor:.2f} s){verdict}")
 
     if args.no_demo:
         print("demo: skipped (--no-demo)")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from assets.resources import DiscoveryResource, LedgerInputsResource, WarehouseResource
+from assets.resources import DbtResource, DiscoveryResource, LedgerInputsResource, WarehouseResource
 from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS
 from core.platform.warehouse import default_home, default_warehouse_url
 
@@ -25,8 +25,12 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
     env = os.environ if env is None else env
     # By reference when set: the URL's password then never reaches the UI's resource config.
     warehouse_url = dg.EnvVar("WAREHOUSE_URL") if env.get("WAREHOUSE_URL") else default_warehouse_url()
+    warehouse = WarehouseResource(url=warehouse_url)
     return {
-        "warehouse": WarehouseResource(url=warehouse_url),
+        "warehouse": warehouse,
+        # dbt writes the warehouse above (its profile's variables come from its URL); DBT_TARGET,
+        # if set, must agree with it.
+        "dbt": DbtResource(warehouse=warehouse, target=_text(env, "DBT_TARGET")),
         "discovery": DiscoveryResource(
             mode=env.get("DISCOVERY_MODE") or "snapshot",
             source_settings={name: env[name] for name in SOURCE_SETTINGS if env.get(name)},

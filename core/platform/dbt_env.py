@@ -4,10 +4,17 @@ dbt picks its target and connection from environment variables only, so one func
 warehouse URL every other component uses onto them: dbt then always writes the same warehouse.
 """
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from core.platform.warehouse import Warehouse, WarehouseError
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+_VENV_BIN = Path(sys.executable).parent
 
 
 def dbt_env_for(warehouse_url: str) -> dict[str, str]:
@@ -31,3 +38,41 @@ def dbt_env_for(warehouse_url: str) -> dict[str, str]:
         "PGPASSWORD": unquote(parts.password or ""),
         "PGDATABASE": unquote(parts.path.lstrip("/")) or "postgres",
     }
+
+
+def dbt_target_for(warehouse_url: str, declared: str | None = None) -> str:
+    """The profile target that writes this warehouse. `declared` is a DBT_TARGET set by hand: it
+    must agree, or dbt would write another warehouse than the one every other component reads."""
+    target = dbt_env_for(warehouse_url)["DBT_TARGET"]
+    if declared not in (None, "", target):
+        raise WarehouseError(f"DBT_TARGET={declared} but the warehouse is {Warehouse(warehouse_url).describe()} "
+                             f"(dbt target {target}): unset DBT_TARGET or make it agree with WAREHOUSE_URL")
+    return target
+
+
+def installed_dbt() -> str:
+    """The dbt installed beside this interpreter: `dagster` may run without the venv on PATH."""
+    beside = _VENV_BIN / "dbt"
+    return str(beside) if beside.exists() else "dbt"
+
+
+@contextlib.contextmanager
+def dbt_environment(warehouse_url: str) -> Iterator[dict[str, str]]:
+    """os.environ carrying the warehouse's dbt variables (and this interpreter's bin/ on PATH)
+    while a dbt process is started; yields the variables.
+
+    dagster-dbt hands dbt a copy of os.environ and offers no other way to set variables (its
+    DbtCliResource and its project preparer alike); the copy is taken when the process starts,
+    so the variables need to be set only that long."""
+    variables = dbt_env_for(warehouse_url)
+    overrides = {**variables, "PATH": os.pathsep.join([str(_VENV_BIN), os.environ.get("PATH", "")])}
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield variables
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -5,14 +5,20 @@ SQL), the trial-balance test is shown to fail on an unbalanced ledger, an increm
 shown to equal a full refresh, and Dagster is shown to report the dbt tests as asset checks.
 Ledger rows are written directly, as core/ledger/booking.py writes them, so that every case (unbalanced,
 late, stale) can be made.
+
+Each `dbt build` costs seconds, most of them dbt's start-up and parse: the small ledger that several
+tests start from is written and built once per session per backend, and each test gets a copy.
 """
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
@@ -21,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -91,18 +98,25 @@ class Ledger:
             })
         return transaction_id
 
-    def write(self, warehouse: Warehouse) -> None:
-        """Append what was added since the last write."""
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
         accounts = [{"account_id": a, "account_type": account_type(a), "opened_at": opened}
                     for a, opened in self.accounts.items()]
-        for table, rows in (("accounts", accounts), ("transactions", self.transactions),
-                            ("postings", self.postings), ("fx_rates", self.fx_rates), ("budgets", self.budgets),
-                            ("budget_limits", self.budget_limits)):
+        return {"accounts": accounts, "transactions": self.transactions, "postings": self.postings,
+                "fx_rates": self.fx_rates, "budgets": self.budgets, "budget_limits": self.budget_limits}
+
+    def write(self, warehouse: Warehouse) -> None:
+        """Append what was added since the last write."""
+        for table, rows in self.tables().items():
             new = rows[self.written[table]:]
             if new:
                 frame = pd.DataFrame(new)
                 warehouse.append(f"ledger.{table}", frame.drop(columns=[c for c in frame if c.startswith("_")]))
             self.written[table] = len(rows)
+
+    def already_written(self) -> "Ledger":
+        """Count every row so far as written: they are in a warehouse copied from one that has them."""
+        self.written.update({table: len(rows) for table, rows in self.tables().items()})
+        return self
 
 
 # -- the marts, computed independently ------------------------------------------------------------
@@ -402,12 +416,80 @@ def small_ledger() -> Ledger:
     return ledger
 
 
-def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(warehouse: Warehouse, tmp_path: Path):
-    ledger = small_ledger()
-    ledger.write(warehouse)
-    first = build(warehouse, tmp_path / "target", as_of=at(1))
+# -- the small ledger, built once per session and copied per test ---------------------------------
+
+SMALL_AS_OF = at(1)  # Tuesday: the daily budget's current window has spend, and is over its limit
+
+
+@dataclass(frozen=True)
+class BuiltLedger:
+    """A warehouse holding small_ledger() and its first `dbt build` (as of SMALL_AS_OF)."""
+
+    warehouse: Warehouse
+    ledger: Ledger
+    first_build: DbtRun
+
+
+def _build_small_ledger(url: str, target_path: Path) -> DbtRun:
+    warehouse = Warehouse(url)
+    ensure_schema(warehouse)
+    small_ledger().write(warehouse)
+    return build(warehouse, target_path, as_of=SMALL_AS_OF)
+
+
+@pytest.fixture(scope="session")
+def small_duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, DbtRun]:
+    root = tmp_path_factory.mktemp("small-ledger")
+    url = f"duckdb:///{root}/warehouse.duckdb"
+    return url, _build_small_ledger(url, root / "target")
+
+
+@pytest.fixture(scope="session")
+def small_postgres_template(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+                            ) -> Iterator[tuple[str, DbtRun]]:
+    import psycopg
+
+    name = f"vl_template_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        yield url, _build_small_ledger(url, tmp_path_factory.mktemp("small-ledger") / "target")
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def built_small_ledger(request: pytest.FixtureRequest, warehouse_url: str) -> BuiltLedger:
+    """The test's own warehouse (tests/conftest.py), made a copy of the session's built small ledger:
+    what each test did first, writing small_ledger() and building it, is done once per session
+    (a DuckDB file copy; a PostgreSQL database created from the template database)."""
+    warehouse = Warehouse(warehouse_url)
+    if warehouse.backend == "duckdb":
+        url, run = request.getfixturevalue("small_duckdb_template")
+        for suffix in ("", ".wal"):
+            source = Path(Warehouse(url).duckdb_path + suffix)
+            if source.exists():
+                shutil.copy(source, warehouse.duckdb_path + suffix)
+    else:
+        import psycopg
+
+        url, run = request.getfixturevalue("small_postgres_template")
+        admin = request.getfixturevalue("postgres_admin_url")
+        name, template = warehouse_url.rsplit("/", 1)[1], url.rsplit("/", 1)[1]
+        with psycopg.connect(admin, autocommit=True) as conn:  # tests/conftest.py drops it after the test
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return BuiltLedger(warehouse, small_ledger().already_written(), run)
+
+
+def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(built_small_ledger: BuiltLedger,
+                                                                               tmp_path: Path):
+    warehouse, ledger, first = built_small_ledger.warehouse, built_small_ledger.ledger, built_small_ledger.first_build
+    assert first.returncode == 0
     assert first.status("trial_balance_nets_to_zero") == "pass"
-    assert_marts_equal(warehouse, ledger, "USD", at(1))
+    assert_marts_equal(warehouse, ledger, "USD", SMALL_AS_OF)
     half = warehouse.query("SELECT amount_minor, amount_reporting_minor FROM analytics.fct_postings "
                            "WHERE transaction_id = 'tx-0004' ORDER BY amount_minor")
     assert half.astype(int).values.tolist() == [[-15_000, -16_210], [15_000, 16_210]]
@@ -442,11 +524,10 @@ def test_a_posting_without_a_recent_rate_fails_the_build_rather_than_use_a_stale
         assert run.status(native) == "success"
 
 
-def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(warehouse: Warehouse, tmp_path: Path):
+def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(built_small_ledger: BuiltLedger,
+                                                                        tmp_path: Path):
     target = tmp_path / "target"
-    ledger = small_ledger()
-    ledger.write(warehouse)
-    build(warehouse, target, as_of=at(5))
+    warehouse, ledger = built_small_ledger.warehouse, built_small_ledger.ledger  # built once, as of at(1)
     friday_sale = "SELECT fx_rate_date FROM analytics.fct_postings WHERE posting_id = 'tx-0002-0'"
     assert _plain(warehouse.scalar(friday_sale)) == pd.Timestamp(at(3).date())  # Friday's rate is not out yet
 
@@ -543,6 +624,22 @@ def test_every_mart_equals_an_independent_computation(warehouse: Warehouse, tmp_
     assert_marts_equal(warehouse, ledger, reporting, as_of)
 
 
+# -- through Dagster ------------------------------------------------------------------------------
+
+
+def marts_resources(url: str) -> dict[str, Any]:
+    from assets.resources import DbtResource, WarehouseResource
+
+    warehouse = WarehouseResource(url=url)
+    return {"warehouse": warehouse, "dbt": DbtResource(warehouse=warehouse)}
+
+
+def mart(name: str) -> "dg.AssetKey":
+    import dagster as dg
+
+    return dg.AssetKey(["marts", name])
+
+
 def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duckdb_url: str, tmp_path: Path,
                                                                             monkeypatch):
     import tempfile
@@ -550,13 +647,12 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     import dagster as dg
 
     from assets.ledger_marts.dbt import ledger_dbt_assets
-    from assets.resources import WarehouseResource
 
     warehouse = Warehouse(duckdb_url)
     ensure_schema(warehouse)
     ledger = small_ledger()
     ledger.write(warehouse)
-    resources = {"warehouse": WarehouseResource(url=duckdb_url)}
+    resources = marts_resources(duckdb_url)
     # Each dbt invocation's target directory (run_results, compiled SQL, dbt.log) must go when the
     # step ends, passed or failed: dagster-dbt's default leaves dbt_project/target/<id>/ per run.
     scratch = tmp_path / "scratch"
@@ -567,13 +663,15 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     result = dg.materialize([ledger_dbt_assets], resources=resources)
     assert result.success
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
-    assert {dg.AssetKey(name) for name in ("revenue_summary", "trial_balance", "daily_cash_flow",
-                                            "budget_utilization", "stg_postings", "fct_postings")} <= materialized
+    assert {mart("revenue_summary"), mart("trial_balance"), mart("daily_cash_flow"), mart("budget_utilization"),
+            dg.AssetKey(["staging", "stg_postings"]), mart("fct_postings"),
+            dg.AssetKey(["seeds", "currencies"])} <= materialized
+    assert materialized == set(ledger_dbt_assets.keys)
     checks = {(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}
     assert len(checks) == len(ledger_dbt_assets.check_keys)
-    assert checks[(dg.AssetKey("trial_balance"), "trial_balance_nets_to_zero")].passed
-    assert checks[(dg.AssetKey("stg_postings"), "stg_postings_currency_is_known")].passed
-    assert checks[(dg.AssetKey("stg_postings"), "transactions_balance_per_currency")].passed
+    assert checks[(mart("trial_balance"), "trial_balance_nets_to_zero")].passed
+    assert checks[(dg.AssetKey(["staging", "stg_postings"]), "stg_postings_currency_is_known")].passed
+    assert checks[(dg.AssetKey(["staging", "stg_postings"]), "transactions_balance_per_currency")].passed
     summary = warehouse.query("SELECT * FROM analytics.revenue_summary WHERE experiment_id = 'exp-a'")
     assert summary[["total_revenue_cents", "total_cost_cents"]].astype(int).values.tolist() == [[10_000, 2_702]]
 
@@ -583,8 +681,51 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     failed = dg.materialize([ledger_dbt_assets], resources=resources, raise_on_error=False)
     assert not failed.success
     checks = {(c.asset_key, c.check_name): c for c in failed.get_asset_check_evaluations()}
-    assert not checks[(dg.AssetKey("trial_balance"), "trial_balance_nets_to_zero")].passed
+    assert not checks[(mart("trial_balance"), "trial_balance_nets_to_zero")].passed
 
     assert not list(scratch.glob("ventureloop-dbt-*")), "a dbt run's target directory was left behind"
     assert {p.name for p in (DBT_PROJECT / "target").iterdir() if p.is_dir()} <= target_dirs, \
         "dagster-dbt left a folder in dbt_project/target"
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the selection is dagster-dbt's, not the backend's
+def test_materializing_one_mart_runs_only_that_mart_and_its_tests(built_small_ledger: BuiltLedger):
+    """What the UI's "Materialize selected" and `dagster asset materialize --select` do: a subset of
+    the dbt multi-asset, which dagster-dbt turns into `dbt build --select` of just those nodes."""
+    import dagster as dg
+
+    from assets.ledger_marts.dbt import ledger_dbt_assets
+
+    warehouse = built_small_ledger.warehouse
+    # Marker rows: one in the mart above revenue_summary, which a rebuild of revenue_summary must
+    # carry over and a rebuild of experiment_pnl would remove, and one in an unrelated mart.
+    warehouse.execute("INSERT INTO analytics.experiment_pnl (experiment_id, revenue_minor, cost_minor, profit_minor, "
+                      "transaction_count) VALUES ('marker', 7, 0, 7, 1)")
+    warehouse.execute("INSERT INTO analytics.trial_balance (currency) VALUES ('XXX')")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([ledger_dbt_assets], selection=[mart("revenue_summary")],
+                                resources=marts_resources(warehouse.url), instance=instance)
+        logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert result.success
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {mart("revenue_summary")}
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {key.name: True for key in ledger_dbt_assets.check_keys if key.asset_key == mart("revenue_summary")}
+    # dbt ran that one model and its six tests (the step's run_results summary line), nothing else.
+    summaries = [line for line in logs if line.startswith("dbt build: ")]
+    assert len(summaries) == 1 and summaries[0].endswith(" s, 6 pass, 1 success"), summaries
+    rebuilt = warehouse.query("SELECT experiment_id, total_revenue_cents FROM analytics.revenue_summary")
+    assert dict(rebuilt.itertuples(index=False))["marker"] == 7  # read from experiment_pnl as it was
+    assert dict(rebuilt.itertuples(index=False))["exp-a"] == 10_000
+    assert warehouse.scalar("SELECT count(*) FROM analytics.experiment_pnl WHERE experiment_id = 'marker'") == 1
+    assert warehouse.scalar("SELECT count(*) FROM analytics.trial_balance WHERE currency = 'XXX'") == 1
+
+
+def test_a_dbt_target_that_disagrees_with_the_warehouse_is_a_clear_failure(duckdb_url: str):
+    import dagster as dg
+
+    from assets.resources import DbtResource, WarehouseResource
+
+    dbt = DbtResource(warehouse=WarehouseResource(url=duckdb_url), target="postgres")
+    with pytest.raises(dg.Failure, match="DBT_TARGET=postgres but the warehouse is duckdb.*unset DBT_TARGET"):
+        dbt.dbt_target()
+    assert DbtResource(warehouse=WarehouseResource(url=duckdb_url), target="duckdb").dbt_target() == "duckdb"

@@ -58,6 +58,18 @@ def test_the_marts_hang_off_the_ledger_writers_across_locations():
     assert {"ledger_entries", "fx_rates", "budgets"} == {key.to_user_string() for key in external}
 
 
+def test_the_main_location_loads_without_dagster_dbt():
+    # dagster_dbt (and dbt-core under it) doubles a code location's import time; only the marts
+    # location may pay it (orchestration/marts_definitions.py).
+    import subprocess
+
+    probe = "import sys, orchestration.definitions; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+            "('dagster_dbt', 'dbt')))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "[]"
+
+
 if __name__ == "__main__":
     SNAPSHOT.write_text(json.dumps(snapshot(), indent=2, sort_keys=True) + "\n")
     sys.stdout.write(f"wrote {SNAPSHOT}\n")

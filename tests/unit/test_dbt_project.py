@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from core.platform.dbt_env import dbt_env_for
+from core.platform.dbt_env import dbt_env_for, dbt_target_for
 from core.platform.warehouse import WarehouseError
 
 
@@ -26,6 +26,15 @@ def test_urls_dbt_cannot_use_are_clear_errors():
         dbt_env_for("duckdb:///:memory:")
     with pytest.raises(WarehouseError, match="use duckdb:///path or postgresql"):
         dbt_env_for("mysql://h/db")
+
+
+def test_a_dbt_target_set_by_hand_must_agree_with_the_warehouse():
+    assert dbt_target_for("duckdb:////data/w.duckdb") == "duckdb"
+    assert dbt_target_for("postgresql://ann:secret@db/vl", "postgres") == "postgres"
+    assert dbt_target_for("duckdb:////data/w.duckdb", "") == "duckdb"
+    with pytest.raises(WarehouseError, match=r"DBT_TARGET=duckdb but the warehouse is postgresql://ann:\*\*\*@db/vl "
+                                             r"\(dbt target postgres\): unset DBT_TARGET or make it agree"):
+        dbt_target_for("postgresql://ann:secret@db/vl", "duckdb")
 
 
 def test_the_dbt_currency_seed_is_core_money_exponents():
