@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from core.platform.warehouse import Warehouse, default_home, default_warehouse_url
+from core.platform.warehouse import Warehouse, WarehouseError, default_home, default_warehouse_url
 
 app = typer.Typer(help="ventureloop: revenue experiments as a closed loop.", no_args_is_help=True)
 instance_app = typer.Typer(help="The Dagster instance under $DAGSTER_HOME.", no_args_is_help=True)
@@ -79,6 +79,26 @@ def dev(host: str = typer.Option("127.0.0.1", help="Address the webserver listen
     dagster = Path(sys.executable).parent / "dagster"
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)])
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt(ctx: typer.Context) -> None:
+    """dbt on this environment's warehouse, in dbt_project/: `ventureloop dbt build -s trial_balance`.
+    The target and connection come from WAREHOUSE_URL, as for the marts assets."""
+    import subprocess
+
+    from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_env_for, dbt_target_for, installed_dbt
+
+    warehouse = _warehouse()  # dbt reads the ledger tables: create them if this warehouse is new
+    try:
+        dbt_target_for(warehouse.url, os.environ.get("DBT_TARGET"))
+    except WarehouseError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from error
+    env = {**os.environ, **dbt_env_for(warehouse.url)}
+    done = subprocess.run([installed_dbt(), *ctx.args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+                           str(DBT_PROJECT_DIR)], env=env)
+    raise typer.Exit(done.returncode)
 
 
 @app.command()
