@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # so `make demo`, `make dev` and the Dagster CLI agree on one instance and warehouse.
 VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
 
-.PHONY: env demo test test-thorough dev lock bench clean
+.PHONY: env demo lint format test test-thorough dev lock bench clean
 
 # uv installs the locked set exactly (--frozen: never re-resolve); it lives in its own tool venv
 # so that syncing the project environment cannot uninstall it.
@@ -35,7 +35,16 @@ demo: env
 # Two workers: the suite waits on dbt, PostgreSQL and subprocesses more than on one core.
 # Hypothesis runs its `ci` profile (tests/conftest.py) unless HYPOTHESIS_PROFILE names another.
 PYTEST_WORKERS ?= 2
-test: env
+# ruff: lint and format check (configured in pyproject.toml); `make format` applies both.
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: env
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: env lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The same suite with the `thorough` Hypothesis profile (tests/conftest.py): twenty times the

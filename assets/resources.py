@@ -85,8 +85,9 @@ class LedgerInputsResource(dg.ConfigurableResource):
     @pydantic.field_validator("outcomes_source")
     @classmethod
     def _known_outcomes(cls, value: str) -> str:
-        return _one_of("OUTCOMES_SOURCE", value, OUTCOMES_SOURCES,
-                       "seeded simulated payments, the Stripe API, or inbox files only")
+        return _one_of(
+            "OUTCOMES_SOURCE", value, OUTCOMES_SOURCES, "seeded simulated payments, the Stripe API, or inbox files only"
+        )
 
     @pydantic.field_validator("fx_rates_source")
     @classmethod
@@ -134,8 +135,13 @@ class DbtResource(dg.ConfigurableResource):
         except WarehouseError as error:
             raise dg.Failure(str(error)) from None
 
-    def cli(self, args: Sequence[str], *, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
-            raise_on_error: bool = True) -> "DbtCliInvocation":
+    def cli(
+        self,
+        args: Sequence[str],
+        *,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
+        raise_on_error: bool = True,
+    ) -> "DbtCliInvocation":
         """`DbtCliResource.cli`: inside `@dbt_assets`, pass the context, and dagster-dbt runs
         just the selected models and tests and reports them as the assets' events."""
         target = self.dbt_target()

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DATA_DIR = REPO / "benchmarks" / ".data"  # git-ignored
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -66,59 +66,349 @@ class Timings:
 
 # -- synthetic Hacker News Algolia hits ---------------------------------------------------------
 
-SYLLABLES = (
-    "ship log invoice bolt pulse metric form pilot cron ping vault prompt task flow lead scout page craft quote "
-    "snap mail desk stack relay hook lens chart nest grid forge beam spark loop dash kit bee hive wave byte cloud "
-    "sync mint rank radar tidy note brief link board pay bill ledger lite list feed mill watch guard shift trail "
-    "zen arc nova orbit pixel"
-).split()
+SYLLABLES = [
+    "ship",
+    "log",
+    "invoice",
+    "bolt",
+    "pulse",
+    "metric",
+    "form",
+    "pilot",
+    "cron",
+    "ping",
+    "vault",
+    "prompt",
+    "task",
+    "flow",
+    "lead",
+    "scout",
+    "page",
+    "craft",
+    "quote",
+    "snap",
+    "mail",
+    "desk",
+    "stack",
+    "relay",
+    "hook",
+    "lens",
+    "chart",
+    "nest",
+    "grid",
+    "forge",
+    "beam",
+    "spark",
+    "loop",
+    "dash",
+    "kit",
+    "bee",
+    "hive",
+    "wave",
+    "byte",
+    "cloud",
+    "sync",
+    "mint",
+    "rank",
+    "radar",
+    "tidy",
+    "note",
+    "brief",
+    "link",
+    "board",
+    "pay",
+    "bill",
+    "ledger",
+    "lite",
+    "list",
+    "feed",
+    "mill",
+    "watch",
+    "guard",
+    "shift",
+    "trail",
+    "zen",
+    "arc",
+    "nova",
+    "orbit",
+    "pixel",
+]
 SUFFIXES = ("", "", "", "", "HQ", "AI", "ly", "ify", "io", "kit")
 TLDS = (".io", ".dev", ".app", ".com", ".ai", ".so", ".co")
 ADJECTIVES = (
-    "", "", "", "open-source", "self-hosted", "AI-powered", "privacy-first", "lightweight", "no-code", "tiny",
-    "fast", "simple", "collaborative", "automated", "real-time", "offline-first", "minimal", "visual", "headless",
-    "embeddable", "serverless", "keyboard-driven", "local-first", "developer-friendly", "affordable", "modern",
-    "secure", "multilingual", "white-label", "usage-based", "friendly", "smart", "async", "typed", "zero-config",
+    "",
+    "",
+    "",
+    "open-source",
+    "self-hosted",
+    "AI-powered",
+    "privacy-first",
+    "lightweight",
+    "no-code",
+    "tiny",
+    "fast",
+    "simple",
+    "collaborative",
+    "automated",
+    "real-time",
+    "offline-first",
+    "minimal",
+    "visual",
+    "headless",
+    "embeddable",
+    "serverless",
+    "keyboard-driven",
+    "local-first",
+    "developer-friendly",
+    "affordable",
+    "modern",
+    "secure",
+    "multilingual",
+    "white-label",
+    "usage-based",
+    "friendly",
+    "smart",
+    "async",
+    "typed",
+    "zero-config",
 )
 SUBJECTS = (
-    "invoice", "changelog", "status page", "cron job", "receipt", "prompt", "uptime", "analytics", "PDF", "rank",
-    "cold email", "Notion template", "dunning", "churn", "bookkeeping", "screenshot", "job board", "newsletter",
-    "affiliate link", "weather", "VAT", "meeting", "form", "session note", "waitlist", "webhook", "course", "lead",
-    "page speed", "appointment", "design token", "database migration", "Postgres", "boilerplate", "lab equipment",
-    "Airtable", "review", "BigQuery", "background job", "MRR", "feature flag", "log", "error", "CRM", "help desk",
-    "knowledge base", "survey", "e-signature", "scheduling", "expense", "password", "backup", "image", "video",
-    "podcast", "link", "QR code", "translation", "SMS", "email", "geocoding", "OCR", "search", "payments", "tax",
-    "payroll", "time", "habit", "note", "whiteboard", "diagram", "code review", "CI", "test", "load test", "API mock",
-    "docs", "landing page", "membership", "community", "event ticket", "inventory", "POS", "menu", "booking",
-    "chatbot", "transcription", "resume", "interview", "onboarding", "NPS", "heatmap", "A/B test", "SEO",
-    "backlink", "keyword", "social post", "content calendar", "press kit", "pitch deck", "cap table", "investor",
-    "grant", "contract", "compliance", "GDPR", "accessibility", "uptime SLA", "on-call", "incident", "cost",
-    "Kubernetes", "Terraform", "Docker image", "npm package", "Python package", "Slack", "Discord", "Telegram",
+    "invoice",
+    "changelog",
+    "status page",
+    "cron job",
+    "receipt",
+    "prompt",
+    "uptime",
+    "analytics",
+    "PDF",
+    "rank",
+    "cold email",
+    "Notion template",
+    "dunning",
+    "churn",
+    "bookkeeping",
+    "screenshot",
+    "job board",
+    "newsletter",
+    "affiliate link",
+    "weather",
+    "VAT",
+    "meeting",
+    "form",
+    "session note",
+    "waitlist",
+    "webhook",
+    "course",
+    "lead",
+    "page speed",
+    "appointment",
+    "design token",
+    "database migration",
+    "Postgres",
+    "boilerplate",
+    "lab equipment",
+    "Airtable",
+    "review",
+    "BigQuery",
+    "background job",
+    "MRR",
+    "feature flag",
+    "log",
+    "error",
+    "CRM",
+    "help desk",
+    "knowledge base",
+    "survey",
+    "e-signature",
+    "scheduling",
+    "expense",
+    "password",
+    "backup",
+    "image",
+    "video",
+    "podcast",
+    "link",
+    "QR code",
+    "translation",
+    "SMS",
+    "email",
+    "geocoding",
+    "OCR",
+    "search",
+    "payments",
+    "tax",
+    "payroll",
+    "time",
+    "habit",
+    "note",
+    "whiteboard",
+    "diagram",
+    "code review",
+    "CI",
+    "test",
+    "load test",
+    "API mock",
+    "docs",
+    "landing page",
+    "membership",
+    "community",
+    "event ticket",
+    "inventory",
+    "POS",
+    "menu",
+    "booking",
+    "chatbot",
+    "transcription",
+    "resume",
+    "interview",
+    "onboarding",
+    "NPS",
+    "heatmap",
+    "A/B test",
+    "SEO",
+    "backlink",
+    "keyword",
+    "social post",
+    "content calendar",
+    "press kit",
+    "pitch deck",
+    "cap table",
+    "investor",
+    "grant",
+    "contract",
+    "compliance",
+    "GDPR",
+    "accessibility",
+    "uptime SLA",
+    "on-call",
+    "incident",
+    "cost",
+    "Kubernetes",
+    "Terraform",
+    "Docker image",
+    "npm package",
+    "Python package",
+    "Slack",
+    "Discord",
+    "Telegram",
 )
 TOOLS = (
-    "tracker", "monitor", "builder", "API", "widget", "dashboard", "bot", "CLI", "plugin", "app", "platform", "parser",
-    "generator", "manager", "scheduler", "assistant", "checker", "analyzer", "library", "SDK", "marketplace",
-    "directory", "course", "template", "extension", "service", "kit", "hub", "studio", "autopilot", "exporter",
-    "importer", "linter", "playground", "gateway", "proxy", "recorder", "reminder", "calculator", "planner",
+    "tracker",
+    "monitor",
+    "builder",
+    "API",
+    "widget",
+    "dashboard",
+    "bot",
+    "CLI",
+    "plugin",
+    "app",
+    "platform",
+    "parser",
+    "generator",
+    "manager",
+    "scheduler",
+    "assistant",
+    "checker",
+    "analyzer",
+    "library",
+    "SDK",
+    "marketplace",
+    "directory",
+    "course",
+    "template",
+    "extension",
+    "service",
+    "kit",
+    "hub",
+    "studio",
+    "autopilot",
+    "exporter",
+    "importer",
+    "linter",
+    "playground",
+    "gateway",
+    "proxy",
+    "recorder",
+    "reminder",
+    "calculator",
+    "planner",
 )
 QUALIFIERS = (
-    "", "", "", "", "that chases late payments", "with Slack alerts", "in one click", "without code", "in your "
-    "browser", "for teams", "with an API", "built on Postgres", "that runs on a Raspberry Pi", "in a single binary",
-    "with Stripe billing", "that respects privacy", "with offline sync", "for under $10", "with webhooks",
-    "powered by GPT", "written in Rust", "written in Go", "for the command line", "with a generous free tier",
-    "in 50 languages", "with SOC 2", "that fits in a tweet", "for Notion", "for Shopify", "for WordPress",
+    "",
+    "",
+    "",
+    "",
+    "that chases late payments",
+    "with Slack alerts",
+    "in one click",
+    "without code",
+    "in your browser",
+    "for teams",
+    "with an API",
+    "built on Postgres",
+    "that runs on a Raspberry Pi",
+    "in a single binary",
+    "with Stripe billing",
+    "that respects privacy",
+    "with offline sync",
+    "for under $10",
+    "with webhooks",
+    "powered by GPT",
+    "written in Rust",
+    "written in Go",
+    "for the command line",
+    "with a generous free tier",
+    "in 50 languages",
+    "with SOC 2",
+    "that fits in a tweet",
+    "for Notion",
+    "for Shopify",
+    "for WordPress",
 )
 AUDIENCES = (
-    "freelancers", "SaaS teams", "Shopify stores", "dentists", "agencies", "indie hackers", "solo founders",
-    "therapists", "real estate agents", "event planners", "developers", "designers", "accountants", "clinics",
-    "hair salons", "creators", "bloggers", "e-commerce brands", "recruiters", "nonprofits", "podcasters",
-    "restaurants", "law firms", "teachers", "landlords", "startups", "data teams", "marketers", "sales teams",
+    "freelancers",
+    "SaaS teams",
+    "Shopify stores",
+    "dentists",
+    "agencies",
+    "indie hackers",
+    "solo founders",
+    "therapists",
+    "real estate agents",
+    "event planners",
+    "developers",
+    "designers",
+    "accountants",
+    "clinics",
+    "hair salons",
+    "creators",
+    "bloggers",
+    "e-commerce brands",
+    "recruiters",
+    "nonprofits",
+    "podcasters",
+    "restaurants",
+    "law firms",
+    "teachers",
+    "landlords",
+    "startups",
+    "data teams",
+    "marketers",
+    "sales teams",
     "small businesses",
 )
 REVENUE = (
-    ("", 0.40), (" (${price}/mo)", 0.15), (", ${price}/month", 0.05), (", now at ${k}k MRR", 0.10),
-    (" – ${k0}k ARR, two people", 0.05), (": making ${price0}/month after {n} months", 0.05),
-    (", from ${price}/month", 0.05), (" at ${cents} per page", 0.03), (" – {n} customers at ${price}/month", 0.07),
+    ("", 0.40),
+    (" (${price}/mo)", 0.15),
+    (", ${price}/month", 0.05),
+    (", now at ${k}k MRR", 0.10),
+    (" – ${k0}k ARR, two people", 0.05),
+    (": making ${price0}/month after {n} months", 0.05),
+    (", from ${price}/month", 0.05),
+    (" at ${cents} per page", 0.03),
+    (" – {n} customers at ${price}/month", 0.07),
     (" (free tier, then ${price}/user/month)", 0.05),
 )
 STORY_TEXT = (
@@ -132,15 +422,60 @@ STORY_TEXT = (
 )
 # Ask HN titles: opener + verb + the product + closer, so that two questions rarely share more
 # than their opener (a dozen fixed questions made every Ask HN post a near-duplicate of hundreds).
-ASK_OPENERS = ("How do you", "How did you", "What's the best way to", "Is it worth it to", "Should I",
-               "Anyone else trying to", "How would you", "Where do people", "When did you decide to",
-               "What made you", "How hard is it to", "Who else wants to", "Why is it so hard to")
-ASK_VERBS = ("price", "market", "sell", "validate", "launch", "grow", "support", "open-source", "bootstrap",
-             "find customers for", "get feedback on", "compete with", "build", "rewrite", "monetize")
-ASK_CLOSERS = ("?", " in 2026?", " without ads?", " as a solo founder?", " with no audience?", " on a budget?",
-               " for {audience}?", " while working full time?", " in the EU?", " after a failed launch?")
-TRACKING = ("", "", "?utm_source=hn", "?utm_source=hackernews&utm_medium=social&utm_campaign=launch",
-            "?ref=hn", "?ref=producthunt&fbclid=IwAR3x", "?gclid=abc123&plan=pro", "/?utm_source=newsletter#pricing")
+ASK_OPENERS = (
+    "How do you",
+    "How did you",
+    "What's the best way to",
+    "Is it worth it to",
+    "Should I",
+    "Anyone else trying to",
+    "How would you",
+    "Where do people",
+    "When did you decide to",
+    "What made you",
+    "How hard is it to",
+    "Who else wants to",
+    "Why is it so hard to",
+)
+ASK_VERBS = (
+    "price",
+    "market",
+    "sell",
+    "validate",
+    "launch",
+    "grow",
+    "support",
+    "open-source",
+    "bootstrap",
+    "find customers for",
+    "get feedback on",
+    "compete with",
+    "build",
+    "rewrite",
+    "monetize",
+)
+ASK_CLOSERS = (
+    "?",
+    " in 2026?",
+    " without ads?",
+    " as a solo founder?",
+    " with no audience?",
+    " on a budget?",
+    " for {audience}?",
+    " while working full time?",
+    " in the EU?",
+    " after a failed launch?",
+)
+TRACKING = (
+    "",
+    "",
+    "?utm_source=hn",
+    "?utm_source=hackernews&utm_medium=social&utm_campaign=launch",
+    "?ref=hn",
+    "?ref=producthunt&fbclid=IwAR3x",
+    "?gclid=abc123&plan=pro",
+    "/?utm_source=newsletter#pricing",
+)
 
 
 def _weighted(rng: np.random.Generator, options: tuple, n: int) -> np.ndarray:
@@ -148,8 +483,9 @@ def _weighted(rng: np.random.Generator, options: tuple, n: int) -> np.ndarray:
     return rng.choice(len(options), size=n, p=weights / weights.sum())
 
 
-def hn_hits(n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_share: float = 0.05,
-            start: int = 0) -> list[dict]:
+def hn_hits(
+    n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_share: float = 0.05, start: int = 0
+) -> list[dict]:
     """`n` Algolia `search_by_date` hits as the API returns them (the fields and nesting of
     core/discovery/sources/snapshots/hackernews), with a realistic mix:
 
@@ -211,9 +547,17 @@ def hn_hits(n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_shar
         product = f"{SUBJECTS[subject[i]]} {TOOLS[tool[i]]}"
         what = " ".join(w for w in (ADJECTIVES[adjective[i]], product, QUALIFIERS[qualifier[i]]) if w)
         article = "an" if what[0].lower() in "aeiou" else "a"
-        fill = {"name": name, "what": f"{article} {what}", "audience": AUDIENCES[audience[i]], "price": prices[i],
-                "price0": prices[i] * 10, "k": f"{money[i] / 10:.1f}", "k0": money[i], "n": months[i],
-                "cents": f"0.00{money[i] % 9 + 1}"}
+        fill = {
+            "name": name,
+            "what": f"{article} {what}",
+            "audience": AUDIENCES[audience[i]],
+            "price": prices[i],
+            "price0": prices[i] * 10,
+            "k": f"{money[i] / 10:.1f}",
+            "k0": money[i],
+            "n": months[i],
+            "cents": f"0.00{money[i] % 9 + 1}",
+        }
         if repost[i]:
             title = titles[earlier[i]]
             base = urls[earlier[i]]
@@ -222,8 +566,10 @@ def hn_hits(n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_shar
             phrase = REVENUE[revenue[i]][0].format(**fill)
             if kind[i] == 1:
                 closer = ASK_CLOSERS[int(revenue[i] + tracking[i]) % len(ASK_CLOSERS)].format(**fill)
-                title = (f"Ask HN: {ASK_OPENERS[int(syllable[i, 2]) % len(ASK_OPENERS)]} "
-                         f"{ASK_VERBS[int(story[i] * 4 + suffix[i]) % len(ASK_VERBS)]} {fill['what']}{closer}")
+                title = (
+                    f"Ask HN: {ASK_OPENERS[int(syllable[i, 2]) % len(ASK_OPENERS)]} "
+                    f"{ASK_VERBS[int(story[i] * 4 + suffix[i]) % len(ASK_VERBS)]} {fill['what']}{closer}"
+                )
                 url = None
             else:
                 prefix = ("Show HN: ", "", "Launch HN: ", "")[kind[i]]
@@ -261,26 +607,38 @@ def hn_hits(n: int, seed: int = 42, duplicate_share: float = 0.10, reworded_shar
     return hits
 
 
-def raw_frames(hits: list[dict], source: str = "hackernews", page_size: int = 1000,
-               fetched_at: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def raw_frames(
+    hits: list[dict], source: str = "hackernews", page_size: int = 1000, fetched_at: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`raw.responses` and `raw.records` rows for the hits, `page_size` hits per response (Algolia's
     hitsPerPage maximum), as core.discovery.fetch writes them."""
     fetched_at = fetched_at or datetime(2026, 11, 26, tzinfo=UTC)
     pages = (len(hits) + page_size - 1) // page_size
     response_ids = [str(uuid.UUID(int=p + 1)) for p in range(pages)]
-    responses = pd.DataFrame({
-        "response_id": response_ids, "source": source, "mode": "snapshot",
-        "request_url": [f"https://hn.algolia.com/api/v1/search_by_date?tags=show_hn&hitsPerPage={page_size}&page={p}"
-                        for p in range(pages)],
-        "status_code": 200, "content_type": "application/json; charset=utf-8", "body_bytes": 0,
-        "fetched_at": pd.Timestamp(fetched_at) + pd.to_timedelta(np.arange(pages), unit="s"), "run_id": "benchmark",
-    })
-    records = pd.DataFrame({
-        "record_id": [str(uuid.UUID(int=(1 << 64) + i)) for i in range(len(hits))],
-        "response_id": np.array(response_ids, dtype=object)[np.arange(len(hits)) // page_size],
-        "source": source,
-        "external_id": [h["objectID"] for h in hits],
-        "payload": [json.dumps(h) for h in hits],
-        "fetched_at": pd.Timestamp(fetched_at) + pd.to_timedelta(np.arange(len(hits)) // page_size, unit="s"),
-    })
+    responses = pd.DataFrame(
+        {
+            "response_id": response_ids,
+            "source": source,
+            "mode": "snapshot",
+            "request_url": [
+                f"https://hn.algolia.com/api/v1/search_by_date?tags=show_hn&hitsPerPage={page_size}&page={p}"
+                for p in range(pages)
+            ],
+            "status_code": 200,
+            "content_type": "application/json; charset=utf-8",
+            "body_bytes": 0,
+            "fetched_at": pd.Timestamp(fetched_at) + pd.to_timedelta(np.arange(pages), unit="s"),
+            "run_id": "benchmark",
+        }
+    )
+    records = pd.DataFrame(
+        {
+            "record_id": [str(uuid.UUID(int=(1 << 64) + i)) for i in range(len(hits))],
+            "response_id": np.array(response_ids, dtype=object)[np.arange(len(hits)) // page_size],
+            "source": source,
+            "external_id": [h["objectID"] for h in hits],
+            "payload": [json.dumps(h) for h in hits],
+            "fetched_at": pd.Timestamp(fetched_at) + pd.to_timedelta(np.arange(len(hits)) // page_size, unit="s"),
+        }
+    )
     return responses, records

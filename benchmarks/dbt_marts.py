@@ -48,9 +48,9 @@ from tempfile import TemporaryDirectory
 from _common import DATA_DIR, REPO, machine, peak_rss_mb
 
 from core.ledger.budgets import set_budget
-from core.platform.dbt_env import dbt_env_for
 from core.ledger.fx import bundled_rates, store_rates
 from core.ledger.money import CURRENCY_EXPONENTS
+from core.platform.dbt_env import dbt_env_for
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
@@ -65,6 +65,7 @@ POSTINGS_PER_10_TRANSACTIONS = 26  # 4 charges x 3, 3 ad spends x 2, refund 2, h
 
 
 # -- the ledger, generated in SQL ------------------------------------------------------------------
+
 
 def generate(warehouse: Warehouse, postings: int, experiments: int) -> dict[str, int]:
     transactions = max(10, postings * 10 // POSTINGS_PER_10_TRANSACTIONS)
@@ -159,16 +160,31 @@ def generate(warehouse: Warehouse, postings: int, experiments: int) -> dict[str,
             FROM ledger.postings GROUP BY account_id
         """)
         conn.execute("DROP TABLE gen")
-        counts = {table: conn.execute(f"SELECT count(*) FROM ledger.{table}").fetchone()[0]
-                  for table in ("transactions", "postings", "accounts")}
+        counts = {
+            table: conn.execute(f"SELECT count(*) FROM ledger.{table}").fetchone()[0]
+            for table in ("transactions", "postings", "accounts")
+        }
     store_rates(warehouse, bundled_rates())
     at = datetime(2026, 9, 1, tzinfo=UTC)
     for scope, key, period, currency, limit in (
-            ("global", "*", "day", "USD", 5_000_000), ("category", "ads", "month", "EUR", 20_000_000),
-            ("category", "fees", "month", "USD", 1_000_000), ("experiment", "exp-0000", "day", "USD", 200_000),
-            ("experiment", "exp-0001", "hour", "EUR", 50_000), ("experiment", "exp-0003", "month", "JPY", 900_000)):
-        set_budget(warehouse, scope=scope, scope_key=key, period=period, currency=currency, limit_minor=limit,
-                   changed_by="benchmark", reason="dbt benchmark", at=at)
+        ("global", "*", "day", "USD", 5_000_000),
+        ("category", "ads", "month", "EUR", 20_000_000),
+        ("category", "fees", "month", "USD", 1_000_000),
+        ("experiment", "exp-0000", "day", "USD", 200_000),
+        ("experiment", "exp-0001", "hour", "EUR", 50_000),
+        ("experiment", "exp-0003", "month", "JPY", 900_000),
+    ):
+        set_budget(
+            warehouse,
+            scope=scope,
+            scope_key=key,
+            period=period,
+            currency=currency,
+            limit_minor=limit,
+            changed_by="benchmark",
+            reason="dbt benchmark",
+            at=at,
+        )
     with warehouse.connect() as conn:
         conn.execute("CHECKPOINT")
     counts["budgets"] = 6
@@ -176,6 +192,7 @@ def generate(warehouse: Warehouse, postings: int, experiments: int) -> dict[str,
 
 
 # -- the hand-written revenue_summary --------------------------------------------------------------
+
 
 def hand_query() -> str:
     exponents = ", ".join(f"('{code}', {exp})" for code, exp in sorted(CURRENCY_EXPONENTS.items()))
@@ -253,18 +270,25 @@ def compare_with_dbt(warehouse: Warehouse) -> str:
     """The hand query's rows against dbt's revenue_summary: both ways, every column."""
     columns = "experiment_id, total_revenue_cents, total_cost_cents, net_profit_cents, event_count, last_event_at"
     with warehouse.connect() as conn:
-        only_hand = conn.execute(f"SELECT count(*) FROM (SELECT {columns} FROM bench.revenue_summary_hand "
-                                 f"EXCEPT SELECT {columns} FROM analytics.revenue_summary)").fetchone()[0]
-        only_dbt = conn.execute(f"SELECT count(*) FROM (SELECT {columns} FROM analytics.revenue_summary "
-                                f"EXCEPT SELECT {columns} FROM bench.revenue_summary_hand)").fetchone()[0]
+        only_hand = conn.execute(
+            f"SELECT count(*) FROM (SELECT {columns} FROM bench.revenue_summary_hand "
+            f"EXCEPT SELECT {columns} FROM analytics.revenue_summary)"
+        ).fetchone()[0]
+        only_dbt = conn.execute(
+            f"SELECT count(*) FROM (SELECT {columns} FROM analytics.revenue_summary "
+            f"EXCEPT SELECT {columns} FROM bench.revenue_summary_hand)"
+        ).fetchone()[0]
         rows = conn.execute("SELECT count(*) FROM analytics.revenue_summary").fetchone()[0]
     if only_hand or only_dbt:
-        raise AssertionError(f"the hand query and dbt disagree: {only_hand} rows only in the hand query, "
-                             f"{only_dbt} only in analytics.revenue_summary")
+        raise AssertionError(
+            f"the hand query and dbt disagree: {only_hand} rows only in the hand query, "
+            f"{only_dbt} only in analytics.revenue_summary"
+        )
     return f"identical to analytics.revenue_summary ({rows} experiments, every column)"
 
 
 # -- dbt -------------------------------------------------------------------------------------------
+
 
 def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess, int]:
     """Run a command; wall seconds, its result and its peak RSS in MB (VmHWM, polled: ru_maxrss of
@@ -293,14 +317,26 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, subpro
     return seconds, subprocess.CompletedProcess(command, process.returncode, stdout, stderr), peak_kb // 1024
 
 
-def dbt_build(url: str, work: Path, project: Path, extra: list[str] | None = None, verb: str = "build"
-              ) -> tuple[float, dict, int]:
+def dbt_build(
+    url: str, work: Path, project: Path, extra: list[str] | None = None, verb: str = "build"
+) -> tuple[float, dict, int]:
     env = {**os.environ, **dbt_env_for(url), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     target = work / "dbt_target"
-    command = [str(DBT), verb, "--project-dir", str(project), "--profiles-dir", str(project),
-               "--target-path", str(target), "--log-path", str(work / "dbt_logs"),
-               "--vars", json.dumps({"budget_as_of": BUDGET_AS_OF, "reporting_currency": REPORTING}),
-               *(extra or [])]
+    command = [
+        str(DBT),
+        verb,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(work / "dbt_logs"),
+        "--vars",
+        json.dumps({"budget_as_of": BUDGET_AS_OF, "reporting_currency": REPORTING}),
+        *(extra or []),
+    ]
     seconds, done, peak_mb = run_measured(command, env)
     if done.returncode != 0:
         print(done.stdout[-6000:], done.stderr[-3000:], sep="\n")
@@ -343,8 +379,12 @@ def main() -> int:
     parser.add_argument("--experiments", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the warehouse (benchmarks/.data/dbt_marts_*)")
     parser.add_argument("--dbt-project", type=Path, default=DBT_PROJECT, help="the dbt project to build")
-    parser.add_argument("--ledger", type=Path, help="start from a copy of this generated ledger (set-up, not "
-                        "timed); made by --save-ledger, saves a minute or two per iteration")
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        help="start from a copy of this generated ledger (set-up, not "
+        "timed); made by --save-ledger, saves a minute or two per iteration",
+    )
     parser.add_argument("--save-ledger", type=Path, help="save a copy of the generated ledger here, before dbt")
     args = parser.parse_args()
     project = args.dbt_project.resolve()
@@ -360,17 +400,21 @@ def main() -> int:
         if args.ledger:
             shutil.copy(args.ledger, work / "warehouse.duckdb")
             with warehouse.connect() as conn:
-                counts = {table: conn.execute(f"SELECT count(*) FROM ledger.{table}").fetchone()[0]
-                          for table in ("transactions", "postings", "accounts")}
+                counts = {
+                    table: conn.execute(f"SELECT count(*) FROM ledger.{table}").fetchone()[0]
+                    for table in ("transactions", "postings", "accounts")
+                }
         else:
             ensure_schema(warehouse)
             counts = generate(warehouse, args.postings, args.experiments)
             if args.save_ledger:
                 shutil.copy(work / "warehouse.duckdb", args.save_ledger)
         size_mb = (work / "warehouse.duckdb").stat().st_size / 2**20
-        print(f"{'copied' if args.ledger else 'generated'} {counts['transactions']:,} transactions, "
-              f"{counts['postings']:,} postings, {counts['accounts']:,} accounts ({size_mb:,.0f} MB) in "
-              f"{time.perf_counter() - started:.1f} s (set-up, not timed); dbt project {project}")
+        print(
+            f"{'copied' if args.ledger else 'generated'} {counts['transactions']:,} transactions, "
+            f"{counts['postings']:,} postings, {counts['accounts']:,} accounts ({size_mb:,.0f} MB) in "
+            f"{time.perf_counter() - started:.1f} s (set-up, not timed); dbt project {project}"
+        )
 
         # As deployed: `make env` parses the project once and dagster-dbt hands each run the saved
         # partial parse, so dbt's start-up is not a full parse. Set-up, not timed (printed).
@@ -380,8 +424,9 @@ def main() -> int:
         hand_after, hand_rows = run_hand_query(warehouse)
         agreement = compare_with_dbt(warehouse)
         # revenue_summary alone: its models, rebuilt from scratch, no tests (like for like with the hand query)
-        path_wall, path_results, _ = dbt_build(url, work, project, ["--full-refresh", "--select", "+revenue_summary"],
-                                               "run")
+        path_wall, path_results, _ = dbt_build(
+            url, work, project, ["--full-refresh", "--select", "+revenue_summary"], "run"
+        )
         rerun_seconds, rerun_results, rerun_peak_mb = dbt_build(url, work, project)  # incremental: nothing new
     finally:
         if args.keep:
@@ -392,22 +437,31 @@ def main() -> int:
 
     hand = min(hand_before, hand_after)
     summary, path, rerun = summarize(results), summarize(path_results), summarize(rerun_results)
-    print(f"\ndbt parse (set-up, not timed: a deployment parses once; every timed command below re-uses it): "
-          f"{parse_seconds:.1f} s")
-    print(f"hand-written revenue_summary (DuckDB SQL, {hand_rows} rows): {hand_before:.2f} s before dbt, "
-          f"{hand_after:.2f} s after; best {hand:.2f} s")
+    print(
+        f"\ndbt parse (set-up, not timed: a deployment parses once; every timed command below re-uses it): "
+        f"{parse_seconds:.1f} s"
+    )
+    print(
+        f"hand-written revenue_summary (DuckDB SQL, {hand_rows} rows): {hand_before:.2f} s before dbt, "
+        f"{hand_after:.2f} s after; best {hand:.2f} s"
+    )
     print(f"  {agreement}")
-    print(f"dbt build, first (full) build: {dbt_seconds:.1f} s wall, {summary['elapsed']:.1f} s inside dbt, "
-          f"{summary['span']:.1f} s from the first node's start to the last node's end (dbt start-up "
-          f"{dbt_seconds - summary['span']:.1f} s); {len(summary['models'])} models {summary['model_seconds']:.1f} s, "
-          f"{summary['tests']} tests {summary['test_seconds']:.1f} s (summed node times overlap: dbt threads run "
-          f"on {os.cpu_count()} cores); statuses {summary['statuses']}")
+    print(
+        f"dbt build, first (full) build: {dbt_seconds:.1f} s wall, {summary['elapsed']:.1f} s inside dbt, "
+        f"{summary['span']:.1f} s from the first node's start to the last node's end (dbt start-up "
+        f"{dbt_seconds - summary['span']:.1f} s); {len(summary['models'])} models {summary['model_seconds']:.1f} s, "
+        f"{summary['tests']} tests {summary['test_seconds']:.1f} s (summed node times overlap: dbt threads run "
+        f"on {os.cpu_count()} cores); statuses {summary['statuses']}"
+    )
     print("  slowest nodes: " + ", ".join(f"{name} {t:.1f} s" for t, name in summary["slowest"]))
-    print(f"dbt run --full-refresh -s +revenue_summary (its {len(path['models'])} models, no tests): {path_wall:.1f} s "
-          f"wall, {path['span']:.1f} s of nodes: "
-          + ", ".join(f"{name} {t:.1f} s" for name, t in path["models"].items()))
-    print(f"dbt build again, incremental with nothing new: {rerun_seconds:.1f} s wall, {rerun['span']:.1f} s of nodes "
-          f"({rerun['model_seconds']:.1f} s models, {rerun['test_seconds']:.1f} s tests)")
+    print(
+        f"dbt run --full-refresh -s +revenue_summary (its {len(path['models'])} models, no tests): {path_wall:.1f} s "
+        f"wall, {path['span']:.1f} s of nodes: " + ", ".join(f"{name} {t:.1f} s" for name, t in path["models"].items())
+    )
+    print(
+        f"dbt build again, incremental with nothing new: {rerun_seconds:.1f} s wall, {rerun['span']:.1f} s of nodes "
+        f"({rerun['model_seconds']:.1f} s models, {rerun['test_seconds']:.1f} s tests)"
+    )
     ratios = (
         (f"whole dbt build (all marts + {summary['tests']} tests + dbt start-up, wall)", dbt_seconds / hand),
         ("dbt build's models and tests (first node start to last node end)", summary["span"] / hand),
@@ -415,10 +469,14 @@ def main() -> int:
     )
     print()
     for name, ratio in ratios:
-        print(f"ratio, {name} / hand query: {ratio:.1f}x "
-              f"(target <= {TARGET_RATIO:.0f}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'})")
-    print(f"peak RSS: dbt {dbt_peak_mb:,} MB (incremental run {rerun_peak_mb:,} MB); this process (generation "
-          f"and the hand query, DuckDB in-process) {peak_rss_mb():,.0f} MB")
+        print(
+            f"ratio, {name} / hand query: {ratio:.1f}x "
+            f"(target <= {TARGET_RATIO:.0f}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'})"
+        )
+    print(
+        f"peak RSS: dbt {dbt_peak_mb:,} MB (incremental run {rerun_peak_mb:,} MB); this process (generation "
+        f"and the hand query, DuckDB in-process) {peak_rss_mb():,.0f} MB"
+    )
     return 0
 
 

@@ -43,7 +43,9 @@ def opportunities(rows: int, seed: int) -> pd.DataFrame:
 
 
 def baseline(frame: pd.DataFrame) -> None:
-    title, body = (pa.array(frame[c], type=pa.large_string(), from_pandas=True).fill_null("") for c in ("title", "body"))
+    title, body = (
+        pa.array(frame[c], type=pa.large_string(), from_pandas=True).fill_null("") for c in ("title", "body")
+    )
     pc.utf8_lower(pc.binary_join_element_wise(title, body, pa.scalar("\n", pa.large_string())))
 
 
@@ -61,23 +63,29 @@ def main() -> int:
     sizes = frame.groupby("cluster_id").size()
     timings: dict[str, list[float]] = {"build_features": [], "baseline": []}
     for _ in range(args.repeat):
-        for name, run in (("baseline", lambda: baseline(frame)),
-                          ("build_features", lambda: build_features(frame, AS_OF, profile, assumptions, sizes))):
+        for name, run in (
+            ("baseline", lambda: baseline(frame)),
+            ("build_features", lambda: build_features(frame, AS_OF, profile, assumptions, sizes)),
+        ):
             started = time.perf_counter()
             run()
             timings[name].append(time.perf_counter() - started)
     if args.profile:
         import cProfile
 
-        cProfile.runctx("build_features(frame, AS_OF, profile, assumptions, sizes)", globals(), locals(),
-                        args.profile)
+        cProfile.runctx("build_features(frame, AS_OF, profile, assumptions, sizes)", globals(), locals(), args.profile)
 
     n = len(frame)
     for name, seconds in timings.items():
-        print(f"  {name:16} best {min(seconds):6.2f} s = {n / min(seconds):>9,.0f} rows/s   "
-              f"(runs: {', '.join(f'{s:.2f}' for s in seconds)})")
-    print(f"opportunities: {n:,}; build_features / baseline: {min(timings['build_features']) / min(timings['baseline']):.1f}x; "
-          f"peak RSS {peak_rss_mb():,.0f} MB")
+        print(
+            f"  {name:16} best {min(seconds):6.2f} s = {n / min(seconds):>9,.0f} rows/s   "
+            f"(runs: {', '.join(f'{s:.2f}' for s in seconds)})"
+        )
+    print(
+        f"opportunities: {n:,}; "
+        f"build_features / baseline: {min(timings['build_features']) / min(timings['baseline']):.1f}x; "
+        f"peak RSS {peak_rss_mb():,.0f} MB"
+    )
     return 0
 
 

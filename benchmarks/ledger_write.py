@@ -53,13 +53,35 @@ EXPERIMENTS = [f"exp-{n:03d}" for n in range(60)]
 CURRENCY_OF = {e: ("USD", "EUR", "GBP", "JPY")[n % 4] for n, e in enumerate(EXPERIMENTS)}
 COUNTRIES = ("DE", "FR", "NL", "GB", "AU", "JP")
 
-TX_COLUMNS = ["transaction_id", "idempotency_key", "content_hash", "kind", "description", "experiment_id", "source",
-              "external_ref", "occurred_at", "recorded_at", "reverses_transaction_id", "metadata"]
-POSTING_COLUMNS = ["posting_id", "transaction_id", "line", "account_id", "currency", "amount_minor",
-                   "experiment_id", "occurred_at", "recorded_at"]
+TX_COLUMNS = [
+    "transaction_id",
+    "idempotency_key",
+    "content_hash",
+    "kind",
+    "description",
+    "experiment_id",
+    "source",
+    "external_ref",
+    "occurred_at",
+    "recorded_at",
+    "reverses_transaction_id",
+    "metadata",
+]
+POSTING_COLUMNS = [
+    "posting_id",
+    "transaction_id",
+    "line",
+    "account_id",
+    "currency",
+    "amount_minor",
+    "experiment_id",
+    "occurred_at",
+    "recorded_at",
+]
 
 
 # -- the workload ----------------------------------------------------------------------------------
+
 
 def request(i: int, rng: random.Random, tag: str) -> TransactionRequest:
     """Transaction number i of the stream: 10 kinds in rotation, ~3 postings on average."""
@@ -74,41 +96,81 @@ def request(i: int, rng: random.Random, tag: str) -> TransactionRequest:
         amount = rng.randrange(5, 500) * scale
         fee = max(1, amount * 29 // 1000 + (30 if scale == 100 else 0))
         return TransactionRequest(
-            idempotency_key=key, kind="charge", description=f"stripe charge txn_{i:x}", occurred_at=occurred,
-            postings=[Posting(f"assets:cash:stripe:{cur}", currency, amount - fee),
-                      Posting("expenses:fees:stripe", currency, fee),
-                      Posting(f"revenue:experiment:{experiment}", currency, -amount)],
-            experiment_id=experiment, source="stripe", external_ref=f"ch_{i:x}",
+            idempotency_key=key,
+            kind="charge",
+            description=f"stripe charge txn_{i:x}",
+            occurred_at=occurred,
+            postings=[
+                Posting(f"assets:cash:stripe:{cur}", currency, amount - fee),
+                Posting("expenses:fees:stripe", currency, fee),
+                Posting(f"revenue:experiment:{experiment}", currency, -amount),
+            ],
+            experiment_id=experiment,
+            source="stripe",
+            external_ref=f"ch_{i:x}",
             metadata={"stripe_type": "charge", "customer_id": f"cus_{rng.getrandbits(40):010x}"},
-            customer_country=COUNTRIES[rng.randrange(len(COUNTRIES))] if kind <= 1 else None)
+            customer_country=COUNTRIES[rng.randrange(len(COUNTRIES))] if kind <= 1 else None,
+        )
     if kind <= 6:  # ad spend on a card
         amount = rng.randrange(1, 2000) * scale
         return TransactionRequest(
-            idempotency_key=key, kind="spend", description="ad spend", occurred_at=occurred,
-            postings=[Posting(f"expenses:ads:experiment:{experiment}", currency, amount),
-                      Posting("liabilities:card:amex", currency, -amount)],
-            experiment_id=experiment, source="ads", external_ref=f"ad_{i:x}")
+            idempotency_key=key,
+            kind="spend",
+            description="ad spend",
+            occurred_at=occurred,
+            postings=[
+                Posting(f"expenses:ads:experiment:{experiment}", currency, amount),
+                Posting("liabilities:card:amex", currency, -amount),
+            ],
+            experiment_id=experiment,
+            source="ads",
+            external_ref=f"ad_{i:x}",
+        )
     if kind == 7:  # a refund booked as such
         amount = rng.randrange(5, 500) * scale
         return TransactionRequest(
-            idempotency_key=key, kind="refund", description="customer refund", occurred_at=occurred,
-            postings=[Posting(f"revenue:experiment:{experiment}", currency, amount),
-                      Posting(f"assets:cash:stripe:{cur}", currency, -amount)],
-            experiment_id=experiment, source="stripe", external_ref=f"re_{i:x}",
-            metadata={"stripe_type": "refund"})
+            idempotency_key=key,
+            kind="refund",
+            description="customer refund",
+            occurred_at=occurred,
+            postings=[
+                Posting(f"revenue:experiment:{experiment}", currency, amount),
+                Posting(f"assets:cash:stripe:{cur}", currency, -amount),
+            ],
+            experiment_id=experiment,
+            source="stripe",
+            external_ref=f"re_{i:x}",
+            metadata={"stripe_type": "refund"},
+        )
     if kind == 8:  # hosting, no experiment
         amount = rng.randrange(10, 300) * scale
         return TransactionRequest(
-            idempotency_key=key, kind="expense", description="hosting", occurred_at=occurred,
-            postings=[Posting("expenses:infra:hosting", currency, amount),
-                      Posting(f"assets:cash:bank:{cur}", currency, -amount)], source="bank")
+            idempotency_key=key,
+            kind="expense",
+            description="hosting",
+            occurred_at=occurred,
+            postings=[
+                Posting("expenses:infra:hosting", currency, amount),
+                Posting(f"assets:cash:bank:{cur}", currency, -amount),
+            ],
+            source="bank",
+        )
     usd = rng.randrange(100, 100_000) * 100  # a currency exchange: four postings, two currencies
     eur = usd * 86 // 100
     return TransactionRequest(
-        idempotency_key=key, kind="fx", description="treasury exchange", occurred_at=occurred,
-        postings=[Posting("assets:cash:bank:usd", "USD", -usd), Posting("equity:fx-clearing", "USD", usd),
-                  Posting("assets:cash:bank:eur", "EUR", eur), Posting("equity:fx-clearing", "EUR", -eur)],
-        source="bank", metadata={"rate": f"{eur / usd:.6f}"})
+        idempotency_key=key,
+        kind="fx",
+        description="treasury exchange",
+        occurred_at=occurred,
+        postings=[
+            Posting("assets:cash:bank:usd", "USD", -usd),
+            Posting("equity:fx-clearing", "USD", usd),
+            Posting("assets:cash:bank:eur", "EUR", eur),
+            Posting("equity:fx-clearing", "EUR", -eur),
+        ],
+        source="bank",
+        metadata={"rate": f"{eur / usd:.6f}"},
+    )
 
 
 @dataclass
@@ -143,16 +205,41 @@ def bulk_rows(prepared: list[Prepared], recorded_at: datetime) -> tuple[list[tup
     for p in prepared:
         r, tid = p.request, p.transaction_id
         occurred = r.occurred_at.astimezone(UTC)
-        transactions.append((tid, r.idempotency_key, p.content_hash, r.kind, r.description, r.experiment_id,
-                             r.source, r.external_ref, occurred, recorded_at, None,
-                             canonical_json(dict(r.metadata)) if r.metadata else "{}"))
+        transactions.append(
+            (
+                tid,
+                r.idempotency_key,
+                p.content_hash,
+                r.kind,
+                r.description,
+                r.experiment_id,
+                r.source,
+                r.external_ref,
+                occurred,
+                recorded_at,
+                None,
+                canonical_json(dict(r.metadata)) if r.metadata else "{}",
+            )
+        )
         for line, posting in enumerate(r.postings, start=1):
-            postings.append((f"{tid}/{line}", tid, line, posting.account, posting.currency, posting.amount_minor,
-                             r.experiment_id or account_experiment(posting.account), occurred, recorded_at))
+            postings.append(
+                (
+                    f"{tid}/{line}",
+                    tid,
+                    line,
+                    posting.account,
+                    posting.currency,
+                    posting.amount_minor,
+                    r.experiment_id or account_experiment(posting.account),
+                    occurred,
+                    recorded_at,
+                )
+            )
     return transactions, postings
 
 
 # -- the two writers ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Side:
@@ -184,8 +271,10 @@ def bulk_input(backend: str, transactions: list[tuple], postings: list[tuple]) -
         return transactions, postings
     import pyarrow as pa
 
-    return tuple(pa.table({c: [row[k] for row in rows] for k, c in enumerate(columns)})
-                 for columns, rows in ((TX_COLUMNS, transactions), (POSTING_COLUMNS, postings)))
+    return tuple(
+        pa.table({c: [row[k] for row in rows] for k, c in enumerate(columns)})
+        for columns, rows in ((TX_COLUMNS, transactions), (POSTING_COLUMNS, postings))
+    )
 
 
 def bulk_loader(backend: str, url: str) -> Callable[[Any, Any], None]:
@@ -196,8 +285,10 @@ def bulk_loader(backend: str, url: str) -> Callable[[Any, Any], None]:
 
         def load_postgres(transactions: list[tuple], postings: list[tuple]) -> None:
             with psycopg.connect(warehouse.postgres_dsn) as conn, conn.cursor() as cur:
-                for table, columns, rows in (("ledger.transactions", TX_COLUMNS, transactions),
-                                             ("ledger.postings", POSTING_COLUMNS, postings)):
+                for table, columns, rows in (
+                    ("ledger.transactions", TX_COLUMNS, transactions),
+                    ("ledger.postings", POSTING_COLUMNS, postings),
+                ):
                     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                         for row in rows:
                             copy.write_row(row)
@@ -210,8 +301,10 @@ def bulk_loader(backend: str, url: str) -> Callable[[Any, Any], None]:
         conn = duckdb.connect(warehouse.duckdb_path)
         try:
             conn.execute("BEGIN TRANSACTION")
-            for table, columns, arrow in (("ledger.transactions", TX_COLUMNS, transactions),
-                                          ("ledger.postings", POSTING_COLUMNS, postings)):
+            for table, columns, arrow in (
+                ("ledger.transactions", TX_COLUMNS, transactions),
+                ("ledger.postings", POSTING_COLUMNS, postings),
+            ):
                 conn.register("_bulk", arrow)
                 conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM _bulk")
                 conn.unregister("_bulk")
@@ -223,6 +316,7 @@ def bulk_loader(backend: str, url: str) -> Callable[[Any, Any], None]:
 
 
 # -- one backend ------------------------------------------------------------------------------------
+
 
 @contextmanager
 def warehouses(backend: str) -> Iterator[tuple[str, str]]:
@@ -279,14 +373,17 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
                 with baseline.timed(batch):
                     load(*rows)
 
-            for step in ((run_product, run_baseline) if batch.index % 2 else (run_baseline, run_product)):
+            for step in (run_product, run_baseline) if batch.index % 2 else (run_baseline, run_product):
                 step()
             if batch.index == 0:
                 first = batch.requests
             del rows
             if args.progress:
-                print(f"  [{backend}] batch {batch.index}: {product.postings:,} postings, "
-                      f"write path {product.rate:,.0f}/s, bulk {baseline.rate:,.0f}/s", flush=True)
+                print(
+                    f"  [{backend}] batch {batch.index}: {product.postings:,} postings, "
+                    f"write path {product.rate:,.0f}/s, bulk {baseline.rate:,.0f}/s",
+                    flush=True,
+                )
 
         # Idempotency at scale: re-sending the first batch books nothing and answers "duplicate".
         started = time.perf_counter()
@@ -294,8 +391,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
         resend = time.perf_counter() - started
         assert all(r.status == "duplicate" for r in again), "a re-sent key was booked twice"
 
-        counts = {name: (w.count("ledger.transactions"), w.count("ledger.postings"), w.count("audit.events"))
-                  for name, w in (("ledger", ledger), ("bulk", bulk))}
+        counts = {
+            name: (w.count("ledger.transactions"), w.count("ledger.postings"), w.count("audit.events"))
+            for name, w in (("ledger", ledger), ("bulk", bulk))
+        }
         assert counts["ledger"][:2] == counts["bulk"][:2] == (product.transactions, product.postings), counts
         assert counts["ledger"][2] == product.transactions, "one audit record per booked transaction"
         verified = None
@@ -310,24 +409,37 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
             path = path.with_name(f"{path.stem}_{backend}{path.suffix}")
             profiler.dump_stats(path)
             print(f"  cProfile of the write path on {backend}: {path}")
-    return {"backend": backend, "product": product, "baseline": baseline, "resend": resend,
-            "resend_tx": len(first), "verified": verified}
+    return {
+        "backend": backend,
+        "product": product,
+        "baseline": baseline,
+        "resend": resend,
+        "resend_tx": len(first),
+        "verified": verified,
+    }
 
 
 def report(result: dict) -> bool:
     product, baseline = result["product"], result["baseline"]
     share = product.rate / baseline.rate
     met = share >= TARGET_SHARE
-    print(f"\n{result['backend']}: {product.transactions:,} transactions, {product.postings:,} postings "
-          f"in {len(product.per_batch)} batches")
+    print(
+        f"\n{result['backend']}: {product.transactions:,} transactions, {product.postings:,} postings "
+        f"in {len(product.per_batch)} batches"
+    )
     for side in (baseline, product):
-        print(f"  {side.name:26} {side.seconds:8.2f} s  {side.rate:12,.0f} postings/s  "
-              f"{side.transactions / side.seconds:10,.0f} transactions/s")
-    print(f"  write path / bulk load: {share:.0%} of the bulk rate (target >= {TARGET_SHARE:.0%}: "
-          f"{'met' if met else 'NOT met'}); the bulk load is {baseline.rate and product.seconds / baseline.seconds:.1f}x faster")
+        print(
+            f"  {side.name:26} {side.seconds:8.2f} s  {side.rate:12,.0f} postings/s  "
+            f"{side.transactions / side.seconds:10,.0f} transactions/s"
+        )
+    print(
+        f"  write path / bulk load: {share:.0%} of the bulk rate (target >= {TARGET_SHARE:.0%}: "
+        f"{'met' if met else 'NOT met'}); "
+        f"the bulk load is {baseline.rate and product.seconds / baseline.seconds:.1f}x faster"
+    )
     print(f"  re-sending {result['resend_tx']:,} booked transactions: {result['resend']:.2f} s, all duplicates")
     if result["verified"]:
-        ok, seconds, summary = result["verified"]
+        _ok, seconds, summary = result["verified"]
         print(f"  verify ({seconds:.1f} s): {summary}")
     return met
 
@@ -343,8 +455,10 @@ def main() -> int:
     parser.add_argument("--progress", action="store_true", help="print a line per batch")
     args = parser.parse_args()
 
-    print(f"ledger write path: {args.postings:,} postings in batches of {args.batch:,} transactions; {machine()}; "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"ledger write path: {args.postings:,} postings in batches of {args.batch:,} transactions; {machine()}; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
     met = [report(run_backend(backend, args)) for backend in backends]
     print(f"\npeak RSS: {peak_rss_mb():,.0f} MB")

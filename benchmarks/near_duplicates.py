@@ -44,11 +44,15 @@ def opportunities(hits: list[dict], first_id: int) -> pd.DataFrame:
     """The core.opportunities columns near-duplicate detection reads, as normalization makes them."""
     urls = [h.get("url") or f"https://news.ycombinator.com/item?id={h['objectID']}" for h in hits]
     titles = [h["title"] for h in hits]
-    frame = pd.DataFrame({
-        "opportunity_id": [str(uuid.UUID(int=first_id + i)) for i in range(len(hits))],
-        "title": titles, "url": urls, "canonical_url": canonical_urls(urls),
-        "created_at": pd.to_datetime([h["created_at_i"] for h in hits], unit="s", utc=True),
-    })
+    frame = pd.DataFrame(
+        {
+            "opportunity_id": [str(uuid.UUID(int=first_id + i)) for i in range(len(hits))],
+            "title": titles,
+            "url": urls,
+            "canonical_url": canonical_urls(urls),
+            "created_at": pd.to_datetime([h["created_at_i"] for h in hits], unit="s", utc=True),
+        }
+    )
     frame["fingerprint"] = fingerprints(frame["canonical_url"], frame["title"])
     return frame.drop_duplicates("fingerprint")
 
@@ -67,20 +71,35 @@ def build_index(path: str, size: int, new: int, seed: int) -> None:
     del hits
     params = lsh_params()
     for start in range(0, len(index), BLOCK):
-        block = index.iloc[start:start + BLOCK]
+        block = index.iloc[start : start + BLOCK]
         hosts = block["canonical_url"].str.extract(HOST_PATTERN, expand=False).fillna("")
         sigs = signatures(tokens(t, h) for t, h in zip(block["title"], hosts, strict=True))
-        indexed = block.assign(band_keys=band_keys(sigs, params),
-                               name_keys=[name_keys(url)[0] for url in block["canonical_url"]],
-                               figure_words=[sorted(figure_words(title)) for title in block["title"]])
+        indexed = block.assign(
+            band_keys=band_keys(sigs, params),
+            name_keys=[name_keys(url)[0] for url in block["canonical_url"]],
+            figure_words=[sorted(figure_words(title)) for title in block["title"]],
+        )
         ids = block["opportunity_id"]
         with warehouse.connect() as conn:
-            conn.register("_o", block.assign(source="hackernews", family="hacker_news", external_id=ids, body="",
-                                              author=None, points=0, comments=0, fetched_at=block["created_at"],
-                                              cluster_id=ids, record_id=ids))
+            conn.register(
+                "_o",
+                block.assign(
+                    source="hackernews",
+                    family="hacker_news",
+                    external_id=ids,
+                    body="",
+                    author=None,
+                    points=0,
+                    comments=0,
+                    fetched_at=block["created_at"],
+                    cluster_id=ids,
+                    record_id=ids,
+                ),
+            )
             conn.execute("INSERT INTO core.opportunities BY NAME SELECT * FROM _o")
-            conn.register("_s", pd.DataFrame({"opportunity_id": ids, "cluster_id": ids,
-                                              "signature": [encode(s) for s in sigs]}))
+            conn.register(
+                "_s", pd.DataFrame({"opportunity_id": ids, "cluster_id": ids, "signature": [encode(s) for s in sigs]})
+            )
             conn.execute("INSERT INTO core.lsh_signatures BY NAME SELECT * FROM _s")
             conn.register("_b", index_rows(indexed))
             conn.execute("INSERT INTO core.lsh_buckets BY NAME SELECT * FROM _b")
@@ -94,8 +113,21 @@ def index_file(size: int, new: int, seed: int) -> str:
         started = time.perf_counter()
         partial = cached.with_suffix(".partial")
         partial.unlink(missing_ok=True)
-        subprocess.run([sys.executable, __file__, "--build-index", str(partial), "--index", str(size),
-                        "--new", str(new), "--seed", str(seed)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--build-index",
+                str(partial),
+                "--index",
+                str(size),
+                "--new",
+                str(new),
+                "--seed",
+                str(seed),
+            ],
+            check=True,
+        )
         partial.rename(cached)
         print(f"built an index of {size:,} opportunities in {cached} in {time.perf_counter() - started:.1f} s (set-up)")
     return str(cached)
@@ -103,11 +135,11 @@ def index_file(size: int, new: int, seed: int) -> str:
 
 def baseline(conn, keys: pd.Series, bands: int) -> int:
     """The bare lookup: the batch's (band, bucket) pairs joined to the bucket index in SQL."""
-    wanted = pd.concat([pd.DataFrame({"band": band, "bucket": band_column(keys, band)})
-                        for band in range(bands)])
+    wanted = pd.concat([pd.DataFrame({"band": band, "bucket": band_column(keys, band)}) for band in range(bands)])
     conn.register("_wanted", wanted)
-    return conn.execute("SELECT count(*) FROM _wanted w JOIN core.lsh_buckets b "
-                        "ON b.band = w.band AND b.bucket = w.bucket").fetchone()[0]
+    return conn.execute(
+        "SELECT count(*) FROM _wanted w JOIN core.lsh_buckets b ON b.band = w.band AND b.bucket = w.bucket"
+    ).fetchone()[0]
 
 
 def quality(half: int | None = None) -> tuple[float, float, int, int, int, int]:
@@ -133,8 +165,10 @@ def main() -> int:
         build_index(args.build_index, args.index, args.new, args.seed)
         return 0
 
-    print(f"near-duplicates: {args.new:,} new opportunities against an index of {args.index:,}; {machine()}; "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"near-duplicates: {args.new:,} new opportunities against an index of {args.index:,}; {machine()}; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     source_file = index_file(args.index, args.new, args.seed)
     work = DATA_DIR / f"work_nd_{args.index}_{int(time.time())}.duckdb"
     shutil.copyfile(source_file, work)
@@ -142,16 +176,18 @@ def main() -> int:
     try:
         # The same generator continued: the new hits include reposts and rewordings of indexed ones.
         with warehouse.connect() as conn:
-            batch = conn.execute("SELECT n.* FROM bench.new_opportunities n ANTI JOIN core.opportunities o "
-                                 "ON o.fingerprint = n.fingerprint").df()  # exact duplicates: see unseen()
+            batch = conn.execute(
+                "SELECT n.* FROM bench.new_opportunities n ANTI JOIN core.opportunities o "
+                "ON o.fingerprint = n.fingerprint"
+            ).df()  # exact duplicates: see unseen()
         timings = Timings()
         params = lsh_params()
         hosts = batch["canonical_url"].str.extract(HOST_PATTERN, expand=False).fillna("")
-        keys = pd.Series(band_keys(signatures(tokens(t, h) for t, h in zip(batch["title"], hosts, strict=True)),
-                                   params), dtype="str")
-        with warehouse.connect() as conn:
-            with timings.stage("baseline: SQL join of the band keys to the index", len(batch)):
-                matched = baseline(conn, keys, params.bands)
+        keys = pd.Series(
+            band_keys(signatures(tokens(t, h) for t, h in zip(batch["title"], hosts, strict=True)), params), dtype="str"
+        )
+        with warehouse.connect() as conn, timings.stage("baseline: SQL join of the band keys to the index", len(batch)):
+            matched = baseline(conn, keys, params.bands)
         with warehouse.connect() as conn:
             with timings.stage("assign_clusters (hash, look up, score, cluster)", len(batch)):
                 clustered = near_duplicates.assign_clusters(conn, "duckdb", batch)
@@ -166,16 +202,24 @@ def main() -> int:
     product = timings.seconds("assign_clusters (hash, look up, score, cluster)", "persist (signatures + band buckets)")
     near = clustered["near_duplicate_of"].notna()
     indexed = clustered["near_duplicate_of"].isin(set(clustered["opportunity_id"]))
-    print(f"\nnew rows {len(batch):,} ({args.new - len(batch):,} exact duplicates removed first); "
-          f"bucket hits in the index {matched:,}")
-    print(f"near-duplicates found: {int(near.sum()):,} ({int((near & ~indexed).sum()):,} of indexed opportunities, "
-          f"{int((near & indexed).sum()):,} within the batch)")
-    print(f"incremental clustering: {product:.2f} s = {len(batch) / product:,.0f} rows/s; "
-          f"{product / join_only:.1f}x the bare SQL lookup ({join_only:.2f} s)")
+    print(
+        f"\nnew rows {len(batch):,} ({args.new - len(batch):,} exact duplicates removed first); "
+        f"bucket hits in the index {matched:,}"
+    )
+    print(
+        f"near-duplicates found: {int(near.sum()):,} ({int((near & ~indexed).sum()):,} of indexed opportunities, "
+        f"{int((near & indexed).sum()):,} within the batch)"
+    )
+    print(
+        f"incremental clustering: {product:.2f} s = {len(batch) / product:,.0f} rows/s; "
+        f"{product / join_only:.1f}x the bare SQL lookup ({join_only:.2f} s)"
+    )
     for half, label in ((0, "half 0"), (1, "half 1"), (None, "all")):
         precision, recall, n, tp, fp, fn = quality(half)
-        print(f"labelled pairs, {label} ({n}, {tp + fn} duplicates): precision {precision:.2f} ({fp} false matches), "
-              f"recall {recall:.2f} ({fn} missed)")
+        print(
+            f"labelled pairs, {label} ({n}, {tp + fn} duplicates): precision {precision:.2f} ({fp} false matches), "
+            f"recall {recall:.2f} ({fn} missed)"
+        )
     print(f"peak RSS: {peak_rss_mb():,.0f} MB")
     return 0
 

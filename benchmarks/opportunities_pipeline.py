@@ -24,11 +24,16 @@ from _common import DATA_DIR, Timings, hn_hits, machine, peak_rss_mb, raw_frames
 
 from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
 from core.discovery.opportunities import (
-    OPPORTUNITY_COLUMNS, normalize_records, pending_records, pending_responses, record_sightings, unseen,
+    OPPORTUNITY_COLUMNS,
+    normalize_records,
+    pending_records,
+    pending_responses,
+    record_sightings,
+    unseen,
 )
-from core.platform.schema import ensure_schema
 from core.discovery.scoring import Weights, score
 from core.discovery.sources.hackernews import HackerNews
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse, append_frame, insert_new_rows
 
 AS_OF = datetime(2026, 11, 27, tzinfo=UTC)  # fixed, so that ages (and scores) do not drift between runs
@@ -53,8 +58,9 @@ def raw_warehouse(rows: int, seed: int) -> str:
         started = time.perf_counter()
         partial = cached.with_suffix(".partial")
         partial.unlink(missing_ok=True)
-        subprocess.run([sys.executable, __file__, "--generate", str(partial), "--rows", str(rows),
-                        "--seed", str(seed)], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--generate", str(partial), "--rows", str(rows), "--seed", str(seed)], check=True
+        )
         partial.rename(cached)
         print(f"generated {rows:,} raw records into {cached} in {time.perf_counter() - started:.1f} s (set-up)")
     return str(cached)
@@ -65,9 +71,11 @@ def baseline(warehouse: Warehouse, table: str) -> tuple[int, float]:
     write it to a new table, all inside DuckDB. Returns (rows, seconds)."""
     started = time.perf_counter()
     with warehouse.connect() as conn:
-        conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT r.record_id, r.response_id, r.source, "
-                     "r.external_id, r.payload, r.fetched_at FROM raw.records r "
-                     "JOIN raw.responses p ON p.response_id = r.response_id")
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT r.record_id, r.response_id, r.source, "
+            "r.external_id, r.payload, r.fetched_at FROM raw.records r "
+            "JOIN raw.responses p ON p.response_id = r.response_id"
+        )
         rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return rows, time.perf_counter() - started
 
@@ -75,8 +83,9 @@ def baseline(warehouse: Warehouse, table: str) -> tuple[int, float]:
 def baseline_in_child(path: str, table: str) -> tuple[int, float]:
     """The baseline in its own interpreter, timed there: DuckDB keeps the memory it used, and the
     baseline's should not count towards the product's peak."""
-    done = subprocess.run([sys.executable, __file__, "--baseline", path, "--table", table], check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--baseline", path, "--table", table], check=True, capture_output=True, text=True
+    )
     rows, seconds = done.stdout.split()
     return int(rows), float(seconds)
 
@@ -107,10 +116,15 @@ def pipeline(warehouse: Warehouse, timings: Timings, near_dups: bool) -> dict:
         else:
             clustered = fresh.assign(cluster_id=fresh["opportunity_id"])
         with timings.stage("exact dedup: insert into core.opportunities", len(clustered)):
-            inserted = insert_new_rows(conn, "duckdb", "core.opportunities", clustered[OPPORTUNITY_COLUMNS],
-                                       ["fingerprint"])
-            append_frame(conn, "duckdb", "core.normalized_responses",
-                         pd.DataFrame({"response_id": responses, "normalized_at": AS_OF}))
+            inserted = insert_new_rows(
+                conn, "duckdb", "core.opportunities", clustered[OPPORTUNITY_COLUMNS], ["fingerprint"]
+            )
+            append_frame(
+                conn,
+                "duckdb",
+                "core.normalized_responses",
+                pd.DataFrame({"response_id": responses, "normalized_at": AS_OF}),
+            )
         if near_dups:
             with timings.stage("near-dup index persist (NOT in the 3x target)", len(inserted)):
                 near_duplicates.persist(conn, "duckdb", clustered, inserted["opportunity_id"])
@@ -143,8 +157,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--no-near-duplicates", action="store_true",
-                        help="skip near-duplicate clustering (it is reported apart from the 3x target anyway)")
+    parser.add_argument(
+        "--no-near-duplicates",
+        action="store_true",
+        help="skip near-duplicate clustering (it is reported apart from the 3x target anyway)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the product path to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the working warehouse file")
     parser.add_argument("--generate", metavar="PATH", help=argparse.SUPPRESS)
@@ -158,8 +175,9 @@ def main() -> int:
         print(*baseline(Warehouse(f"duckdb:///{args.baseline}"), args.table))
         return 0
 
-    print(f"opportunities pipeline: {args.rows:,} Hacker News hits; {machine()}; "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"opportunities pipeline: {args.rows:,} Hacker News hits; {machine()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     source_file = raw_warehouse(args.rows, args.seed)
     work = DATA_DIR / f"work_{args.rows}_{int(time.time())}.duckdb"
     shutil.copyfile(source_file, work)
@@ -188,29 +206,43 @@ def main() -> int:
 
     print(timings.table())
     n, base = runs[0][0], min(seconds for _, seconds in runs)
-    print(f"  {'baseline: plain DuckDB read + write (child process)':48} "
-          + ", ".join(f"{seconds:.2f}" for _, seconds in runs) + " s")
+    print(
+        f"  {'baseline: plain DuckDB read + write (child process)':48} "
+        + ", ".join(f"{seconds:.2f}" for _, seconds in runs)
+        + " s"
+    )
     targeted = [name for name, _, _ in timings.stages if not name.startswith("near-dup")]
     product = timings.seconds(*targeted)
     near = timings.seconds(*(name for name, _, _ in timings.stages if name.startswith("near-dup")))
     ratio = product / base
     peak = peak_rss_mb()
-    print(f"\nrecords {counts['records']:,}: valid {counts['valid']:,}, quarantined {counts['quarantined']:,}, "
-          f"new {counts['new']:,}, exact duplicates {counts['exact_duplicates']:,}"
-          + (f", near-duplicates {counts['near_duplicates']:,}" if "near_duplicates" in counts else ""))
+    print(
+        f"\nrecords {counts['records']:,}: valid {counts['valid']:,}, quarantined {counts['quarantined']:,}, "
+        f"new {counts['new']:,}, exact duplicates {counts['exact_duplicates']:,}"
+        + (f", near-duplicates {counts['near_duplicates']:,}" if "near_duplicates" in counts else "")
+    )
     print(f"baseline (plain DuckDB read + write, best of 3): {base:.2f} s = {n / base:,.0f} rows/s")
     print(f"normalize + exact dedup + features + score:      {product:.2f} s = {n / product:,.0f} rows/s")
-    print(f"ratio product / baseline: {ratio:.1f}x (target <= {TARGET_RATIO:.0f}x: "
-          f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+    print(
+        f"ratio product / baseline: {ratio:.1f}x (target <= {TARGET_RATIO:.0f}x: "
+        f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})"
+    )
     print(f"product path under {TARGET_SECONDS:.0f} s: {'yes' if product < TARGET_SECONDS else 'NO'} ({product:.1f} s)")
     if near:
-        print(f"near-duplicate clustering, first load of {counts['new']:,} rows (excluded above): {near:.2f} s "
-              f"= {counts['new'] / near:,.0f} rows/s")
+        print(
+            f"near-duplicate clustering, first load of {counts['new']:,} rows (excluded above): {near:.2f} s "
+            f"= {counts['new'] / near:,.0f} rows/s"
+        )
     else:
         print("near-duplicate clustering: skipped (--no-near-duplicates)")
-    print(f"peak RSS: {peak:,.0f} MB (target < {TARGET_PEAK_MB:,} MB: {'met' if peak < TARGET_PEAK_MB else 'NOT met'})"
-          + ("; includes near-duplicate clustering, --no-near-duplicates measures the targeted path alone"
-             if near else ""))
+    print(
+        f"peak RSS: {peak:,.0f} MB (target < {TARGET_PEAK_MB:,} MB: {'met' if peak < TARGET_PEAK_MB else 'NOT met'})"
+        + (
+            "; includes near-duplicate clustering, --no-near-duplicates measures the targeted path alone"
+            if near
+            else ""
+        )
+    )
     return 0
 
 

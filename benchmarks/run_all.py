@@ -22,13 +22,21 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, skip the demo")
     args = parser.parse_args()
     if args.quick:
-        runs = [["opportunities_pipeline.py", "--rows", "20000"],
-                ["near_duplicates.py", "--index", "20000", "--new", "2000"],
-                ["startup.py", "--repeat", "2", "--no-demo"],
-                ["ledger_write.py", "--postings", "20000"], ["dbt_marts.py", "--postings", "200000"]]
+        runs = [
+            ["opportunities_pipeline.py", "--rows", "20000"],
+            ["near_duplicates.py", "--index", "20000", "--new", "2000"],
+            ["startup.py", "--repeat", "2", "--no-demo"],
+            ["ledger_write.py", "--postings", "20000"],
+            ["dbt_marts.py", "--postings", "200000"],
+        ]
     else:
-        runs = [["opportunities_pipeline.py"], ["near_duplicates.py"], ["startup.py"], ["ledger_write.py"],
-                ["dbt_marts.py"]]
+        runs = [
+            ["opportunities_pipeline.py"],
+            ["near_duplicates.py"],
+            ["startup.py"],
+            ["ledger_write.py"],
+            ["dbt_marts.py"],
+        ]
     failed = []
     for script, *options in runs:
         print(f"\n=== {script} {' '.join(options)}", flush=True)

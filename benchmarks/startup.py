@@ -36,8 +36,9 @@ TIMED_IMPORT = "import time; t = time.perf_counter(); import {module}; print(tim
 def timed_import(module: str) -> tuple[float, float]:
     """(seconds inside the child for the import, the child's whole wall time)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", TIMED_IMPORT.format(module=module)], cwd=REPO, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", TIMED_IMPORT.format(module=module)], cwd=REPO, check=True, capture_output=True, text=True
+    )
     return float(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
 
 
@@ -78,21 +79,28 @@ def main() -> int:
     print(f"  {'fresh-interpreter import':33} {'best s':>8} {'median s':>9} {'best wall s':>12} {'median wall s':>14}")
     for module, runs in results.items():
         inside, wall = [r[0] for r in runs], [r[1] for r in runs]
-        print(f"  {module:33} {min(inside):8.2f} {statistics.median(inside):9.2f} {min(wall):12.2f} "
-              f"{statistics.median(wall):14.2f}")
+        print(
+            f"  {module:33} {min(inside):8.2f} {statistics.median(inside):9.2f} {min(wall):12.2f} "
+            f"{statistics.median(wall):14.2f}"
+        )
     floor = min(r[0] for r in results["dagster"])
     for module in LOCATIONS:
         ours = min(r[0] for r in results[module])
-        verdict = "" if module != "orchestration.definitions" else \
-            f"; target < {IMPORT_TARGET_S:.0f} s: {'met' if ours < IMPORT_TARGET_S else 'NOT met'}"
+        verdict = (
+            ""
+            if module != "orchestration.definitions"
+            else f"; target < {IMPORT_TARGET_S:.0f} s: {'met' if ours < IMPORT_TARGET_S else 'NOT met'}"
+        )
         print(f"import {module}: best {ours:.2f} s = {ours / floor:.2f}x `import dagster` ({floor:.2f} s){verdict}")
 
     if args.no_demo:
         print("demo: skipped (--no-demo)")
         return 0
     elapsed, code, last_line = demo()
-    print(f"ventureloop demo (fresh home, snapshots): {elapsed:.1f} s, exit {code}; target < {DEMO_TARGET_S:.0f} s: "
-          f"{'met' if elapsed < DEMO_TARGET_S and code == 0 else 'NOT met'}")
+    print(
+        f"ventureloop demo (fresh home, snapshots): {elapsed:.1f} s, exit {code}; target < {DEMO_TARGET_S:.0f} s: "
+        f"{'met' if elapsed < DEMO_TARGET_S and code == 0 else 'NOT met'}"
+    )
     print(f"  {last_line[:140]}")
     return 0 if code == 0 else 1
 

@@ -18,14 +18,13 @@ discovery_app = typer.Typer(help="Discovery sources and their recorded snapshots
 quarantine_app = typer.Typer(help="Records that could not be used, and replaying them.", no_args_is_help=True)
 app.add_typer(instance_app, name="instance")
 app.add_typer(discovery_app, name="discovery")
-ledger_app = typer.Typer(help="The double-entry ledger: imports, review, budgets, verification.",
-                         no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger: imports, review, budgets, verification.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(ledger_app, name="ledger")
 
 
 @app.callback()
-def main() -> None:
+def apply_env_file() -> None:
     """Every command first applies ./.env, as the Dagster CLI and `dagster dev` do."""
     load_env_file(Path.cwd())
 
@@ -72,8 +71,10 @@ def instance_init() -> None:
 
 
 @app.command()
-def dev(host: str = typer.Option("127.0.0.1", help="Address the webserver listens on."),
-        port: int = typer.Option(3000, help="Port of the webserver.")) -> None:
+def dev(
+    host: str = typer.Option("127.0.0.1", help="Address the webserver listens on."),
+    port: int = typer.Option(3000, help="Port of the webserver."),
+) -> None:
     """The Dagster webserver and daemon (`dagster dev`) on the instance and warehouse of `demo`."""
     instance_init()
     dagster = Path(sys.executable).parent / "dagster"
@@ -96,8 +97,10 @@ def dbt(ctx: typer.Context) -> None:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from error
     env = {**os.environ, **dbt_env_for(warehouse.url)}
-    done = subprocess.run([installed_dbt(), *ctx.args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-                           str(DBT_PROJECT_DIR)], env=env)
+    done = subprocess.run(
+        [installed_dbt(), *ctx.args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        env=env,
+    )
     raise typer.Exit(done.returncode)
 
 
@@ -123,8 +126,10 @@ def demo() -> None:
         materialization = event.step_materialization_data.materialization
         metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
     _print_summary(warehouse, metadata)
-    typer.echo(f"\nrun {result.run_id} {'succeeded' if result.success else 'FAILED'} in "
-               f"{time.monotonic() - started:.1f} s; inspect it with `make dev` (http://127.0.0.1:3000)")
+    typer.echo(
+        f"\nrun {result.run_id} {'succeeded' if result.success else 'FAILED'} in "
+        f"{time.monotonic() - started:.1f} s; inspect it with `make dev` (http://127.0.0.1:3000)"
+    )
     if not result.success:
         raise typer.Exit(1)
 
@@ -139,31 +144,62 @@ def _print_summary(warehouse: Warehouse, metadata: dict[str, dict]) -> None:
             continue
         name = key.removeprefix("raw/")
         ingested = per_source.get(name, {})
-        rows.append([name, values.get("family"), values.get("status"), values.get("items", 0),
-                     ingested.get("new", 0), ingested.get("duplicates", 0), ingested.get("near_duplicates", 0),
-                     values.get("quarantined", 0) + ingested.get("quarantined", 0)])
+        rows.append(
+            [
+                name,
+                values.get("family"),
+                values.get("status"),
+                values.get("items", 0),
+                ingested.get("new", 0),
+                ingested.get("duplicates", 0),
+                ingested.get("near_duplicates", 0),
+                values.get("quarantined", 0) + ingested.get("quarantined", 0),
+            ]
+        )
     typer.echo("\nDiscovery")
-    typer.echo(tabulate(rows, headers=["source", "family", "status", "fetched", "new", "duplicates",
-                                       "near-dup", "quarantined"]))
+    typer.echo(
+        tabulate(
+            rows, headers=["source", "family", "status", "fetched", "new", "duplicates", "near-dup", "quarantined"]
+        )
+    )
     if warehouse.table_exists("core.scored_opportunities"):
-        top = warehouse.query("SELECT rank, score, source, cluster_size AS seen_in, opportunity_type AS type, "
-                              "title, why FROM core.scored_opportunities WHERE is_cluster_lead "
-                              "ORDER BY rank LIMIT 10")
+        top = warehouse.query(
+            "SELECT rank, score, source, cluster_size AS seen_in, opportunity_type AS type, "
+            "title, why FROM core.scored_opportunities WHERE is_cluster_lead "
+            "ORDER BY rank LIMIT 10"
+        )
         top["title"] = top["title"].str.slice(0, 60)
         typer.echo("\nTop 10 opportunities (one per near-duplicate cluster; seen_in = sources in the cluster)")
         typer.echo(tabulate(top.values.tolist(), headers=list(top.columns), floatfmt=".3f"))
     entries = metadata.get("ledger_entries")
     if entries:
-        typer.echo(f"\nLedger: {entries['booked']} transactions booked, {entries['duplicates']} duplicates, "
-                   f"{entries['held']} held for review, {entries['quarantined']} quarantined")
+        typer.echo(
+            f"\nLedger: {entries['booked']} transactions booked, {entries['duplicates']} duplicates, "
+            f"{entries['held']} held for review, {entries['quarantined']} quarantined"
+        )
     if warehouse.table_exists("analytics.revenue_summary"):
-        summary = warehouse.query("SELECT experiment_id, total_revenue_cents, total_cost_cents, net_profit_cents, "
-                                  "event_count FROM analytics.revenue_summary ORDER BY net_profit_cents DESC")
-        rows = [[r.experiment_id, _usd(r.total_revenue_cents), _usd(r.total_cost_cents), _usd(r.net_profit_cents),
-                 r.event_count] for r in summary.itertuples()]
+        summary = warehouse.query(
+            "SELECT experiment_id, total_revenue_cents, total_cost_cents, net_profit_cents, "
+            "event_count FROM analytics.revenue_summary ORDER BY net_profit_cents DESC"
+        )
+        rows = [
+            [
+                r.experiment_id,
+                _usd(r.total_revenue_cents),
+                _usd(r.total_cost_cents),
+                _usd(r.net_profit_cents),
+                r.event_count,
+            ]
+            for r in summary.itertuples()
+        ]
         typer.echo("\nRevenue summary (dbt mart analytics.revenue_summary, USD)")
-        typer.echo(tabulate(rows, headers=["experiment", "revenue", "cost", "net profit", "events"],
-                            colalign=("left", "right", "right", "right", "right")))
+        typer.echo(
+            tabulate(
+                rows,
+                headers=["experiment", "revenue", "cost", "net profit", "events"],
+                colalign=("left", "right", "right", "right", "right"),
+            )
+        )
 
 
 def _usd(cents) -> str:
@@ -227,8 +263,10 @@ def discovery_record(
 
 
 @quarantine_app.command("list")
-def quarantine_list(source: str = typer.Option(None, help="Only this source."),
-                    limit: int = typer.Option(50, help="Show at most this many.")) -> None:
+def quarantine_list(
+    source: str = typer.Option(None, help="Only this source."),
+    limit: int = typer.Option(50, help="Show at most this many."),
+) -> None:
     """Quarantined records not yet replayed: stage, source, origin and reason."""
     from tabulate import tabulate
 
@@ -250,12 +288,15 @@ def quarantine_replay(source: str = typer.Option(None, help="Only this source.")
     from core.ledger.imports.replay import replay_imports
 
     warehouse = _warehouse()
-    reports = [("discovery", replay(warehouse, all_sources(), source)),
-               ("ledger imports", replay_imports(warehouse, [_inbox() / "archive"], source=source,
-                                                 rules=_fraud_rules()))]
+    reports = [
+        ("discovery", replay(warehouse, all_sources(), source)),
+        ("ledger imports", replay_imports(warehouse, [_inbox() / "archive"], source=source, rules=_fraud_rules())),
+    ]
     for name, report in reports:
-        typer.echo(f"{name}: replayed {report.replayed}, still failing {report.still_failing}, "
-                   f"not replayable {report.not_replayable}")
+        typer.echo(
+            f"{name}: replayed {report.replayed}, still failing {report.still_failing}, "
+            f"not replayable {report.not_replayable}"
+        )
         for line in report.reasons[:20]:
             typer.echo(f"  {line}")
 
@@ -265,9 +306,16 @@ def _inbox() -> Path:
 
 
 @ledger_app.command("import")
-def ledger_import(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                                       help="Stripe CSV export, Stripe API JSON/JSONL, or generic CSV."),
-                  show: int = typer.Option(20, help="Show at most this many per-row messages per file.")) -> None:
+def ledger_import(
+    paths: list[Path] = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="Stripe CSV export, Stripe API JSON/JSONL, or generic CSV.",
+    ),
+    show: int = typer.Option(20, help="Show at most this many per-row messages per file."),
+) -> None:
     """Book payment files: prints what was booked, skipped as a duplicate, held, or quarantined."""
     from core.ledger.imports import import_file
 
@@ -295,8 +343,9 @@ def ledger_import_stripe(days: int = typer.Option(30, help="Balance transactions
 
     since = int((datetime.now(UTC) - timedelta(days=days)).timestamp())
     try:
-        report = import_stripe_api(_warehouse(), os.environ.get("STRIPE_API_KEY"), created_gte=since,
-                                   rules=_fraud_rules())
+        report = import_stripe_api(
+            _warehouse(), os.environ.get("STRIPE_API_KEY"), created_gte=since, rules=_fraud_rules()
+        )
     except StripeAPIError as error:
         if error.report is not None:
             typer.echo(error.report.summary())
@@ -329,22 +378,31 @@ def ledger_review(
         except ValueError as error:
             typer.echo(f"refused: {error}", err=True)
             raise typer.Exit(1) from error
-        typer.echo(f"{decision.hold_id}: {decision.decision} by {decision.decided_by}"
-                   + (f", booked as {decision.transaction_id}" if decision.transaction_id else ""))
+        typer.echo(
+            f"{decision.hold_id}: {decision.decision} by {decision.decided_by}"
+            + (f", booked as {decision.transaction_id}" if decision.transaction_id else "")
+        )
         return
     holds = review.list_holds(warehouse, include_decided=all_holds)
     if not holds:
         typer.echo("no holds to review")
         return
-    typer.echo(tabulate([[h.hold_id, h.status, h.amounts, h.experiment_id, h.reason, h.expires_at] for h in holds],
-                        headers=["hold", "status", "amount", "experiment", "reason", "expires"],
-                        maxcolwidths=[36, 9, 14, 18, 60, 25]))
+    typer.echo(
+        tabulate(
+            [[h.hold_id, h.status, h.amounts, h.experiment_id, h.reason, h.expires_at] for h in holds],
+            headers=["hold", "status", "amount", "experiment", "reason", "expires"],
+            maxcolwidths=[36, 9, 14, 18, 60, 25],
+        )
+    )
 
 
 @ledger_app.command("verify")
 def ledger_verify(
-    head: list[str] = typer.Option([], help="A chain head published earlier (SEQ:HASH from `ledger head` or the "
-                                            "ledger_entries run metadata) that must still be in the chain; repeatable."),
+    head: list[str] = typer.Option(
+        [],
+        help="A chain head published earlier (SEQ:HASH from `ledger head` or the "
+        "ledger_entries run metadata) that must still be in the chain; repeatable.",
+    ),
 ) -> None:
     """Check the audit hash chain and every ledger invariant; name the first broken record."""
     from core.ledger.audit import parse_head
@@ -361,9 +419,14 @@ def ledger_verify(
 
 
 @ledger_app.command("fx-load")
-def ledger_fx_load(paths: list[Path] = typer.Argument(..., help="ECB-format rate files (.csv, .xml, .zip): the "
-                                                               "ECB's own, or rates for currencies it does not "
-                                                               "publish, per euro.")) -> None:
+def ledger_fx_load(
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="ECB-format rate files (.csv, .xml, .zip): the "
+        "ECB's own, or rates for currencies it does not "
+        "publish, per euro.",
+    ),
+) -> None:
     """Store FX rates from files; a (date, currency) already stored is kept, never overwritten."""
     from core.ledger.fx import FxError, load_extra_rates, store_rates
 
@@ -390,9 +453,12 @@ def ledger_head() -> None:
 
 @ledger_app.command("budgets")
 def ledger_budgets(
-    at: datetime = typer.Option(None, formats=["%Y-%m-%dT%H:%M:%S%z"],
-                                help="The instant whose windows to show (ISO 8601 with offset; default now), "
-                                     "e.g. yesterday evening to see what a daily budget ended the day at."),
+    at: datetime = typer.Option(
+        None,
+        formats=["%Y-%m-%dT%H:%M:%S%z"],
+        help="The instant whose windows to show (ISO 8601 with offset; default now), "
+        "e.g. yesterday evening to see what a daily budget ended the day at.",
+    ),
 ) -> None:
     """Every budget with its spend in the current window (or the one containing --at)."""
     from tabulate import tabulate
@@ -400,8 +466,13 @@ def ledger_budgets(
     from core.ledger.budgets import utilization
 
     table = utilization(_warehouse(), at.astimezone(UTC) if at else None)
-    typer.echo(tabulate(table.drop(columns=["budget_id"]).values.tolist(),
-                        headers=[c for c in table.columns if c != "budget_id"]) if len(table) else "no budgets")
+    typer.echo(
+        tabulate(
+            table.drop(columns=["budget_id"]).values.tolist(), headers=[c for c in table.columns if c != "budget_id"]
+        )
+        if len(table)
+        else "no budgets"
+    )
 
 
 @ledger_app.command("budget-set")
@@ -419,8 +490,16 @@ def ledger_budget_set(
     from core.ledger.money import format_minor, to_minor
 
     try:
-        budget = set_budget(_warehouse(), scope=scope, scope_key=key, period=period, currency=currency,
-                            limit_minor=to_minor(limit, currency), changed_by=by, reason=reason)
+        budget = set_budget(
+            _warehouse(),
+            scope=scope,
+            scope_key=key,
+            period=period,
+            currency=currency,
+            limit_minor=to_minor(limit, currency),
+            changed_by=by,
+            reason=reason,
+        )
     except ValueError as error:
         typer.echo(f"refused: {error}", err=True)
         raise typer.Exit(1) from error
@@ -436,9 +515,12 @@ def ledger_spend(
     paid_from: str = typer.Option("assets:cash:bank:usd", help="The account the money leaves."),
     experiment: str = typer.Option(None, help="The experiment this spend belongs to."),
     description: str = typer.Option("manual spend"),
-    at: datetime = typer.Option(None, formats=["%Y-%m-%dT%H:%M:%S%z"],
-                                help="When it was spent (ISO 8601 with offset; default now). A retry of the "
-                                     "same key must repeat it: the key then books nothing twice."),
+    at: datetime = typer.Option(
+        None,
+        formats=["%Y-%m-%dT%H:%M:%S%z"],
+        help="When it was spent (ISO 8601 with offset; default now). A retry of the "
+        "same key must repeat it: the key then books nothing twice.",
+    ),
 ) -> None:
     """Spend through every applicable budget, atomically: booked, or refused with the budget and by how much."""
     from core.ledger.budgets import expense, spend
@@ -446,8 +528,17 @@ def ledger_spend(
 
     occurred = (at or datetime.now(UTC)).astimezone(UTC)
     try:
-        request = expense(key, account, to_minor(amount, currency), currency, occurred, paid_from=paid_from,
-                          description=description, experiment_id=experiment, source="cli")
+        request = expense(
+            key,
+            account,
+            to_minor(amount, currency),
+            currency,
+            occurred,
+            paid_from=paid_from,
+            description=description,
+            experiment_id=experiment,
+            source="cli",
+        )
         result = spend(_warehouse(), request)
     except ValueError as error:  # LedgerError, IdempotencyConflict, MoneyError: all say what and why
         typer.echo(f"refused: {error}", err=True)
@@ -458,7 +549,9 @@ def ledger_spend(
 
 
 @ledger_app.command("balances")
-def ledger_balances(prefix: str = typer.Option(None, help="Only this account and those under it, e.g. revenue or expenses:ads")) -> None:
+def ledger_balances(
+    prefix: str = typer.Option(None, help="Only this account and those under it, e.g. revenue or expenses:ads"),
+) -> None:
     """Balance per account and currency, in minor units and formatted."""
     from tabulate import tabulate
 
@@ -466,8 +559,10 @@ def ledger_balances(prefix: str = typer.Option(None, help="Only this account and
     from core.ledger.money import format_minor
 
     table = balances(_warehouse(), prefix=prefix.rstrip(":") if prefix else None)
-    rows = [[r.account_id, r.currency, r.balance_minor, format_minor(int(r.balance_minor), r.currency)]
-            for r in table.itertuples()]
+    rows = [
+        [r.account_id, r.currency, r.balance_minor, format_minor(int(r.balance_minor), r.currency)]
+        for r in table.itertuples()
+    ]
     typer.echo(tabulate(rows, headers=["account", "currency", "minor units", "amount"]) if rows else "empty ledger")
 
 

@@ -18,8 +18,9 @@ def _check_postgres_url(url: str) -> None:
     # every run (NOTIFY ... $1); the lock pins SQLAlchemy < 2.1, and +psycopg (3) is refused here.
     scheme = url.split("://", 1)[0]
     if scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
-        raise ValueError(f"DAGSTER_POSTGRES_URL must start with postgresql:// or postgresql+psycopg2://, "
-                         f"got {scheme}://")
+        raise ValueError(
+            f"DAGSTER_POSTGRES_URL must start with postgresql:// or postgresql+psycopg2://, got {scheme}://"
+        )
 
 
 def render(env: Mapping[str, str] | None = None) -> dict[str, Any]:

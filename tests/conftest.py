@@ -30,20 +30,30 @@ PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 # `thorough` (make test-thorough) is random, twenty times the examples, and keeps the local
 # example database (.hypothesis/) so that what it finds is replayed first on the next run.
 settings.register_profile("ci", settings.get_profile("ci"), max_examples=50)
-settings.register_profile("thorough", settings.get_profile("default"), max_examples=1000, deadline=None,
-                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "thorough",
+    settings.get_profile("default"),
+    max_examples=1000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or "ci"
 try:
     settings.load_profile(HYPOTHESIS_PROFILE)
 except InvalidArgument:
-    raise pytest.UsageError(f"HYPOTHESIS_PROFILE={HYPOTHESIS_PROFILE!r} is not a Hypothesis profile here: use ci "
-                            "(make test) or thorough (make test-thorough)") from None
+    raise pytest.UsageError(
+        f"HYPOTHESIS_PROFILE={HYPOTHESIS_PROFILE!r} is not a Hypothesis profile here: use ci "
+        "(make test) or thorough (make test-thorough)"
+    ) from None
 
 
 def pytest_report_header() -> str:
     active = settings()
-    return (f"hypothesis profile: {settings.get_current_profile_name()} (max_examples={active.max_examples}, "
-            f"derandomize={active.derandomize})")
+    return (
+        f"hypothesis profile: {settings.get_current_profile_name()} (max_examples={active.max_examples}, "
+        f"derandomize={active.derandomize})"
+    )
 
 
 # -- built once per test run, shared by every xdist worker -------------------------------------
@@ -108,6 +118,7 @@ def build_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Calla
 def postgres_template(postgres_admin_url: str, build_once, pytestconfig: pytest.Config) -> Callable[..., str]:
     """`postgres_template(name, build)`: the name of a database that `build(url)` filled once per test run,
     for `postgres_database(template)` to copy (CREATE DATABASE ... TEMPLATE, a file-level copy)."""
+
     def template(name: str, build: Callable[[str], None]) -> str:
         database = f"vl_template_{pytestconfig.stash[RUN_ID]}_{name}"
 
@@ -200,8 +211,11 @@ def asset_resources(warehouse: Warehouse, tmp_path):
     """Every resource the assets take, on the test's warehouse, with the embedded defaults."""
     from assets.resources import DiscoveryResource, LedgerInputsResource, WarehouseResource
 
-    return {"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="snapshot"),
-            "ledger_inputs": LedgerInputsResource(inbox_dir=str(tmp_path / "inbox"))}
+    return {
+        "warehouse": WarehouseResource(url=warehouse.url),
+        "discovery": DiscoveryResource(mode="snapshot"),
+        "ledger_inputs": LedgerInputsResource(inbox_dir=str(tmp_path / "inbox")),
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,11 @@ quality checks, the discovery job and its hourly schedule."""
 
 import dagster as dg
 
-from assets.discovery.checks import every_source_has_opportunities, opportunities_pass_quality_suite, \
-    scores_within_unit_interval
+from assets.discovery.checks import (
+    every_source_has_opportunities,
+    opportunities_pass_quality_suite,
+    scores_within_unit_interval,
+)
 from assets.discovery.opportunities import opportunities, opportunity_features, scored_opportunities
 from assets.discovery.raw import raw_assets
 

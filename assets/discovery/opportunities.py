@@ -24,7 +24,7 @@ SHOWN = ["rank", "score", "title", "source", "opportunity_type", "why"]
     pool=warehouse_pool(),
     deps=[a.key for a in raw_assets],
     description="Every source normalized into one table; exact duplicates share a fingerprint "
-                "(unique key), near-duplicates share a cluster_id (MinHash LSH).",
+    "(unique key), near-duplicates share a cluster_id (MinHash LSH).",
 )
 def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     from core.discovery.opportunities import ingest
@@ -34,19 +34,25 @@ def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     ensure_schema(client)
     stats = ingest(client, SOURCES, run_id=context.run.run_id)
     per_source = {name: vars(s) for name, s in stats.items()}
-    table = "\n".join(f"| {s['source']} | {s['fetched']} | {s['new']} | {s['duplicates']} | "
-                      f"{s['near_duplicates']} | {s['quarantined']} |" for s in per_source.values())
-    return dg.MaterializeResult(metadata={
-        "new": sum(s.new for s in stats.values()),
-        "duplicates": sum(s.duplicates for s in stats.values()),
-        "near_duplicates": sum(s.near_duplicates for s in stats.values()),
-        "quarantined": sum(s.quarantined for s in stats.values()),
-        "total_rows": client.count("core.opportunities"),
-        "per_source": dg.MetadataValue.md(
-            "| source | fetched | new | duplicates | near-duplicates | quarantined |\n|---|---|---|---|---|---|\n"
-            + table),
-        "per_source_json": dg.MetadataValue.json(per_source),
-    })
+    table = "\n".join(
+        f"| {s['source']} | {s['fetched']} | {s['new']} | {s['duplicates']} | "
+        f"{s['near_duplicates']} | {s['quarantined']} |"
+        for s in per_source.values()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "new": sum(s.new for s in stats.values()),
+            "duplicates": sum(s.duplicates for s in stats.values()),
+            "near_duplicates": sum(s.near_duplicates for s in stats.values()),
+            "quarantined": sum(s.quarantined for s in stats.values()),
+            "total_rows": client.count("core.opportunities"),
+            "per_source": dg.MetadataValue.md(
+                "| source | fetched | new | duplicates | near-duplicates | quarantined |\n|---|---|---|---|---|---|\n"
+                + table
+            ),
+            "per_source_json": dg.MetadataValue.json(per_source),
+        }
+    )
 
 
 @dg.asset(
@@ -66,11 +72,13 @@ def opportunity_features(warehouse: WarehouseResource, discovery: DiscoveryResou
     assumptions = ScoringAssumptions.load(Path(discovery.scoring_file) if discovery.scoring_file else None)
     features = build_features(table, datetime.now(UTC), capabilities, assumptions, sizes)
     client.replace("core.opportunity_features", features)
-    return dg.MaterializeResult(metadata={
-        "rows": len(features),
-        "types": dg.MetadataValue.json(features["opportunity_type"].value_counts().to_dict()),
-        "revenue_signals": dg.MetadataValue.json(features["revenue_signal"].value_counts().to_dict()),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(features),
+            "types": dg.MetadataValue.json(features["opportunity_type"].value_counts().to_dict()),
+            "revenue_signals": dg.MetadataValue.json(features["revenue_signal"].value_counts().to_dict()),
+        }
+    )
 
 
 class ScoringConfig(dg.Config):
@@ -88,8 +96,13 @@ class ScoringConfig(dg.Config):
         return self
 
     def weights(self) -> Weights:
-        return Weights(self.revenue_weight, self.confidence_weight, self.time_to_revenue_weight,
-                       self.capability_weight, self.timing_weight)
+        return Weights(
+            self.revenue_weight,
+            self.confidence_weight,
+            self.time_to_revenue_weight,
+            self.capability_weight,
+            self.timing_weight,
+        )
 
 
 @dg.asset(
@@ -106,9 +119,10 @@ def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) ->
     weights = config.weights()
     scored = score(client.read("core.opportunity_features"), weights)
     client.replace("core.scored_opportunities", scored)
-    return dg.MaterializeResult(metadata={
-        "rows": len(scored),
-        "weights": dg.MetadataValue.json(vars(weights)),
-        "top_10": dg.MetadataValue.md(scored.head(10)[SHOWN].to_markdown(index=False)),
-    })
-
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(scored),
+            "weights": dg.MetadataValue.json(vars(weights)),
+            "top_10": dg.MetadataValue.md(scored.head(10)[SHOWN].to_markdown(index=False)),
+        }
+    )

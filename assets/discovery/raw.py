@@ -19,11 +19,13 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
         pool=warehouse_pool(),
         description=f"Raw items from {source.name} ({source.family}). {source.description}".strip(),
         tags={"family": source.family},
-        check_specs=[dg.AssetCheckSpec("fetch_succeeded", asset=key,
-                                       description="The source answered and its responses parsed.")],
+        check_specs=[
+            dg.AssetCheckSpec("fetch_succeeded", asset=key, description="The source answered and its responses parsed.")
+        ],
     )
-    def _discover(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                  discovery: DiscoveryResource) -> dg.MaterializeResult:
+    def _discover(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, discovery: DiscoveryResource
+    ) -> dg.MaterializeResult:
         from core.discovery.fetch import discover
         from core.platform.schema import ensure_schema
 
@@ -35,8 +37,14 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
         severity = dg.AssetCheckSeverity.WARN if result.status == "skipped" else dg.AssetCheckSeverity.ERROR
         return dg.MaterializeResult(
             metadata={**result.as_metadata(), "warehouse": client.describe()},
-            check_results=[dg.AssetCheckResult(check_name="fetch_succeeded", passed=result.status == "ok",
-                                               severity=severity, metadata={"message": result.message})],
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="fetch_succeeded",
+                    passed=result.status == "ok",
+                    severity=severity,
+                    metadata={"message": result.message},
+                )
+            ],
         )
 
     return _discover

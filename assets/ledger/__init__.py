@@ -10,7 +10,7 @@ ledger_import_job = dg.define_asset_job(
     "ledger_import_job",
     selection=dg.AssetSelection.assets(ledger_entries),
     description="Book what arrived (inbox files, the Stripe API or simulated payments). The ledger marts "
-                "follow it on their own: they are eager to rebuild when ledger_entries changes.",
+    "follow it on their own: they are eager to rebuild when ledger_entries changes.",
 )
 
 defs = dg.Definitions(

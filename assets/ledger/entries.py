@@ -17,11 +17,12 @@ PUBLISHED_HEADS_CHECKED = 5
     kinds={"python"},
     pool=warehouse_pool(),
     description="ECB euro reference rates: the bundled snapshot, or today's rates from the ECB when "
-                "FX_RATES_SOURCE=ecb; plus FX_EXTRA_RATES_FILE for currencies the ECB does not publish. "
-                "A (date, currency) once stored is never overwritten.",
+    "FX_RATES_SOURCE=ecb; plus FX_EXTRA_RATES_FILE for currencies the ECB does not publish. "
+    "A (date, currency) once stored is never overwritten.",
 )
-def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-             ledger_inputs: LedgerInputsResource) -> dg.MaterializeResult:
+def fx_rates(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger_inputs: LedgerInputsResource
+) -> dg.MaterializeResult:
     import pandas as pd
 
     from core.ledger import fx
@@ -36,11 +37,16 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         frame = pd.concat([frame, fx.load_extra_rates(extra)], ignore_index=True)
     stored = fx.store_rates(client, frame)
     context.log.info(f"{stored} new rates from {source}" + (f" and {extra}" if extra else ""))
-    return dg.MaterializeResult(metadata={
-        "source": source, "extra_rates_file": extra or "none", "new_rates": stored, "rates_in_file": len(frame),
-        "currencies": dg.MetadataValue.json(sorted(frame["currency"].unique().tolist())),
-        "last_rate_date": str(max(frame["rate_date"])) if len(frame) else "none",
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "source": source,
+            "extra_rates_file": extra or "none",
+            "new_rates": stored,
+            "rates_in_file": len(frame),
+            "currencies": dg.MetadataValue.json(sorted(frame["currency"].unique().tolist())),
+            "last_rate_date": str(max(frame["rate_date"])) if len(frame) else "none",
+        }
+    )
 
 
 @dg.asset(
@@ -48,7 +54,7 @@ def fx_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     kinds={"python"},
     pool=warehouse_pool(),
     description="Spend limits from core/ledger/config/budgets.yaml (VENTURELOOP_BUDGETS_FILE): global, category "
-                "and experiment budgets per hour, day and month; each change is versioned and audited.",
+    "and experiment budgets per hour, day and month; each change is versioned and audited.",
 )
 def budgets(warehouse: WarehouseResource, ledger_inputs: LedgerInputsResource) -> dg.MaterializeResult:
     from core.ledger import budget_config
@@ -60,10 +66,13 @@ def budgets(warehouse: WarehouseResource, ledger_inputs: LedgerInputsResource) -
     path = Path(ledger_inputs.budgets_file) if ledger_inputs.budgets_file else budget_config.DEFAULT_FILE
     applied = budget_config.apply(client, path)
     table = utilization(client)
-    return dg.MaterializeResult(metadata={
-        "file": str(path), "budgets": len(applied),
-        "utilization": dg.MetadataValue.md(table.drop(columns=["budget_id"]).to_markdown(index=False)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "file": str(path),
+            "budgets": len(applied),
+            "utilization": dg.MetadataValue.md(table.drop(columns=["budget_id"]).to_markdown(index=False)),
+        }
+    )
 
 
 class LedgerEntriesConfig(dg.Config):
@@ -85,28 +94,36 @@ class LedgerEntriesConfig(dg.Config):
     pool=warehouse_pool(),
     deps=[fx_rates, budgets],
     description="Transactions and postings: inbox files (Stripe exports and API dumps, the generic CSV) "
-                "and simulated Stripe payments, through fraud review; bad rows are quarantined.",
+    "and simulated Stripe payments, through fraud review; bad rows are quarantined.",
 )
-def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfig, warehouse: WarehouseResource,
-                   ledger_inputs: LedgerInputsResource) -> dg.MaterializeResult:
+def ledger_entries(
+    context: dg.AssetExecutionContext,
+    config: LedgerEntriesConfig,
+    warehouse: WarehouseResource,
+    ledger_inputs: LedgerInputsResource,
+) -> dg.MaterializeResult:
     from datetime import UTC, datetime, timedelta
 
     from core.ledger.audit import chain_head, chain_id
-    from core.ledger.imports import import_file, import_objects
     from core.ledger.fraud import load_rules
     from core.ledger.holds import expire_holds
-    from core.platform.schema import ensure_schema
+    from core.ledger.imports import import_file, import_objects
     from core.ledger.simulated_payments import simulate_balance_transactions
+    from core.platform.schema import ensure_schema
 
     client = warehouse.client()
     ensure_schema(client)
     now = datetime.now(UTC)
     expired = expire_holds(client, now)
     rules = load_rules(ledger_inputs.fraud_rules_file)
-    simulate = config.simulate_payments if config.simulate_payments is not None \
+    simulate = (
+        config.simulate_payments
+        if config.simulate_payments is not None
         else ledger_inputs.outcomes_source == "simulator"
-    pull_stripe = config.pull_stripe_api if config.pull_stripe_api is not None \
-        else ledger_inputs.outcomes_source == "stripe"
+    )
+    pull_stripe = (
+        config.pull_stripe_api if config.pull_stripe_api is not None else ledger_inputs.outcomes_source == "stripe"
+    )
     reports = []
     for name in config.inbox_files:
         path = Path(name)
@@ -118,31 +135,52 @@ def ledger_entries(context: dg.AssetExecutionContext, config: LedgerEntriesConfi
         from core.ledger.imports import import_stripe_api
 
         if not ledger_inputs.stripe_api_key:
-            raise dg.Failure("pulling the Stripe API needs STRIPE_API_KEY (a restricted key with read access to "
-                             "balance transactions); set it, or OUTCOMES_SOURCE=none for inbox files only")
+            raise dg.Failure(
+                "pulling the Stripe API needs STRIPE_API_KEY (a restricted key with read access to "
+                "balance transactions); set it, or OUTCOMES_SOURCE=none for inbox files only"
+            )
         # Only the last week: older balance transactions are already booked (idempotency keys).
         since = int((now - timedelta(days=7)).timestamp())
-        reports.append(import_stripe_api(client, ledger_inputs.stripe_api_key, created_gte=since,
-                                         run_id=context.run.run_id, rules=rules))
+        reports.append(
+            import_stripe_api(
+                client, ledger_inputs.stripe_api_key, created_gte=since, run_id=context.run.run_id, rules=rules
+            )
+        )
     if simulate:
         for back in range(config.simulated_days, 0, -1):
             day = (now - timedelta(days=back)).date()
             objects = simulate_balance_transactions(config.simulation_seed, day)
-            reports.append(import_objects(client, objects, origin=f"simulator:{config.simulation_seed}:{day}",
-                                          run_id=context.run.run_id, rules=rules))
-    totals = {field: sum(getattr(r, field) for r in reports) for field in ("booked", "duplicates", "held",
-                                                                           "quarantined")}
-    return dg.MaterializeResult(metadata={
-        **totals, "expired_holds": len(expired), "files": len(config.inbox_files),
-        "reports": dg.MetadataValue.md("\n".join(f"- {r.summary()}" for r in reports) or "nothing to book"),
-        "transactions_total": client.count("ledger.transactions"),
-        # Published outside the warehouse, so a later check can tell if the newest records were cut off.
-        HEAD_KEY: "{}:{}".format(*chain_head(client)), CHAIN_KEY: chain_id(client) or "",
-    })
+            reports.append(
+                import_objects(
+                    client,
+                    objects,
+                    origin=f"simulator:{config.simulation_seed}:{day}",
+                    run_id=context.run.run_id,
+                    rules=rules,
+                )
+            )
+    totals = {
+        field: sum(getattr(r, field) for r in reports) for field in ("booked", "duplicates", "held", "quarantined")
+    }
+    return dg.MaterializeResult(
+        metadata={
+            **totals,
+            "expired_holds": len(expired),
+            "files": len(config.inbox_files),
+            "reports": dg.MetadataValue.md("\n".join(f"- {r.summary()}" for r in reports) or "nothing to book"),
+            "transactions_total": client.count("ledger.transactions"),
+            # Published outside the warehouse, so a later check can tell if the newest records were cut off.
+            HEAD_KEY: "{}:{}".format(*chain_head(client)),
+            CHAIN_KEY: chain_id(client) or "",
+        }
+    )
 
 
-@dg.asset_check(asset=ledger_entries, blocking=True,
-                description="The audit hash chain is intact and every transaction balances per currency.")
+@dg.asset_check(
+    asset=ledger_entries,
+    blocking=True,
+    description="The audit hash chain is intact and every transaction balances per currency.",
+)
 def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from core.ledger.audit import chain_id
     from core.ledger.verify import verify
@@ -150,10 +188,17 @@ def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     client = warehouse.client()
     heads = published_heads(context.instance, chain_id(client), limit=PUBLISHED_HEADS_CHECKED)
     report = verify(client, heads)
-    return dg.AssetCheckResult(passed=report.ok, description=report.summary(),
-                               metadata={"audit_events": report.events, "transactions": report.transactions,
-                                         "postings": report.postings, "problems": len(report.problems),
-                                         "published_heads_checked": len(heads)})
+    return dg.AssetCheckResult(
+        passed=report.ok,
+        description=report.summary(),
+        metadata={
+            "audit_events": report.events,
+            "transactions": report.transactions,
+            "postings": report.postings,
+            "problems": len(report.problems),
+            "published_heads_checked": len(heads),
+        },
+    )
 
 
 def published_heads(instance: dg.DagsterInstance, chain: str | None, limit: int) -> list[tuple[int, str]]:

@@ -18,8 +18,11 @@ REMEMBERED = 1000
 def inbox_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(PARTIAL_SUFFIXES))
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(PARTIAL_SUFFIXES)
+    )
 
 
 def file_key(path: Path) -> str:
@@ -30,10 +33,14 @@ def file_key(path: Path) -> str:
 
 
 def build_inbox_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name="inbox_sensor", job=job, minimum_interval_seconds=30,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Imports the files new in the inbox (Stripe exports, API dumps, generic CSV), "
-                           "all of one poll in one run.")
+    @dg.sensor(
+        name="inbox_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Imports the files new in the inbox (Stripe exports, API dumps, generic CSV), "
+        "all of one poll in one run.",
+    )
     def inbox_sensor(context: dg.SensorEvaluationContext, ledger_inputs: LedgerInputsResource) -> dg.SensorResult:
         seen: list[str] = json.loads(context.cursor) if context.cursor else []
         new: dict[str, Path] = {}
@@ -46,9 +53,17 @@ def build_inbox_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
         run_key = hashlib.sha256("\n".join(sorted(new)).encode()).hexdigest()
         request = dg.RunRequest(
             run_key=run_key,
-            run_config={"ops": {"ledger_entries": {"config": {"inbox_files": [str(p) for p in new.values()],
-                                                              "simulate_payments": False,
-                                                              "pull_stripe_api": False}}}},
+            run_config={
+                "ops": {
+                    "ledger_entries": {
+                        "config": {
+                            "inbox_files": [str(p) for p in new.values()],
+                            "simulate_payments": False,
+                            "pull_stripe_api": False,
+                        }
+                    }
+                }
+            },
             tags={"ventureloop/inbox_files": str(len(new))},
         )
         return dg.SensorResult(run_requests=[request], cursor=json.dumps([*seen, *new][-REMEMBERED:]))

@@ -18,7 +18,7 @@ ledger_marts_automation = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.groups(GROUP),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rebuilds the dbt marts (once, in one run) after ledger_entries, fx_rates or budgets "
-                "materialize in the main code location.",
+    "materialize in the main code location.",
 )
 
 defs = dg.Definitions(assets=[ledger_dbt_assets], sensors=[ledger_marts_automation])

@@ -83,6 +83,7 @@ def log_run_results(invocation: DbtCliInvocation, context: dg.AssetExecutionCont
     statuses: dict[str, int] = {}
     for result in results.get("results", []):
         statuses[result["status"]] = statuses.get(result["status"], 0) + 1
-    context.log.info(f"dbt build: {results.get('elapsed_time', 0):.1f} s, "
-                     + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
-
+    context.log.info(
+        f"dbt build: {results.get('elapsed_time', 0):.1f} s, "
+        + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    )

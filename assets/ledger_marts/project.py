@@ -39,8 +39,9 @@ class WarehousePreparer(DagsterDbtProjectPreparer):
 
 
 # DbtProject takes no preparer argument; `replace` sets the field without re-running __new__.
-ledger_dbt_project = replace(DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR),
-                             preparer=WarehousePreparer())
+ledger_dbt_project = replace(
+    DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR), preparer=WarehousePreparer()
+)
 
 
 def manifest_is_stale(project: DbtProject = ledger_dbt_project) -> bool:

@@ -23,22 +23,35 @@ TYPES = ("saas", "api", "freelance_gig", "affiliate", "content", "marketplace", 
 
 # Ordered: the first rule that matches decides the type (a freelance post mentioning an API is a gig).
 TYPE_RULES: list[tuple[str, str]] = [
-    ("freelance_gig", r"\b(?:hiring|looking for (?:a |an )?(?:developer|freelancer|designer|writer|expert)|"
-                      r"need (?:a |an )?(?:developer|freelancer)|budget:|fixed price|hourly rate|\[for hire\]|gig)\b"),
+    (
+        "freelance_gig",
+        r"\b(?:hiring|looking for (?:a |an )?(?:developer|freelancer|designer|writer|expert)|"
+        r"need (?:a |an )?(?:developer|freelancer)|budget:|fixed price|hourly rate|\[for hire\]|gig)\b",
+    ),
     ("affiliate", r"\b(?:affiliate|commission|referral program|partner program|cpa|revenue share)\b"),
     ("marketplace", r"\b(?:marketplace|buyers and sellers|two-sided|listings? for sale)\b"),
     ("api", r"\b(?:api|apis|endpoint|sdk|webhooks?)\b"),
     ("saas", r"\b(?:saas|subscription|mrr|arr|per month|/mo|/month|b2b|pricing|free trial)\b"),
-    ("open_source_tool", r"\b(?:open[- ]source|self[- ]hosted|mit licen[cs]e|apache[- ]2|github\.com|cli tool|library)\b"),
+    (
+        "open_source_tool",
+        r"\b(?:open[- ]source|self[- ]hosted|mit licen[cs]e|apache[- ]2|github\.com|cli tool|library)\b",
+    ),
     ("content", r"\b(?:newsletter|blog|youtube|podcast|course|ebook|guide|tutorial|substack)\b"),
 ]
 # A source family is a stronger hint than any word in the text.
-FAMILY_TYPES = {"freelance": "freelance_gig", "affiliate": "affiliate", "github_trending": "open_source_tool",
-                "api_marketplaces": "api"}
+FAMILY_TYPES = {
+    "freelance": "freelance_gig",
+    "affiliate": "affiliate",
+    "github_trending": "open_source_tool",
+    "api_marketplaces": "api",
+}
 
 _AMOUNT = r"\$\s?(\d[\d,]*(?:\.\d+)?)\s?([kKmM])?"
 REVENUE_PATTERNS = {
-    "mrr": [_AMOUNT + r"\s*(?:in\s+)?(?:/\s?mo(?:nth)?\s+)?mrr\b", r"\bmrr\b(?:\s+(?:of|is|at|hit|reached))?[:\s]+" + _AMOUNT],
+    "mrr": [
+        _AMOUNT + r"\s*(?:in\s+)?(?:/\s?mo(?:nth)?\s+)?mrr\b",
+        r"\bmrr\b(?:\s+(?:of|is|at|hit|reached))?[:\s]+" + _AMOUNT,
+    ],
     "arr": [_AMOUNT + r"\s*(?:in\s+)?arr\b", r"\barr\b(?:\s+(?:of|is|at|hit|reached))?[:\s]+" + _AMOUNT],
     "price": [_AMOUNT + r"\s*(?:/|per\s+|a\s+)\s*(?:user|seat)\s*(?:/|per\s+|a\s+)\s*(?:mo|month)\b"],
     "monthly": [_AMOUNT + r"\s*(?:/|per\s+|a\s+)\s*(?:mo|month)\b"],
@@ -59,8 +72,12 @@ class CapabilityProfile:
         unknown = set(data["have"]) - set(data["catalogue"])
         if unknown:
             raise ValueError(f"capability profile: 'have' lists {sorted(unknown)} which are not in 'catalogue'")
-        return cls(frozenset(data["have"]), data["catalogue"], data["baseline"],
-                   float(data.get("score_when_nothing_required", 0.5)))
+        return cls(
+            frozenset(data["have"]),
+            data["catalogue"],
+            data["baseline"],
+            float(data.get("score_when_nothing_required", 0.5)),
+        )
 
 
 @dataclass(frozen=True)
@@ -92,8 +109,9 @@ def classify(text: pd.Series, family: pd.Series) -> pd.Series:
 
 
 def _classify(hits: dict[str, np.ndarray], family: pd.Series) -> pd.Series:
-    by_text = np.select([hits[f"type:{name}"] for name, _ in TYPE_RULES], [name for name, _ in TYPE_RULES],
-                        default="other")
+    by_text = np.select(
+        [hits[f"type:{name}"] for name, _ in TYPE_RULES], [name for name, _ in TYPE_RULES], default="other"
+    )
     by_family = _mapped(family, FAMILY_TYPES)
     return by_family.fillna(pd.Series(by_text, index=family.index)).astype(str)
 
@@ -116,8 +134,10 @@ def _type_patterns() -> dict[str, str]:
 
 
 def _capability_patterns(profile: "CapabilityProfile") -> dict[str, str]:
-    return {f"capability:{name}": r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b"
-            for name, keywords in profile.catalogue.items()}
+    return {
+        f"capability:{name}": r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b"
+        for name, keywords in profile.catalogue.items()
+    }
 
 
 def _amount_cents(number: pd.Series, suffix: pd.Series) -> pd.Series:
@@ -174,10 +194,12 @@ def _revenue_signals(texts: Texts, index: pd.Index, income: np.ndarray) -> pd.Da
     earned = found["monthly"].where(income)
     price = found["price"].fillna(found["monthly"].where(~income))
     monthly = found["mrr"].fillna(found["arr"] / 12).fillna(earned).fillna(found["budget"])
-    kind = np.select([found["mrr"].notna() | found["arr"].notna() | earned.notna(), found["budget"].notna(),
-                      price.notna()], ["stated_revenue", "budget", "price"], default="none")
-    return pd.DataFrame({"revenue_signal": kind, "stated_monthly_cents": monthly, "price_cents": price},
-                        index=index)
+    kind = np.select(
+        [found["mrr"].notna() | found["arr"].notna() | earned.notna(), found["budget"].notna(), price.notna()],
+        ["stated_revenue", "budget", "price"],
+        default="none",
+    )
+    return pd.DataFrame({"revenue_signal": kind, "stated_monthly_cents": monthly, "price_cents": price}, index=index)
 
 
 def capability_match(text: pd.Series, types: pd.Series, profile: CapabilityProfile) -> pd.DataFrame:
@@ -194,17 +216,23 @@ def _capability_match(hits: dict[str, np.ndarray], types: pd.Series, profile: Ca
     matrix = detected.to_numpy(dtype=bool)
     required_count = matrix.sum(axis=1)
     matched_count = (matrix & have).sum(axis=1)
-    match = np.where(required_count > 0, matched_count / np.maximum(required_count, 1),
-                     profile.score_when_nothing_required)
-    return pd.DataFrame({
-        "required_capabilities": _joined_names(matrix, names),
-        "matched_capabilities": _joined_names(matrix & have, names),
-        "required_count": required_count, "matched_count": matched_count, "capability_match": match,
-    }, index=types.index)
+    match = np.where(
+        required_count > 0, matched_count / np.maximum(required_count, 1), profile.score_when_nothing_required
+    )
+    return pd.DataFrame(
+        {
+            "required_capabilities": _joined_names(matrix, names),
+            "matched_capabilities": _joined_names(matrix & have, names),
+            "required_count": required_count,
+            "matched_count": matched_count,
+            "capability_match": match,
+        },
+        index=types.index,
+    )
 
 
 def _joined_names(matrix: np.ndarray, names: np.ndarray) -> list[str]:
-    """",".join(names[row]) per row; rows share a few distinct combinations, so join each once."""
+    """ ",".join(names[row]) per row; rows share a few distinct combinations, so join each once."""
     if matrix.shape[1] > 62:
         return [",".join(names[row]) for row in matrix]
     codes = matrix.astype(np.int64) @ (np.int64(1) << np.arange(matrix.shape[1], dtype=np.int64))
@@ -213,8 +241,13 @@ def _joined_names(matrix: np.ndarray, names: np.ndarray) -> list[str]:
     return joined[inverse.reshape(-1)].tolist()
 
 
-def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: CapabilityProfile,
-                   assumptions: ScoringAssumptions, cluster_sizes: pd.Series | None = None) -> pd.DataFrame:
+def build_features(
+    opportunities: pd.DataFrame,
+    as_of: datetime,
+    profile: CapabilityProfile,
+    assumptions: ScoringAssumptions,
+    cluster_sizes: pd.Series | None = None,
+) -> pd.DataFrame:
     """One row per opportunity with everything the score needs and a human can read."""
     frame = opportunities.reset_index(drop=True)
     text = frame["title"].fillna("") + "\n" + frame["body"].fillna("")
@@ -241,19 +274,33 @@ def build_features(opportunities: pd.DataFrame, as_of: datetime, profile: Capabi
 
     conf = assumptions.confidence
     engagement = np.log10(1 + frame["points"] + frame["comments"]) / 4  # 10k interactions ~ full bonus
-    confidence = (_mapped(signals["revenue_signal"], conf).astype(float)
-                  + (engagement.clip(upper=1) * conf["engagement_bonus_max"])).clip(0, 1)
+    confidence = (
+        _mapped(signals["revenue_signal"], conf).astype(float)
+        + (engagement.clip(upper=1) * conf["engagement_bonus_max"])
+    ).clip(0, 1)
 
-    return pd.DataFrame({
-        "opportunity_id": frame["opportunity_id"], "fingerprint": frame["fingerprint"],
-        "source": frame["source"], "family": frame["family"], "title": frame["title"], "url": frame["url"],
-        "cluster_id": frame["cluster_id"], "cluster_size": sizes, "opportunity_type": types,
-        **{c: capabilities[c] for c in capabilities.columns},
-        "revenue_signal": signals["revenue_signal"],
-        "est_monthly_revenue_cents": est_monthly.round().astype("int64"), "revenue_note": revenue_note,
-        "confidence": confidence.round(4),
-        "days_to_revenue": _mapped(types, defaults["days_to_revenue"]).astype("int64"),
-        "points": frame["points"].astype("int64"), "comments": frame["comments"].astype("int64"),
-        "engagement_velocity": velocity.round(4), "age_days": (age_hours / 24).round(4),
-        "created_at": created, "as_of": pd.Timestamp(as_of),
-    })
+    return pd.DataFrame(
+        {
+            "opportunity_id": frame["opportunity_id"],
+            "fingerprint": frame["fingerprint"],
+            "source": frame["source"],
+            "family": frame["family"],
+            "title": frame["title"],
+            "url": frame["url"],
+            "cluster_id": frame["cluster_id"],
+            "cluster_size": sizes,
+            "opportunity_type": types,
+            **{c: capabilities[c] for c in capabilities.columns},
+            "revenue_signal": signals["revenue_signal"],
+            "est_monthly_revenue_cents": est_monthly.round().astype("int64"),
+            "revenue_note": revenue_note,
+            "confidence": confidence.round(4),
+            "days_to_revenue": _mapped(types, defaults["days_to_revenue"]).astype("int64"),
+            "points": frame["points"].astype("int64"),
+            "comments": frame["comments"].astype("int64"),
+            "engagement_velocity": velocity.round(4),
+            "age_days": (age_hours / 24).round(4),
+            "created_at": created,
+            "as_of": pd.Timestamp(as_of),
+        }
+    )

@@ -13,13 +13,14 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from core.discovery.sources.base import Source
 from core.platform import quarantine
 from core.platform.http import RecordingTransport, SnapshotTransport, SourceClient, SourceHTTPError
-from core.discovery.sources.base import Source
 from core.platform.quarantine import Problem
 from core.platform.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class DiscoveryResult:
@@ -45,8 +46,14 @@ def transport_for(source: Source, mode: str, record_to: Path | None = None) -> h
     return None  # httpx's default: the live network
 
 
-def discover(source: Source, warehouse: Warehouse, mode: str, run_id: str | None = None,
-             transport: httpx.BaseTransport | None = None, client: SourceClient | None = None) -> DiscoveryResult:
+def discover(
+    source: Source,
+    warehouse: Warehouse,
+    mode: str,
+    run_id: str | None = None,
+    transport: httpx.BaseTransport | None = None,
+    client: SourceClient | None = None,
+) -> DiscoveryResult:
     result = DiscoveryResult(source.name, source.family, mode, "ok", "")
     if mode == "live" and transport is None and (missing := source.missing_credentials()):
         result.status = "skipped"
@@ -54,32 +61,52 @@ def discover(source: Source, warehouse: Warehouse, mode: str, run_id: str | None
         log.warning(json.dumps({"event": "source_skipped", "source": source.name, "missing": missing}))
         return result
 
-    client = client or SourceClient(source.name, transport or transport_for(source, mode),
-                                    rate_limit=source.rate_limit)
+    client = client or SourceClient(source.name, transport or transport_for(source, mode), rate_limit=source.rate_limit)
     responses, records, problems = [], [], []
     try:
         for page in source.fetch(client):
             response_id = str(uuid.uuid4())
             fetched_at = datetime.fromtimestamp(page.fetched.fetched_at, tz=UTC)
-            responses.append({
-                "response_id": response_id, "source": source.name, "mode": mode, "request_url": page.fetched.url,
-                "status_code": page.fetched.status_code, "content_type": page.fetched.content_type,
-                "body_bytes": len(page.fetched.body), "fetched_at": fetched_at, "run_id": run_id,
-            })
-            for item in page.items:
-                records.append({
-                    "record_id": str(uuid.uuid4()), "response_id": response_id, "source": source.name,
-                    "external_id": item.external_id, "payload": json.dumps(item.payload, ensure_ascii=False,
-                                                                            default=str),
+            responses.append(
+                {
+                    "response_id": response_id,
+                    "source": source.name,
+                    "mode": mode,
+                    "request_url": page.fetched.url,
+                    "status_code": page.fetched.status_code,
+                    "content_type": page.fetched.content_type,
+                    "body_bytes": len(page.fetched.body),
                     "fetched_at": fetched_at,
-                })
+                    "run_id": run_id,
+                }
+            )
+            for item in page.items:
+                records.append(
+                    {
+                        "record_id": str(uuid.uuid4()),
+                        "response_id": response_id,
+                        "source": source.name,
+                        "external_id": item.external_id,
+                        "payload": json.dumps(item.payload, ensure_ascii=False, default=str),
+                        "fetched_at": fetched_at,
+                    }
+                )
             problems.extend(page.problems)
     except SourceHTTPError as error:
         result.status = "failed"
         result.message = f"{error.reason} at {error.url}"
         problems.append(Problem("fetch", error.url, error.reason, error.body))
-        log.error(json.dumps({"event": "source_failed", "source": source.name, "reason": error.reason,
-                              "url": error.url, "run_id": run_id}))
+        log.error(
+            json.dumps(
+                {
+                    "event": "source_failed",
+                    "source": source.name,
+                    "reason": error.reason,
+                    "url": error.url,
+                    "run_id": run_id,
+                }
+            )
+        )
     except ValueError as error:
         # A bad setting (page size, query) for this source: its failure, not the run's.
         result.status = "failed"

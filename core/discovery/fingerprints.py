@@ -19,8 +19,9 @@ _SLASHES = re.compile(r"/+")
 # and `is_web_url` need no urlsplit/parse_qsl/urlencode, which cost ~10 us a URL: the largest
 # share of normalization at a million rows (benchmarks/opportunities_pipeline.py). Anything else
 # takes the general path; tests/unit/test_fingerprints.py checks both agree.
-_PLAIN_URL = re.compile(r"https?://([A-Za-z0-9.-]+)(/[^?#\x00-\x20\x7f]*)?(?:\?([\w.~=&-]*))?(?:#[^\x00-\x20\x7f]*)?",
-                        re.ASCII)
+_PLAIN_URL = re.compile(
+    r"https?://([A-Za-z0-9.-]+)(/[^?#\x00-\x20\x7f]*)?(?:\?([\w.~=&-]*))?(?:#[^\x00-\x20\x7f]*)?", re.ASCII
+)
 
 
 def canonical_url(url: str) -> str:
@@ -47,8 +48,9 @@ def _canonical_url_parsed(url: str) -> str:
     host = (parts.hostname or "").lower().removeprefix("www.")
     if parts.port and parts.port not in (80, 443):
         host = f"{host}:{parts.port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=False)
-                   if not TRACKING_PARAMS.match(k.lower()))
+    query = sorted(
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=False) if not TRACKING_PARAMS.match(k.lower())
+    )
     path = _SLASHES.sub("/", parts.path).rstrip("/")
     return urlunsplit(("https", host, path, urlencode(query), ""))
 

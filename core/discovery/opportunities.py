@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from core.discovery.near_duplicates import index as near_duplicate_index
-from core.platform import quarantine
 from core.discovery.fingerprints import canonical_urls, fingerprints, is_web_url
+from core.discovery.near_duplicates import index as near_duplicate_index
 from core.discovery.sources.base import BadRecord, Normalized, Source
+from core.platform import quarantine
 from core.platform.quarantine import Problem
 from core.platform.warehouse import Warehouse, append_frame, insert_new_rows, query_frame, stage_frame
 
@@ -27,8 +27,22 @@ MAX_TITLE = 300
 MAX_BODY = 20_000
 
 OPPORTUNITY_COLUMNS = [
-    "fingerprint", "opportunity_id", "source", "family", "external_id", "url", "canonical_url", "title", "body",
-    "author", "points", "comments", "created_at", "fetched_at", "cluster_id", "record_id",
+    "fingerprint",
+    "opportunity_id",
+    "source",
+    "family",
+    "external_id",
+    "url",
+    "canonical_url",
+    "title",
+    "body",
+    "author",
+    "points",
+    "comments",
+    "created_at",
+    "fetched_at",
+    "cluster_id",
+    "record_id",
 ]
 
 
@@ -54,8 +68,16 @@ def validated(item: Normalized) -> tuple:
         raise BadRecord("field 'created_at' has no timezone")
     if item.points < 0 or item.comments < 0:
         raise BadRecord(f"negative engagement: points={item.points} comments={item.comments}")
-    return (item.external_id, item.url.strip(), title[:MAX_TITLE], item.body[:MAX_BODY], item.author,
-            item.points, item.comments, item.created_at.astimezone(UTC))
+    return (
+        item.external_id,
+        item.url.strip(),
+        title[:MAX_TITLE],
+        item.body[:MAX_BODY],
+        item.author,
+        item.points,
+        item.comments,
+        item.created_at.astimezone(UTC),
+    )
 
 
 def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
@@ -76,8 +98,9 @@ def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFra
                 continue
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 # A connector bug on an unexpected shape: still this record's problem, not the batch's.
-                problems.append(Problem("normalize", _origin(records, position), f"{type(error).__name__}: {error}",
-                                        payload_text))
+                problems.append(
+                    Problem("normalize", _origin(records, position), f"{type(error).__name__}: {error}", payload_text)
+                )
                 continue
             rows.append(row)
             kept.append(position)
@@ -121,7 +144,7 @@ def _chunked(column: pd.Series, size: int = 50_000) -> Iterator[str]:
     """The column's values as Python strings, a chunk at a time: a million payloads at once
     would hold a second copy of them all (~1 GB)."""
     for start in range(0, len(column), size):
-        yield from column.iloc[start:start + size].tolist()
+        yield from column.iloc[start : start + size].tolist()
 
 
 def _origin(records: pd.DataFrame, position: int) -> str:
@@ -141,10 +164,12 @@ def _gc_paused():
 
 
 def pending_records(warehouse: Warehouse) -> pd.DataFrame:
-    sql = ("SELECT r.record_id, r.response_id, r.source, r.external_id, r.payload, r.fetched_at "
-           "FROM raw.records r JOIN raw.responses p ON p.response_id = r.response_id "
-           "WHERE NOT EXISTS (SELECT 1 FROM core.normalized_responses n WHERE n.response_id = r.response_id) "
-           "ORDER BY r.fetched_at, r.record_id")
+    sql = (
+        "SELECT r.record_id, r.response_id, r.source, r.external_id, r.payload, r.fetched_at "
+        "FROM raw.records r JOIN raw.responses p ON p.response_id = r.response_id "
+        "WHERE NOT EXISTS (SELECT 1 FROM core.normalized_responses n WHERE n.response_id = r.response_id) "
+        "ORDER BY r.fetched_at, r.record_id"
+    )
     if warehouse.backend != "duckdb":
         return warehouse.query(sql)
     # Through Arrow, the payloads never become a million Python strings on the way: for 1,000,000
@@ -185,12 +210,17 @@ def ingest(warehouse: Warehouse, sources: list[Source], run_id: str | None = Non
     now = datetime.now(UTC)
     with warehouse.connect() as conn:
         for name, problems in problems_by_source.items():
-            stats[name].quarantined = append_frame(conn, warehouse.backend, quarantine.TABLE,
-                                                   quarantine.quarantine_frame(name, problems, run_id))
+            stats[name].quarantined = append_frame(
+                conn, warehouse.backend, quarantine.TABLE, quarantine.quarantine_frame(name, problems, run_id)
+            )
         if not valid.empty:
             store(conn, warehouse.backend, valid, stats)
-        append_frame(conn, warehouse.backend, "core.normalized_responses",
-                     pd.DataFrame({"response_id": responses, "normalized_at": now}))
+        append_frame(
+            conn,
+            warehouse.backend,
+            "core.normalized_responses",
+            pd.DataFrame({"response_id": responses, "normalized_at": now}),
+        )
     return stats
 
 
@@ -200,11 +230,11 @@ def store(conn, backend: str, valid: pd.DataFrame, stats: dict[str, SourceStats]
     fresh = unseen(conn, backend, valid)
     if not fresh.empty:
         clustered = near_duplicate_index.assign_clusters(conn, backend, fresh)
-        inserted = insert_new_rows(conn, backend, "core.opportunities", clustered[OPPORTUNITY_COLUMNS],
-                                   ["fingerprint"])
+        inserted = insert_new_rows(conn, backend, "core.opportunities", clustered[OPPORTUNITY_COLUMNS], ["fingerprint"])
         near_duplicate_index.persist(conn, backend, clustered, inserted["opportunity_id"])
-        near = clustered[clustered["near_duplicate_of"].notna()
-                         & clustered["opportunity_id"].isin(inserted["opportunity_id"])]
+        near = clustered[
+            clustered["near_duplicate_of"].notna() & clustered["opportunity_id"].isin(inserted["opportunity_id"])
+        ]
         for name, n in inserted["source"].value_counts().items():
             stats.setdefault(name, SourceStats(name)).new = int(n)
         for name, n in near["source"].value_counts().items():
@@ -214,9 +244,14 @@ def store(conn, backend: str, valid: pd.DataFrame, stats: dict[str, SourceStats]
 
 
 def record_sightings(conn, backend: str, valid: pd.DataFrame) -> int:
-    return append_frame(conn, backend, "core.opportunity_sightings",
-                        valid.rename(columns={"fetched_at": "seen_at"})[
-                            ["fingerprint", "source", "points", "comments", "seen_at", "record_id"]])
+    return append_frame(
+        conn,
+        backend,
+        "core.opportunity_sightings",
+        valid.rename(columns={"fetched_at": "seen_at"})[
+            ["fingerprint", "source", "points", "comments", "seen_at", "record_id"]
+        ],
+    )
 
 
 def unseen(conn, backend: str, valid: pd.DataFrame) -> pd.DataFrame:
@@ -231,6 +266,8 @@ def unseen(conn, backend: str, valid: pd.DataFrame) -> pd.DataFrame:
 
 def _known_fingerprints(conn, backend: str, fingerprints: pd.Series) -> list[str]:
     stage_frame(conn, backend, "_batch_fingerprints", pd.DataFrame({"fingerprint": fingerprints.astype(str)}))
-    found = query_frame(conn, "SELECT o.fingerprint FROM core.opportunities o "
-                              "JOIN _batch_fingerprints b ON b.fingerprint = o.fingerprint")
+    found = query_frame(
+        conn,
+        "SELECT o.fingerprint FROM core.opportunities o JOIN _batch_fingerprints b ON b.fingerprint = o.fingerprint",
+    )
     return list(found["fingerprint"])

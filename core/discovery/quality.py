@@ -23,7 +23,8 @@ class Outcome:
 
     def describe(self) -> str:
         where = f" on {self.column}" if self.column else ""
-        return f"{self.expectation}{where}: {'ok' if self.success else f'{self.unexpected_count} bad, e.g. {self.examples[:3]}'}"
+        outcome = "ok" if self.success else f"{self.unexpected_count} bad, e.g. {self.examples[:3]}"
+        return f"{self.expectation}{where}: {outcome}"
 
 
 def _expectations(suite: str, frame: pd.DataFrame) -> list[Any]:
@@ -32,8 +33,10 @@ def _expectations(suite: str, frame: pd.DataFrame) -> list[Any]:
     e = gx.expectations
     if suite == "opportunities":
         return [
-            *[e.ExpectColumnValuesToNotBeNull(column=c) for c in
-              ("fingerprint", "opportunity_id", "source", "url", "title", "created_at", "cluster_id")],
+            *[
+                e.ExpectColumnValuesToNotBeNull(column=c)
+                for c in ("fingerprint", "opportunity_id", "source", "url", "title", "created_at", "cluster_id")
+            ],
             e.ExpectColumnValuesToBeUnique(column="fingerprint"),
             e.ExpectColumnValuesToBeUnique(column="opportunity_id"),
             e.ExpectColumnValuesToMatchRegex(column="url", regex=URL_PATTERN),
@@ -46,8 +49,11 @@ def _expectations(suite: str, frame: pd.DataFrame) -> list[Any]:
             e.ExpectColumnValuesToBeUnique(column="opportunity_id"),
             e.ExpectColumnValuesToNotBeNull(column="score"),
             e.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1),
-            *[e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in frame.columns
-              if c.startswith("factor_")],
+            *[
+                e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+                for c in frame.columns
+                if c.startswith("factor_")
+            ],
             e.ExpectColumnValuesToMatchRegex(column="url", regex=URL_PATTERN),
         ]
     raise ValueError(f"unknown suite {suite!r}")
@@ -60,13 +66,24 @@ def validate(suite: str, frame: pd.DataFrame) -> list[Outcome]:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    batch = (context.data_sources.add_pandas("frames").add_dataframe_asset(name=suite)
-             .add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame}))
+    batch = (
+        context.data_sources.add_pandas("frames")
+        .add_dataframe_asset(name=suite)
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
     expectations = gx.ExpectationSuite(name=suite, expectations=_expectations(suite, frame))
     result = batch.validate(expectations)
-    return [Outcome(r.expectation_config.type, r.expectation_config.kwargs.get("column"), bool(r.success),
-                    int(r.result.get("unexpected_count") or 0), list(r.result.get("partial_unexpected_list") or []))
-            for r in result.results]
+    return [
+        Outcome(
+            r.expectation_config.type,
+            r.expectation_config.kwargs.get("column"),
+            bool(r.success),
+            int(r.result.get("unexpected_count") or 0),
+            list(r.result.get("partial_unexpected_list") or []),
+        )
+        for r in result.results
+    ]
 
 
 def rows_per_source(frame: pd.DataFrame, expected_sources: list[str]) -> dict[str, int]:

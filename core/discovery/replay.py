@@ -2,25 +2,17 @@
 quarantine row is marked replayed (kept, never deleted, so the history of bad input stays)."""
 
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from core.discovery import opportunities
-from core.platform import quarantine
 from core.discovery.sources.base import Source
+from core.platform import quarantine
+from core.platform.quarantine import ReplayReport
 from core.platform.warehouse import Warehouse, query_frame, stage_frame
 
 _RECORD = re.compile(r"^raw\.records/([0-9a-f-]{36})")
-
-
-@dataclass
-class ReplayReport:
-    replayed: int = 0
-    still_failing: int = 0
-    not_replayable: int = 0
-    reasons: list[str] = field(default_factory=list)
 
 
 def replay(warehouse: Warehouse, sources: list[Source], source: str | None = None) -> ReplayReport:
@@ -34,8 +26,10 @@ def replay(warehouse: Warehouse, sources: list[Source], source: str | None = Non
     replayable = rows[(rows["stage"] == "normalize") & rows["record_id"].notna() & rows["source"].isin(by_name)]
     for row in rows.drop(replayable.index).itertuples():
         report.not_replayable += 1
-        report.reasons.append(f"{row.source} {row.stage} {row.origin}: a whole response failed; "
-                              f"rematerialize raw/{row.source} to fetch it again")
+        report.reasons.append(
+            f"{row.source} {row.stage} {row.origin}: a whole response failed; "
+            f"rematerialize raw/{row.source} to fetch it again"
+        )
     if replayable.empty:
         return report
     records = _records(warehouse, replayable["record_id"].tolist())
@@ -59,5 +53,6 @@ def replay(warehouse: Warehouse, sources: list[Source], source: str | None = Non
 def _records(warehouse: Warehouse, record_ids: list[str]) -> pd.DataFrame:
     with warehouse.connect() as conn:
         stage_frame(conn, warehouse.backend, "_record_ids", pd.DataFrame({"record_id": record_ids}))
-        return query_frame(conn, "SELECT r.* FROM raw.records r JOIN _record_ids i ON i.record_id = r.record_id "
-                                 "ORDER BY r.fetched_at")
+        return query_frame(
+            conn, "SELECT r.* FROM raw.records r JOIN _record_ids i ON i.record_id = r.record_id ORDER BY r.fetched_at"
+        )

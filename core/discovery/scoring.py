@@ -1,10 +1,10 @@
 """The seed's scoring formula as the baseline, vectorized, with one column per weighted factor.
 
-    score = 0.40 * min(monthly_usd / 10000, 1)       expected revenue
-          + 0.20 * confidence                         in [0, 1]
-          + 0.15 * 1 / (1 + days_to_revenue / 30)     time to first dollar
-          + 0.15 * matched / required                 capability match (guarded: see features)
-          + 0.10 * 1 / (1 + age_days / 7)             market timing
+score = 0.40 * min(monthly_usd / 10000, 1)       expected revenue
+      + 0.20 * confidence                         in [0, 1]
+      + 0.15 * 1 / (1 + days_to_revenue / 30)     time to first dollar
+      + 0.15 * matched / required                 capability match (guarded: see features)
+      + 0.10 * 1 / (1 + age_days / 7)             market timing
 """
 
 from dataclasses import asdict
@@ -14,16 +14,20 @@ import pandas as pd
 
 from core.discovery.weights import FACTORS, Weights
 
+
 def factors(features: pd.DataFrame) -> pd.DataFrame:
     """Each factor in [0, 1] before weighting."""
     monthly_usd = features["est_monthly_revenue_cents"] / 100
-    return pd.DataFrame({
-        "revenue": (monthly_usd / 10_000).clip(lower=0, upper=1.0),
-        "confidence": features["confidence"].clip(0, 1),
-        "time_to_revenue": 1.0 / (1.0 + features["days_to_revenue"].clip(lower=0) / 30),
-        "capability": features["capability_match"].clip(0, 1),
-        "timing": 1.0 / (1.0 + features["age_days"].clip(lower=0) / 7),
-    }, index=features.index)
+    return pd.DataFrame(
+        {
+            "revenue": (monthly_usd / 10_000).clip(lower=0, upper=1.0),
+            "confidence": features["confidence"].clip(0, 1),
+            "time_to_revenue": 1.0 / (1.0 + features["days_to_revenue"].clip(lower=0) / 30),
+            "capability": features["capability_match"].clip(0, 1),
+            "timing": 1.0 / (1.0 + features["age_days"].clip(lower=0) / 7),
+        },
+        index=features.index,
+    )
 
 
 def score(features: pd.DataFrame, weights: Weights) -> pd.DataFrame:
@@ -45,14 +49,28 @@ def explain(scored: pd.DataFrame) -> pd.Series:
     weighted = scored[[f"factor_{f}" for f in FACTORS]]
     top = weighted.to_numpy().argsort(axis=1)[:, ::-1][:, :2]
     names = np.array([f.replace("_", " ") for f in FACTORS], dtype=object)
-    signal = scored["revenue_signal"].map({
-        "stated_revenue": "states revenue", "budget": "has a budget", "price": "has a price", "none": "no $ signal",
-    })
+    signal = scored["revenue_signal"].map(
+        {
+            "stated_revenue": "states revenue",
+            "budget": "has a budget",
+            "price": "has a price",
+            "none": "no $ signal",
+        }
+    )
     # Built column-wise (a million f-strings took seconds); each distinct amount is formatted once.
     dollars, where = np.unique((scored["est_monthly_revenue_cents"] // 100).to_numpy(), return_inverse=True)
-    monthly = np.array(["${:,}/mo".format(d) for d in dollars.tolist()], dtype=object)[where.reshape(-1)]
-    parts = [names[top[:, 0]], " + ", names[top[:, 1]], "; ", signal.fillna("nan").to_numpy(dtype=object), " (~",
-             monthly, "); ", scored["opportunity_type"].astype(str).to_numpy(dtype=object)]
+    monthly = np.array([f"${d:,}/mo" for d in dollars.tolist()], dtype=object)[where.reshape(-1)]
+    parts = [
+        names[top[:, 0]],
+        " + ",
+        names[top[:, 1]],
+        "; ",
+        signal.fillna("nan").to_numpy(dtype=object),
+        " (~",
+        monthly,
+        "); ",
+        scored["opportunity_type"].astype(str).to_numpy(dtype=object),
+    ]
     joined = parts[0]
     for part in parts[1:]:
         joined = joined + part

@@ -132,7 +132,8 @@ class KeywordPatterns:
                 else:
                     anchor = max(range(len(words)), key=lambda j: len(words[j]))
                     self._compound.setdefault(words[anchor], []).append(
-                        (1 << bit, words, separators, lead, trail, anchor))
+                        (1 << bit, words, separators, lead, trail, anchor)
+                    )
         self._single_words = frozenset(self._single)
         self._compound_words = frozenset(self._compound)
         # For `plain_masks`: the words looked up in every text (bare keywords, and the anchor word of
@@ -143,10 +144,18 @@ class KeywordPatterns:
         self._is_anchor = np.array([word in self._compound for word in words])
         # anchor's id -> [(bit, runs, the anchor's place among them, a word before?, a word after?)]
         self._sequences = {
-            words.index(word): [(bit, [run.encode() for run in _run_sequence(w, s, lead, trail)],
-                                 (1 if lead else 0) + 2 * anchor, bool(lead), bool(trail))
-                                for bit, w, s, lead, trail, anchor in rules]
-            for word, rules in self._compound.items()}
+            words.index(word): [
+                (
+                    bit,
+                    [run.encode() for run in _run_sequence(w, s, lead, trail)],
+                    (1 if lead else 0) + 2 * anchor,
+                    bool(lead),
+                    bool(trail),
+                )
+                for bit, w, s, lead, trail, anchor in rules
+            ]
+            for word, rules in self._compound.items()
+        }
 
     @classmethod
     def accepts(cls, pattern: str) -> bool:
@@ -216,15 +225,15 @@ def _runs_equal(bounds: np.ndarray, data: np.ndarray, run: np.ndarray, string: b
 
 def _run_sequence(words: tuple[str, ...], separators: tuple[str, ...], lead: str, trail: str) -> list[str]:
     """The runs a string is made of: [lead], w1, s1, w2, ..., wk, [trail]."""
-    middle = [run for pair in zip(words, separators) for run in pair] + [words[-1]]
+    middle = [run for pair in zip(words, separators, strict=False) for run in pair] + [words[-1]]
     return ([lead] if lead else []) + middle + ([trail] if trail else [])
 
 
 def _buffers(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
     """The texts' offsets (from 0) and their UTF-8 bytes, without copying them."""
     _, offsets, data = texts.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
-    data = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
     return offsets - offsets[0], data
 
 
@@ -245,7 +254,7 @@ def _compound_mask(parts: list[str], words: list[str], compound: dict, present: 
     count = len(words)
     for word in present:
         i = -1
-        while word in words[i + 1:]:  # each place the anchor word occurs (list.index scans in C)
+        while word in words[i + 1 :]:  # each place the anchor word occurs (list.index scans in C)
             i = words.index(word, i + 1)
             for bit, wanted, separators, lead, trail, anchor in compound[word]:
                 start, k = i - anchor, len(wanted)
@@ -319,7 +328,7 @@ class Texts:
         keyword = [name for name, pattern in patterns.items() if KeywordPatterns.accepts(pattern)]
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(keyword), 63):  # one bit of an int64 mask per pattern
-            matcher = KeywordPatterns({name: patterns[name] for name in keyword[start:start + 63]})
+            matcher = KeywordPatterns({name: patterns[name] for name in keyword[start : start + 63]})
             masks = matcher.plain_masks(self.arrow)
             masks[self.python_rows] = matcher.masks(self._python_texts)
             found |= {name: (masks >> bit) & 1 == 1 for bit, name in enumerate(matcher.names)}
@@ -348,14 +357,22 @@ class Texts:
         valid = matched.is_valid()
         groups = [pc.if_else(pc.equal(group, ""), None, group) for group in matched.filter(valid).flatten()]
         index = rows[valid.to_numpy(zero_copy_only=False)]
-        python = [(row, m.groups()) for row, m in zip(self.python_rows, search(self._python_texts, pattern))
-                  if m is not None]
+        python = [
+            (row, m.groups())
+            for row, m in zip(self.python_rows, search(self._python_texts, pattern), strict=False)
+            if m is not None
+        ]
         if python:
             index = np.concatenate([index, [row for row, _ in python]])
-            groups = [pa.concat_arrays([group, pa.array([found[g] for _, found in python], type=group.type)])
-                      for g, group in enumerate(groups)]
-        return pd.DataFrame({g: pd.Series(group, dtype="str") for g, group in enumerate(groups)}) \
-            .set_axis(index).sort_index()
+            groups = [
+                pa.concat_arrays([group, pa.array([found[g] for _, found in python], type=group.type)])
+                for g, group in enumerate(groups)
+            ]
+        return (
+            pd.DataFrame({g: pd.Series(group, dtype="str") for g, group in enumerate(groups)})
+            .set_axis(index)
+            .sort_index()
+        )
 
     def _candidates(self, pattern: str) -> tuple[np.ndarray, pa.LargeStringArray]:
         """The texts RE2 answers that contain every literal the pattern requires: their positions,
@@ -369,7 +386,8 @@ class Texts:
                     # RE2 finds a literal ~3x faster than pc.match_substring (memchr on its first byte).
                     escaped = "".join(f"\\x{{{ord(c):x}}}" for c in literal)
                     self._containing[literal] = pc.match_substring_regex(self.arrow, escaped).to_numpy(
-                        zero_copy_only=False)
+                        zero_copy_only=False
+                    )
                 keep &= self._containing[literal]
             rows = np.flatnonzero(keep)
             self._candidates_for[literals] = rows, self.arrow.take(rows)
@@ -406,7 +424,7 @@ def _named_groups(pattern: str) -> str:
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
-            out.append(pattern[i:i + 2])
+            out.append(pattern[i : i + 2])
             i += 2
             continue
         if char == "[":

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.platform.warehouse import Warehouse, run_sql, append_rows
+from core.platform.warehouse import Warehouse, append_rows, run_sql
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key for the chain; any fixed 64-bit number works, this is "vloop-au".
@@ -90,8 +90,13 @@ def utc_iso(value: Any) -> str:
 
 
 def record_hash(prev_hash: str, seq: int, event_id: str, event_type: str, payload: Any, recorded_at: str) -> str:
-    envelope = {"seq": seq, "event_id": event_id, "event_type": event_type, "payload": payload,
-                "recorded_at": recorded_at}
+    envelope = {
+        "seq": seq,
+        "event_id": event_id,
+        "event_type": event_type,
+        "payload": payload,
+        "recorded_at": recorded_at,
+    }
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(envelope).encode("utf-8")).hexdigest()
 
 
@@ -118,8 +123,9 @@ def write_transaction(warehouse: Warehouse) -> Iterator[Any]:
             yield conn
 
 
-def append_events(conn: Any, backend: str, events: Sequence[tuple[str, dict[str, Any]]],
-                  recorded_at: datetime | None = None) -> list[int]:
+def append_events(
+    conn: Any, backend: str, events: Sequence[tuple[str, dict[str, Any]]], recorded_at: datetime | None = None
+) -> list[int]:
     """Append events to the chain inside the caller's write_transaction; returns their seqs."""
     if not events:
         return []
@@ -132,16 +138,19 @@ def append_events(conn: Any, backend: str, events: Sequence[tuple[str, dict[str,
     stamp_json = canonical_json(stamp)
     type_json: dict[str, str] = {}
     rows = []
-    for event_type, payload, event_id in zip((e[0] for e in events), (e[1] for e in events),
-                                             _uuid4_strings(len(events))):
+    for event_type, payload, event_id in zip(
+        (e[0] for e in events), (e[1] for e in events), _uuid4_strings(len(events)), strict=False
+    ):
         seq += 1
         payload_json = canonical_json(payload)
         if event_type not in type_json:
             type_json[event_type] = canonical_json(event_type)
         # The envelope's canonical JSON (record_hash's), written out: its keys in sorted order, each
         # value encoded as canonical_json encodes it, the payload encoded once for hash and row.
-        envelope = (f'{{"event_id":"{event_id}","event_type":{type_json[event_type]},"payload":{payload_json},'
-                    f'"recorded_at":{stamp_json},"seq":{seq}}}')
+        envelope = (
+            f'{{"event_id":"{event_id}","event_type":{type_json[event_type]},"payload":{payload_json},'
+            f'"recorded_at":{stamp_json},"seq":{seq}}}'
+        )
         digest = hashlib.sha256(prev.encode("ascii") + envelope.encode("utf-8")).hexdigest()
         rows.append((seq, event_id, event_type, payload_json, prev, digest, recorded_at))
         prev = digest
@@ -158,7 +167,7 @@ def _uuid4_strings(count: int) -> list[str]:
     raw = os.urandom(16 * count)
     out = []
     for start in range(0, 16 * count, 16):
-        value = int.from_bytes(raw[start:start + 16], "big")
+        value = int.from_bytes(raw[start : start + 16], "big")
         # RFC 4122 variant (10xx in bits 64-65 from the right end of the clock_seq) and version 4,
         # exactly as uuid.UUID(bytes=..., version=4) sets them.
         value = (value & ~(0xC000 << 48)) | (0x8000 << 48)
@@ -169,8 +178,11 @@ def _uuid4_strings(count: int) -> list[str]:
 
 
 def read_events(conn: Any) -> list[tuple[Any, ...]]:
-    return run_sql(conn, "SELECT seq, event_id, event_type, payload, prev_hash, hash, recorded_at "
-                      "FROM audit.events ORDER BY seq", None).fetchall()
+    return run_sql(
+        conn,
+        "SELECT seq, event_id, event_type, payload, prev_hash, hash, recorded_at FROM audit.events ORDER BY seq",
+        None,
+    ).fetchall()
 
 
 def verify_chain(rows: Sequence[Sequence[Any]]) -> Problem | None:
@@ -179,22 +191,29 @@ def verify_chain(rows: Sequence[Sequence[Any]]) -> Problem | None:
     for seq, event_id, event_type, payload_text, prev_hash, stored_hash, recorded_at in rows:
         where = f"audit.events seq {seq}"
         if seq != expected:
-            return Problem("audit.chain", f"audit.events seq {expected}",
-                           f"record seq {expected} is missing (the next record is seq {seq}): a record was "
-                           f"deleted or renumbered")
+            return Problem(
+                "audit.chain",
+                f"audit.events seq {expected}",
+                f"record seq {expected} is missing (the next record is seq {seq}): a record was deleted or renumbered",
+            )
         if prev_hash != prev:
-            return Problem("audit.chain", where,
-                           f"prev_hash {prev_hash[:12]}... does not match the hash of seq {seq - 1} "
-                           f"({prev[:12]}...): records were deleted, inserted or reordered")
+            return Problem(
+                "audit.chain",
+                where,
+                f"prev_hash {prev_hash[:12]}... does not match the hash of seq {seq - 1} "
+                f"({prev[:12]}...): records were deleted, inserted or reordered",
+            )
         try:
             payload = json.loads(payload_text)
             recomputed = record_hash(prev, int(seq), event_id, event_type, payload, utc_iso(recorded_at))
         except (TypeError, ValueError) as error:
             return Problem("audit.chain", where, f"the record cannot be decoded ({error}): it was edited")
         if recomputed != stored_hash:
-            return Problem("audit.chain", where,
-                           f"hash does not match the record's content ({event_type}): the record was edited "
-                           f"or moved")
+            return Problem(
+                "audit.chain",
+                where,
+                f"hash does not match the record's content ({event_type}): the record was edited or moved",
+            )
         prev, expected = stored_hash, expected + 1
     return None
 
@@ -223,13 +242,19 @@ def check_heads(rows: Sequence[Sequence[Any]], heads: Sequence[tuple[int, str]])
         if seq == 0:
             continue
         if seq not in hashes:
-            return Problem("audit.chain", f"audit.events seq {seq}",
-                           f"a head was published at seq {seq} but the chain ends at seq {max(hashes, default=0)}: "
-                           f"the newest records were removed")
+            return Problem(
+                "audit.chain",
+                f"audit.events seq {seq}",
+                f"a head was published at seq {seq} but the chain ends at seq {max(hashes, default=0)}: "
+                f"the newest records were removed",
+            )
         if hashes[seq] != digest:
-            return Problem("audit.chain", f"audit.events seq {seq}",
-                           f"the published head's hash {digest[:12]}... does not match seq {seq} "
-                           f"({hashes[seq][:12]}...): the chain was cut and rewritten after it was published")
+            return Problem(
+                "audit.chain",
+                f"audit.events seq {seq}",
+                f"the published head's hash {digest[:12]}... does not match seq {seq} "
+                f"({hashes[seq][:12]}...): the chain was cut and rewritten after it was published",
+            )
     return None
 
 

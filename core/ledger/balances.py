@@ -23,12 +23,16 @@ def balances(warehouse: Warehouse, *, as_of: datetime | None = None, prefix: str
         "SELECT p.account_id, a.account_type, p.currency, CAST(sum(p.amount_minor) AS BIGINT) AS balance_minor "
         "FROM ledger.postings p JOIN ledger.accounts a ON a.account_id = p.account_id "
         f"WHERE {' AND '.join(where)} GROUP BY p.account_id, a.account_type, p.currency "
-        "ORDER BY p.account_id, p.currency", params)
+        "ORDER BY p.account_id, p.currency",
+        params,
+    )
 
 
 def balance(warehouse: Warehouse, account: str, currency: str, *, as_of: datetime | None = None) -> int:
-    sql = ("SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM ledger.postings "
-           "WHERE account_id = %s AND currency = %s")
+    sql = (
+        "SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM ledger.postings "
+        "WHERE account_id = %s AND currency = %s"
+    )
     params: list[Any] = [account, currency]
     if as_of is not None:
         sql += " AND occurred_at < %s"

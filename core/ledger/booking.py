@@ -22,14 +22,25 @@ import pandas as pd
 
 from core.ledger.audit import Clock, append_events, canonical_json, utc_iso, utc_now, write_transaction
 from core.ledger.tax import TaxCalculator
-from core.ledger.validation import (BookingResult, HoldError, IdempotencyConflict, LedgerError, Posting, Prepared,
-                                    TransactionRequest, account_experiment, account_type, prepare)
+from core.ledger.validation import (
+    BookingResult,
+    HoldError,
+    IdempotencyConflict,
+    LedgerError,
+    Posting,
+    Prepared,
+    TransactionRequest,
+    account_experiment,
+    account_type,
+    prepare,
+)
 from core.platform.warehouse import Warehouse, append_rows, finish_pending, insert_new_rows, run_sql
 
 TRANSACTION_BOOKED = "ledger.transaction_booked"
 
 
 # -- idempotency -----------------------------------------------------------------------------------
+
 
 def _gross(content: Mapping[str, Any]) -> dict[str, int]:
     """The largest posting per currency: what a person calls "the amount" of a transaction."""
@@ -45,14 +56,22 @@ def _amounts(gross: Mapping[str, int]) -> str:
 
 def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, str]:
     """The first field in which two contents differ, and how, for the conflict message."""
-    for name in ("kind", "description", "occurred_at", "experiment_id", "source", "external_ref",
-                 "reverses_transaction_id"):
+    for name in (
+        "kind",
+        "description",
+        "occurred_at",
+        "experiment_id",
+        "source",
+        "external_ref",
+        "reverses_transaction_id",
+    ):
         if old[name] != new[name]:
             return name, f"{name} {old[name]!r}, now {new[name]!r}"
     for name in sorted(set(old["metadata"]) | set(new["metadata"])):
         if old["metadata"].get(name) != new["metadata"].get(name):
-            return f"metadata.{name}", (f"metadata.{name} {old['metadata'].get(name)!r}, "
-                                        f"now {new['metadata'].get(name)!r}")
+            return f"metadata.{name}", (
+                f"metadata.{name} {old['metadata'].get(name)!r}, now {new['metadata'].get(name)!r}"
+            )
     old_gross, new_gross = _gross(old), _gross(new)
     if set(old_gross) != set(new_gross):
         return "currency", f"currency {', '.join(sorted(old_gross))}, now {', '.join(sorted(new_gross))}"
@@ -67,12 +86,17 @@ def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, st
     return "content", "different content"
 
 
-def idempotency_conflict(key: str, old: Mapping[str, Any], new: Mapping[str, Any],
-                         what: str = "") -> IdempotencyConflict:
+def idempotency_conflict(
+    key: str, old: Mapping[str, Any], new: Mapping[str, Any], what: str = ""
+) -> IdempotencyConflict:
     """The error for `key` reused with other content (old as stored, new as sent), naming what differs."""
     name, detail = _difference(old, new)
-    return IdempotencyConflict(key, name, f"idempotency key {key} was used {what}for {detail}; a retry must "
-                                          f"send the same content, a different transaction needs a new key")
+    return IdempotencyConflict(
+        key,
+        name,
+        f"idempotency key {key} was used {what}for {detail}; a retry must "
+        f"send the same content, a different transaction needs a new key",
+    )
 
 
 def _is_unique_violation(error: BaseException | None) -> bool:
@@ -101,6 +125,7 @@ def retry_on_unique_race(action: Callable[[], Any], attempts: int = 3) -> Any:
 
 # -- reading back ----------------------------------------------------------------------------------
 
+
 def _select_in(conn: Any, backend: str, sql: str, column: str, values: Sequence[str]) -> list[tuple[Any, ...]]:
     """Run `sql` (which contains `{match}`) with `column` restricted to `values`, in bulk."""
     if not values:
@@ -116,30 +141,49 @@ def _select_in(conn: Any, backend: str, sql: str, column: str, values: Sequence[
 
 
 # The columns content_from_row reads, in the order TRANSACTION_COLUMNS.split(",") names them.
-TRANSACTION_COLUMNS = ("transaction_id, idempotency_key, content_hash, kind, description, experiment_id, source, "
-                       "external_ref, occurred_at, recorded_at, reverses_transaction_id, metadata")
+TRANSACTION_COLUMNS = (
+    "transaction_id, idempotency_key, content_hash, kind, description, experiment_id, source, "
+    "external_ref, occurred_at, recorded_at, reverses_transaction_id, metadata"
+)
 
 
 def content_from_row(row: Mapping[str, Any], postings: Iterable[Sequence[Any]]) -> dict[str, Any]:
     """A stored transaction row and its postings as the content its content_hash covers."""
     return {
-        "idempotency_key": row["idempotency_key"], "kind": row["kind"], "description": row["description"],
-        "occurred_at": utc_iso(row["occurred_at"]), "experiment_id": row["experiment_id"],
-        "source": row["source"], "external_ref": row["external_ref"],
-        "reverses_transaction_id": row["reverses_transaction_id"], "metadata": json.loads(row["metadata"]),
+        "idempotency_key": row["idempotency_key"],
+        "kind": row["kind"],
+        "description": row["description"],
+        "occurred_at": utc_iso(row["occurred_at"]),
+        "experiment_id": row["experiment_id"],
+        "source": row["source"],
+        "external_ref": row["external_ref"],
+        "reverses_transaction_id": row["reverses_transaction_id"],
+        "metadata": json.loads(row["metadata"]),
         "postings": [[account, currency, int(amount)] for account, currency, amount in postings],
     }
 
 
 def _load_contents(conn: Any, backend: str, transaction_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     names = [c.strip() for c in TRANSACTION_COLUMNS.split(",")]
-    rows = [dict(zip(names, row)) for row in _select_in(
-        conn, backend, f"SELECT {TRANSACTION_COLUMNS} FROM ledger.transactions WHERE {{match}}", "transaction_id",
-        transaction_ids)]
+    rows = [
+        dict(zip(names, row, strict=False))
+        for row in _select_in(
+            conn,
+            backend,
+            f"SELECT {TRANSACTION_COLUMNS} FROM ledger.transactions WHERE {{match}}",
+            "transaction_id",
+            transaction_ids,
+        )
+    ]
     lines: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for tid, account, currency, amount in _select_in(
-            conn, backend, "SELECT transaction_id, account_id, currency, amount_minor FROM ledger.postings "
-                           "WHERE {match} ORDER BY transaction_id, line", "transaction_id", transaction_ids):
+        conn,
+        backend,
+        "SELECT transaction_id, account_id, currency, amount_minor FROM ledger.postings "
+        "WHERE {match} ORDER BY transaction_id, line",
+        "transaction_id",
+        transaction_ids,
+    ):
         lines[tid].append((account, currency, amount))
     return {row["transaction_id"]: content_from_row(row, lines[row["transaction_id"]]) for row in rows}
 
@@ -152,8 +196,13 @@ def get_transaction(warehouse: Warehouse, transaction_id: str) -> dict[str, Any]
 
 def booked_keys(conn: Any, backend: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Which of `keys` are booked already: key -> (transaction_id, content_hash)."""
-    rows = _select_in(conn, backend, "SELECT idempotency_key, transaction_id, content_hash FROM "
-                                     "ledger.transactions WHERE {match}", "idempotency_key", keys)
+    rows = _select_in(
+        conn,
+        backend,
+        "SELECT idempotency_key, transaction_id, content_hash FROM ledger.transactions WHERE {match}",
+        "idempotency_key",
+        keys,
+    )
     return {key: (tid, digest) for key, tid, digest in rows}
 
 
@@ -170,39 +219,85 @@ def _check_reversals(conn: Any, backend: str, new: list[Prepared]) -> None:
     if len(set(targets)) < len(targets):
         raise LedgerError(f"this batch reverses a transaction twice ({targets}): an original is reversed once")
     originals = _load_contents(conn, backend, targets)
-    done = {orig: (tid, key) for orig, tid, key in _select_in(
-        conn, backend, "SELECT reverses_transaction_id, transaction_id, idempotency_key FROM ledger.transactions "
-                       "WHERE {match}", "reverses_transaction_id", targets)}
-    for prepared, target in zip(reversals, targets):
+    done = {
+        orig: (tid, key)
+        for orig, tid, key in _select_in(
+            conn,
+            backend,
+            "SELECT reverses_transaction_id, transaction_id, idempotency_key FROM ledger.transactions WHERE {match}",
+            "reverses_transaction_id",
+            targets,
+        )
+    }
+    for prepared, target in zip(reversals, targets, strict=False):
         original = originals.get(target)
         if original is None:
             raise LedgerError(f"cannot reverse {target}: no such transaction in ledger.transactions")
         if original["reverses_transaction_id"]:
             raise LedgerError(f"cannot reverse {target}: it is itself a reversal; book a new transaction instead")
         if target in done:
-            raise LedgerError(f"cannot reverse {target}: it was already reversed by transaction {done[target][0]} "
-                              f"(key {done[target][1]}); an original is reversed at most once")
+            raise LedgerError(
+                f"cannot reverse {target}: it was already reversed by transaction {done[target][0]} "
+                f"(key {done[target][1]}); an original is reversed at most once"
+            )
         if sorted(prepared.content["postings"]) != sorted([a, c, -m] for a, c, m in original["postings"]):
-            raise LedgerError(f"reversal {prepared.key!r} of {target}: its postings must mirror the original's "
-                              f"(same accounts and currencies, negated amounts); use reverse()")
+            raise LedgerError(
+                f"reversal {prepared.key!r} of {target}: its postings must mirror the original's "
+                f"(same accounts and currencies, negated amounts); use reverse()"
+            )
 
 
-_TX_INSERT = ("transaction_id", "idempotency_key", "content_hash", "kind", "description", "experiment_id", "source",
-              "external_ref", "occurred_at", "recorded_at", "reverses_transaction_id", "metadata")
-_POSTING_INSERT = ("posting_id", "transaction_id", "line", "account_id", "currency", "amount_minor", "experiment_id",
-                   "occurred_at", "recorded_at")
+_TX_INSERT = (
+    "transaction_id",
+    "idempotency_key",
+    "content_hash",
+    "kind",
+    "description",
+    "experiment_id",
+    "source",
+    "external_ref",
+    "occurred_at",
+    "recorded_at",
+    "reverses_transaction_id",
+    "metadata",
+)
+_POSTING_INSERT = (
+    "posting_id",
+    "transaction_id",
+    "line",
+    "account_id",
+    "currency",
+    "amount_minor",
+    "experiment_id",
+    "occurred_at",
+    "recorded_at",
+)
 
 
 def _open_accounts(conn: Any, backend: str, accounts: Mapping[str, str], opened_at: datetime) -> None:
     """Open the accounts not in ledger.accounts yet. Only the missing ones are sent, and
     ON CONFLICT DO NOTHING (insert_new_rows) stays the guard against a concurrent opener."""
-    known = {row[0] for row in _select_in(conn, backend, "SELECT account_id FROM ledger.accounts WHERE {match}",
-                                          "account_id", list(accounts))}
+    known = {
+        row[0]
+        for row in _select_in(
+            conn, backend, "SELECT account_id FROM ledger.accounts WHERE {match}", "account_id", list(accounts)
+        )
+    }
     missing = [account for account in accounts if account not in known]
     if missing:
-        insert_new_rows(conn, backend, "ledger.accounts", pd.DataFrame(
-            {"account_id": missing, "account_type": [accounts[a] for a in missing],
-             "opened_at": pd.Timestamp(opened_at).tz_convert(UTC)}), ["account_id"])
+        insert_new_rows(
+            conn,
+            backend,
+            "ledger.accounts",
+            pd.DataFrame(
+                {
+                    "account_id": missing,
+                    "account_type": [accounts[a] for a in missing],
+                    "opened_at": pd.Timestamp(opened_at).tz_convert(UTC),
+                }
+            ),
+            ["account_id"],
+        )
 
 
 def _insert(conn: Any, backend: str, new: list[Prepared], recorded_at: datetime) -> None:
@@ -214,42 +309,94 @@ def _insert(conn: Any, backend: str, new: list[Prepared], recorded_at: datetime)
         r, tid = p.request, p.transaction_id
         occurred = r.occurred_at.astimezone(UTC)
         experiment = r.experiment_id
-        transactions.append((tid, r.idempotency_key, p.content_hash, r.kind, r.description, experiment,
-                             r.source, r.external_ref, occurred, recorded_at, r.reverses_transaction_id,
-                             canonical_json(p.content["metadata"]) if r.metadata else "{}"))
+        transactions.append(
+            (
+                tid,
+                r.idempotency_key,
+                p.content_hash,
+                r.kind,
+                r.description,
+                experiment,
+                r.source,
+                r.external_ref,
+                occurred,
+                recorded_at,
+                r.reverses_transaction_id,
+                canonical_json(p.content["metadata"]) if r.metadata else "{}",
+            )
+        )
         for line, posting in enumerate(r.postings, start=1):
             account = posting.account
             if account not in accounts:
                 accounts[account] = account_type(account)
-            postings.append((f"{tid}/{line}", tid, line, account, posting.currency, posting.amount_minor,
-                             experiment or account_experiment(account), occurred, recorded_at))
+            postings.append(
+                (
+                    f"{tid}/{line}",
+                    tid,
+                    line,
+                    account,
+                    posting.currency,
+                    posting.amount_minor,
+                    experiment or account_experiment(account),
+                    occurred,
+                    recorded_at,
+                )
+            )
     _open_accounts(conn, backend, accounts, recorded_at)
     append_rows(conn, backend, "ledger.transactions", _TX_INSERT, transactions)
     append_rows(conn, backend, "ledger.postings", _POSTING_INSERT, postings)
-    append_events(conn, backend, [(TRANSACTION_BOOKED, {
-        "transaction_id": p.transaction_id, "idempotency_key": p.key, "content_hash": p.content_hash,
-        "reverses_transaction_id": p.request.reverses_transaction_id}) for p in new], recorded_at)
+    append_events(
+        conn,
+        backend,
+        [
+            (
+                TRANSACTION_BOOKED,
+                {
+                    "transaction_id": p.transaction_id,
+                    "idempotency_key": p.key,
+                    "content_hash": p.content_hash,
+                    "reverses_transaction_id": p.request.reverses_transaction_id,
+                },
+            )
+            for p in new
+        ],
+        recorded_at,
+    )
 
 
 def _check_holds(conn: Any, backend: str, new: list[Prepared], posting_hold: str | None) -> None:
     """A key that has a hold is booked only by posting that hold: booking it directly would skip
     the review (pending), overrule it (voided) or revive it (expired)."""
-    rows = _select_in(conn, backend, "SELECT h.idempotency_key, h.hold_id, d.decision, d.decided_by FROM ledger.holds h "
-                                     "LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id WHERE {match}",
-                      "h.idempotency_key", [p.key for p in new])
+    rows = _select_in(
+        conn,
+        backend,
+        "SELECT h.idempotency_key, h.hold_id, d.decision, d.decided_by FROM ledger.holds h "
+        "LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id WHERE {match}",
+        "h.idempotency_key",
+        [p.key for p in new],
+    )
     for key, hold_id, decision, decided_by in rows:
         if hold_id == posting_hold:
             continue
         if decision is None:
-            raise HoldError(f"idempotency key {key} is held for review as hold {hold_id}: book it by releasing the "
-                            f"hold (`ventureloop ledger review --release {hold_id}`), not directly")
-        raise HoldError(f"idempotency key {key} belongs to hold {hold_id}, {decision} by {decided_by}: a decided "
-                        f"hold is final, so the key cannot be booked")
+            raise HoldError(
+                f"idempotency key {key} is held for review as hold {hold_id}: book it by releasing the "
+                f"hold (`ventureloop ledger review --release {hold_id}`), not directly"
+            )
+        raise HoldError(
+            f"idempotency key {key} belongs to hold {hold_id}, {decision} by {decided_by}: a decided "
+            f"hold is final, so the key cannot be booked"
+        )
 
 
-def book_in_transaction(conn: Any, backend: str, prepared: Sequence[Prepared],
-                        before_insert: BeforeInsert | None = None,
-                        posting_hold: str | None = None, clock: Clock = utc_now) -> list[BookingResult]:
+def book_in_transaction(
+    conn: Any,
+    backend: str,
+    prepared: Sequence[Prepared],
+    before_insert: BeforeInsert | None = None,
+    posting_hold: str | None = None,
+    clock: Clock = utc_now,
+) -> list[BookingResult]:
     """Book inside the caller's write_transaction: idempotency in bulk, then one insert per table.
     `posting_hold` is the hold whose transaction this is, when a review posts it; `clock` gives
     recorded_at, read once the checks have passed."""
@@ -304,11 +451,13 @@ def _gc_paused(size: int) -> Iterator[None]:
         gc.enable()
 
 
-def book_prepared(warehouse: Warehouse, prepared: list[Prepared], before_insert: BeforeInsert | None = None, *,
-                  clock: Clock = utc_now) -> list[BookingResult]:
+def book_prepared(
+    warehouse: Warehouse, prepared: list[Prepared], before_insert: BeforeInsert | None = None, *, clock: Clock = utc_now
+) -> list[BookingResult]:
     """Book prepared transactions in one write transaction. `before_insert(conn, backend, new)` runs
     inside it, after the idempotency check and before anything is written, with the transactions
     that are really new (the budget check); raising there rolls everything back."""
+
     def attempt() -> list[BookingResult]:
         with write_transaction(warehouse) as conn:
             return book_in_transaction(conn, warehouse.backend, prepared, before_insert, clock=clock)
@@ -317,14 +466,20 @@ def book_prepared(warehouse: Warehouse, prepared: list[Prepared], before_insert:
         return retry_on_unique_race(attempt)
 
 
-def book(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None,
-         clock: Clock = utc_now) -> BookingResult:
+def book(
+    warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None, clock: Clock = utc_now
+) -> BookingResult:
     """Book one transaction (or return the original for a repeated key with the same content)."""
     return book_prepared(warehouse, [prepare(request, tax)], clock=clock)[0]
 
 
-def book_many(warehouse: Warehouse, requests: Iterable[TransactionRequest], *,
-              tax: TaxCalculator | None = None, clock: Clock = utc_now) -> list[BookingResult]:
+def book_many(
+    warehouse: Warehouse,
+    requests: Iterable[TransactionRequest],
+    *,
+    tax: TaxCalculator | None = None,
+    clock: Clock = utc_now,
+) -> list[BookingResult]:
     """Book a batch in one database transaction: all or nothing, one bulk insert per table.
 
     Any invalid request fails the whole batch before anything is written (LedgerError names its
@@ -342,8 +497,15 @@ def book_many(warehouse: Warehouse, requests: Iterable[TransactionRequest], *,
         return book_prepared(warehouse, prepared, clock=clock)
 
 
-def reverse(warehouse: Warehouse, transaction_id: str, idempotency_key: str, reason: str, *,
-            occurred_at: datetime | None = None, clock: Clock = utc_now) -> BookingResult:
+def reverse(
+    warehouse: Warehouse,
+    transaction_id: str,
+    idempotency_key: str,
+    reason: str,
+    *,
+    occurred_at: datetime | None = None,
+    clock: Clock = utc_now,
+) -> BookingResult:
     """Book the mirror image of a transaction, linked to it; an original is reversed at most once.
 
     Without occurred_at the reversal happens now (by `clock`); a retry with the same key returns the
@@ -355,10 +517,15 @@ def reverse(warehouse: Warehouse, transaction_id: str, idempotency_key: str, rea
     if original is None:
         raise LedgerError(f"cannot reverse {transaction_id}: no such transaction in ledger.transactions")
     request = TransactionRequest(
-        idempotency_key=idempotency_key, kind="reversal", description=f"reversal of {transaction_id}: {reason}",
+        idempotency_key=idempotency_key,
+        kind="reversal",
+        description=f"reversal of {transaction_id}: {reason}",
         occurred_at=occurred_at or (datetime.fromisoformat(earlier["occurred_at"]) if earlier else clock()),
         postings=[Posting(a, c, -int(m)) for a, c, m in original["postings"]],
-        experiment_id=original["experiment_id"], source=original["source"], external_ref=original["external_ref"],
-        metadata={"reason": reason}, reverses_transaction_id=transaction_id)
+        experiment_id=original["experiment_id"],
+        source=original["source"],
+        external_ref=original["external_ref"],
+        metadata={"reason": reason},
+        reverses_transaction_id=transaction_id,
+    )
     return book(warehouse, request, clock=clock)
-

@@ -30,16 +30,33 @@ def load(path: Path) -> list[BudgetLine]:
         if missing:
             raise ValueError(f"{where} lacks {sorted(missing)}")
         if not isinstance(entry["limit_minor"], int) or isinstance(entry["limit_minor"], bool):
-            raise ValueError(f"{where}: limit_minor must be an integer number of minor units, "
-                             f"got {entry['limit_minor']!r}")
-        lines.append(BudgetLine(entry["scope"], str(entry.get("scope_key", GLOBAL_KEY)), entry["period"],
-                                entry["currency"], entry["limit_minor"]))
+            raise ValueError(
+                f"{where}: limit_minor must be an integer number of minor units, got {entry['limit_minor']!r}"
+            )
+        lines.append(
+            BudgetLine(
+                entry["scope"],
+                str(entry.get("scope_key", GLOBAL_KEY)),
+                entry["period"],
+                entry["currency"],
+                entry["limit_minor"],
+            )
+        )
     return lines
 
 
 def apply(warehouse: Warehouse, path: Path | None = None) -> list[Budget]:
     path = path or DEFAULT_FILE
-    return [set_budget(warehouse, scope=line.scope, scope_key=line.scope_key, period=line.period,
-                       currency=line.currency, limit_minor=line.limit_minor, changed_by=f"config:{path.name}",
-                       reason=f"applied from {path}")
-            for line in load(path)]
+    return [
+        set_budget(
+            warehouse,
+            scope=line.scope,
+            scope_key=line.scope_key,
+            period=line.period,
+            currency=line.currency,
+            limit_minor=line.limit_minor,
+            changed_by=f"config:{path.name}",
+            reason=f"applied from {path}",
+        )
+        for line in load(path)
+    ]

@@ -27,9 +27,17 @@ from core.ledger.audit import Clock, append_events, utc_now, write_transaction
 from core.ledger.booking import book_prepared, retry_on_unique_race
 from core.ledger.money import check_currency, check_minor, format_minor
 from core.ledger.tax import TaxCalculator
-from core.ledger.validation import (ACCOUNT_SEGMENT, LedgerError, Posting, Prepared, TransactionRequest,
-                                    account_experiment, account_type, prepare)
-from core.platform.warehouse import Warehouse, run_sql, append_frame
+from core.ledger.validation import (
+    ACCOUNT_SEGMENT,
+    LedgerError,
+    Posting,
+    Prepared,
+    TransactionRequest,
+    account_experiment,
+    account_type,
+    prepare,
+)
+from core.platform.warehouse import Warehouse, append_frame, run_sql
 
 SCOPES = ("global", "category", "experiment")
 PERIODS = ("hour", "day", "month")
@@ -72,9 +80,11 @@ class Refusal:
     def message(self) -> str:
         # The seed's wording: "Experiment budget exceeded (1200 > 1000)", plus which budget and by how much.
         total, limit = self.spent_minor + self.requested_minor, self.budget.limit_minor
-        return (f"{self.budget.scope.capitalize()} budget exceeded ({total} > {limit}): {self.budget.label} "
-                f"would be over by {self.over_by} ({format_minor(self.over_by, self.budget.currency)}); "
-                f"{self.spent_minor} already spent, {self.requested_minor} requested")
+        return (
+            f"{self.budget.scope.capitalize()} budget exceeded ({total} > {limit}): {self.budget.label} "
+            f"would be over by {self.over_by} ({format_minor(self.over_by, self.budget.currency)}); "
+            f"{self.spent_minor} already spent, {self.requested_minor} requested"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +126,8 @@ def window(period: str, at: datetime) -> tuple[datetime, datetime]:
 
 # -- budget definitions ----------------------------------------------------------------------------
 
-def _check_definition(scope: str, scope_key: str, period: str, currency: str, limit_minor: int,
-                      at: datetime) -> None:
+
+def _check_definition(scope: str, scope_key: str, period: str, currency: str, limit_minor: int, at: datetime) -> None:
     if scope not in SCOPES:
         raise BudgetError(f"unknown budget scope {scope!r}: use one of {', '.join(SCOPES)}")
     if scope == "global" and scope_key != GLOBAL_KEY:
@@ -132,14 +142,26 @@ def _check_definition(scope: str, scope_key: str, period: str, currency: str, li
 
 def _current(conn: Any, budget_row: tuple[Any, ...]) -> Budget:
     budget_id, scope, scope_key, period, currency = budget_row
-    version, limit = run_sql(conn, "SELECT version, limit_minor FROM ledger.budget_limits WHERE budget_id = %s "
-                                "ORDER BY version DESC LIMIT 1", [budget_id]).fetchone()
+    version, limit = run_sql(
+        conn,
+        "SELECT version, limit_minor FROM ledger.budget_limits WHERE budget_id = %s ORDER BY version DESC LIMIT 1",
+        [budget_id],
+    ).fetchone()
     return Budget(budget_id, scope, scope_key, period, currency, int(limit), int(version))
 
 
-def set_budget(warehouse: Warehouse, *, scope: str, period: str, currency: str, limit_minor: int,
-               changed_by: str, scope_key: str = GLOBAL_KEY, reason: str = "",
-               at: datetime | None = None) -> Budget:
+def set_budget(
+    warehouse: Warehouse,
+    *,
+    scope: str,
+    period: str,
+    currency: str,
+    limit_minor: int,
+    changed_by: str,
+    scope_key: str = GLOBAL_KEY,
+    reason: str = "",
+    at: datetime | None = None,
+) -> Budget:
     """Create a budget or change its limit (a new version) at `at` (default now); both are audited.
     Same limit: no-op."""
     at = at or utc_now()
@@ -149,45 +171,111 @@ def set_budget(warehouse: Warehouse, *, scope: str, period: str, currency: str, 
 
     def attempt() -> Budget:
         with write_transaction(warehouse) as conn:
-            row = run_sql(conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
-                             "WHERE scope = %s AND scope_key = %s AND period = %s AND currency = %s",
-                       [scope, scope_key, period, currency]).fetchone()
+            row = run_sql(
+                conn,
+                "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+                "WHERE scope = %s AND scope_key = %s AND period = %s AND currency = %s",
+                [scope, scope_key, period, currency],
+            ).fetchone()
             if row is None:
-                return _create(conn, warehouse.backend, scope, scope_key, period, currency, limit_minor,
-                               changed_by, reason, at)
+                return _create(
+                    conn, warehouse.backend, scope, scope_key, period, currency, limit_minor, changed_by, reason, at
+                )
             if warehouse.backend == "postgres":
                 run_sql(conn, "SELECT budget_id FROM ledger.budgets WHERE budget_id = %s FOR UPDATE", [row[0]])
             current = _current(conn, row)
             if current.limit_minor == limit_minor:
                 return current
-            changed = Budget(current.budget_id, current.scope, current.scope_key, current.period,
-                             current.currency, limit_minor, current.version + 1)
+            changed = Budget(
+                current.budget_id,
+                current.scope,
+                current.scope_key,
+                current.period,
+                current.currency,
+                limit_minor,
+                current.version + 1,
+            )
             _append_limit(conn, warehouse.backend, changed, changed_by, reason, at)
-            append_events(conn, warehouse.backend, [(BUDGET_CHANGED, {
-                **_payload(changed, changed_by, reason), "previous_limit_minor": current.limit_minor})])
+            append_events(
+                conn,
+                warehouse.backend,
+                [
+                    (
+                        BUDGET_CHANGED,
+                        {**_payload(changed, changed_by, reason), "previous_limit_minor": current.limit_minor},
+                    )
+                ],
+            )
             return changed
 
     return retry_on_unique_race(attempt)
 
 
 def _payload(budget: Budget, changed_by: str, reason: str) -> dict[str, Any]:
-    return {"budget_id": budget.budget_id, "scope": budget.scope, "scope_key": budget.scope_key,
-            "period": budget.period, "currency": budget.currency, "limit_minor": budget.limit_minor,
-            "version": budget.version, "changed_by": changed_by, "reason": reason}
+    return {
+        "budget_id": budget.budget_id,
+        "scope": budget.scope,
+        "scope_key": budget.scope_key,
+        "period": budget.period,
+        "currency": budget.currency,
+        "limit_minor": budget.limit_minor,
+        "version": budget.version,
+        "changed_by": changed_by,
+        "reason": reason,
+    }
 
 
 def _append_limit(conn: Any, backend: str, budget: Budget, changed_by: str, reason: str, at: datetime) -> None:
-    append_frame(conn, backend, "ledger.budget_limits", pd.DataFrame([{
-        "budget_id": budget.budget_id, "version": budget.version, "limit_minor": budget.limit_minor,
-        "changed_at": pd.Timestamp(at).tz_convert(UTC), "changed_by": changed_by, "reason": reason}]))
+    append_frame(
+        conn,
+        backend,
+        "ledger.budget_limits",
+        pd.DataFrame(
+            [
+                {
+                    "budget_id": budget.budget_id,
+                    "version": budget.version,
+                    "limit_minor": budget.limit_minor,
+                    "changed_at": pd.Timestamp(at).tz_convert(UTC),
+                    "changed_by": changed_by,
+                    "reason": reason,
+                }
+            ]
+        ),
+    )
 
 
-def _create(conn: Any, backend: str, scope: str, scope_key: str, period: str, currency: str, limit_minor: int,
-            changed_by: str, reason: str, at: datetime) -> Budget:
+def _create(
+    conn: Any,
+    backend: str,
+    scope: str,
+    scope_key: str,
+    period: str,
+    currency: str,
+    limit_minor: int,
+    changed_by: str,
+    reason: str,
+    at: datetime,
+) -> Budget:
     budget = Budget(str(uuid.uuid4()), scope, scope_key, period, currency, limit_minor, 1)  # type: ignore[arg-type]
-    append_frame(conn, backend, "ledger.budgets", pd.DataFrame([{
-        "budget_id": budget.budget_id, "scope": scope, "scope_key": scope_key, "period": period,
-        "currency": currency, "limit_minor": limit_minor, "created_at": pd.Timestamp(at).tz_convert(UTC)}]))
+    append_frame(
+        conn,
+        backend,
+        "ledger.budgets",
+        pd.DataFrame(
+            [
+                {
+                    "budget_id": budget.budget_id,
+                    "scope": scope,
+                    "scope_key": scope_key,
+                    "period": period,
+                    "currency": currency,
+                    "limit_minor": limit_minor,
+                    "created_at": pd.Timestamp(at).tz_convert(UTC),
+                }
+            ]
+        ),
+    )
     _append_limit(conn, backend, budget, changed_by, reason, at)
     append_events(conn, backend, [(BUDGET_CREATED, _payload(budget, changed_by, reason))])
     return budget
@@ -195,21 +283,44 @@ def _create(conn: Any, backend: str, scope: str, scope_key: str, period: str, cu
 
 def list_budgets(warehouse: Warehouse) -> list[Budget]:
     with warehouse.connect() as conn:
-        rows = run_sql(conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
-                          "ORDER BY scope, scope_key, period, currency", None).fetchall()
+        rows = run_sql(
+            conn,
+            "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+            "ORDER BY scope, scope_key, period, currency",
+            None,
+        ).fetchall()
         return [_current(conn, row) for row in rows]
 
 
 # -- spending --------------------------------------------------------------------------------------
 
-def expense(idempotency_key: str, account: str, amount_minor: int, currency: str, occurred_at: datetime, *,
-            paid_from: str, description: str, experiment_id: str | None = None, source: str = "budget",
-            external_ref: str | None = None, metadata: dict[str, Any] | None = None) -> TransactionRequest:
+
+def expense(
+    idempotency_key: str,
+    account: str,
+    amount_minor: int,
+    currency: str,
+    occurred_at: datetime,
+    *,
+    paid_from: str,
+    description: str,
+    experiment_id: str | None = None,
+    source: str = "budget",
+    external_ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> TransactionRequest:
     """A plain spend: debit the expense account, credit the account that paid (cash, a card liability)."""
     return TransactionRequest(
-        idempotency_key=idempotency_key, kind="spend", description=description, occurred_at=occurred_at,
+        idempotency_key=idempotency_key,
+        kind="spend",
+        description=description,
+        occurred_at=occurred_at,
         postings=[Posting(account, currency, amount_minor), Posting(paid_from, currency, -amount_minor)],
-        experiment_id=experiment_id, source=source, external_ref=external_ref, metadata=metadata or {})
+        experiment_id=experiment_id,
+        source=source,
+        external_ref=external_ref,
+        metadata=metadata or {},
+    )
 
 
 def _deltas(prepared: Prepared) -> dict[tuple[str, str, str], int]:
@@ -228,8 +339,10 @@ def _deltas(prepared: Prepared) -> dict[tuple[str, str, str], int]:
 
 
 def _spent(conn: Any, budget: Budget, at: datetime) -> int:
-    sql = ("SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM ledger.postings "
-           "WHERE currency = %s AND split_part(account_id, ':', 1) = 'expenses'")
+    sql = (
+        "SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM ledger.postings "
+        "WHERE currency = %s AND split_part(account_id, ':', 1) = 'expenses'"
+    )
     params: list[Any] = [budget.currency]
     if budget.scope == "category":
         sql += " AND split_part(account_id, ':', 2) = %s"
@@ -244,13 +357,20 @@ def _spent(conn: Any, budget: Budget, at: datetime) -> int:
 
 def _refusals(conn: Any, backend: str, prepared: Prepared) -> list[Refusal]:
     deltas = _deltas(prepared)
-    rows = [row for row in run_sql(conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
-                                      "ORDER BY budget_id", None).fetchall()
-            if deltas.get((row[1], row[2], row[4]), 0) > 0]
+    rows = [
+        row
+        for row in run_sql(
+            conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets ORDER BY budget_id", None
+        ).fetchall()
+        if deltas.get((row[1], row[2], row[4]), 0) > 0
+    ]
     if rows and backend == "postgres":
         # Row locks in budget_id order (no deadlocks); held until commit, with the chain lock.
-        run_sql(conn, "SELECT budget_id FROM ledger.budgets WHERE budget_id = ANY(%s) ORDER BY budget_id FOR UPDATE",
-             [[row[0] for row in rows]])
+        run_sql(
+            conn,
+            "SELECT budget_id FROM ledger.budgets WHERE budget_id = ANY(%s) ORDER BY budget_id FOR UPDATE",
+            [[row[0] for row in rows]],
+        )
     refusals = []
     for row in rows:
         budget = _current(conn, row)
@@ -261,16 +381,18 @@ def _refusals(conn: Any, backend: str, prepared: Prepared) -> list[Refusal]:
     return sorted(refusals, key=lambda r: (SCOPES.index(r.budget.scope), PERIODS.index(r.budget.period)))
 
 
-def spend(warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None,
-          clock: Clock = utc_now) -> SpendResult:
+def spend(
+    warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None, clock: Clock = utc_now
+) -> SpendResult:
     """Book a spend if every applicable budget allows it, atomically; otherwise book nothing and say
     which budgets refused and by how much. A repeated key returns the original (no re-check).
 
     The windows are those containing the spend's occurred_at; `clock` stamps its recorded_at."""
     prepared = prepare(request, tax)
     if not _deltas(prepared):
-        raise LedgerError(f"spend {prepared.key!r} has no expense posting (expenses:<category>:...): "
-                          f"book it with ledger.book instead")
+        raise LedgerError(
+            f"spend {prepared.key!r} has no expense posting (expenses:<category>:...): book it with ledger.book instead"
+        )
 
     def check(conn: Any, backend: str, new: list[Prepared]) -> None:
         refusals = _refusals(conn, backend, new[0]) if new else []
@@ -289,14 +411,43 @@ def utilization(warehouse: Warehouse, at: datetime | None = None) -> pd.DataFram
     at = at or utc_now()
     rows = []
     with warehouse.connect() as conn:
-        for budget in [_current(conn, row) for row in run_sql(
-                conn, "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
-                      "ORDER BY scope, scope_key, period, currency", None).fetchall()]:
+        for budget in [
+            _current(conn, row)
+            for row in run_sql(
+                conn,
+                "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets "
+                "ORDER BY scope, scope_key, period, currency",
+                None,
+            ).fetchall()
+        ]:
             spent = _spent(conn, budget, at)
             start, end = window(budget.period, at)
-            rows.append({"budget_id": budget.budget_id, "scope": budget.scope, "scope_key": budget.scope_key,
-                         "period": budget.period, "currency": budget.currency, "limit_minor": budget.limit_minor,
-                         "spent_minor": spent, "remaining_minor": budget.limit_minor - spent,
-                         "window_start": start, "window_end": end})
-    return pd.DataFrame(rows, columns=["budget_id", "scope", "scope_key", "period", "currency", "limit_minor",
-                                       "spent_minor", "remaining_minor", "window_start", "window_end"])
+            rows.append(
+                {
+                    "budget_id": budget.budget_id,
+                    "scope": budget.scope,
+                    "scope_key": budget.scope_key,
+                    "period": budget.period,
+                    "currency": budget.currency,
+                    "limit_minor": budget.limit_minor,
+                    "spent_minor": spent,
+                    "remaining_minor": budget.limit_minor - spent,
+                    "window_start": start,
+                    "window_end": end,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "budget_id",
+            "scope",
+            "scope_key",
+            "period",
+            "currency",
+            "limit_minor",
+            "spent_minor",
+            "remaining_minor",
+            "window_start",
+            "window_end",
+        ],
+    )

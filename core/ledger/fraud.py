@@ -56,6 +56,7 @@ class RevenueEvent:
 
 # -- rules -----------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class AmountOutlierRule:
     enabled: bool = True
@@ -97,8 +98,13 @@ class FraudRules:
     @classmethod
     def disabled(cls) -> "FraudRules":
         """No rule holds anything (imports that must book everything, e.g. a ledger rebuild)."""
-        return cls(AmountOutlierRule(False), VelocityRule(False), RefundRatioRule(False),
-                   CurrencyMismatchRule(False), origin="disabled")
+        return cls(
+            AmountOutlierRule(False),
+            VelocityRule(False),
+            RefundRatioRule(False),
+            CurrencyMismatchRule(False),
+            origin="disabled",
+        )
 
 
 def _section(document: Mapping[str, Any], name: str, path: Path, allowed: set[str]) -> dict[str, Any]:
@@ -119,7 +125,7 @@ def _positive_int(value: Any, where: str, *, minimum: int = 1) -> int:
 
 def _decimal(value: Any, where: str) -> Decimal:
     if isinstance(value, float):
-        raise FraudRulesError(f"{where} is the float {value}; quote it (\"{value}\") so it is read exactly")
+        raise FraudRulesError(f'{where} is the float {value}; quote it ("{value}") so it is read exactly')
     try:
         number = Decimal(str(value))
     except InvalidOperation:
@@ -148,27 +154,32 @@ def load_rules(path: Path | str | None = None) -> FraudRules:
     if unknown:
         raise FraudRulesError(f"{path}: unknown keys {unknown}; allowed: {sorted(top)}")
     amount = _section(document, "amount_outlier", path, {"enabled", "multiple", "min_previous"})
-    velocity = _section(document, "velocity", path,
-                        {"enabled", "window_minutes", "max_per_experiment", "max_per_customer"})
+    velocity = _section(
+        document, "velocity", path, {"enabled", "window_minutes", "max_per_experiment", "max_per_customer"}
+    )
     refunds = _section(document, "refund_ratio", path, {"enabled", "max_ratio", "min_charges"})
     currency = _section(document, "currency_mismatch", path, {"enabled", "min_previous"})
     return FraudRules(
         amount_outlier=AmountOutlierRule(
             _enabled(amount, f"{path}: amount_outlier"),
             _decimal(amount.get("multiple", "10"), f"{path}: amount_outlier.multiple"),
-            _positive_int(amount.get("min_previous", 5), f"{path}: amount_outlier.min_previous")),
+            _positive_int(amount.get("min_previous", 5), f"{path}: amount_outlier.min_previous"),
+        ),
         velocity=VelocityRule(
             _enabled(velocity, f"{path}: velocity"),
             timedelta(minutes=_positive_int(velocity.get("window_minutes", 10), f"{path}: velocity.window_minutes")),
             _positive_int(velocity.get("max_per_experiment", 20), f"{path}: velocity.max_per_experiment"),
-            _positive_int(velocity.get("max_per_customer", 3), f"{path}: velocity.max_per_customer")),
+            _positive_int(velocity.get("max_per_customer", 3), f"{path}: velocity.max_per_customer"),
+        ),
         refund_ratio=RefundRatioRule(
             _enabled(refunds, f"{path}: refund_ratio"),
             _decimal(refunds.get("max_ratio", "0.30"), f"{path}: refund_ratio.max_ratio"),
-            _positive_int(refunds.get("min_charges", 10), f"{path}: refund_ratio.min_charges")),
+            _positive_int(refunds.get("min_charges", 10), f"{path}: refund_ratio.min_charges"),
+        ),
         currency_mismatch=CurrencyMismatchRule(
             _enabled(currency, f"{path}: currency_mismatch"),
-            _positive_int(currency.get("min_previous", 3), f"{path}: currency_mismatch.min_previous")),
+            _positive_int(currency.get("min_previous", 3), f"{path}: currency_mismatch.min_previous"),
+        ),
         history_days=_positive_int(document.get("history_days", 180), f"{path}: history_days"),
         hold_days=_positive_int(document.get("hold_days", 14), f"{path}: hold_days"),
         origin=str(path),
@@ -189,8 +200,9 @@ def median(sorted_amounts: Sequence[int]) -> Fraction:
     return Fraction(sorted_amounts[middle - 1] + sorted_amounts[middle], 2)
 
 
-def amount_outlier(amount_minor: int, currency: str, source: str, previous_sorted: Sequence[int],
-                   rule: AmountOutlierRule) -> str | None:
+def amount_outlier(
+    amount_minor: int, currency: str, source: str, previous_sorted: Sequence[int], rule: AmountOutlierRule
+) -> str | None:
     """> multiple x the median of the source's previous revenue amounts in this currency."""
     if not rule.enabled or len(previous_sorted) < rule.min_previous:
         return None
@@ -198,10 +210,12 @@ def amount_outlier(amount_minor: int, currency: str, source: str, previous_sorte
     if amount_minor <= Fraction(rule.multiple) * mid:
         return None
     times = Fraction(amount_minor) / mid if mid else None
-    shown = format_minor(int(round(mid)), currency)
-    return (f"amount_outlier: {format_minor(amount_minor, currency)} is "
-            f"{f'{float(times):.1f}x' if times is not None else 'far above'} the median {shown} of "
-            f"{len(previous_sorted)} previous {source} revenue amounts in {currency} (limit {rule.multiple}x)")
+    shown = format_minor(round(mid), currency)
+    return (
+        f"amount_outlier: {format_minor(amount_minor, currency)} is "
+        f"{f'{float(times):.1f}x' if times is not None else 'far above'} the median {shown} of "
+        f"{len(previous_sorted)} previous {source} revenue amounts in {currency} (limit {rule.multiple}x)"
+    )
 
 
 def _in_window(times_sorted: Sequence[datetime], at: datetime, window: timedelta) -> int:
@@ -209,8 +223,9 @@ def _in_window(times_sorted: Sequence[datetime], at: datetime, window: timedelta
     return bisect.bisect_right(times_sorted, at) - bisect.bisect_right(times_sorted, at - window)
 
 
-def velocity_burst(times_sorted: Sequence[datetime], at: datetime, limit: int, window: timedelta,
-                   what: str) -> str | None:
+def velocity_burst(
+    times_sorted: Sequence[datetime], at: datetime, limit: int, window: timedelta, what: str
+) -> str | None:
     """More than `limit` events (earlier ones in `times_sorted`, plus this one) within `window`."""
     count = _in_window(times_sorted, at, window) + 1
     if count <= limit:
@@ -219,17 +234,20 @@ def velocity_burst(times_sorted: Sequence[datetime], at: datetime, limit: int, w
     return f"velocity: {count} revenue events for {what} within {minutes} minutes (limit {limit})"
 
 
-def refund_ratio(charged_minor: int, refunded_minor: int, charges: int, scope: str, currency: str,
-                 rule: RefundRatioRule) -> str | None:
+def refund_ratio(
+    charged_minor: int, refunded_minor: int, charges: int, scope: str, currency: str, rule: RefundRatioRule
+) -> str | None:
     """Refunded / charged amount of the scope in this currency above the limit."""
     if not rule.enabled or charges < rule.min_charges or charged_minor <= 0:
         return None
     ratio = Fraction(refunded_minor, charged_minor)
     if ratio <= Fraction(rule.max_ratio):
         return None
-    return (f"refund_ratio: refunds are {float(ratio):.0%} of charges for {scope} in {currency} "
-            f"({format_minor(refunded_minor, currency)} of {format_minor(charged_minor, currency)} over "
-            f"{charges} charges; limit {float(rule.max_ratio):.0%})")
+    return (
+        f"refund_ratio: refunds are {float(ratio):.0%} of charges for {scope} in {currency} "
+        f"({format_minor(refunded_minor, currency)} of {format_minor(charged_minor, currency)} over "
+        f"{charges} charges; limit {float(rule.max_ratio):.0%})"
+    )
 
 
 def currency_mismatch(seen: Mapping[str, int], currency: str, scope: str, rule: CurrencyMismatchRule) -> str | None:
@@ -237,11 +255,14 @@ def currency_mismatch(seen: Mapping[str, int], currency: str, scope: str, rule: 
     previous = sum(seen.values())
     if not rule.enabled or previous < rule.min_previous or currency in seen:
         return None
-    return (f"currency_mismatch: {scope} has received only {', '.join(sorted(seen))} in {previous} previous "
-            f"revenue events, never {currency}")
+    return (
+        f"currency_mismatch: {scope} has received only {', '.join(sorted(seen))} in {previous} previous "
+        f"revenue events, never {currency}"
+    )
 
 
 # -- the fold --------------------------------------------------------------------------------------
+
 
 @dataclass
 class _State:
@@ -290,26 +311,58 @@ class _State:
         self.currencies[event.scope][event.currency] += 1
 
     def reasons(self, event: RevenueEvent, rules: FraudRules) -> list[str]:
-        found = [amount_outlier(event.amount_minor, event.currency, event.source,
-                                self.amounts.get((event.source, event.currency), []), rules.amount_outlier)]
+        found = [
+            amount_outlier(
+                event.amount_minor,
+                event.currency,
+                event.source,
+                self.amounts.get((event.source, event.currency), []),
+                rules.amount_outlier,
+            )
+        ]
         velocity = rules.velocity
         if velocity.enabled:
-            found.append(velocity_burst(self.scope_times.get(event.scope, []), event.occurred_at,
-                                        velocity.max_per_experiment, velocity.window, event.scope))
+            found.append(
+                velocity_burst(
+                    self.scope_times.get(event.scope, []),
+                    event.occurred_at,
+                    velocity.max_per_experiment,
+                    velocity.window,
+                    event.scope,
+                )
+            )
             if event.customer:
-                found.append(velocity_burst(self.customer_times.get(event.customer, []), event.occurred_at,
-                                            velocity.max_per_customer, velocity.window,
-                                            f"customer {event.customer}"))
+                found.append(
+                    velocity_burst(
+                        self.customer_times.get(event.customer, []),
+                        event.occurred_at,
+                        velocity.max_per_customer,
+                        velocity.window,
+                        f"customer {event.customer}",
+                    )
+                )
         charged, charges = self.charged.get((event.scope, event.currency), (0, 0))
-        found.append(refund_ratio(charged, self.refunded.get((event.scope, event.currency), 0), charges,
-                                  event.scope, event.currency, rules.refund_ratio))
-        found.append(currency_mismatch(self.currencies.get(event.scope, {}), event.currency, event.scope,
-                                       rules.currency_mismatch))
+        found.append(
+            refund_ratio(
+                charged,
+                self.refunded.get((event.scope, event.currency), 0),
+                charges,
+                event.scope,
+                event.currency,
+                rules.refund_ratio,
+            )
+        )
+        found.append(
+            currency_mismatch(
+                self.currencies.get(event.scope, {}), event.currency, event.scope, rules.currency_mismatch
+            )
+        )
         return [reason for reason in found if reason]
 
 
-def evaluate(history: Iterable[RevenueEvent], incoming: Sequence[RevenueEvent],
-             rules: FraudRules) -> list[tuple[str, ...]]:
+def evaluate(
+    history: Iterable[RevenueEvent], incoming: Sequence[RevenueEvent], rules: FraudRules
+) -> list[tuple[str, ...]]:
     """The reasons to hold each incoming event (empty: book it), aligned with `incoming`.
 
     History and incoming events are taken in time order; refunds are never held but feed the
@@ -332,24 +385,32 @@ def evaluate(history: Iterable[RevenueEvent], incoming: Sequence[RevenueEvent],
 
 # -- events from ledger content --------------------------------------------------------------------
 
+
 def event_from_content(content: Mapping[str, Any]) -> RevenueEvent | None:
     """The rules' view of a transaction (core.ledger content), or None if it is not revenue/refund."""
     kind = content.get("kind")
     if kind not in REVENUE_KINDS and kind not in REFUND_KINDS:
         return None
-    lines = [(account, currency, int(amount)) for account, currency, amount in content["postings"]
-             if account.startswith("revenue:")]
+    lines = [
+        (account, currency, int(amount))
+        for account, currency, amount in content["postings"]
+        if account.startswith("revenue:")
+    ]
     if not lines:
         return None
     account, currency, _amount = max(lines, key=lambda line: abs(line[2]))
     metadata = content.get("metadata") or {}
     occurred = content["occurred_at"]
     return RevenueEvent(
-        key=content["idempotency_key"], kind=kind, source=content["source"],
-        scope=content.get("experiment_id") or account, currency=currency,
+        key=content["idempotency_key"],
+        kind=kind,
+        source=content["source"],
+        scope=content.get("experiment_id") or account,
+        currency=currency,
         amount_minor=max(abs(line[2]) for line in lines if line[1] == currency),
         occurred_at=occurred if isinstance(occurred, datetime) else datetime.fromisoformat(occurred),
-        customer=metadata.get("customer_id") or metadata.get("counterparty"))
+        customer=metadata.get("customer_id") or metadata.get("counterparty"),
+    )
 
 
 def load_history(warehouse: Warehouse, since: datetime) -> list[RevenueEvent]:
@@ -362,15 +423,24 @@ def load_history(warehouse: Warehouse, since: datetime) -> list[RevenueEvent]:
         f"WHERE t.kind IN ({', '.join(['%s'] * len(kinds))}) AND t.occurred_at >= %s "
         "AND t.reverses_transaction_id IS NULL AND p.account_id LIKE 'revenue:%%' "
         "GROUP BY t.idempotency_key, t.kind, t.source, t.experiment_id, t.occurred_at, t.metadata, p.currency",
-        [*kinds, since])
+        [*kinds, since],
+    )
     events = []
     for row in frame.itertuples(index=False):
         metadata = json.loads(row.metadata) if isinstance(row.metadata, str) else {}
         occurred = row.occurred_at
         occurred = occurred.to_pydatetime() if hasattr(occurred, "to_pydatetime") else occurred
         experiment = row.experiment_id if isinstance(row.experiment_id, str) else None
-        events.append(RevenueEvent(
-            key=row.idempotency_key, kind=row.kind, source=row.source, scope=experiment or row.account_id,
-            currency=row.currency, amount_minor=int(row.gross), occurred_at=occurred.astimezone(UTC),
-            customer=metadata.get("customer_id") or metadata.get("counterparty")))
+        events.append(
+            RevenueEvent(
+                key=row.idempotency_key,
+                kind=row.kind,
+                source=row.source,
+                scope=experiment or row.account_id,
+                currency=row.currency,
+                amount_minor=int(row.gross),
+                occurred_at=occurred.astimezone(UTC),
+                customer=metadata.get("customer_id") or metadata.get("counterparty"),
+            )
+        )
     return events

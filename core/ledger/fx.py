@@ -27,7 +27,7 @@ import pandas as pd
 
 from core.ledger.audit import append_events, canonical_json, write_transaction
 from core.ledger.money import MoneyError, check_minor, exponent
-from core.platform.warehouse import Warehouse, run_sql, append_frame
+from core.platform.warehouse import Warehouse, append_frame, run_sql
 
 ECB_DAILY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
 ECB_NAMESPACE = "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"
@@ -83,7 +83,7 @@ def parse_ecb_csv(text: str, source: str = "ecb") -> pd.DataFrame:
             continue
         where = f"{source} line {number}"
         day = _date(record[0], where)
-        for currency, cell in zip(currencies, record[1:]):
+        for currency, cell in zip(currencies, record[1:], strict=False):
             if currency and cell.strip() not in ("", "N/A"):
                 rows.append((day, currency, _rate(cell, f"{where} {currency}")))
     return _frame(rows, source)
@@ -165,23 +165,45 @@ def store_rates(warehouse: Warehouse, frame: pd.DataFrame) -> int:
     with write_transaction(warehouse) as conn:
         # Writers hold the chain lock, so reading the stored keys then appending the rest is atomic;
         # the (rate_date, currency) primary key is the final guard.
-        stored = {(pd.Timestamp(d).date(), c) for d, c in run_sql(
-            conn, "SELECT rate_date, currency FROM ledger.fx_rates WHERE rate_date BETWEEN %s AND %s",
-            [min(frame["rate_date"]), max(frame["rate_date"])]).fetchall()}
-        fresh = [(pd.Timestamp(d).date(), c) not in stored for d, c in zip(frame["rate_date"], frame["currency"])]
+        stored = {
+            (pd.Timestamp(d).date(), c)
+            for d, c in run_sql(
+                conn,
+                "SELECT rate_date, currency FROM ledger.fx_rates WHERE rate_date BETWEEN %s AND %s",
+                [min(frame["rate_date"]), max(frame["rate_date"])],
+            ).fetchall()
+        }
+        fresh = [
+            (pd.Timestamp(d).date(), c) not in stored
+            for d, c in zip(frame["rate_date"], frame["currency"], strict=False)
+        ]
         inserted = frame[fresh]
         if len(inserted):
             append_frame(conn, warehouse.backend, "ledger.fx_rates", inserted)
-            append_events(conn, warehouse.backend, [(FX_RATES_LOADED, {
-                "rows": len(inserted), "sources": sorted(set(inserted["source"])),
-                "first_date": str(min(inserted["rate_date"])), "last_date": str(max(inserted["rate_date"])),
-                "digest": _digest(inserted)})])
+            append_events(
+                conn,
+                warehouse.backend,
+                [
+                    (
+                        FX_RATES_LOADED,
+                        {
+                            "rows": len(inserted),
+                            "sources": sorted(set(inserted["source"])),
+                            "first_date": str(min(inserted["rate_date"])),
+                            "last_date": str(max(inserted["rate_date"])),
+                            "digest": _digest(inserted),
+                        },
+                    )
+                ],
+            )
     return len(inserted)
 
 
 def _digest(frame: pd.DataFrame) -> str:
-    rows = sorted((str(d), c, repr(float(r))) for d, c, r in zip(frame["rate_date"], frame["currency"],
-                                                                 frame["per_eur"]))
+    rows = sorted(
+        (str(d), c, repr(float(r)))
+        for d, c, r in zip(frame["rate_date"], frame["currency"], frame["per_eur"], strict=False)
+    )
     return hashlib.sha256(canonical_json(rows).encode("utf-8")).hexdigest()
 
 
@@ -209,15 +231,19 @@ class RateTable:
         if currency == "EUR":
             return on, Decimal(1)
         if currency not in self.series:
-            raise FxError(f"no FX rate for {currency}: the ECB does not publish it (e.g. KWD); load a rate "
-                          f"for it from another source into ledger.fx_rates")
+            raise FxError(
+                f"no FX rate for {currency}: the ECB does not publish it (e.g. KWD); load a rate "
+                f"for it from another source into ledger.fx_rates"
+            )
         days, rates = self.series[currency]
         position = bisect.bisect_right(days, on) - 1
         if position < 0:
             raise FxError(f"no {currency} rate on or before {on} (rates start {days[0]}): load older rates")
         if (on - days[position]).days > MAX_RATE_AGE_DAYS:
-            raise FxError(f"the newest {currency} rate on or before {on} is from {days[position]}, more than "
-                          f"{MAX_RATE_AGE_DAYS} days old: load newer rates (fetch_ecb_daily)")
+            raise FxError(
+                f"the newest {currency} rate on or before {on} is from {days[position]}, more than "
+                f"{MAX_RATE_AGE_DAYS} days old: load newer rates (fetch_ecb_daily)"
+            )
         return days[position], rates[position]
 
     def convert(self, amount_minor: int, from_currency: str, to_currency: str, on: date | datetime) -> int:
@@ -246,12 +272,12 @@ def bundled_table() -> RateTable:
     return _BUNDLED
 
 
-def convert(amount_minor: int, from_currency: str, to_currency: str, on: date | datetime,
-            rates: RateTable | None = None) -> int:
+def convert(
+    amount_minor: int, from_currency: str, to_currency: str, on: date | datetime, rates: RateTable | None = None
+) -> int:
     """Convert with `rates` (default: the bundled ECB snapshot; use RateTable.from_warehouse in production)."""
     return (rates or bundled_table()).convert(amount_minor, from_currency, to_currency, on)
 
 
 def days_covered(frame: pd.DataFrame) -> list[date]:
     return sorted({pd.Timestamp(d).date() for d in frame["rate_date"]})
-

@@ -18,8 +18,15 @@ import pandas as pd
 from core.ledger.audit import Clock, append_events, canonical_json, utc_iso, utc_now, write_transaction
 from core.ledger.booking import book_in_transaction, booked_keys, idempotency_conflict, retry_on_unique_race
 from core.ledger.tax import TaxCalculator
-from core.ledger.validation import (HoldError, HoldExpired, IdempotencyConflict, Prepared, TransactionRequest, prepare,
-                                    prepared_from_content)
+from core.ledger.validation import (
+    HoldError,
+    HoldExpired,
+    IdempotencyConflict,
+    Prepared,
+    TransactionRequest,
+    prepare,
+    prepared_from_content,
+)
 from core.platform.warehouse import Warehouse, append_frame, run_sql
 
 HOLD_CREATED = "ledger.hold_created"
@@ -43,8 +50,16 @@ class HoldDecision:
     note: str | None = None
 
 
-def hold(warehouse: Warehouse, request: TransactionRequest, *, reason: str, expires_at: datetime,
-         kind: str = "review", tax: TaxCalculator | None = None, clock: Clock = utc_now) -> HoldResult:
+def hold(
+    warehouse: Warehouse,
+    request: TransactionRequest,
+    *,
+    reason: str,
+    expires_at: datetime,
+    kind: str = "review",
+    tax: TaxCalculator | None = None,
+    clock: Clock = utc_now,
+) -> HoldResult:
     """Propose a transaction without booking it (fraud review, reservation) until it is decided.
 
     The hold shares the transaction's idempotency key: posting it books exactly that transaction."""
@@ -56,20 +71,55 @@ def hold(warehouse: Warehouse, request: TransactionRequest, *, reason: str, expi
         backend = warehouse.backend
         booked = booked_keys(conn, backend, [prepared.key]).get(prepared.key)
         if booked:
-            raise HoldError(f"idempotency key {prepared.key} is already booked as transaction {booked[0]}: "
-                            f"there is nothing left to hold")
-        row = run_sql(conn, "SELECT hold_id, kind, reason, proposed, expires_at FROM ledger.holds "
-                         "WHERE idempotency_key = %s", [prepared.key]).fetchone()
+            raise HoldError(
+                f"idempotency key {prepared.key} is already booked as transaction {booked[0]}: "
+                f"there is nothing left to hold"
+            )
+        row = run_sql(
+            conn,
+            "SELECT hold_id, kind, reason, proposed, expires_at FROM ledger.holds WHERE idempotency_key = %s",
+            [prepared.key],
+        ).fetchone()
         if row:
             _same_hold(prepared, row, kind, reason, expires_at)
             return HoldResult(row[0], "duplicate", prepared.key)
         hold_id, now = str(uuid.uuid4()), clock()
-        append_frame(conn, backend, "ledger.holds", pd.DataFrame([{
-            "hold_id": hold_id, "idempotency_key": prepared.key, "kind": kind, "reason": reason,
-            "proposed": canonical_json(proposed), "created_at": now, "expires_at": expires_at.astimezone(UTC)}]))
-        append_events(conn, backend, [(HOLD_CREATED, {
-            "hold_id": hold_id, "idempotency_key": prepared.key, "content_hash": prepared.content_hash,
-            "kind": kind, "reason": reason, "expires_at": utc_iso(expires_at)})], now)
+        append_frame(
+            conn,
+            backend,
+            "ledger.holds",
+            pd.DataFrame(
+                [
+                    {
+                        "hold_id": hold_id,
+                        "idempotency_key": prepared.key,
+                        "kind": kind,
+                        "reason": reason,
+                        "proposed": canonical_json(proposed),
+                        "created_at": now,
+                        "expires_at": expires_at.astimezone(UTC),
+                    }
+                ]
+            ),
+        )
+        append_events(
+            conn,
+            backend,
+            [
+                (
+                    HOLD_CREATED,
+                    {
+                        "hold_id": hold_id,
+                        "idempotency_key": prepared.key,
+                        "content_hash": prepared.content_hash,
+                        "kind": kind,
+                        "reason": reason,
+                        "expires_at": utc_iso(expires_at),
+                    },
+                )
+            ],
+            now,
+        )
     return HoldResult(hold_id, "held", prepared.key)
 
 
@@ -77,18 +127,26 @@ def _same_hold(prepared: Prepared, row: Sequence[Any], kind: str, reason: str, e
     stored = json.loads(row[3])
     if stored["content_hash"] != prepared.content_hash:
         raise idempotency_conflict(prepared.key, stored["content"], prepared.content, "for a hold ")
-    for name, old, new in (("kind", row[1], kind), ("reason", row[2], reason),
-                           ("expires_at", utc_iso(row[4]), utc_iso(expires_at))):
+    for name, old, new in (
+        ("kind", row[1], kind),
+        ("reason", row[2], reason),
+        ("expires_at", utc_iso(row[4]), utc_iso(expires_at)),
+    ):
         if old != new:
-            raise IdempotencyConflict(prepared.key, name, f"idempotency key {prepared.key} was used for a hold with "
-                                                          f"{name} {old!r}, now {new!r}")
+            raise IdempotencyConflict(
+                prepared.key,
+                name,
+                f"idempotency key {prepared.key} was used for a hold with {name} {old!r}, now {new!r}",
+            )
 
 
 def _held_transaction(hold_id: str, proposed: Mapping[str, Any]) -> Prepared:
     prepared = prepared_from_content(proposed["content"])
     if prepared.content_hash != proposed["content_hash"]:
-        raise HoldError(f"hold {hold_id}: the proposed transaction no longer matches its content hash (the row "
-                        f"was edited); run `ventureloop ledger verify` and do not post it")
+        raise HoldError(
+            f"hold {hold_id}: the proposed transaction no longer matches its content hash (the row "
+            f"was edited); run `ventureloop ledger verify` and do not post it"
+        )
     return prepared
 
 
@@ -96,24 +154,62 @@ def _load_hold(conn: Any, hold_id: str) -> tuple[dict[str, Any], datetime, tuple
     row = run_sql(conn, "SELECT proposed, expires_at FROM ledger.holds WHERE hold_id = %s", [hold_id]).fetchone()
     if row is None:
         raise HoldError(f"hold {hold_id} does not exist in ledger.holds")
-    decided = run_sql(conn, "SELECT decision, decided_by, decided_at, transaction_id FROM ledger.hold_decisions "
-                         "WHERE hold_id = %s", [hold_id]).fetchone()
+    decided = run_sql(
+        conn,
+        "SELECT decision, decided_by, decided_at, transaction_id FROM ledger.hold_decisions WHERE hold_id = %s",
+        [hold_id],
+    ).fetchone()
     return json.loads(row[0]), pd.Timestamp(row[1]).to_pydatetime(), decided
 
 
 def _record_decisions(conn: Any, backend: str, decisions: Sequence[HoldDecision]) -> None:
-    append_frame(conn, backend, "ledger.hold_decisions", pd.DataFrame([{
-        "hold_id": d.hold_id, "decision": d.decision, "decided_by": d.decided_by,
-        "decided_at": pd.Timestamp(d.decided_at).tz_convert(UTC), "transaction_id": d.transaction_id,
-        "note": d.note} for d in decisions]))
-    append_events(conn, backend, [(HOLD_DECIDED, {
-        "hold_id": d.hold_id, "decision": d.decision, "decided_by": d.decided_by,
-        "decided_at": utc_iso(d.decided_at), "transaction_id": d.transaction_id, "note": d.note})
-        for d in decisions])
+    append_frame(
+        conn,
+        backend,
+        "ledger.hold_decisions",
+        pd.DataFrame(
+            [
+                {
+                    "hold_id": d.hold_id,
+                    "decision": d.decision,
+                    "decided_by": d.decided_by,
+                    "decided_at": pd.Timestamp(d.decided_at).tz_convert(UTC),
+                    "transaction_id": d.transaction_id,
+                    "note": d.note,
+                }
+                for d in decisions
+            ]
+        ),
+    )
+    append_events(
+        conn,
+        backend,
+        [
+            (
+                HOLD_DECIDED,
+                {
+                    "hold_id": d.hold_id,
+                    "decision": d.decision,
+                    "decided_by": d.decided_by,
+                    "decided_at": utc_iso(d.decided_at),
+                    "transaction_id": d.transaction_id,
+                    "note": d.note,
+                },
+            )
+            for d in decisions
+        ],
+    )
 
 
-def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voided"], decided_by: str,
-            note: str | None, at: datetime | None, clock: Clock) -> HoldDecision:
+def _decide(
+    warehouse: Warehouse,
+    hold_id: str,
+    decision: Literal["posted", "voided"],
+    decided_by: str,
+    note: str | None,
+    at: datetime | None,
+    clock: Clock,
+) -> HoldDecision:
     at = at or clock()
     if at.tzinfo is None:
         raise HoldError(f"hold {hold_id}: the decision time must be timezone-aware")
@@ -122,16 +218,23 @@ def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voi
         with write_transaction(warehouse) as conn:
             proposed, expires_at, decided = _load_hold(conn, hold_id)
             if decided:
-                raise HoldError(f"hold {hold_id} was already {decided[0]} by {decided[1]} at {utc_iso(decided[2])}"
-                                + (f" (transaction {decided[3]})" if decided[3] else "")
-                                + f"; a hold is decided exactly once, it cannot now be {decision}")
+                raise HoldError(
+                    f"hold {hold_id} was already {decided[0]} by {decided[1]} at {utc_iso(decided[2])}"
+                    + (f" (transaction {decided[3]})" if decided[3] else "")
+                    + f"; a hold is decided exactly once, it cannot now be {decision}"
+                )
             if at >= expires_at:
                 outcome = HoldDecision(hold_id, "expired", decided_by, at, None, f"expired at {utc_iso(expires_at)}")
             else:
                 tid = None
                 if decision == "posted":
-                    tid = book_in_transaction(conn, warehouse.backend, [_held_transaction(hold_id, proposed)],
-                                              posting_hold=hold_id, clock=clock)[0].transaction_id
+                    tid = book_in_transaction(
+                        conn,
+                        warehouse.backend,
+                        [_held_transaction(hold_id, proposed)],
+                        posting_hold=hold_id,
+                        clock=clock,
+                    )[0].transaction_id
                 outcome = HoldDecision(hold_id, decision, decided_by, at, tid, note)
             _record_decisions(conn, warehouse.backend, [outcome])
             return outcome
@@ -139,21 +242,37 @@ def _decide(warehouse: Warehouse, hold_id: str, decision: Literal["posted", "voi
     return retry_on_unique_race(attempt)
 
 
-def post_hold(warehouse: Warehouse, hold_id: str, *, decided_by: str, note: str | None = None,
-              at: datetime | None = None, clock: Clock = utc_now) -> HoldDecision:
+def post_hold(
+    warehouse: Warehouse,
+    hold_id: str,
+    *,
+    decided_by: str,
+    note: str | None = None,
+    at: datetime | None = None,
+    clock: Clock = utc_now,
+) -> HoldDecision:
     """Book the held transaction; raises HoldExpired (after recording the expiry) if it is too late.
 
     `at` is the decision time (default: the clock's now), compared with the hold's expires_at;
     `clock` also stamps the booked transaction's recorded_at."""
     outcome = _decide(warehouse, hold_id, "posted", decided_by, note, at, clock)
     if outcome.decision == "expired":
-        raise HoldExpired(f"hold {hold_id} {outcome.note} and was not posted; propose it again as a new hold "
-                          f"under a new idempotency key")
+        raise HoldExpired(
+            f"hold {hold_id} {outcome.note} and was not posted; propose it again as a new hold "
+            f"under a new idempotency key"
+        )
     return outcome
 
 
-def void_hold(warehouse: Warehouse, hold_id: str, *, decided_by: str, note: str | None = None,
-              at: datetime | None = None, clock: Clock = utc_now) -> HoldDecision:
+def void_hold(
+    warehouse: Warehouse,
+    hold_id: str,
+    *,
+    decided_by: str,
+    note: str | None = None,
+    at: datetime | None = None,
+    clock: Clock = utc_now,
+) -> HoldDecision:
     """Drop the held transaction; nothing is booked. Past its expiry the decision recorded is 'expired'."""
     return _decide(warehouse, hold_id, "voided", decided_by, note, at, clock)
 
@@ -163,11 +282,17 @@ def expire_holds(warehouse: Warehouse, now: datetime) -> list[HoldDecision]:
     if now.tzinfo is None:
         raise HoldError("expire_holds needs a timezone-aware now")
     with write_transaction(warehouse) as conn:
-        rows = run_sql(conn, "SELECT h.hold_id, h.expires_at FROM ledger.holds h LEFT JOIN ledger.hold_decisions d "
-                          "ON d.hold_id = h.hold_id WHERE d.hold_id IS NULL AND h.expires_at <= %s "
-                          "ORDER BY h.expires_at, h.hold_id", [now]).fetchall()
-        decisions = [HoldDecision(hold_id, "expired", "system:expiry", now, None, f"expired at {utc_iso(expires)}")
-                     for hold_id, expires in rows]
+        rows = run_sql(
+            conn,
+            "SELECT h.hold_id, h.expires_at FROM ledger.holds h LEFT JOIN ledger.hold_decisions d "
+            "ON d.hold_id = h.hold_id WHERE d.hold_id IS NULL AND h.expires_at <= %s "
+            "ORDER BY h.expires_at, h.hold_id",
+            [now],
+        ).fetchall()
+        decisions = [
+            HoldDecision(hold_id, "expired", "system:expiry", now, None, f"expired at {utc_iso(expires)}")
+            for hold_id, expires in rows
+        ]
         if decisions:
             _record_decisions(conn, warehouse.backend, decisions)
     return decisions
@@ -177,4 +302,5 @@ def pending_holds(warehouse: Warehouse) -> pd.DataFrame:
     return warehouse.query(
         "SELECT h.hold_id, h.idempotency_key, h.kind, h.reason, h.created_at, h.expires_at, h.proposed "
         "FROM ledger.holds h LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id "
-        "WHERE d.hold_id IS NULL ORDER BY h.expires_at, h.hold_id")
+        "WHERE d.hold_id IS NULL ORDER BY h.expires_at, h.hold_id"
+    )

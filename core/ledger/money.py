@@ -73,7 +73,7 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
 
     Floats are refused: 0.1 + 0.2 != 0.3 in binary, and the ledger must not inherit that."""
     places = exponent(currency)
-    if isinstance(amount, bool) or isinstance(amount, float):
+    if isinstance(amount, (bool, float)):
         raise MoneyError(
             f"amount {amount!r} {currency} is a {type(amount).__name__}: pass a decimal string such as "
             f"'{amount}' so it is read exactly"

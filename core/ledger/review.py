@@ -73,8 +73,9 @@ def _amounts(postings: list[list[Any]]) -> str:
     return ", ".join(format_minor(amount, currency) for currency, amount in sorted(gross.items()))
 
 
-def list_holds(warehouse: Warehouse, *, include_decided: bool = False, now: datetime | None = None,
-               kind: str = HOLD_KIND) -> list[HoldView]:
+def list_holds(
+    warehouse: Warehouse, *, include_decided: bool = False, now: datetime | None = None, kind: str = HOLD_KIND
+) -> list[HoldView]:
     """Holds of `kind`, soonest expiry first. Undecided holds past their expiry are 'expired' (the
     ledger records the expiry when someone tries to decide them or runs expire_holds)."""
     now = now or utc_now()
@@ -82,7 +83,9 @@ def list_holds(warehouse: Warehouse, *, include_decided: bool = False, now: date
         "SELECT h.hold_id, h.idempotency_key, h.kind, h.reason, h.proposed, h.created_at, h.expires_at, "
         "d.decision, d.decided_by, d.decided_at, d.note, d.transaction_id "
         "FROM ledger.holds h LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id "
-        "WHERE h.kind = %s ORDER BY h.expires_at, h.hold_id", [kind])
+        "WHERE h.kind = %s ORDER BY h.expires_at, h.hold_id",
+        [kind],
+    )
     views = []
     for row in frame.to_dict("records"):
         decision = _text(row["decision"])
@@ -94,13 +97,26 @@ def list_holds(warehouse: Warehouse, *, include_decided: bool = False, now: date
         if decision and not include_decided:
             continue
         content = json.loads(row["proposed"])["content"]
-        views.append(HoldView(
-            hold_id=row["hold_id"], idempotency_key=row["idempotency_key"], status=status, reason=row["reason"],
-            created_at=_when(row["created_at"]), expires_at=expires, kind=content["kind"],  # type: ignore[arg-type]
-            description=content["description"], experiment_id=content["experiment_id"], source=content["source"],
-            occurred_at=content["occurred_at"], amounts=_amounts(content["postings"]),
-            decided_by=_text(row["decided_by"]), decided_at=_when(row["decided_at"]), note=_text(row["note"]),
-            transaction_id=_text(row["transaction_id"])))
+        views.append(
+            HoldView(
+                hold_id=row["hold_id"],
+                idempotency_key=row["idempotency_key"],
+                status=status,
+                reason=row["reason"],
+                created_at=_when(row["created_at"]),
+                expires_at=expires,
+                kind=content["kind"],  # type: ignore[arg-type]
+                description=content["description"],
+                experiment_id=content["experiment_id"],
+                source=content["source"],
+                occurred_at=content["occurred_at"],
+                amounts=_amounts(content["postings"]),
+                decided_by=_text(row["decided_by"]),
+                decided_at=_when(row["decided_at"]),
+                note=_text(row["note"]),
+                transaction_id=_text(row["transaction_id"]),
+            )
+        )
     return views
 
 
@@ -116,16 +132,18 @@ def _check(warehouse: Warehouse, hold_id: str, by: str, note: str, action: str) 
         raise ReviewError(f"hold {hold_id} is a {kind!r} hold, not a fraud review; decide it where it was made")
 
 
-def release(warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None,
-            clock: Clock = utc_now) -> HoldDecision:
+def release(
+    warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None, clock: Clock = utc_now
+) -> HoldDecision:
     """Book the held transaction as proposed. Raises HoldExpired past its expiry, HoldError if decided.
     `at` is the decision time (default: the clock's now), as for core.ledger.holds.post_hold."""
     _check(warehouse, hold_id, by, note, "release")
     return post_hold(warehouse, hold_id, decided_by=by.strip(), note=note.strip(), at=at, clock=clock)
 
 
-def reject(warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None,
-           clock: Clock = utc_now) -> HoldDecision:
+def reject(
+    warehouse: Warehouse, hold_id: str, by: str, note: str, *, at: datetime | None = None, clock: Clock = utc_now
+) -> HoldDecision:
     """Never book the held transaction; re-importing its record later is a duplicate, not a booking.
     Past its expiry the decision recorded is 'expired'."""
     _check(warehouse, hold_id, by, note, "reject")

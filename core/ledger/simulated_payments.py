@@ -31,26 +31,61 @@ def _id(rng: random.Random, prefix: str) -> str:
     return f"{prefix}_sim{rng.getrandbits(64):016x}"
 
 
-def _balance_transaction(rng: random.Random, *, kind: str, category: str, amount: int, fee: int, currency: str,
-                         created: datetime, source: str, description: str | None,
-                         metadata: dict[str, str]) -> dict[str, Any]:
+def _balance_transaction(
+    rng: random.Random,
+    *,
+    kind: str,
+    category: str,
+    amount: int,
+    fee: int,
+    currency: str,
+    created: datetime,
+    source: str,
+    description: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
     epoch = int(created.timestamp())
     available = epoch + 2 * 86_400
     return {
-        "id": _id(rng, "txn"), "object": "balance_transaction", "amount": amount,
-        "available_on": available, "created": epoch, "currency": currency.lower(), "description": description,
-        "exchange_rate": None, "fee": fee,
-        "fee_details": ([{"amount": fee, "application": None, "currency": currency.lower(),
-                          "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else []),
-        "net": amount - fee, "reporting_category": category, "source": source, "status": "pending",
-        "type": kind, "metadata": metadata,
+        "id": _id(rng, "txn"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": available,
+        "created": epoch,
+        "currency": currency.lower(),
+        "description": description,
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": (
+            [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": currency.lower(),
+                    "description": "Stripe processing fees",
+                    "type": "stripe_fee",
+                }
+            ]
+            if fee
+            else []
+        ),
+        "net": amount - fee,
+        "reporting_category": category,
+        "source": source,
+        "status": "pending",
+        "type": kind,
+        "metadata": metadata,
     }
 
 
-def simulate_balance_transactions(seed: int, day: date, *, charges_per_experiment: tuple[int, int] = (3, 12),
-                                  refund_rate: float = 0.06,
-                                  experiments: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] | None = None,
-                                  ) -> list[dict[str, Any]]:
+def simulate_balance_transactions(
+    seed: int,
+    day: date,
+    *,
+    charges_per_experiment: tuple[int, int] = (3, 12),
+    refund_rate: float = 0.06,
+    experiments: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] | None = None,
+) -> list[dict[str, Any]]:
     """One UTC day of Stripe balance transactions, oldest first; the same (seed, day) gives the same list."""
     rng = random.Random(f"ventureloop-payments:{seed}:{day.isoformat()}")
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -61,28 +96,55 @@ def simulate_balance_transactions(seed: int, day: date, *, charges_per_experimen
             amount = rng.choice(prices)
             created = start + timedelta(seconds=rng.randrange(6 * 3600, 22 * 3600))
             customer = f"cus_sim{rng.getrandbits(40):010x}"
-            metadata = {"experiment_id": experiment, "customer_country": rng.choice(countries),
-                        "customer_id": customer}
+            metadata = {"experiment_id": experiment, "customer_country": rng.choice(countries), "customer_id": customer}
             fee = stripe_fee(amount)
-            charge = _balance_transaction(rng, kind="charge", category="charge", amount=amount, fee=fee,
-                                          currency=currency, created=created, source=_id(rng, "ch"),
-                                          description=f"{experiment} purchase", metadata=metadata)
+            charge = _balance_transaction(
+                rng,
+                kind="charge",
+                category="charge",
+                amount=amount,
+                fee=fee,
+                currency=currency,
+                created=created,
+                source=_id(rng, "ch"),
+                description=f"{experiment} purchase",
+                metadata=metadata,
+            )
             out.append(charge)
             net_by_currency[currency] = net_by_currency.get(currency, 0) + charge["net"]
             if rng.random() < refund_rate:
                 refunded = created + timedelta(minutes=rng.randrange(5, 90))
-                refund = _balance_transaction(rng, kind="refund", category="refund", amount=-amount, fee=0,
-                                              currency=currency, created=min(refunded, start + timedelta(hours=23)),
-                                              source=_id(rng, "re"), description=f"REFUND FOR CHARGE ({experiment})",
-                                              metadata=metadata)
+                refund = _balance_transaction(
+                    rng,
+                    kind="refund",
+                    category="refund",
+                    amount=-amount,
+                    fee=0,
+                    currency=currency,
+                    created=min(refunded, start + timedelta(hours=23)),
+                    source=_id(rng, "re"),
+                    description=f"REFUND FOR CHARGE ({experiment})",
+                    metadata=metadata,
+                )
                 out.append(refund)
                 net_by_currency[currency] -= amount
     payout_at = start + timedelta(hours=23, minutes=30)
     for currency, net in sorted(net_by_currency.items()):
         if net > 0:
             # Pay out about half of the day's net: Stripe pays out funds that became available.
-            out.append(_balance_transaction(rng, kind="payout", category="payout", amount=-(net // 2), fee=0,
-                                            currency=currency, created=payout_at, source=_id(rng, "po"),
-                                            description="STRIPE PAYOUT", metadata={}))
+            out.append(
+                _balance_transaction(
+                    rng,
+                    kind="payout",
+                    category="payout",
+                    amount=-(net // 2),
+                    fee=0,
+                    currency=currency,
+                    created=payout_at,
+                    source=_id(rng, "po"),
+                    description="STRIPE PAYOUT",
+                    metadata={},
+                )
+            )
     out.sort(key=lambda obj: (obj["created"], obj["id"]))
     return out

@@ -63,8 +63,10 @@ class TaxRates:
         try:
             return self.rates[check_country(country)]
         except KeyError:
-            raise TaxError(f"no tax rate for customer country {country} in {self.origin}: add it "
-                           f"(use \"0\" if revenue from {country} owes no tax)") from None
+            raise TaxError(
+                f"no tax rate for customer country {country} in {self.origin}: add it "
+                f'(use "0" if revenue from {country} owes no tax)'
+            ) from None
 
     def __call__(self, country: str, currency: str, gross_minor: int) -> int:
         return inclusive_tax(gross_minor, self.rate(country))
@@ -79,14 +81,15 @@ def load_tax_rates(path: Path = DEFAULT_RATES_PATH) -> TaxRates:
         if not isinstance(country, str):
             raise TaxError(f"{path}: country key {country!r} is not text; quote it (YAML reads a bare NO as false)")
         if isinstance(value, float):
-            raise TaxError(f"{path}: rate for {country} is the float {value}; quote it (\"{value}\") so it is "
-                           f"read exactly")
+            raise TaxError(
+                f'{path}: rate for {country} is the float {value}; quote it ("{value}") so it is read exactly'
+            )
         try:
             rate = Decimal(str(value))
         except InvalidOperation:
             raise TaxError(f"{path}: rate for {country} is {value!r}, not a decimal number") from None
         if not Decimal(0) <= rate < Decimal(1):
-            raise TaxError(f"{path}: rate for {country} is {rate}; rates are fractions in [0, 1), e.g. \"0.19\"")
+            raise TaxError(f'{path}: rate for {country} is {rate}; rates are fractions in [0, 1), e.g. "0.19"')
         rates[check_country(country)] = rate
     return TaxRates(rates, origin=str(path))
 
@@ -96,8 +99,9 @@ def default_tax() -> TaxRates:
     return load_tax_rates()
 
 
-def tax_postings(account: str, currency: str, amount_minor: int, country: str,
-                 calculator: TaxCalculator | None = None) -> list[tuple[str, str, int]]:
+def tax_postings(
+    account: str, currency: str, amount_minor: int, country: str, calculator: TaxCalculator | None = None
+) -> list[tuple[str, str, int]]:
     """The postings that move the tax share of one revenue posting to liabilities:tax:<country>.
 
     Revenue is a credit (amount < 0); a debit to revenue (a refund booked as such) gets the
@@ -106,8 +110,10 @@ def tax_postings(account: str, currency: str, amount_minor: int, country: str,
     gross = -amount_minor
     tax = calculator(check_country(country), currency, abs(gross))
     if isinstance(tax, bool) or not isinstance(tax, int) or not 0 <= tax <= abs(gross):
-        raise TaxError(f"tax calculator returned {tax!r} for {abs(gross)} {currency} from {country}: it must be "
-                       f"an int between 0 and the gross amount")
+        raise TaxError(
+            f"tax calculator returned {tax!r} for {abs(gross)} {currency} from {country}: it must be "
+            f"an int between 0 and the gross amount"
+        )
     if tax == 0:
         return []
     signed = tax if gross > 0 else -tax

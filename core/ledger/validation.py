@@ -21,8 +21,13 @@ from core.ledger.audit import canonical_json, utc_iso
 from core.ledger.money import MoneyError, check_minor, format_minor
 from core.ledger.tax import TaxCalculator, TaxError, check_country, tax_postings
 
-ACCOUNT_TYPES = {"assets": "asset", "liabilities": "liability", "equity": "equity", "revenue": "revenue",
-                 "expenses": "expense"}
+ACCOUNT_TYPES = {
+    "assets": "asset",
+    "liabilities": "liability",
+    "equity": "equity",
+    "revenue": "revenue",
+    "expenses": "expense",
+}
 # One segment of an account name; budgets use it for their category and experiment keys too.
 ACCOUNT_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
 MAX_KEY_LENGTH = 255
@@ -53,11 +58,14 @@ def account_type(account: str) -> str:
         raise LedgerError(f"account {account!r} is not a name like assets:cash:stripe:usd")
     segments = account.split(":")
     if segments[0] not in ACCOUNT_TYPES:
-        raise LedgerError(f"account {account!r} has the unknown root {segments[0]!r}: use one of "
-                          f"{', '.join(ACCOUNT_TYPES)}")
+        raise LedgerError(
+            f"account {account!r} has the unknown root {segments[0]!r}: use one of {', '.join(ACCOUNT_TYPES)}"
+        )
     if len(segments) < 2 or not all(ACCOUNT_SEGMENT.match(s) for s in segments):
-        raise LedgerError(f"account {account!r} must be root:segment[:segment...] with segments of letters, "
-                          f"digits, '_', '.' or '-' (e.g. expenses:ads:experiment:exp-1)")
+        raise LedgerError(
+            f"account {account!r} must be root:segment[:segment...] with segments of letters, "
+            f"digits, '_', '.' or '-' (e.g. expenses:ads:experiment:exp-1)"
+        )
     return ACCOUNT_TYPES[segments[0]]
 
 
@@ -121,26 +129,32 @@ class Prepared:
 
 # -- validation ------------------------------------------------------------------------------------
 
+
 def _text(value: Any, name: str, key: str, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str) or (name != "description" and not value.strip()):
-        raise LedgerError(f"transaction {key!r}: {name} must be a{'' if optional else ' non-empty'} string, "
-                          f"got {value!r}")
+        raise LedgerError(
+            f"transaction {key!r}: {name} must be a{'' if optional else ' non-empty'} string, got {value!r}"
+        )
 
 
 def _check_request(request: TransactionRequest) -> None:
     key = request.idempotency_key
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH:
-        raise LedgerError(f"idempotency key {key!r} must be a non-empty string of at most {MAX_KEY_LENGTH} "
-                          f"characters (e.g. stripe:txn_123)")
+        raise LedgerError(
+            f"idempotency key {key!r} must be a non-empty string of at most {MAX_KEY_LENGTH} "
+            f"characters (e.g. stripe:txn_123)"
+        )
     for name in ("kind", "description", "source"):
         _text(getattr(request, name), name, key)
     for name in ("experiment_id", "external_ref", "reverses_transaction_id"):
         _text(getattr(request, name), name, key, optional=True)
     if not isinstance(request.occurred_at, datetime) or request.occurred_at.tzinfo is None:
-        raise LedgerError(f"transaction {key!r}: occurred_at {request.occurred_at!r} must be a timezone-aware "
-                          f"datetime (use datetime(..., tzinfo=UTC)); naive times are ambiguous")
+        raise LedgerError(
+            f"transaction {key!r}: occurred_at {request.occurred_at!r} must be a timezone-aware "
+            f"datetime (use datetime(..., tzinfo=UTC)); naive times are ambiguous"
+        )
     if not isinstance(request.metadata, Mapping) or not all(isinstance(k, str) for k in request.metadata):
         raise LedgerError(f"transaction {key!r}: metadata must be a mapping with string keys")
     try:
@@ -163,8 +177,10 @@ def _flat_plain(metadata: Mapping[str, Any]) -> bool:
 def _check_postings(request: TransactionRequest) -> None:
     key = request.idempotency_key
     if len(request.postings) < 2:
-        raise LedgerError(f"transaction {key!r} has {len(request.postings)} posting(s): a balanced transaction "
-                          f"needs at least a debit and a credit")
+        raise LedgerError(
+            f"transaction {key!r} has {len(request.postings)} posting(s): a balanced transaction "
+            f"needs at least a debit and a credit"
+        )
     sums: dict[str, int] = defaultdict(int)
     for line, posting in enumerate(request.postings, start=1):
         if not isinstance(posting, Posting):
@@ -176,42 +192,63 @@ def _check_postings(request: TransactionRequest) -> None:
             raise LedgerError(f"transaction {key!r} line {line}: {error}") from None
         named = account_experiment(posting.account)
         if named and request.experiment_id and named != request.experiment_id:
-            raise LedgerError(f"transaction {key!r} line {line}: account {posting.account} belongs to experiment "
-                              f"{named} but the transaction is for experiment {request.experiment_id}")
+            raise LedgerError(
+                f"transaction {key!r} line {line}: account {posting.account} belongs to experiment "
+                f"{named} but the transaction is for experiment {request.experiment_id}"
+            )
         sums[posting.currency] += posting.amount_minor
     unbalanced = {currency: total for currency, total in sums.items() if total != 0}
     if unbalanced:
-        detail = ", ".join(f"{currency} sums to {total} ({format_minor(total, currency)})"
-                           for currency, total in sorted(unbalanced.items()))
-        raise LedgerError(f"transaction {key!r} does not balance: {detail}; debits (> 0) and credits (< 0) must "
-                          f"sum to zero in each currency")
+        detail = ", ".join(
+            f"{currency} sums to {total} ({format_minor(total, currency)})"
+            for currency, total in sorted(unbalanced.items())
+        )
+        raise LedgerError(
+            f"transaction {key!r} does not balance: {detail}; debits (> 0) and credits (< 0) must "
+            f"sum to zero in each currency"
+        )
 
 
 def _with_tax(request: TransactionRequest, tax: TaxCalculator | None) -> TransactionRequest:
     key = request.idempotency_key
     try:
         country = check_country(request.customer_country or "")
-        extra = [line for p in request.postings if account_type(p.account) == "revenue"
-                 for line in tax_postings(p.account, p.currency, p.amount_minor, country, tax)]
+        extra = [
+            line
+            for p in request.postings
+            if account_type(p.account) == "revenue"
+            for line in tax_postings(p.account, p.currency, p.amount_minor, country, tax)
+        ]
     except TaxError as error:
         raise LedgerError(f"transaction {key!r}: {error}") from None
     recorded = request.metadata.get("customer_country", country)
     if recorded != country:
-        raise LedgerError(f"transaction {key!r}: customer_country {country} disagrees with metadata "
-                          f"customer_country {recorded}")
-    return replace(request, postings=(*request.postings, *(Posting(*line) for line in extra)),
-                   metadata={**request.metadata, "customer_country": country}, customer_country=None)
+        raise LedgerError(
+            f"transaction {key!r}: customer_country {country} disagrees with metadata customer_country {recorded}"
+        )
+    return replace(
+        request,
+        postings=(*request.postings, *(Posting(*line) for line in extra)),
+        metadata={**request.metadata, "customer_country": country},
+        customer_country=None,
+    )
 
 
 # -- content hashing -------------------------------------------------------------------------------
 
+
 def _content(request: TransactionRequest) -> dict[str, Any]:
     """Everything the content hash covers: the request as stored (after tax), minus nothing."""
     return {
-        "idempotency_key": request.idempotency_key, "kind": request.kind, "description": request.description,
-        "occurred_at": utc_iso(request.occurred_at), "experiment_id": request.experiment_id,
-        "source": request.source, "external_ref": request.external_ref,
-        "reverses_transaction_id": request.reverses_transaction_id, "metadata": dict(request.metadata),
+        "idempotency_key": request.idempotency_key,
+        "kind": request.kind,
+        "description": request.description,
+        "occurred_at": utc_iso(request.occurred_at),
+        "experiment_id": request.experiment_id,
+        "source": request.source,
+        "external_ref": request.external_ref,
+        "reverses_transaction_id": request.reverses_transaction_id,
+        "metadata": dict(request.metadata),
         "postings": [[p.account, p.currency, p.amount_minor] for p in request.postings],
     }
 
@@ -234,13 +271,20 @@ def prepare(request: TransactionRequest, tax: TaxCalculator | None = None) -> Pr
 
 # -- stored content, back into a request -----------------------------------------------------------
 
+
 def _request_from_content(content: Mapping[str, Any]) -> TransactionRequest:
     return TransactionRequest(
-        idempotency_key=content["idempotency_key"], kind=content["kind"], description=content["description"],
+        idempotency_key=content["idempotency_key"],
+        kind=content["kind"],
+        description=content["description"],
         occurred_at=datetime.fromisoformat(content["occurred_at"]),
         postings=[Posting(a, c, int(m)) for a, c, m in content["postings"]],
-        experiment_id=content["experiment_id"], source=content["source"], external_ref=content["external_ref"],
-        metadata=content["metadata"], reverses_transaction_id=content["reverses_transaction_id"])
+        experiment_id=content["experiment_id"],
+        source=content["source"],
+        external_ref=content["external_ref"],
+        metadata=content["metadata"],
+        reverses_transaction_id=content["reverses_transaction_id"],
+    )
 
 
 def prepared_from_content(content: Mapping[str, Any]) -> Prepared:

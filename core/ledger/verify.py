@@ -41,7 +41,8 @@ class VerifyReport:
         if self.ok:
             return f"ledger verified: {counted}; the audit chain is intact and every invariant holds"
         return f"ledger BROKEN ({counted}); first problem: {self.first}" + "".join(
-            f"\n  - {problem}" for problem in self.problems)
+            f"\n  - {problem}" for problem in self.problems
+        )
 
 
 def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str]] = ()) -> VerifyReport:
@@ -56,15 +57,24 @@ def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str]] = ()
         if warehouse.backend == "postgres":
             run_sql(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", None)
         events = read_events(conn)
-        transactions = query_frame(conn, f"SELECT {TRANSACTION_COLUMNS} FROM ledger.transactions "
-                                         "ORDER BY recorded_at, transaction_id")
-        postings = run_sql(conn, "SELECT transaction_id, account_id, currency, amount_minor FROM ledger.postings "
-                              "ORDER BY transaction_id, line", None).fetchall()
+        transactions = query_frame(
+            conn, f"SELECT {TRANSACTION_COLUMNS} FROM ledger.transactions ORDER BY recorded_at, transaction_id"
+        )
+        postings = run_sql(
+            conn,
+            "SELECT transaction_id, account_id, currency, amount_minor FROM ledger.postings "
+            "ORDER BY transaction_id, line",
+            None,
+        ).fetchall()
         accounts = dict(run_sql(conn, "SELECT account_id, account_type FROM ledger.accounts", None).fetchall())
-        holds = dict(run_sql(conn, "SELECT hold_id, proposed FROM ledger.holds ORDER BY created_at, hold_id",
-                          None).fetchall())
-        decisions = run_sql(conn, "SELECT hold_id, decision, transaction_id FROM ledger.hold_decisions "
-                               "ORDER BY decided_at, hold_id", None).fetchall()
+        holds = dict(
+            run_sql(conn, "SELECT hold_id, proposed FROM ledger.holds ORDER BY created_at, hold_id", None).fetchall()
+        )
+        decisions = run_sql(
+            conn,
+            "SELECT hold_id, decision, transaction_id FROM ledger.hold_decisions ORDER BY decided_at, hold_id",
+            None,
+        ).fetchall()
     by_tx: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for tid, account, currency, amount in postings:
         by_tx[tid].append((account, currency, int(amount)))
@@ -75,8 +85,12 @@ def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str]] = ()
     return VerifyReport(len(events), len(transactions), len(postings), tuple(p for p in problems if p))
 
 
-def _transaction_issues(row: Mapping[str, Any], lines: list[tuple[str, str, int]],
-                        audited: Mapping[str, tuple[int, str]], contents: Mapping[str, dict[str, Any]]) -> list[str]:
+def _transaction_issues(
+    row: Mapping[str, Any],
+    lines: list[tuple[str, str, int]],
+    audited: Mapping[str, tuple[int, str]],
+    contents: Mapping[str, dict[str, Any]],
+) -> list[str]:
     issues = []
     if not lines:
         issues.append("it has no postings")
@@ -96,8 +110,10 @@ def _transaction_issues(row: Mapping[str, Any], lines: list[tuple[str, str, int]
     if seq_hash is None:
         issues.append("no audit event records its booking")
     elif seq_hash[1] != row["content_hash"]:
-        issues.append(f"audit seq {seq_hash[0]} recorded content hash {seq_hash[1][:12]}..., the row has "
-                      f"{row['content_hash'][:12]}...")
+        issues.append(
+            f"audit seq {seq_hash[0]} recorded content hash {seq_hash[1][:12]}..., the row has "
+            f"{row['content_hash'][:12]}..."
+        )
     original_id = row["reverses_transaction_id"]
     if original_id:
         original = contents.get(original_id)
@@ -108,39 +124,58 @@ def _transaction_issues(row: Mapping[str, Any], lines: list[tuple[str, str, int]
     return issues
 
 
-def _ledger_problems(transactions: pd.DataFrame, by_tx: Mapping[str, list[tuple[str, str, int]]],
-                     events: Sequence[Sequence[Any]]) -> list[Problem | None]:
-    audited = {payload.get("transaction_id"): (seq, payload.get("content_hash"))
-               for seq, event_type, payload in decoded_events(events)
-               if event_type == TRANSACTION_BOOKED and isinstance(payload, dict)}
+def _ledger_problems(
+    transactions: pd.DataFrame, by_tx: Mapping[str, list[tuple[str, str, int]]], events: Sequence[Sequence[Any]]
+) -> list[Problem | None]:
+    audited = {
+        payload.get("transaction_id"): (seq, payload.get("content_hash"))
+        for seq, event_type, payload in decoded_events(events)
+        if event_type == TRANSACTION_BOOKED and isinstance(payload, dict)
+    }
     rows = transactions.to_dict("records")
     for row in rows:  # pandas gives NaN for SQL NULL in text columns; content needs None
         for name in ("experiment_id", "external_ref", "reverses_transaction_id"):
             row[name] = row[name] if isinstance(row[name], str) else None
-    contents = {row["transaction_id"]: content_from_row(row, by_tx.get(row["transaction_id"], []))
-                for row in rows}
+    contents = {row["transaction_id"]: content_from_row(row, by_tx.get(row["transaction_id"], [])) for row in rows}
     first: Problem | None = None
     for row in rows:
         issues = _transaction_issues(row, by_tx.get(row["transaction_id"], []), audited, contents)
         if issues:
-            first = Problem("ledger.transaction", f"ledger.transactions {row['transaction_id']} "
-                                                  f"(key {row['idempotency_key']})", "; ".join(issues))
+            first = Problem(
+                "ledger.transaction",
+                f"ledger.transactions {row['transaction_id']} (key {row['idempotency_key']})",
+                "; ".join(issues),
+            )
             break
-    missing = next(((seq, tid) for tid, (seq, _h) in sorted(audited.items(), key=lambda item: item[1][0])
-                    if tid not in contents), None)
-    lost = missing and Problem("audit.ledger", f"audit.events seq {missing[0]}",
-                               f"records the booking of transaction {missing[1]}, which is not in "
-                               f"ledger.transactions: it was deleted")
+    missing = next(
+        ((seq, tid) for tid, (seq, _h) in sorted(audited.items(), key=lambda item: item[1][0]) if tid not in contents),
+        None,
+    )
+    lost = missing and Problem(
+        "audit.ledger",
+        f"audit.events seq {missing[0]}",
+        f"records the booking of transaction {missing[1]}, which is not in ledger.transactions: it was deleted",
+    )
     return [first, lost]
 
 
-def _reference_problems(transactions: pd.DataFrame, by_tx: Mapping[str, Any], accounts: Mapping[str, str],
-                        holds: set[str], decisions: Sequence[Sequence[Any]]) -> list[Problem | None]:
+def _reference_problems(
+    transactions: pd.DataFrame,
+    by_tx: Mapping[str, Any],
+    accounts: Mapping[str, str],
+    holds: set[str],
+    decisions: Sequence[Sequence[Any]],
+) -> list[Problem | None]:
     known = set(transactions["transaction_id"])
     orphan = next((tid for tid in sorted(by_tx) if tid not in known), None)
-    problems: list[Problem | None] = [orphan and Problem(
-        "ledger.postings", f"ledger.postings of transaction {orphan}",
-        f"{len(by_tx[orphan])} posting(s) reference transaction {orphan}, which does not exist")]
+    problems: list[Problem | None] = [
+        orphan
+        and Problem(
+            "ledger.postings",
+            f"ledger.postings of transaction {orphan}",
+            f"{len(by_tx[orphan])} posting(s) reference transaction {orphan}, which does not exist",
+        )
+    ]
     used = sorted({account for lines in by_tx.values() for account, _c, _m in lines})
     for account in used:
         try:
@@ -148,23 +183,38 @@ def _reference_problems(transactions: pd.DataFrame, by_tx: Mapping[str, Any], ac
         except LedgerError:
             continue  # already reported on its transaction
         if accounts.get(account) != expected:
-            problems.append(Problem("ledger.accounts", f"ledger.accounts {account}",
-                                    f"account type is {accounts.get(account)!r}, expected {expected!r}"
-                                    if account in accounts else "postings use it but it is not in ledger.accounts"))
+            problems.append(
+                Problem(
+                    "ledger.accounts",
+                    f"ledger.accounts {account}",
+                    f"account type is {accounts.get(account)!r}, expected {expected!r}"
+                    if account in accounts
+                    else "postings use it but it is not in ledger.accounts",
+                )
+            )
             break
     for hold_id, decision, tid in decisions:
         if hold_id not in holds or (decision == "posted" and tid not in known):
-            problems.append(Problem("ledger.holds", f"ledger.hold_decisions {hold_id}",
-                                    f"decision {decision!r} refers to a missing hold" if hold_id not in holds else
-                                    f"posted as transaction {tid}, which does not exist"))
+            problems.append(
+                Problem(
+                    "ledger.holds",
+                    f"ledger.hold_decisions {hold_id}",
+                    f"decision {decision!r} refers to a missing hold"
+                    if hold_id not in holds
+                    else f"posted as transaction {tid}, which does not exist",
+                )
+            )
             break
     return problems
 
 
 def _hold_problem(holds: Mapping[str, str], events: Sequence[Sequence[Any]]) -> Problem | None:
     """A held transaction must still hash to what its hold_created audit record says."""
-    audited = {payload.get("hold_id"): payload.get("content_hash") for _seq, event_type, payload
-               in decoded_events(events) if event_type == HOLD_CREATED and isinstance(payload, dict)}
+    audited = {
+        payload.get("hold_id"): payload.get("content_hash")
+        for _seq, event_type, payload in decoded_events(events)
+        if event_type == HOLD_CREATED and isinstance(payload, dict)
+    }
     for hold_id, proposed_text in holds.items():
         try:
             proposed = json.loads(proposed_text)
@@ -172,6 +222,9 @@ def _hold_problem(holds: Mapping[str, str], events: Sequence[Sequence[Any]]) -> 
         except (TypeError, ValueError, KeyError):
             intact = False
         if not intact:
-            return Problem("ledger.holds", f"ledger.holds {hold_id}",
-                           "the proposed transaction does not match its content hash or its audit record")
+            return Problem(
+                "ledger.holds",
+                f"ledger.holds {hold_id}",
+                "the proposed transaction does not match its content hash or its audit record",
+            )
     return None

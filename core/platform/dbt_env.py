@@ -45,8 +45,10 @@ def dbt_target_for(warehouse_url: str, declared: str | None = None) -> str:
     must agree, or dbt would write another warehouse than the one every other component reads."""
     target = dbt_env_for(warehouse_url)["DBT_TARGET"]
     if declared not in (None, "", target):
-        raise WarehouseError(f"DBT_TARGET={declared} but the warehouse is {Warehouse(warehouse_url).describe()} "
-                             f"(dbt target {target}): unset DBT_TARGET or make it agree with WAREHOUSE_URL")
+        raise WarehouseError(
+            f"DBT_TARGET={declared} but the warehouse is {Warehouse(warehouse_url).describe()} "
+            f"(dbt target {target}): unset DBT_TARGET or make it agree with WAREHOUSE_URL"
+        )
     return target
 
 

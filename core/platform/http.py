@@ -46,8 +46,13 @@ class RetryableHTTPError(SourceHTTPError):
 class TokenBucket:
     """`rate_per_minute` tokens a minute, up to `burst` saved; `acquire` blocks until one is free."""
 
-    def __init__(self, rate_per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        rate_per_minute: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if rate_per_minute <= 0 or burst < 1:
             raise ValueError(f"rate must be > 0 and burst >= 1, got rate={rate_per_minute} burst={burst}")
         self.rate_per_second = rate_per_minute / 60.0
@@ -201,10 +206,14 @@ def breaker_for(source: str) -> pybreaker.CircuitBreaker:
     with _breakers_lock:
         if source not in _breakers:
             _breakers[source] = pybreaker.CircuitBreaker(
-                fail_max=BREAKER_FAIL_MAX, reset_timeout=BREAKER_RESET_SECONDS, name=source,
-                exclude=[lambda error: not is_outage(error)], listeners=[_WhenOpened()],
+                fail_max=BREAKER_FAIL_MAX,
+                reset_timeout=BREAKER_RESET_SECONDS,
+                name=source,
+                exclude=[lambda error: not is_outage(error)],
+                listeners=[_WhenOpened()],
                 state_storage=_LockedStorage(),
-                throw_new_error_on_trip=False)  # the request that trips it reports its own error
+                throw_new_error_on_trip=False,
+            )  # the request that trips it reports its own error
         return _breakers[source]
 
 
@@ -220,21 +229,34 @@ def _open_reason(breaker: pybreaker.CircuitBreaker) -> str:
     if log is None or log.opened_at is None:
         return f"{failed}; no request is sent for {breaker.reset_timeout:.0f} s after it opened"
     retry_at = log.opened_at + breaker.reset_timeout
-    return (f"{failed} (last: {log.last_failure}); no request was sent. It lets one through at "
-            f"{datetime.fromtimestamp(retry_at, UTC):%Y-%m-%d %H:%M:%S} UTC, in "
-            f"{max(0.0, retry_at - time.time()):.0f} s: wait for that, or check the source's status")
+    return (
+        f"{failed} (last: {log.last_failure}); no request was sent. It lets one through at "
+        f"{datetime.fromtimestamp(retry_at, UTC):%Y-%m-%d %H:%M:%S} UTC, in "
+        f"{max(0.0, retry_at - time.time()):.0f} s: wait for that, or check the source's status"
+    )
 
 
 class SourceClient:
     """HTTP for one source. Thread-safe; one instance per source per run, all of a source's
     instances in a process sharing its circuit breaker (`breaker_for`)."""
 
-    def __init__(self, source: str, transport: httpx.BaseTransport | None = None, *,
-                 rate_limit: RateLimit | None = None, timeout: float = 20.0, max_attempts: int = 4,
-                 backoff_initial: float = 1.0, backoff_max: float = 30.0, max_retry_after: float = 120.0,
-                 max_body_bytes: int = MAX_BODY_BYTES, breaker: pybreaker.CircuitBreaker | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 user_agent: str = "ventureloop/0.1 (+discovery)"):
+    def __init__(
+        self,
+        source: str,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        rate_limit: RateLimit | None = None,
+        timeout: float = 20.0,
+        max_attempts: int = 4,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        breaker: pybreaker.CircuitBreaker | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        user_agent: str = "ventureloop/0.1 (+discovery)",
+    ):
         limit = rate_limit or RateLimit()
         self.source = source
         # A test passes a fake sleep that advances a fake clock, so rate limiting never waits for real.
@@ -244,8 +266,9 @@ class SourceClient:
         self.max_retry_after = max_retry_after
         self.requests_made = 0
         self._sleep = sleep
-        self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
-                                  headers={"user-agent": user_agent})
+        self._http = httpx.Client(
+            transport=transport, timeout=timeout, follow_redirects=True, headers={"user-agent": user_agent}
+        )
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_worth_retrying),
             wait=self._wait(backoff_initial, backoff_max),
@@ -274,13 +297,21 @@ class SourceClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, url: str, *, params: Mapping[str, Any] | None = None,
-            headers: Mapping[str, str] | None = None) -> Fetched:
+    def get(
+        self, url: str, *, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
+    ) -> Fetched:
         return self.request("GET", url, params=params, headers=headers)
 
-    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
-                headers: Mapping[str, str] | None = None, json_body: Any = None,
-                data: Mapping[str, str] | None = None) -> Fetched:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, str] | None = None,
+    ) -> Fetched:
         try:
             # Outside the retries: one request that failed after all its attempts is one failure.
             with self.breaker.calling():
@@ -294,23 +325,37 @@ class SourceClient:
         except httpx.TransportError as error:
             raise SourceHTTPError(self.source, url, f"transport error after retries: {error}") from error
 
-    def _send(self, method: str, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None,
-              json_body: Any, data: Mapping[str, str] | None) -> Fetched:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        json_body: Any,
+        data: Mapping[str, str] | None,
+    ) -> Fetched:
         self.bucket.acquire()
         self.requests_made += 1
         with self._http.stream(method, url, params=params, headers=headers, json=json_body, data=data) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise SourceHTTPError(self.source, str(response.url),
-                                      f"response of {declared} bytes exceeds the {self.max_body_bytes} byte limit",
-                                      response.status_code)
+                raise SourceHTTPError(
+                    self.source,
+                    str(response.url),
+                    f"response of {declared} bytes exceeds the {self.max_body_bytes} byte limit",
+                    response.status_code,
+                )
             body = bytearray()
             for chunk in response.iter_bytes():
                 body.extend(chunk)
                 if len(body) > self.max_body_bytes:
-                    raise SourceHTTPError(self.source, str(response.url),
-                                          f"response exceeds the {self.max_body_bytes} byte limit",
-                                          response.status_code, bytes(body[:4096]))
+                    raise SourceHTTPError(
+                        self.source,
+                        str(response.url),
+                        f"response exceeds the {self.max_body_bytes} byte limit",
+                        response.status_code,
+                        bytes(body[:4096]),
+                    )
         fetched = Fetched(str(response.url), response.status_code, dict(response.headers), bytes(body))
         pause = _retry_after_seconds(response.headers)
         if pause and response.status_code < 400:
@@ -318,15 +363,27 @@ class SourceClient:
         # GitHub signals a spent quota with 403 and x-ratelimit-remaining: 0; it passes with time.
         quota_spent = response.status_code == 403 and response.headers.get("x-ratelimit-remaining", "").strip() == "0"
         if response.status_code == 429 or response.status_code >= 500 or quota_spent:
-            raise RetryableHTTPError(self.source, fetched.url, f"HTTP {response.status_code}",
-                                     response.status_code, fetched.body, retry_after=pause)
+            raise RetryableHTTPError(
+                self.source,
+                fetched.url,
+                f"HTTP {response.status_code}",
+                response.status_code,
+                fetched.body,
+                retry_after=pause,
+            )
         if response.status_code >= 400:
-            raise SourceHTTPError(self.source, fetched.url, f"HTTP {response.status_code}: "
-                                  f"{fetched.body[:200].decode('utf-8', 'replace')}", response.status_code, fetched.body)
+            raise SourceHTTPError(
+                self.source,
+                fetched.url,
+                f"HTTP {response.status_code}: {fetched.body[:200].decode('utf-8', 'replace')}",
+                response.status_code,
+                fetched.body,
+            )
         return fetched
 
 
 # -- snapshots -------------------------------------------------------------------------------------
+
 
 def snapshot_key(method: str, url: str, body: bytes = b"") -> str:
     """A stable name for a request: method, host, path, sorted non-secret query, and body hash."""
@@ -348,8 +405,10 @@ class SnapshotTransport(httpx.BaseTransport):
         key = snapshot_key(request.method, str(request.url), request.read())
         path = self.directory / f"{key}.json"
         if not path.exists():
-            raise SnapshotMissing(f"no snapshot for {request.method} {_redacted(str(request.url))} "
-                                  f"(expected {path}); record one with `ventureloop discovery record`")
+            raise SnapshotMissing(
+                f"no snapshot for {request.method} {_redacted(str(request.url))} "
+                f"(expected {path}); record one with `ventureloop discovery record`"
+            )
         recorded = json.loads(path.read_text(encoding="utf-8"))
         response = recorded["response"]
         if "body_base64" in response:
@@ -362,8 +421,9 @@ class SnapshotTransport(httpx.BaseTransport):
             body = response.get("body", "").encode("utf-8")
         if response.get("simulate") == "timeout":
             raise httpx.ReadTimeout("recorded timeout", request=request)
-        return httpx.Response(response["status_code"], headers=response.get("headers", {}), content=body,
-                              request=request)
+        return httpx.Response(
+            response["status_code"], headers=response.get("headers", {}), content=body, request=request
+        )
 
 
 class SnapshotMissing(httpx.TransportError):
@@ -384,9 +444,20 @@ class RecordingTransport(httpx.BaseTransport):
         body = request.read()
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{snapshot_key(request.method, str(request.url), body)}.json"
-        keep = {k: v for k, v in response.headers.items()
-                if k.lower() in ("content-type", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after",
-                                 "x-rate-limit-remaining", "x-rate-limit-reset", "date")}
+        keep = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower()
+            in (
+                "content-type",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+                "retry-after",
+                "x-rate-limit-remaining",
+                "x-rate-limit-reset",
+                "date",
+            )
+        }
         recorded: dict[str, Any] = {
             "request": {"method": request.method, "url": _redacted(str(request.url))},
             "response": {"status_code": response.status_code, "headers": keep},

@@ -4,7 +4,7 @@ verbatim (base64 when it is not UTF-8) so that it can be inspected and replayed.
 import base64
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,16 @@ if TYPE_CHECKING:  # pandas loads when a frame is built: sources import Problem 
     import pandas as pd
 
 TABLE = "quarantine.records"
+
+
+@dataclass
+class ReplayReport:
+    """What a replay of quarantined records did (core.discovery.replay, core.ledger.imports.replay)."""
+
+    replayed: int = 0
+    still_failing: int = 0
+    not_replayable: int = 0
+    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,35 @@ def quarantine_frame(source: str, problems: Iterable[Problem], run_id: str | Non
     rows = []
     for problem in problems:
         text, encoding = encode_payload(problem.payload)
-        rows.append({
-            "quarantine_id": str(uuid.uuid4()), "stage": problem.stage, "source": source,
-            "origin": problem.origin, "reason": problem.reason, "payload": text,
-            "payload_encoding": encoding, "quarantined_at": now, "replayed_at": None, "run_id": run_id,
-        })
-    return pd.DataFrame(rows, columns=["quarantine_id", "stage", "source", "origin", "reason", "payload",
-                                       "payload_encoding", "quarantined_at", "replayed_at", "run_id"])
+        rows.append(
+            {
+                "quarantine_id": str(uuid.uuid4()),
+                "stage": problem.stage,
+                "source": source,
+                "origin": problem.origin,
+                "reason": problem.reason,
+                "payload": text,
+                "payload_encoding": encoding,
+                "quarantined_at": now,
+                "replayed_at": None,
+                "run_id": run_id,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "quarantine_id",
+            "stage",
+            "source",
+            "origin",
+            "reason",
+            "payload",
+            "payload_encoding",
+            "quarantined_at",
+            "replayed_at",
+            "run_id",
+        ],
+    )
 
 
 def quarantine(warehouse: Warehouse, source: str, problems: Iterable[Problem], run_id: str | None = None) -> int:
@@ -75,6 +107,9 @@ def mark_replayed(conn: Any, backend: str, quarantine_ids: Iterable[str], at: da
     ids = list(quarantine_ids)
     if ids:
         stage_frame(conn, backend, "_replayed", pd.DataFrame({"quarantine_id": ids}))
-        run_sql(conn, f"UPDATE {TABLE} SET replayed_at = %s WHERE quarantine_id IN "
-                      "(SELECT quarantine_id FROM _replayed)", [at])
+        run_sql(
+            conn,
+            f"UPDATE {TABLE} SET replayed_at = %s WHERE quarantine_id IN (SELECT quarantine_id FROM _replayed)",
+            [at],
+        )
     return len(ids)

@@ -280,8 +280,7 @@ def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, ke
         conn.register("_incoming", frame)
         try:
             inserted = conn.execute(
-                f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming "
-                f"ON CONFLICT DO NOTHING RETURNING {keys}"
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming ON CONFLICT DO NOTHING RETURNING {keys}"
             ).df()
         finally:
             _unregister(conn, "_incoming")
@@ -291,8 +290,7 @@ def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, ke
         cur.execute(f"CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
         _copy_into(conn, staging, frame)
         cur.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "
-            f"ON CONFLICT DO NOTHING RETURNING {keys}"
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING RETURNING {keys}"
         )
         import pandas as pd
 

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess
 def demo(build_once) -> Path:
     """`ventureloop demo` run once per test run (about 30 s), not once per test: its directory holds the
     home it filled (home/) and what it printed (stdout.txt). Tests copy the home (`_demoed`)."""
+
     def run_demo(directory: Path) -> None:
         (directory / "stdout.txt").write_text(_run([str(BIN / "ventureloop"), "demo"], _env(directory)).stdout)
 
@@ -47,8 +49,18 @@ def _demoed(demo: Path, tmp_path: Path) -> dict[str, str]:
 
 def test_demo_prints_every_family_and_the_top_ten(demo):
     out = (demo / "stdout.txt").read_text()
-    for family in ("web_search", "api_marketplaces", "freelance", "affiliate", "product_hunt", "reddit",
-                   "twitter", "github_trending", "hacker_news", "indie_hackers"):
+    for family in (
+        "web_search",
+        "api_marketplaces",
+        "freelance",
+        "affiliate",
+        "product_hunt",
+        "reddit",
+        "twitter",
+        "github_trending",
+        "hacker_news",
+        "indie_hackers",
+    ):
         assert family in out
     assert "Top 10 opportunities" in out
     top = out.split("Top 10 opportunities", 1)[1]
@@ -62,8 +74,7 @@ def test_dagster_cli_validates_and_materializes_everything(tmp_path):
     env = _env(tmp_path)
     _run([str(BIN / "ventureloop"), "instance", "init"], env)
     _run([str(BIN / "dagster"), "definitions", "validate", "-m", "orchestration.definitions"], env)
-    done = _run([str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "orchestration.definitions"],
-                env)
+    done = _run([str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "orchestration.definitions"], env)
     assert "RUN_SUCCESS" in done.stderr + done.stdout
 
 
@@ -82,41 +93,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_webserver_shows_assets_and_checks(tmp_path):
+def test_make_dev_serves_both_code_locations_as_one_graph(tmp_path):
+    """`make dev` runs `ventureloop dev`: the webserver and daemon over workspace.yaml."""
     env = _env(tmp_path)
-    _run([str(BIN / "ventureloop"), "instance", "init"], env)
     port = _free_port()
-    server = subprocess.Popen([str(BIN / "dagster-webserver"), "-m", "orchestration.definitions", "-h", "127.0.0.1",
-                               "-p", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(BIN / "ventureloop"), "dev", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # dagster dev starts a daemon and code servers: stop them all at the end
+    )
     try:
-        query = {"query": "{ assetNodes { assetKey { path } groupName assetChecksOrError { ... on AssetChecks "
-                          "{ checks { name } } } } }"}
-        deadline, nodes = time.monotonic() + 120, None
-        while time.monotonic() < deadline:
+        query = {
+            "query": "{ assetNodes { assetKey { path } groupName dependencyKeys { path } "
+            "assetChecksOrError { ... on AssetChecks { checks { name } } } } }"
+        }
+        deadline, keys, nodes = time.monotonic() + 180, set(), []
+        while time.monotonic() < deadline and not {"scored_opportunities", "marts/revenue_summary"} <= keys:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", json.dumps(query).encode(),
-                                                 {"content-type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", json.dumps(query).encode(), {"content-type": "application/json"}
+                )
                 nodes = json.load(urllib.request.urlopen(request, timeout=10))["data"]["assetNodes"]
-                break
+                keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
             except Exception:  # noqa: BLE001 - still starting
-                time.sleep(1)
-        assert nodes, "the webserver did not answer within 120 s"
-        keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert {"raw/hackernews", "opportunities", "scored_opportunities"} <= keys
+                pass
+            time.sleep(1)
+        assert {"raw/hackernews", "opportunities", "scored_opportunities", "ledger_entries"} <= keys, keys
+        assert {"staging/stg_postings", "marts/revenue_summary", "marts/trial_balance"} <= keys, keys
         checks = {c["name"] for n in nodes for c in (n["assetChecksOrError"] or {}).get("checks", [])}
-        assert {"fetch_succeeded", "opportunities_pass_quality_suite", "scores_within_unit_interval"} <= checks
+        assert {"fetch_succeeded", "scores_within_unit_interval", "trial_balance_nets_to_zero"} <= checks
+        # One graph: the marts location's staging model hangs off the main location's writer.
+        postings = next(n for n in nodes if n["assetKey"]["path"] == ["staging", "stg_postings"])
+        assert ["ledger_entries"] in [d["path"] for d in postings["dependencyKeys"]]
+        assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # the instance `demo` uses
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
 
 
 def test_ledger_commands_import_review_and_verify(tmp_path):
     env = _env(tmp_path)
     fixtures = ROOT / "tests" / "fixtures" / "imports"
     vl = str(BIN / "ventureloop")
-    out = _run([vl, "ledger", "import", str(fixtures / "stripe_export.csv"), str(fixtures / "generic_events_bad.csv")],
-               env).stdout
+    out = _run(
+        [vl, "ledger", "import", str(fixtures / "stripe_export.csv"), str(fixtures / "generic_events_bad.csv")], env
+    ).stdout
     assert "7 booked" in out and "2 booked" in out
     assert "generic_events_bad.csv:5" in out and "unknown currency 'XYZ'" in out  # file:line and why
     again = _run([vl, "ledger", "import", str(fixtures / "stripe_export.csv")], env).stdout
@@ -127,8 +151,9 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
     ahead = f"{int(head.split(':')[0]) + 1}:{'0' * 64}"  # a head the chain never reached: as if cut off
     cut = subprocess.run([vl, "ledger", "verify", "--head", ahead], cwd=ROOT, env=env, capture_output=True, text=True)
     assert cut.returncode == 1 and "the newest records were removed" in cut.stdout
-    malformed = subprocess.run([vl, "ledger", "verify", "--head", "7"], cwd=ROOT, env=env, capture_output=True,
-                               text=True)
+    malformed = subprocess.run(
+        [vl, "ledger", "verify", "--head", "7"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert malformed.returncode == 2 and "should be SEQ:HASH" in malformed.stderr
     assert "revenue:" in _run([vl, "ledger", "balances", "--prefix", "revenue:"], env).stdout
     kwd = tmp_path / "kwd.csv"
@@ -139,13 +164,41 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
     bad_rate = subprocess.run([vl, "ledger", "fx-load", str(kwd)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad_rate.returncode == 1 and "line 2 KWD: rate 'lots' is not a number" in bad_rate.stderr
 
-    _run([vl, "ledger", "budget-set", "--scope", "category", "--key", "ads", "--period", "day", "--limit", "50.00",
-          "--by", "ops", "--reason", "launch week"], env)
+    _run(
+        [
+            vl,
+            "ledger",
+            "budget-set",
+            "--scope",
+            "category",
+            "--key",
+            "ads",
+            "--period",
+            "day",
+            "--limit",
+            "50.00",
+            "--by",
+            "ops",
+            "--reason",
+            "launch week",
+        ],
+        env,
+    )
     from datetime import UTC, datetime
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
-    spend = [vl, "ledger", "spend", "expenses:ads:experiment:exp-1", "30.00", "--experiment", "exp-1", "--at", now,
-             "--key"]
+    spend = [
+        vl,
+        "ledger",
+        "spend",
+        "expenses:ads:experiment:exp-1",
+        "30.00",
+        "--experiment",
+        "exp-1",
+        "--at",
+        now,
+        "--key",
+    ]
     assert "booked" in _run([*spend, "ad-1"], env).stdout
     assert "duplicate" in _run([*spend, "ad-1"], env).stdout  # the same key never spends twice
     refused = subprocess.run([*spend, "ad-2"], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -157,8 +210,10 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
     import duckdb
 
     with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")) as conn:
-        conn.execute("UPDATE ledger.postings SET amount_minor = amount_minor + 1 WHERE line = 1 "
-                     "AND transaction_id = (SELECT min(transaction_id) FROM ledger.transactions)")
+        conn.execute(
+            "UPDATE ledger.postings SET amount_minor = amount_minor + 1 WHERE line = 1 "
+            "AND transaction_id = (SELECT min(transaction_id) FROM ledger.transactions)"
+        )
     broken = subprocess.run([vl, "ledger", "verify"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert broken.returncode == 1
     assert "BROKEN" in broken.stdout

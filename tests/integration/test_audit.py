@@ -20,9 +20,15 @@ AT = datetime(2026, 11, 2, 12, tzinfo=UTC)
 
 
 def sale(key: str, amount: int = 1_000) -> TransactionRequest:
-    return TransactionRequest(key, "revenue", "stripe charge", AT, [
-        Posting("assets:cash:stripe:usd", "USD", amount), Posting("revenue:experiment:exp-1", "USD", -amount)],
-        experiment_id="exp-1", source="stripe")
+    return TransactionRequest(
+        key,
+        "revenue",
+        "stripe charge",
+        AT,
+        [Posting("assets:cash:stripe:usd", "USD", amount), Posting("revenue:experiment:exp-1", "USD", -amount)],
+        experiment_id="exp-1",
+        source="stripe",
+    )
 
 
 @pytest.fixture
@@ -44,9 +50,13 @@ def test_records_chain_by_sha256_over_prev_hash_and_canonical_json(warehouse: Wa
     assert list(events.seq) == list(range(1, 8))
     assert list(events.event_type[:5]) == ["ledger.transaction_booked"] * 4 + ["ledger.hold_created"]
     first = events.iloc[0]
-    envelope = {"seq": 1, "event_id": first.event_id, "event_type": first.event_type,
-                "payload": json.loads(first.payload),
-                "recorded_at": first.recorded_at.tz_convert(UTC).isoformat(timespec="microseconds")}
+    envelope = {
+        "seq": 1,
+        "event_id": first.event_id,
+        "event_type": first.event_type,
+        "payload": json.loads(first.payload),
+        "recorded_at": first.recorded_at.tz_convert(UTC).isoformat(timespec="microseconds"),
+    }
     text = json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert first.prev_hash == GENESIS_HASH
     assert first.hash == hashlib.sha256((GENESIS_HASH + text).encode("utf-8")).hexdigest()
@@ -56,8 +66,9 @@ def test_records_chain_by_sha256_over_prev_hash_and_canonical_json(warehouse: Wa
 
 
 def test_an_edited_record_is_reported(warehouse: Warehouse, booked):
-    warehouse.execute("UPDATE audit.events SET payload = replace(payload, 'stripe:txn_1', 'stripe:txn_X') "
-                      "WHERE seq = 2")
+    warehouse.execute(
+        "UPDATE audit.events SET payload = replace(payload, 'stripe:txn_1', 'stripe:txn_X') WHERE seq = 2"
+    )
     first = verify(warehouse).first
     assert first.record == "audit.events seq 2" and "edited" in first.message
 
@@ -78,9 +89,11 @@ def test_a_deleted_record_is_reported(warehouse: Warehouse, booked):
 
 
 def test_a_reordered_record_is_reported(warehouse: Warehouse, booked):
-    for statement in ("UPDATE audit.events SET seq = 100 WHERE seq = 2",
-                      "UPDATE audit.events SET seq = 2 WHERE seq = 3",
-                      "UPDATE audit.events SET seq = 3 WHERE seq = 100"):
+    for statement in (
+        "UPDATE audit.events SET seq = 100 WHERE seq = 2",
+        "UPDATE audit.events SET seq = 2 WHERE seq = 3",
+        "UPDATE audit.events SET seq = 3 WHERE seq = 100",
+    ):
         warehouse.execute(statement)
     first = verify(warehouse).first
     assert first.record == "audit.events seq 2" and "reordered" in first.message
@@ -119,8 +132,9 @@ def test_a_published_head_must_be_well_formed():
 
 
 def test_a_tampered_posting_is_reported(warehouse: Warehouse, booked):
-    warehouse.execute("UPDATE ledger.postings SET amount_minor = 5000 WHERE transaction_id = %s AND line = 1",
-                      [booked[1]])
+    warehouse.execute(
+        "UPDATE ledger.postings SET amount_minor = 5000 WHERE transaction_id = %s AND line = 1", [booked[1]]
+    )
     report = verify(warehouse)
     assert report.first.record == f"ledger.transactions {booked[1]} (key stripe:txn_1)"
     assert "USD postings sum to 3999, not 0" in report.first.message
@@ -130,22 +144,24 @@ def test_a_tampered_posting_is_reported(warehouse: Warehouse, booked):
 
 def test_a_balanced_forgery_still_breaks_the_content_hash(warehouse: Warehouse, booked):
     for line, amount in ((1, 9_000), (2, -9_000)):
-        warehouse.execute("UPDATE ledger.postings SET amount_minor = %s WHERE transaction_id = %s AND line = %s",
-                          [amount, booked[2], line])
+        warehouse.execute(
+            "UPDATE ledger.postings SET amount_minor = %s WHERE transaction_id = %s AND line = %s",
+            [amount, booked[2], line],
+        )
     first = verify(warehouse).first
     assert booked[2] in first.record and "no longer match its content_hash" in first.message
 
 
 def test_a_zero_posting_is_reported(warehouse: Warehouse, booked):
-    warehouse.execute("UPDATE ledger.postings SET amount_minor = 0 WHERE transaction_id = %s AND line = 1",
-                      [booked[1]])
+    warehouse.execute("UPDATE ledger.postings SET amount_minor = 0 WHERE transaction_id = %s AND line = 1", [booked[1]])
     first = verify(warehouse).first
     assert booked[1] in first.record and "posting line 1: amount is zero" in first.message
 
 
 def test_an_orphan_posting_and_a_deleted_transaction_are_reported(warehouse: Warehouse, booked):
-    warehouse.execute("INSERT INTO ledger.postings VALUES ('p', 'ghost', 1, 'assets:cash:x', 'USD', 5, NULL, "
-                      "%s, %s)", [AT, AT])
+    warehouse.execute(
+        "INSERT INTO ledger.postings VALUES ('p', 'ghost', 1, 'assets:cash:x', 'USD', 5, NULL, %s, %s)", [AT, AT]
+    )
     assert "reference transaction ghost, which does not exist" in verify(warehouse).first.message
     warehouse.execute("DELETE FROM ledger.postings WHERE transaction_id = 'ghost'")
     warehouse.execute("DELETE FROM ledger.transactions WHERE transaction_id = %s", [booked[2]])
@@ -155,10 +171,13 @@ def test_an_orphan_posting_and_a_deleted_transaction_are_reported(warehouse: War
 
 
 def test_a_reversal_that_no_longer_mirrors_is_reported(warehouse: Warehouse, booked):
-    reversal = warehouse.scalar("SELECT transaction_id FROM ledger.transactions WHERE reverses_transaction_id = %s",
-                                [booked[0]])
-    warehouse.execute("UPDATE ledger.postings SET account_id = 'assets:cash:bank:usd' WHERE transaction_id = %s "
-                      "AND line = 1", [reversal])
+    reversal = warehouse.scalar(
+        "SELECT transaction_id FROM ledger.transactions WHERE reverses_transaction_id = %s", [booked[0]]
+    )
+    warehouse.execute(
+        "UPDATE ledger.postings SET account_id = 'assets:cash:bank:usd' WHERE transaction_id = %s AND line = 1",
+        [reversal],
+    )
     first = verify(warehouse).first
     assert reversal in first.record and "do not mirror" in first.message
 
@@ -203,10 +222,12 @@ def test_a_tampered_hold_is_reported_and_cannot_be_posted(warehouse: Warehouse):
     from core.ledger.validation import HoldError
 
     held = hold(warehouse, sale("stripe:held", 1_000), reason="review", expires_at=AT + timedelta(days=1))
-    warehouse.execute("UPDATE ledger.holds SET proposed = replace(proposed, '-1000', '-9000') WHERE hold_id = %s",
-                      [held.hold_id])
-    warehouse.execute("UPDATE ledger.holds SET proposed = replace(proposed, '1000]', '9000]') WHERE hold_id = %s",
-                      [held.hold_id])
+    warehouse.execute(
+        "UPDATE ledger.holds SET proposed = replace(proposed, '-1000', '-9000') WHERE hold_id = %s", [held.hold_id]
+    )
+    warehouse.execute(
+        "UPDATE ledger.holds SET proposed = replace(proposed, '1000]', '9000]') WHERE hold_id = %s", [held.hold_id]
+    )
     first = verify(warehouse).first
     assert first.record == f"ledger.holds {held.hold_id}"
     with pytest.raises(HoldError, match="was edited"):

@@ -6,7 +6,7 @@ import pytest
 from core.ledger.audit import fixed_clock
 from core.ledger.balances import balance
 from core.ledger.booking import reverse
-from core.ledger.budgets import (BudgetError, expense, list_budgets, set_budget, spend, utilization, window)
+from core.ledger.budgets import BudgetError, expense, list_budgets, set_budget, spend, utilization, window
 from core.ledger.validation import LedgerError, Posting, TransactionRequest
 from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
@@ -17,21 +17,62 @@ AT = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
 CLOCK = fixed_clock(AT)
 
 
-def ad_spend(key: str, amount: int, *, at: datetime = AT, experiment: str | None = "exp-1",
-             account: str = "expenses:ads:google", currency: str = "USD") -> TransactionRequest:
-    return expense(key, account, amount, currency, at, paid_from="liabilities:card:amex",
-                   description="ad spend", experiment_id=experiment)
+def ad_spend(
+    key: str,
+    amount: int,
+    *,
+    at: datetime = AT,
+    experiment: str | None = "exp-1",
+    account: str = "expenses:ads:google",
+    currency: str = "USD",
+) -> TransactionRequest:
+    return expense(
+        key,
+        account,
+        amount,
+        currency,
+        at,
+        paid_from="liabilities:card:amex",
+        description="ad spend",
+        experiment_id=experiment,
+    )
 
 
 def test_budget_changes_are_versioned_and_audited(warehouse: Warehouse):
-    created = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                         limit_minor=1_000, changed_by="alice", reason="initial allocation", at=AT)
+    created = set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="USD",
+        limit_minor=1_000,
+        changed_by="alice",
+        reason="initial allocation",
+        at=AT,
+    )
     assert created.version == 1
-    same = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                      limit_minor=1_000, changed_by="alice", at=AT)
+    same = set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="USD",
+        limit_minor=1_000,
+        changed_by="alice",
+        at=AT,
+    )
     assert same == created
-    raised = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                        limit_minor=2_500, changed_by="bob", reason="good results", at=AT)
+    raised = set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="USD",
+        limit_minor=2_500,
+        changed_by="bob",
+        reason="good results",
+        at=AT,
+    )
     assert (raised.budget_id, raised.version, raised.limit_minor) == (created.budget_id, 2, 2_500)
     assert list_budgets(warehouse) == [raised]
     events = warehouse.read("audit.events", "ORDER BY seq")
@@ -43,13 +84,16 @@ def test_budget_changes_are_versioned_and_audited(warehouse: Warehouse):
     assert verify(warehouse).ok
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(scope="team", scope_key="x"), "unknown budget scope"),
-    (dict(scope="global", scope_key="ads"), "global budget has scope_key"),
-    (dict(scope="category", scope_key="ads:x"), "account segment"),
-    (dict(scope="category", scope_key="ads", period="week"), "unknown budget period"),
-    (dict(scope="category", scope_key="ads", limit_minor=-1), "negative"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(scope="team", scope_key="x"), "unknown budget scope"),
+        (dict(scope="global", scope_key="ads"), "global budget has scope_key"),
+        (dict(scope="category", scope_key="ads:x"), "account segment"),
+        (dict(scope="category", scope_key="ads", period="week"), "unknown budget period"),
+        (dict(scope="category", scope_key="ads", limit_minor=-1), "negative"),
+    ],
+)
 def test_bad_budget_definitions_are_refused(warehouse: Warehouse, kwargs, message):
     arguments = dict(period="day", currency="USD", limit_minor=100, changed_by="alice") | kwargs
     with pytest.raises(BudgetError, match=message):
@@ -57,15 +101,25 @@ def test_bad_budget_definitions_are_refused(warehouse: Warehouse, kwargs, messag
 
 
 def test_a_refusal_names_the_budget_and_by_how_much(warehouse: Warehouse):
-    budget = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                        limit_minor=1_000, changed_by="alice", at=AT)
+    budget = set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="USD",
+        limit_minor=1_000,
+        changed_by="alice",
+        at=AT,
+    )
     accepted = spend(warehouse, ad_spend("ads:1", 900), clock=CLOCK)
     assert accepted.status == "booked" and accepted.message == "Within budget"
     refused = spend(warehouse, ad_spend("ads:2", 300), clock=CLOCK)
     assert refused.status == "refused" and refused.transaction_id is None
-    assert refused.message == (f"Experiment budget exceeded (1200 > 1000): daily USD budget experiment:exp-1 "
-                               f"[{budget.budget_id}] would be over by 200 (2.00 USD); 900 already spent, "
-                               f"300 requested")
+    assert refused.message == (
+        f"Experiment budget exceeded (1200 > 1000): daily USD budget experiment:exp-1 "
+        f"[{budget.budget_id}] would be over by 200 (2.00 USD); 900 already spent, "
+        f"300 requested"
+    )
     assert refused.refusals[0].over_by == 200
     assert spend(warehouse, ad_spend("ads:1", 900), clock=CLOCK).status == "duplicate"  # a retry is not re-checked
     assert spend(warehouse, ad_spend("ads:3", 100), clock=CLOCK).status == "booked"  # exactly at the limit is allowed
@@ -79,8 +133,16 @@ def test_every_applicable_budget_is_checked(warehouse: Warehouse):
     set_budget(warehouse, scope="category", scope_key="ads", period="hour", limit_minor=1_000, **common, at=AT)
     set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", limit_minor=800, **common, at=AT)
     set_budget(warehouse, scope="category", scope_key="infra", period="day", limit_minor=1, **common, at=AT)
-    set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="EUR", limit_minor=1,
-               changed_by="alice", at=AT)
+    set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="EUR",
+        limit_minor=1,
+        changed_by="alice",
+        at=AT,
+    )
     refused = spend(warehouse, ad_spend("ads:1", 6_000), clock=CLOCK)
     assert [r.budget.scope for r in refused.refusals] == ["global", "category", "experiment"]
     assert "Global budget exceeded (6000 > 5000)" in refused.message
@@ -94,21 +156,39 @@ def test_every_applicable_budget_is_checked(warehouse: Warehouse):
 
 
 def test_windows_are_utc_hour_day_and_month(warehouse: Warehouse):
-    set_budget(warehouse, scope="category", scope_key="ads", period="hour", currency="USD", limit_minor=1_000,
-               changed_by="alice", at=AT)
+    set_budget(
+        warehouse,
+        scope="category",
+        scope_key="ads",
+        period="hour",
+        currency="USD",
+        limit_minor=1_000,
+        changed_by="alice",
+        at=AT,
+    )
     assert spend(warehouse, ad_spend("ads:1", 1_000, at=datetime(2026, 11, 2, 10, 59, 59, tzinfo=UTC)), clock=CLOCK).ok
     assert not spend(warehouse, ad_spend("ads:2", 1, at=datetime(2026, 11, 2, 10, 0, tzinfo=UTC)), clock=CLOCK).ok
     assert spend(warehouse, ad_spend("ads:3", 1_000, at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC)), clock=CLOCK).ok
     assert window("day", datetime(2026, 11, 2, 23, 30, tzinfo=UTC))[1] == datetime(2026, 11, 3, tzinfo=UTC)
     assert window("month", datetime(2026, 12, 31, 23, 0, tzinfo=UTC)) == (
-        datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
     local = datetime(2026, 11, 2, 0, 30, tzinfo=UTC).astimezone(__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))
     assert window("day", local)[0] == datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def test_a_reversed_spend_frees_its_budget(warehouse: Warehouse):
-    set_budget(warehouse, scope="experiment", scope_key="exp-1", period="month", currency="USD",
-               limit_minor=1_000, changed_by="alice", at=AT)
+    set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="month",
+        currency="USD",
+        limit_minor=1_000,
+        changed_by="alice",
+        at=AT,
+    )
     first = spend(warehouse, ad_spend("ads:1", 1_000), clock=CLOCK)
     assert not spend(warehouse, ad_spend("ads:2", 500), clock=CLOCK).ok
     reverse(warehouse, first.transaction_id, "ads:1:refund", "campaign cancelled", occurred_at=AT, clock=CLOCK)
@@ -118,11 +198,20 @@ def test_a_reversed_spend_frees_its_budget(warehouse: Warehouse):
 
 
 def test_a_zero_budget_stops_spend_and_non_spend_is_refused(warehouse: Warehouse):
-    set_budget(warehouse, scope="global", period="day", currency="USD", limit_minor=0, changed_by="alice",
-               reason="freeze", at=AT)
+    set_budget(
+        warehouse,
+        scope="global",
+        period="day",
+        currency="USD",
+        limit_minor=0,
+        changed_by="alice",
+        reason="freeze",
+        at=AT,
+    )
     assert "Global budget exceeded (1 > 0)" in spend(warehouse, ad_spend("ads:1", 1), clock=CLOCK).message
-    sale = TransactionRequest("sale:1", "revenue", "sale", AT, [Posting("assets:cash:x", "USD", 5),
-                                                                 Posting("revenue:x", "USD", -5)])
+    sale = TransactionRequest(
+        "sale:1", "revenue", "sale", AT, [Posting("assets:cash:x", "USD", 5), Posting("revenue:x", "USD", -5)]
+    )
     with pytest.raises(LedgerError, match="no expense posting"):
         spend(warehouse, sale, clock=CLOCK)
     assert warehouse.count("ledger.transactions") == 0
@@ -132,8 +221,16 @@ def _race(url: str, spenders: int = 40, attempts: int = 2, limit: int = 10_000, 
     """`spenders` threads, each with its own connections, race `attempts` spends each for one budget."""
     warehouse = Warehouse(url)
     ensure_schema(warehouse)
-    budget = set_budget(warehouse, scope="experiment", scope_key="exp-1", period="day", currency="USD",
-                        limit_minor=limit, changed_by="alice", at=AT)
+    budget = set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="USD",
+        limit_minor=limit,
+        changed_by="alice",
+        at=AT,
+    )
     start = threading.Barrier(spenders)
     results, errors = [], []
 

@@ -25,6 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,51 +64,107 @@ class Ledger:
 
     def rate(self, day: date, currency: str, units: int, decimals: int) -> None:
         """ECB style: 1 EUR = units / 10**decimals of currency on day (stored as a double)."""
-        self.fx_rates.append({"rate_date": day, "currency": currency, "per_eur": units / 10**decimals,
-                              "source": "test", "_exact": Fraction(units, 10**decimals)})
+        self.fx_rates.append(
+            {
+                "rate_date": day,
+                "currency": currency,
+                "per_eur": units / 10**decimals,
+                "source": "test",
+                "_exact": Fraction(units, 10**decimals),
+            }
+        )
 
     def budget(self, scope: str, scope_key: str, period: str, currency: str, limit_minor: int) -> str:
         budget_id = f"b-{len(self.budgets):03d}"
-        self.budgets.append({"budget_id": budget_id, "scope": scope, "scope_key": scope_key, "period": period,
-                             "currency": currency, "limit_minor": limit_minor, "created_at": START})
+        self.budgets.append(
+            {
+                "budget_id": budget_id,
+                "scope": scope,
+                "scope_key": scope_key,
+                "period": period,
+                "currency": currency,
+                "limit_minor": limit_minor,
+                "created_at": START,
+            }
+        )
         self.change_limit(budget_id, limit_minor, START)
         return budget_id
 
     def change_limit(self, budget_id: str, limit_minor: int, changed_at: datetime) -> None:
         version = 1 + sum(v["budget_id"] == budget_id for v in self.budget_limits)
-        self.budget_limits.append({"budget_id": budget_id, "version": version, "limit_minor": limit_minor,
-                                   "changed_at": changed_at, "changed_by": "test", "reason": ""})
+        self.budget_limits.append(
+            {
+                "budget_id": budget_id,
+                "version": version,
+                "limit_minor": limit_minor,
+                "changed_at": changed_at,
+                "changed_by": "test",
+                "reason": "",
+            }
+        )
 
-    def book(self, legs: list[tuple[str, str, int]], occurred_at: datetime, recorded_at: datetime | None = None,
-             experiment_id: str | None = None, kind: str = "test") -> str:
+    def book(
+        self,
+        legs: list[tuple[str, str, int]],
+        occurred_at: datetime,
+        recorded_at: datetime | None = None,
+        experiment_id: str | None = None,
+        kind: str = "test",
+    ) -> str:
         """legs: (account_id, currency, signed amount_minor). Not checked: some tests book unbalanced ones."""
         transaction_id = f"tx-{len(self.transactions):04d}"
         recorded_at = recorded_at or occurred_at
-        self.transactions.append({
-            "transaction_id": transaction_id, "idempotency_key": f"key-{transaction_id}", "content_hash": "h",
-            "kind": kind, "description": kind, "experiment_id": experiment_id, "source": "test",
-            "external_ref": None, "occurred_at": occurred_at, "recorded_at": recorded_at,
-            "reverses_transaction_id": None, "metadata": "{}",
-        })
+        self.transactions.append(
+            {
+                "transaction_id": transaction_id,
+                "idempotency_key": f"key-{transaction_id}",
+                "content_hash": "h",
+                "kind": kind,
+                "description": kind,
+                "experiment_id": experiment_id,
+                "source": "test",
+                "external_ref": None,
+                "occurred_at": occurred_at,
+                "recorded_at": recorded_at,
+                "reverses_transaction_id": None,
+                "metadata": "{}",
+            }
+        )
         for line, (account_id, currency, amount) in enumerate(legs):
             self.accounts.setdefault(account_id, occurred_at)
-            self.postings.append({
-                "posting_id": f"{transaction_id}-{line}", "transaction_id": transaction_id, "line": line,
-                "account_id": account_id, "currency": currency, "amount_minor": amount,
-                "experiment_id": experiment_id, "occurred_at": occurred_at, "recorded_at": recorded_at,
-            })
+            self.postings.append(
+                {
+                    "posting_id": f"{transaction_id}-{line}",
+                    "transaction_id": transaction_id,
+                    "line": line,
+                    "account_id": account_id,
+                    "currency": currency,
+                    "amount_minor": amount,
+                    "experiment_id": experiment_id,
+                    "occurred_at": occurred_at,
+                    "recorded_at": recorded_at,
+                }
+            )
         return transaction_id
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
-        accounts = [{"account_id": a, "account_type": account_type(a), "opened_at": opened}
-                    for a, opened in self.accounts.items()]
-        return {"accounts": accounts, "transactions": self.transactions, "postings": self.postings,
-                "fx_rates": self.fx_rates, "budgets": self.budgets, "budget_limits": self.budget_limits}
+        accounts = [
+            {"account_id": a, "account_type": account_type(a), "opened_at": opened}
+            for a, opened in self.accounts.items()
+        ]
+        return {
+            "accounts": accounts,
+            "transactions": self.transactions,
+            "postings": self.postings,
+            "fx_rates": self.fx_rates,
+            "budgets": self.budgets,
+            "budget_limits": self.budget_limits,
+        }
 
     def write(self, warehouse: Warehouse) -> None:
         """Append what was added since the last write."""
         for table, rows in self.tables().items():
-            new = rows[self.written[table]:]
+            new = rows[self.written[table] :]
             if new:
                 frame = pd.DataFrame(new)
                 warehouse.append(f"ledger.{table}", frame.drop(columns=[c for c in frame if c.startswith("_")]))
@@ -157,16 +214,24 @@ def converted_postings(ledger: Ledger, reporting: str) -> list[dict[str, Any]]:
         on = posting["occurred_at"].astimezone(UTC).date()
         row = dict(posting, account_type=account_type(posting["account_id"]), occurred_on=on)
         if currency == reporting:
-            row.update(currency_rate_date=None, reporting_rate_date=None, fx_rate_date=None,
-                       amount_reporting_minor=amount)
+            row.update(
+                currency_rate_date=None, reporting_rate_date=None, fx_rate_date=None, amount_reporting_minor=amount
+            )
         else:
             currency_day, currency_rate = rate(currency, on)
             reporting_day, reporting_rate = rate(reporting, on)
-            exact = (Fraction(amount, 10 ** EXPONENTS[currency]) / currency_rate * reporting_rate
-                     * 10 ** EXPONENTS[reporting])
-            row.update(currency_rate_date=currency_day, reporting_rate_date=reporting_day,
-                       fx_rate_date=min(d for d in (currency_day, reporting_day) if d is not None),
-                       amount_reporting_minor=round(exact))  # Fraction rounds half to even
+            exact = (
+                Fraction(amount, 10 ** EXPONENTS[currency])
+                / currency_rate
+                * reporting_rate
+                * 10 ** EXPONENTS[reporting]
+            )
+            row.update(
+                currency_rate_date=currency_day,
+                reporting_rate_date=reporting_day,
+                fx_rate_date=min(d for d in (currency_day, reporting_day) if d is not None),
+                amount_reporting_minor=round(exact),
+            )  # Fraction rounds half to even
         out.append(row)
     return out
 
@@ -178,8 +243,11 @@ def budget_windows(ledger: Ledger, postings: list[dict[str, Any]], as_of: dateti
         for p in postings:
             if p["account_type"] != "expense" or p["currency"] != budget["currency"]:
                 continue
-            key = {"global": budget["scope_key"], "category": p["account_id"].split(":")[1],
-                   "experiment": p["experiment_id"]}[budget["scope"]]
+            key = {
+                "global": budget["scope_key"],
+                "category": p["account_id"].split(":")[1],
+                "experiment": p["experiment_id"],
+            }[budget["scope"]]
             if key == budget["scope_key"]:
                 cell = spent.setdefault((budget["budget_id"], window(budget["period"], p["occurred_at"])[0]), [0, 0])
                 cell[0] += p["amount_minor"]
@@ -190,15 +258,27 @@ def budget_windows(ledger: Ledger, postings: list[dict[str, Any]], as_of: dateti
         starts = {start for (budget_id, start) in spent if budget_id == budget["budget_id"]} | {current}
         for start in starts:
             end = window(budget["period"], start)[1] if start else None
-            versions = [v for v in ledger.budget_limits
-                        if v["budget_id"] == budget["budget_id"] and (end is None or v["changed_at"] < end)]
+            versions = [
+                v
+                for v in ledger.budget_limits
+                if v["budget_id"] == budget["budget_id"] and (end is None or v["changed_at"] < end)
+            ]
             limit = max(versions, key=lambda v: v["version"])["limit_minor"] if versions else budget["limit_minor"]
             spent_minor, count = spent.get((budget["budget_id"], start), [0, 0])
-            rows.append({**{k: budget[k] for k in ("budget_id", "scope", "scope_key", "period", "currency")},
-                         "window_start": start, "window_end": end, "limit_minor": limit,
-                         "spent_minor": spent_minor, "remaining_minor": limit - spent_minor,
-                         "utilization": spent_minor / limit if limit else None, "is_exceeded": spent_minor > limit,
-                         "posting_count": count, "_current": start == current})
+            rows.append(
+                {
+                    **{k: budget[k] for k in ("budget_id", "scope", "scope_key", "period", "currency")},
+                    "window_start": start,
+                    "window_end": end,
+                    "limit_minor": limit,
+                    "spent_minor": spent_minor,
+                    "remaining_minor": limit - spent_minor,
+                    "utilization": spent_minor / limit if limit else None,
+                    "is_exceeded": spent_minor > limit,
+                    "posting_count": count,
+                    "_current": start == current,
+                }
+            )
     return rows
 
 
@@ -215,15 +295,29 @@ def expected_marts(ledger: Ledger, reporting: str, as_of: datetime) -> dict[str,
     experiment_pnl, revenue_summary = [], []
     for experiment_id, e in pnl.items():
         revenue, cost = -e["revenue"], e["cost"]
-        experiment_pnl.append({
-            "experiment_id": experiment_id, "reporting_currency": reporting, "revenue_minor": revenue,
-            "cost_minor": cost, "profit_minor": revenue - cost, "roi": (revenue - cost) / cost if cost else None,
-            "transaction_count": len(e["tx"]), "first_event_at": min(e["times"]), "last_event_at": max(e["times"]),
-        })
-        revenue_summary.append({
-            "experiment_id": experiment_id, "total_revenue_cents": revenue, "total_cost_cents": cost,
-            "net_profit_cents": revenue - cost, "event_count": len(e["tx"]), "last_event_at": max(e["times"]),
-        })
+        experiment_pnl.append(
+            {
+                "experiment_id": experiment_id,
+                "reporting_currency": reporting,
+                "revenue_minor": revenue,
+                "cost_minor": cost,
+                "profit_minor": revenue - cost,
+                "roi": (revenue - cost) / cost if cost else None,
+                "transaction_count": len(e["tx"]),
+                "first_event_at": min(e["times"]),
+                "last_event_at": max(e["times"]),
+            }
+        )
+        revenue_summary.append(
+            {
+                "experiment_id": experiment_id,
+                "total_revenue_cents": revenue,
+                "total_cost_cents": cost,
+                "net_profit_cents": revenue - cost,
+                "event_count": len(e["tx"]),
+                "last_event_at": max(e["times"]),
+            }
+        )
 
     balances: dict[tuple[str, str], dict[str, Any]] = {}
     trial: dict[str, dict[str, Any]] = {}
@@ -231,27 +325,56 @@ def expected_marts(ledger: Ledger, reporting: str, as_of: datetime) -> dict[str,
     months: dict[date, dict[str, Any]] = {}
     for p in postings:
         amount, debit, credit = p["amount_minor"], max(p["amount_minor"], 0), max(-p["amount_minor"], 0)
-        b = balances.setdefault((p["account_id"], p["currency"]), {
-            "account_id": p["account_id"], "account_type": p["account_type"], "currency": p["currency"],
-            "debit_minor": 0, "credit_minor": 0, "balance_minor": 0, "reporting_currency": reporting,
-            "balance_reporting_minor": 0, "posting_count": 0, "last_posted_at": p["occurred_at"]})
+        b = balances.setdefault(
+            (p["account_id"], p["currency"]),
+            {
+                "account_id": p["account_id"],
+                "account_type": p["account_type"],
+                "currency": p["currency"],
+                "debit_minor": 0,
+                "credit_minor": 0,
+                "balance_minor": 0,
+                "reporting_currency": reporting,
+                "balance_reporting_minor": 0,
+                "posting_count": 0,
+                "last_posted_at": p["occurred_at"],
+            },
+        )
         b["debit_minor"] += debit
         b["credit_minor"] += credit
         b["balance_minor"] += amount
         b["balance_reporting_minor"] += p["amount_reporting_minor"]
         b["posting_count"] += 1
         b["last_posted_at"] = max(b["last_posted_at"], p["occurred_at"])
-        t = trial.setdefault(p["currency"], {"currency": p["currency"], "total_debits_minor": 0,
-                                             "total_credits_minor": 0, "net_minor": 0, "posting_count": 0, "tx": set()})
+        t = trial.setdefault(
+            p["currency"],
+            {
+                "currency": p["currency"],
+                "total_debits_minor": 0,
+                "total_credits_minor": 0,
+                "net_minor": 0,
+                "posting_count": 0,
+                "tx": set(),
+            },
+        )
         t["total_debits_minor"] += debit
         t["total_credits_minor"] += credit
         t["net_minor"] += amount
         t["posting_count"] += 1
         t["tx"].add(p["transaction_id"])
         if p["account_id"].startswith("assets:cash:"):
-            c = cash.setdefault((p["occurred_on"], p["currency"]), {
-                "cash_date": p["occurred_on"], "currency": p["currency"], "inflow_minor": 0, "outflow_minor": 0,
-                "net_minor": 0, "posting_count": 0, "last_recorded_at": p["recorded_at"]})
+            c = cash.setdefault(
+                (p["occurred_on"], p["currency"]),
+                {
+                    "cash_date": p["occurred_on"],
+                    "currency": p["currency"],
+                    "inflow_minor": 0,
+                    "outflow_minor": 0,
+                    "net_minor": 0,
+                    "posting_count": 0,
+                    "last_recorded_at": p["recorded_at"],
+                },
+            )
             c["inflow_minor"] += debit
             c["outflow_minor"] += credit
             c["net_minor"] += amount
@@ -264,26 +387,65 @@ def expected_marts(ledger: Ledger, reporting: str, as_of: datetime) -> dict[str,
 
     windows = budget_windows(ledger, postings, as_of)
     return {
-        "stg_postings": [{k: p[k] for k in ("posting_id", "transaction_id", "account_id", "account_type", "currency",
-                                            "amount_minor", "experiment_id", "occurred_at", "occurred_on",
-                                            "recorded_at")} for p in postings],
-        "fct_postings": [{k: p[k] for k in ("posting_id", "currency", "amount_minor", "occurred_on",
-                                            "currency_rate_date", "reporting_rate_date", "fx_rate_date",
-                                            "amount_reporting_minor")} | {"reporting_currency": reporting}
-                         for p in postings],
+        "stg_postings": [
+            {
+                k: p[k]
+                for k in (
+                    "posting_id",
+                    "transaction_id",
+                    "account_id",
+                    "account_type",
+                    "currency",
+                    "amount_minor",
+                    "experiment_id",
+                    "occurred_at",
+                    "occurred_on",
+                    "recorded_at",
+                )
+            }
+            for p in postings
+        ],
+        "fct_postings": [
+            {
+                k: p[k]
+                for k in (
+                    "posting_id",
+                    "currency",
+                    "amount_minor",
+                    "occurred_on",
+                    "currency_rate_date",
+                    "reporting_rate_date",
+                    "fx_rate_date",
+                    "amount_reporting_minor",
+                )
+            }
+            | {"reporting_currency": reporting}
+            for p in postings
+        ],
         "revenue_summary": revenue_summary,
         "experiment_pnl": experiment_pnl,
         "account_balances": list(balances.values()),
-        "trial_balance": [{**{k: v for k, v in t.items() if k != "tx"}, "transaction_count": len(t["tx"])}
-                          for t in trial.values()],
+        "trial_balance": [
+            {**{k: v for k, v in t.items() if k != "tx"}, "transaction_count": len(t["tx"])} for t in trial.values()
+        ],
         "daily_cash_flow": list(cash.values()),
-        "monthly_pnl": [{"month_start": month, "reporting_currency": reporting, "revenue_minor": -m["revenue"],
-                         "cost_minor": m["cost"], "profit_minor": -m["revenue"] - m["cost"],
-                         "transaction_count": len(m["tx"])} for month, m in months.items()],
-        "budget_utilization": [{k: v for k, v in w.items() if k != "_current"} | {"as_of": as_of}
-                               for w in windows if w["_current"]],
-        "budget_utilization_history": [{k: v for k, v in w.items() if k != "_current"}
-                                       for w in windows if w["posting_count"]],
+        "monthly_pnl": [
+            {
+                "month_start": month,
+                "reporting_currency": reporting,
+                "revenue_minor": -m["revenue"],
+                "cost_minor": m["cost"],
+                "profit_minor": -m["revenue"] - m["cost"],
+                "transaction_count": len(m["tx"]),
+            }
+            for month, m in months.items()
+        ],
+        "budget_utilization": [
+            {k: v for k, v in w.items() if k != "_current"} | {"as_of": as_of} for w in windows if w["_current"]
+        ],
+        "budget_utilization_history": [
+            {k: v for k, v in w.items() if k != "_current"} for w in windows if w["posting_count"]
+        ],
     }
 
 
@@ -359,13 +521,27 @@ class DbtRun:
         return {name for name, r in self.results.items() if r["status"] in ("fail", "error")}
 
 
-def run_dbt(warehouse: Warehouse, target_path: Path, *args: str, reporting: str = "USD",
-            as_of: datetime | None = None) -> DbtRun:
-    env = {**os.environ, **dbt_env_for(warehouse.url), "DBT_TARGET_PATH": str(target_path),
-           "DBT_LOG_PATH": str(target_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+def run_dbt(
+    warehouse: Warehouse, target_path: Path, *args: str, reporting: str = "USD", as_of: datetime | None = None
+) -> DbtRun:
+    env = {
+        **os.environ,
+        **dbt_env_for(warehouse.url),
+        "DBT_TARGET_PATH": str(target_path),
+        "DBT_LOG_PATH": str(target_path),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     variables = {"reporting_currency": reporting, **({"budget_as_of": as_of.isoformat()} if as_of else {})}
-    command = [str(DBT), *args, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-               "--vars", json.dumps(variables)]
+    command = [
+        str(DBT),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT),
+        "--profiles-dir",
+        str(DBT_PROJECT),
+        "--vars",
+        json.dumps(variables),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     results_path = target_path / "run_results.json"
     results = json.loads(results_path.read_text())["results"] if results_path.exists() else []
@@ -380,7 +556,9 @@ def build(warehouse: Warehouse, target_path: Path, *extra: str, **kwargs: Any) -
 
 
 def reset(warehouse: Warehouse) -> None:
-    warehouse.execute_script([f"DROP SCHEMA IF EXISTS {s} CASCADE" for s in ("ledger", "analytics", "analytics_staging")])
+    warehouse.execute_script(
+        [f"DROP SCHEMA IF EXISTS {s} CASCADE" for s in ("ledger", "analytics", "analytics_staging")]
+    )
     ensure_schema(warehouse)
 
 
@@ -398,16 +576,32 @@ def rates_for(ledger: Ledger, days: range) -> None:
 def small_ledger() -> Ledger:
     ledger = Ledger()
     rates_for(ledger, range(0, 4))  # Monday to Thursday
-    ledger.book([("assets:cash:stripe:usd", "USD", 10_000), ("revenue:experiment:exp-a", "USD", -10_000)],
-                at(0, 9), experiment_id="exp-a", kind="sale")
-    ledger.book([("expenses:ads:experiment:exp-a", "EUR", 2_500), ("assets:cash:bank:eur", "EUR", -2_500)],
-                at(1, 10), experiment_id="exp-a", kind="ad_spend")
-    ledger.book([("assets:cash:stripe:jpy", "JPY", 1_500), ("revenue:experiment:exp-b", "JPY", -1_500)],
-                at(4, 23, 59), experiment_id="exp-b", kind="sale")  # Friday, before Friday's rate
+    ledger.book(
+        [("assets:cash:stripe:usd", "USD", 10_000), ("revenue:experiment:exp-a", "USD", -10_000)],
+        at(0, 9),
+        experiment_id="exp-a",
+        kind="sale",
+    )
+    ledger.book(
+        [("expenses:ads:experiment:exp-a", "EUR", 2_500), ("assets:cash:bank:eur", "EUR", -2_500)],
+        at(1, 10),
+        experiment_id="exp-a",
+        kind="ad_spend",
+    )
+    ledger.book(
+        [("assets:cash:stripe:jpy", "JPY", 1_500), ("revenue:experiment:exp-b", "JPY", -1_500)],
+        at(4, 23, 59),
+        experiment_id="exp-b",
+        kind="sale",
+    )  # Friday, before Friday's rate
     ledger.book([("assets:cash:bank:kwd", "KWD", 12_345), ("equity:capital", "KWD", -12_345)], at(2, 8), kind="capital")
     # 150 EUR at Tuesday's 1.0807 is 16210.5 US cents exactly: half-even gives 16210.
-    ledger.book([("assets:cash:bank:eur", "EUR", 15_000), ("revenue:experiment:exp-c", "EUR", -15_000)],
-                at(1, 16), experiment_id="exp-c", kind="sale")
+    ledger.book(
+        [("assets:cash:bank:eur", "EUR", 15_000), ("revenue:experiment:exp-c", "EUR", -15_000)],
+        at(1, 16),
+        experiment_id="exp-c",
+        kind="sale",
+    )
     ledger.book([("expenses:hosting", "EUR", 300), ("assets:cash:bank:eur", "EUR", -300)], at(0, 20), kind="hosting")
     ledger.budget("experiment", "exp-a", "month", "EUR", 2_000)
     daily = ledger.budget("global", "*", "day", "EUR", 1_000)
@@ -445,8 +639,9 @@ def small_duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[str
 
 
 @pytest.fixture(scope="session")
-def small_postgres_template(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
-                            ) -> Iterator[tuple[str, DbtRun]]:
+def small_postgres_template(
+    postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, DbtRun]]:
     import psycopg
 
     name = f"vl_template_{uuid.uuid4().hex[:12]}"
@@ -484,23 +679,34 @@ def built_small_ledger(request: pytest.FixtureRequest, warehouse_url: str) -> Bu
     return BuiltLedger(warehouse, small_ledger().already_written(), run)
 
 
-def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(built_small_ledger: BuiltLedger,
-                                                                               tmp_path: Path):
+def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(
+    built_small_ledger: BuiltLedger, tmp_path: Path
+):
     warehouse, ledger, first = built_small_ledger.warehouse, built_small_ledger.ledger, built_small_ledger.first_build
     assert first.returncode == 0
     assert first.status("trial_balance_nets_to_zero") == "pass"
     assert_marts_equal(warehouse, ledger, "USD", SMALL_AS_OF)
-    half = warehouse.query("SELECT amount_minor, amount_reporting_minor FROM analytics.fct_postings "
-                           "WHERE transaction_id = 'tx-0004' ORDER BY amount_minor")
+    half = warehouse.query(
+        "SELECT amount_minor, amount_reporting_minor FROM analytics.fct_postings "
+        "WHERE transaction_id = 'tx-0004' ORDER BY amount_minor"
+    )
     assert half.astype(int).values.tolist() == [[-15_000, -16_210], [15_000, 16_210]]
-    daily = warehouse.query("SELECT window_start, limit_minor, spent_minor, is_exceeded "
-                            "FROM analytics.budget_utilization_history WHERE budget_id = 'b-001'")
-    assert sorted((int(limit), int(spent), bool(over)) for _, limit, spent, over in daily.itertuples(index=False)) \
-        == [(500, 2_500, True), (1_000, 300, False)]
+    daily = warehouse.query(
+        "SELECT window_start, limit_minor, spent_minor, is_exceeded "
+        "FROM analytics.budget_utilization_history WHERE budget_id = 'b-001'"
+    )
+    assert sorted((int(limit), int(spent), bool(over)) for _, limit, spent, over in daily.itertuples(index=False)) == [
+        (500, 2_500, True),
+        (1_000, 300, False),
+    ]
 
     # Ten dollars of cash against nine dollars of revenue: no double-entry writer would do this.
-    ledger.book([("assets:cash:stripe:usd", "USD", 1_000), ("revenue:experiment:exp-a", "USD", -900)],
-                at(3), recorded_at=at(10), experiment_id="exp-a")
+    ledger.book(
+        [("assets:cash:stripe:usd", "USD", 1_000), ("revenue:experiment:exp-a", "USD", -900)],
+        at(3),
+        recorded_at=at(10),
+        experiment_id="exp-a",
+    )
     ledger.write(warehouse)
     second = run_dbt(warehouse, tmp_path / "target", "build")
     assert second.returncode != 0
@@ -509,11 +715,15 @@ def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(b
     assert second.results["trial_balance_nets_to_zero"]["failures"] == 1  # one currency, USD, is off
 
 
-def test_a_posting_without_a_recent_rate_fails_the_build_rather_than_use_a_stale_rate(warehouse: Warehouse,
-                                                                                        tmp_path: Path):
+def test_a_posting_without_a_recent_rate_fails_the_build_rather_than_use_a_stale_rate(
+    warehouse: Warehouse, tmp_path: Path
+):
     ledger = small_ledger()
-    ledger.book([("assets:cash:stripe:jpy", "JPY", 900), ("revenue:experiment:exp-b", "JPY", -900)],
-                at(3 + MAX_RATE_AGE_DAYS + 1), experiment_id="exp-b")  # the last rates are Thursday's
+    ledger.book(
+        [("assets:cash:stripe:jpy", "JPY", 900), ("revenue:experiment:exp-b", "JPY", -900)],
+        at(3 + MAX_RATE_AGE_DAYS + 1),
+        experiment_id="exp-b",
+    )  # the last rates are Thursday's
     ledger.write(warehouse)
     run = run_dbt(warehouse, tmp_path / "target", "build")
     assert run.returncode != 0
@@ -524,8 +734,9 @@ def test_a_posting_without_a_recent_rate_fails_the_build_rather_than_use_a_stale
         assert run.status(native) == "success"
 
 
-def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(built_small_ledger: BuiltLedger,
-                                                                        tmp_path: Path):
+def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(
+    built_small_ledger: BuiltLedger, tmp_path: Path
+):
     target = tmp_path / "target"
     warehouse, ledger = built_small_ledger.warehouse, built_small_ledger.ledger  # built once, as of at(1)
     friday_sale = "SELECT fx_rate_date FROM analytics.fct_postings WHERE posting_id = 'tx-0002-0'"
@@ -533,12 +744,25 @@ def test_incremental_build_picks_up_late_rows_and_equals_a_full_refresh(built_sm
 
     newest = max(p["recorded_at"] for p in ledger.postings)
     rates_for(ledger, range(4, 5))  # Friday's rate arrives: the Friday sale is reconverted
-    ledger.book([("revenue:experiment:exp-a", "USD", 2_000), ("assets:cash:stripe:usd", "USD", -2_000)],
-                at(0, 15), recorded_at=at(6), experiment_id="exp-a", kind="refund")  # late: for Monday
-    ledger.book([("expenses:ads:experiment:exp-a", "EUR", 700), ("assets:cash:bank:eur", "EUR", -700)],
-                at(1, 6), recorded_at=newest - timedelta(hours=1), experiment_id="exp-a")  # committed late
-    ledger.book([("assets:cash:stripe:jpy", "JPY", 800), ("revenue:experiment:exp-b", "JPY", -800)],
-                at(5, 11), recorded_at=at(6), experiment_id="exp-b")  # Saturday: Friday's rate
+    ledger.book(
+        [("revenue:experiment:exp-a", "USD", 2_000), ("assets:cash:stripe:usd", "USD", -2_000)],
+        at(0, 15),
+        recorded_at=at(6),
+        experiment_id="exp-a",
+        kind="refund",
+    )  # late: for Monday
+    ledger.book(
+        [("expenses:ads:experiment:exp-a", "EUR", 700), ("assets:cash:bank:eur", "EUR", -700)],
+        at(1, 6),
+        recorded_at=newest - timedelta(hours=1),
+        experiment_id="exp-a",
+    )  # committed late
+    ledger.book(
+        [("assets:cash:stripe:jpy", "JPY", 800), ("revenue:experiment:exp-b", "JPY", -800)],
+        at(5, 11),
+        recorded_at=at(6),
+        experiment_id="exp-b",
+    )  # Saturday: Friday's rate
     ledger.write(warehouse)
 
     incremental = build(warehouse, target, as_of=at(5))
@@ -563,10 +787,22 @@ CURRENCIES = ("USD", "EUR", "JPY", "KWD")
 
 
 def accounts_for(experiment: str | None, currency: str) -> list[str]:
-    own = [f"revenue:experiment:{experiment}", f"expenses:ads:experiment:{experiment}"] if experiment else ["revenue:other"]
-    return [f"assets:cash:stripe:{currency.lower()}", f"assets:cash:bank:{currency.lower()}", "assets:receivables",
-            "expenses:fees:stripe", "expenses:hosting", "liabilities:refunds", "liabilities:tax:de", "equity:capital",
-            *own]
+    own = (
+        [f"revenue:experiment:{experiment}", f"expenses:ads:experiment:{experiment}"]
+        if experiment
+        else ["revenue:other"]
+    )
+    return [
+        f"assets:cash:stripe:{currency.lower()}",
+        f"assets:cash:bank:{currency.lower()}",
+        "assets:receivables",
+        "expenses:fees:stripe",
+        "expenses:hosting",
+        "liabilities:refunds",
+        "liabilities:tax:de",
+        "equity:capital",
+        *own,
+    ]
 
 
 @st.composite
@@ -588,34 +824,48 @@ def ledgers(draw: st.DrawFn) -> tuple[Ledger, str, datetime]:
         recorded = occurred + timedelta(minutes=draw(st.integers(0, 3 * 24 * 60)))
         legs = []
         for currency in draw(st.lists(st.sampled_from(CURRENCIES), min_size=1, max_size=2, unique=True)):
-            accounts = draw(st.lists(st.sampled_from(accounts_for(experiment, currency)), min_size=2, max_size=4,
-                                     unique=True))
-            amounts = [draw(st.integers(-10**7, 10**7)) for _ in accounts[1:]]
+            accounts = draw(
+                st.lists(st.sampled_from(accounts_for(experiment, currency)), min_size=2, max_size=4, unique=True)
+            )
+            amounts = [draw(st.integers(-(10**7), 10**7)) for _ in accounts[1:]]
             legs += [(a, currency, x) for a, x in zip(accounts, [-sum(amounts), *amounts], strict=True)]
         ledger.book(legs, occurred, recorded, experiment)
     seen = set()
     for _ in range(draw(st.integers(0, 5))):
         scope = draw(st.sampled_from(["global", "category", "experiment"]))
-        key = ("*" if scope == "global" else draw(st.sampled_from(["ads", "fees", "hosting"])) if scope == "category"
-               else draw(st.sampled_from(EXPERIMENTS)))
+        key = (
+            "*"
+            if scope == "global"
+            else draw(st.sampled_from(["ads", "fees", "hosting"]))
+            if scope == "category"
+            else draw(st.sampled_from(EXPERIMENTS))
+        )
         period, currency = draw(st.sampled_from(["hour", "day", "month", "total"])), draw(st.sampled_from(CURRENCIES))
         if (scope, key, period, currency) not in seen:
             seen.add((scope, key, period, currency))
             budget_id = ledger.budget(scope, key, period, currency, draw(st.integers(0, 2 * 10**7)))
             if draw(st.booleans()):
-                ledger.change_limit(budget_id, draw(st.integers(0, 2 * 10**7)),
-                                    START + timedelta(minutes=draw(st.integers(1, DAYS * 24 * 60))))
+                ledger.change_limit(
+                    budget_id,
+                    draw(st.integers(0, 2 * 10**7)),
+                    START + timedelta(minutes=draw(st.integers(1, DAYS * 24 * 60))),
+                )
     as_of = START + timedelta(minutes=draw(st.integers(0, DAYS * 24 * 60)))
     return ledger, draw(st.sampled_from(["USD", "EUR", "JPY"])), as_of
 
 
 # Each example is a whole dbt build (seconds): few examples, no deadline, and no shrinking, which
 # would rebuild hundreds of times; a failure reports its example unshrunk.
-@settings(max_examples=5, deadline=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=5,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(example=ledgers())
-def test_every_mart_equals_an_independent_computation(warehouse: Warehouse, tmp_path: Path,
-                                                      example: tuple[Ledger, str, datetime]):
+def test_every_mart_equals_an_independent_computation(
+    warehouse: Warehouse, tmp_path: Path, example: tuple[Ledger, str, datetime]
+):
     ledger, reporting, as_of = example
     reset(warehouse)
     ledger.write(warehouse)
@@ -634,17 +884,14 @@ def marts_resources(url: str) -> dict[str, Any]:
     return {"warehouse": warehouse, "dbt": DbtResource(warehouse=warehouse)}
 
 
-def mart(name: str) -> "dg.AssetKey":
-    import dagster as dg
-
+def mart(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
 
 
-def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duckdb_url: str, tmp_path: Path,
-                                                                            monkeypatch):
+def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(
+    duckdb_url: str, tmp_path: Path, monkeypatch
+):
     import tempfile
-
-    import dagster as dg
 
     from assets.ledger_marts.dbt import ledger_dbt_assets
 
@@ -663,9 +910,15 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     result = dg.materialize([ledger_dbt_assets], resources=resources)
     assert result.success
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
-    assert {mart("revenue_summary"), mart("trial_balance"), mart("daily_cash_flow"), mart("budget_utilization"),
-            dg.AssetKey(["staging", "stg_postings"]), mart("fct_postings"),
-            dg.AssetKey(["seeds", "currencies"])} <= materialized
+    assert {
+        mart("revenue_summary"),
+        mart("trial_balance"),
+        mart("daily_cash_flow"),
+        mart("budget_utilization"),
+        dg.AssetKey(["staging", "stg_postings"]),
+        mart("fct_postings"),
+        dg.AssetKey(["seeds", "currencies"]),
+    } <= materialized
     assert materialized == set(ledger_dbt_assets.keys)
     checks = {(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}
     assert len(checks) == len(ledger_dbt_assets.check_keys)
@@ -675,8 +928,12 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     summary = warehouse.query("SELECT * FROM analytics.revenue_summary WHERE experiment_id = 'exp-a'")
     assert summary[["total_revenue_cents", "total_cost_cents"]].astype(int).values.tolist() == [[10_000, 2_702]]
 
-    ledger.book([("assets:cash:stripe:usd", "USD", 1_000), ("revenue:experiment:exp-a", "USD", -900)],
-                at(3), recorded_at=at(10), experiment_id="exp-a")
+    ledger.book(
+        [("assets:cash:stripe:usd", "USD", 1_000), ("revenue:experiment:exp-a", "USD", -900)],
+        at(3),
+        recorded_at=at(10),
+        experiment_id="exp-a",
+    )
     ledger.write(warehouse)
     failed = dg.materialize([ledger_dbt_assets], resources=resources, raise_on_error=False)
     assert not failed.success
@@ -684,32 +941,42 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(duc
     assert not checks[(mart("trial_balance"), "trial_balance_nets_to_zero")].passed
 
     assert not list(scratch.glob("ventureloop-dbt-*")), "a dbt run's target directory was left behind"
-    assert {p.name for p in (DBT_PROJECT / "target").iterdir() if p.is_dir()} <= target_dirs, \
+    assert {p.name for p in (DBT_PROJECT / "target").iterdir() if p.is_dir()} <= target_dirs, (
         "dagster-dbt left a folder in dbt_project/target"
+    )
 
 
-@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the selection is dagster-dbt's, not the backend's
+@pytest.mark.parametrize(
+    "warehouse_url", ["duckdb"], indirect=True
+)  # the selection is dagster-dbt's, not the backend's
 def test_materializing_one_mart_runs_only_that_mart_and_its_tests(built_small_ledger: BuiltLedger):
     """What the UI's "Materialize selected" and `dagster asset materialize --select` do: a subset of
     the dbt multi-asset, which dagster-dbt turns into `dbt build --select` of just those nodes."""
-    import dagster as dg
 
     from assets.ledger_marts.dbt import ledger_dbt_assets
 
     warehouse = built_small_ledger.warehouse
     # Marker rows: one in the mart above revenue_summary, which a rebuild of revenue_summary must
     # carry over and a rebuild of experiment_pnl would remove, and one in an unrelated mart.
-    warehouse.execute("INSERT INTO analytics.experiment_pnl (experiment_id, revenue_minor, cost_minor, profit_minor, "
-                      "transaction_count) VALUES ('marker', 7, 0, 7, 1)")
+    warehouse.execute(
+        "INSERT INTO analytics.experiment_pnl (experiment_id, revenue_minor, cost_minor, profit_minor, "
+        "transaction_count) VALUES ('marker', 7, 0, 7, 1)"
+    )
     warehouse.execute("INSERT INTO analytics.trial_balance (currency) VALUES ('XXX')")
     with dg.instance_for_test() as instance:
-        result = dg.materialize([ledger_dbt_assets], selection=[mart("revenue_summary")],
-                                resources=marts_resources(warehouse.url), instance=instance)
+        result = dg.materialize(
+            [ledger_dbt_assets],
+            selection=[mart("revenue_summary")],
+            resources=marts_resources(warehouse.url),
+            instance=instance,
+        )
         logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {mart("revenue_summary")}
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {key.name: True for key in ledger_dbt_assets.check_keys if key.asset_key == mart("revenue_summary")}
+    assert checks == {
+        key.name: True for key in ledger_dbt_assets.check_keys if key.asset_key == mart("revenue_summary")
+    }
     # dbt ran that one model and its six tests (the step's run_results summary line), nothing else.
     summaries = [line for line in logs if line.startswith("dbt build: ")]
     assert len(summaries) == 1 and summaries[0].endswith(" s, 6 pass, 1 success"), summaries
@@ -721,7 +988,6 @@ def test_materializing_one_mart_runs_only_that_mart_and_its_tests(built_small_le
 
 
 def test_a_dbt_target_that_disagrees_with_the_warehouse_is_a_clear_failure(duckdb_url: str):
-    import dagster as dg
 
     from assets.resources import DbtResource, WarehouseResource
 

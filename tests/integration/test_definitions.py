@@ -44,8 +44,9 @@ def test_definitions_match_the_snapshot(location: str):
     expected = json.loads(SNAPSHOT.read_text())[location]
     actual = describe(defs)
     for part in expected:
-        assert actual[part] == expected[part], f"{location} {part} changed; if intended, rewrite the snapshot " \
-                                               f"(see this module's docstring)"
+        assert actual[part] == expected[part], (
+            f"{location} {part} changed; if intended, rewrite the snapshot (see this module's docstring)"
+        )
 
 
 def test_the_marts_hang_off_the_ledger_writers_across_locations():
@@ -63,10 +64,17 @@ def test_the_main_location_loads_without_dagster_dbt():
     # location may pay it (orchestration/marts_definitions.py).
     import subprocess
 
-    probe = "import sys, orchestration.definitions; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
-            "('dagster_dbt', 'dbt')))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[2])
+    probe = (
+        "import sys, orchestration.definitions; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dagster_dbt', 'dbt')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.stdout.strip() == "[]"
 
 

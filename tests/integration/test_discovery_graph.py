@@ -5,8 +5,11 @@ import shutil
 import dagster as dg
 import pytest
 
-from assets.discovery.checks import every_source_has_opportunities, opportunities_pass_quality_suite, \
-    scores_within_unit_interval
+from assets.discovery.checks import (
+    every_source_has_opportunities,
+    opportunities_pass_quality_suite,
+    scores_within_unit_interval,
+)
 from assets.discovery.opportunities import opportunities, opportunity_features, scored_opportunities
 from assets.discovery.raw import SOURCES, raw_assets
 from assets.resources import DiscoveryResource, WarehouseResource
@@ -14,13 +17,21 @@ from core.discovery.sources.base import FAMILIES
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
-GRAPH = [*raw_assets, opportunities, opportunity_features, scored_opportunities,
-         opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval]
+GRAPH = [
+    *raw_assets,
+    opportunities,
+    opportunity_features,
+    scored_opportunities,
+    opportunities_pass_quality_suite,
+    every_source_has_opportunities,
+    scores_within_unit_interval,
+]
 
 
 def _materialize(url: str) -> dg.ExecuteInProcessResult:
-    return dg.materialize(GRAPH, resources={"warehouse": WarehouseResource(url=url),
-                                            "discovery": DiscoveryResource(mode="snapshot")})
+    return dg.materialize(
+        GRAPH, resources={"warehouse": WarehouseResource(url=url), "discovery": DiscoveryResource(mode="snapshot")}
+    )
 
 
 def _materialize_into_new(url: str) -> None:
@@ -73,7 +84,8 @@ def test_ten_families_flow_to_scored_opportunities_and_reruns_add_nothing(wareho
     by_rank = scored.sort_values("rank")
     assert by_rank["rank"].tolist() == list(range(1, len(scored) + 1))
     expected = scored.assign(read_at=scored["opportunity_id"].map(features_order)).sort_values(
-        ["score", "read_at"], ascending=[False, True])
+        ["score", "read_at"], ascending=[False, True]
+    )
     assert by_rank["opportunity_id"].tolist() == expected["opportunity_id"].tolist()
     assert by_rank["score"].iloc[0] == scored["score"].max()
 
@@ -91,8 +103,9 @@ def test_ten_families_flow_to_scored_opportunities_and_reruns_add_nothing(wareho
     assert second.success
     again = _metadata(second, "opportunities")
     assert again["new"] == 0
-    assert again["duplicates"] == sum(_metadata(second, f"raw/{s.name}")["items"] for s in SOURCES) - \
-        sum(v["quarantined"] for v in again["per_source_json"].values())
+    assert again["duplicates"] == sum(_metadata(second, f"raw/{s.name}")["items"] for s in SOURCES) - sum(
+        v["quarantined"] for v in again["per_source_json"].values()
+    )
     assert warehouse.count("core.opportunities") == len(opportunities_table)
     assert warehouse.count("core.opportunity_sightings") > len(opportunities_table)
 
@@ -101,9 +114,10 @@ def test_a_failing_source_does_not_fail_the_others(warehouse: Warehouse, tmp_pat
     broken = next(a for a in raw_assets if a.key.path[-1] == "hackernews")
     source = next(s for s in SOURCES if s.name == "hackernews")
     monkeypatch.setattr(type(source), "snapshot_dir", property(lambda self: tmp_path / "nothing-recorded"))
-    result = dg.materialize([broken, *raw_assets[1:2], opportunities],
-                            resources={"warehouse": WarehouseResource(url=warehouse.url),
-                                       "discovery": DiscoveryResource(mode="snapshot")})
+    result = dg.materialize(
+        [broken, *raw_assets[1:2], opportunities],
+        resources={"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="snapshot")},
+    )
     assert result.success
     meta = _metadata(result, "raw/hackernews")
     assert meta["status"] == "failed" and "no snapshot" in meta["message"]
@@ -119,8 +133,10 @@ def test_live_mode_without_credentials_skips_with_a_message(warehouse: Warehouse
     # Credentials in the process environment are not what the asset reads: the resource is.
     monkeypatch.setenv("REDDIT_CLIENT_ID", "from-the-environment")
     monkeypatch.setenv("REDDIT_CLIENT_SECRET", "from-the-environment")
-    result = dg.materialize([reddit], resources={"warehouse": WarehouseResource(url=warehouse.url),
-                                                 "discovery": DiscoveryResource(mode="live")})
+    result = dg.materialize(
+        [reddit],
+        resources={"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="live")},
+    )
     assert result.success
     meta = _metadata(result, "raw/reddit")
     assert meta["status"] == "skipped"
@@ -132,10 +148,12 @@ def test_live_mode_without_credentials_skips_with_a_message(warehouse: Warehouse
 def test_scoring_config_is_validated(materialized_warehouse: Warehouse, weights):
     warehouse = materialized_warehouse
     with pytest.raises(Exception, match="sum to 1"):
-        dg.materialize([scored_opportunities], resources={"warehouse": WarehouseResource(url=warehouse.url),
-                                                          "discovery": DiscoveryResource()},
-                       run_config={"ops": {"scored_opportunities": {"config": weights}}},
-                       selection=[scored_opportunities])
+        dg.materialize(
+            [scored_opportunities],
+            resources={"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource()},
+            run_config={"ops": {"scored_opportunities": {"config": weights}}},
+            selection=[scored_opportunities],
+        )
 
 
 def test_replay_across_several_sources_ingests_and_marks_rows(materialized_warehouse: Warehouse):
@@ -148,15 +166,29 @@ def test_replay_across_several_sources_ingests_and_marks_rows(materialized_wareh
     warehouse = materialized_warehouse
     # Quarantine rows for good raw records of two sources, as a connector bug would have left them.
     # Only records that normalized: the snapshots also hold deliberately bad ones, which would stay failing.
-    records = warehouse.query("SELECT r.record_id, r.source, r.payload FROM raw.records r "
-                              "JOIN core.opportunities o ON o.record_id = r.record_id "
-                              "WHERE r.source IN ('hackernews', 'reddit') ORDER BY r.record_id")
+    records = warehouse.query(
+        "SELECT r.record_id, r.source, r.payload FROM raw.records r "
+        "JOIN core.opportunities o ON o.record_id = r.record_id "
+        "WHERE r.source IN ('hackernews', 'reddit') ORDER BY r.record_id"
+    )
     picked = records.groupby("source").head(1)
-    warehouse.append("quarantine.records", pd.DataFrame({
-        "quarantine_id": [f"q-{i}" for i in range(len(picked))], "stage": "normalize", "source": picked["source"],
-        "origin": [f"raw.records/{r} (test)" for r in picked["record_id"]], "reason": "connector bug (fixed)",
-        "payload": picked["payload"], "payload_encoding": "utf-8", "quarantined_at": datetime.now(UTC),
-        "replayed_at": None, "run_id": None}))
+    warehouse.append(
+        "quarantine.records",
+        pd.DataFrame(
+            {
+                "quarantine_id": [f"q-{i}" for i in range(len(picked))],
+                "stage": "normalize",
+                "source": picked["source"],
+                "origin": [f"raw.records/{r} (test)" for r in picked["record_id"]],
+                "reason": "connector bug (fixed)",
+                "payload": picked["payload"],
+                "payload_encoding": "utf-8",
+                "quarantined_at": datetime.now(UTC),
+                "replayed_at": None,
+                "run_id": None,
+            }
+        ),
+    )
     report = replay(warehouse, SOURCES)
     assert report.replayed == 2
     replayed = warehouse.read("quarantine.records", "WHERE quarantine_id IN ('q-0', 'q-1')")

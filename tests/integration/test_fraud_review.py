@@ -20,22 +20,45 @@ NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 CLOCK = fixed_clock(NOW)
 
 
-def charge(txn_id: str, amount: int, *, days_ago: float = 0, currency: str = "usd", experiment: str = "exp-1",
-           customer: str | None = None, kind: str = "charge") -> dict:
+def charge(
+    txn_id: str,
+    amount: int,
+    *,
+    days_ago: float = 0,
+    currency: str = "usd",
+    experiment: str = "exp-1",
+    customer: str | None = None,
+    kind: str = "charge",
+) -> dict:
     fee = (amount * 29 + 500) // 1000 + 30 if kind == "charge" else 0
     created = int((NOW - timedelta(days=days_ago)).timestamp())
     metadata = {"experiment_id": experiment, "customer_country": "US"}
     if customer:
         metadata["customer_id"] = customer
-    return {"id": txn_id, "object": "balance_transaction", "amount": amount, "available_on": created, "created": created,
-            "currency": currency, "description": None, "exchange_rate": None, "fee": fee, "fee_details": [],
-            "net": amount - fee, "reporting_category": kind, "source": f"ch_{txn_id}", "status": "available",
-            "type": kind, "metadata": metadata}
+    return {
+        "id": txn_id,
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": created,
+        "created": created,
+        "currency": currency,
+        "description": None,
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": [],
+        "net": amount - fee,
+        "reporting_category": kind,
+        "source": f"ch_{txn_id}",
+        "status": "available",
+        "type": kind,
+        "metadata": metadata,
+    }
 
 
 def history(warehouse: Warehouse, n: int = 6, amount: int = 2_900, prefix: str = "h", **kwargs) -> None:
-    report = import_objects(warehouse, [charge(f"txn_{prefix}{i}", amount, days_ago=10 + i, **kwargs)
-                                        for i in range(n)], now=NOW)
+    report = import_objects(
+        warehouse, [charge(f"txn_{prefix}{i}", amount, days_ago=10 + i, **kwargs) for i in range(n)], now=NOW
+    )
     assert report.booked == n
 
 
@@ -50,14 +73,23 @@ def test_an_outlier_is_held_listed_released_and_then_booked(warehouse: Warehouse
     assert "stripe:txn_big" not in booked_keys(warehouse)
     [view] = list_holds(warehouse, now=NOW)
     assert (view.status, view.idempotency_key, view.amounts, view.experiment_id, view.kind, view.source) == (
-        "pending", "stripe:txn_big", "5000.00 USD", "exp-1", "revenue", "stripe")
-    assert view.reason == ("amount_outlier: 5000.00 USD is 172.4x the median 29.00 USD of 6 previous stripe revenue "
-                           "amounts in USD (limit 10x)")
+        "pending",
+        "stripe:txn_big",
+        "5000.00 USD",
+        "exp-1",
+        "revenue",
+        "stripe",
+    )
+    assert view.reason == (
+        "amount_outlier: 5000.00 USD is 172.4x the median 29.00 USD of 6 previous stripe revenue "
+        "amounts in USD (limit 10x)"
+    )
     assert view.expires_at == NOW + timedelta(days=14)  # hold_days
     assert report.messages("held") == [f"objects#0: held: held for review as hold {view.hold_id}: {view.reason}"]
 
-    decision = release(warehouse, view.hold_id, "alice@example.com", "enterprise licence, confirmed by phone",
-                       clock=CLOCK)
+    decision = release(
+        warehouse, view.hold_id, "alice@example.com", "enterprise licence, confirmed by phone", clock=CLOCK
+    )
     assert decision.decision == "posted" and decision.transaction_id
     stored = get_transaction(warehouse, decision.transaction_id)
     assert stored["idempotency_key"] == "stripe:txn_big"
@@ -65,13 +97,20 @@ def test_an_outlier_is_held_listed_released_and_then_booked(warehouse: Warehouse
     assert list_holds(warehouse, now=NOW) == []
     [decided] = list_holds(warehouse, include_decided=True, now=NOW)
     assert (decided.status, decided.decided_by, decided.note, decided.transaction_id) == (
-        "released", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)
+        "released",
+        "alice@example.com",
+        "enterprise licence, confirmed by phone",
+        decision.transaction_id,
+    )
 
     # The decision is audited in the same chain the ledger verifies.
     events = warehouse.query("SELECT event_type, payload FROM audit.events ORDER BY seq")
-    decided_events = [json.loads(p) for t, p in zip(events.event_type, events.payload) if t == HOLD_DECIDED]
+    decided_events = [
+        json.loads(p) for t, p in zip(events.event_type, events.payload, strict=False) if t == HOLD_DECIDED
+    ]
     assert [(e["hold_id"], e["decision"], e["decided_by"], e["note"], e["transaction_id"]) for e in decided_events] == [
-        (view.hold_id, "posted", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)]
+        (view.hold_id, "posted", "alice@example.com", "enterprise licence, confirmed by phone", decision.transaction_id)
+    ]
     assert HOLD_CREATED in set(events.event_type)
     assert verify(warehouse).ok
 
@@ -117,20 +156,24 @@ def test_a_velocity_burst_from_one_customer_is_held(warehouse: Warehouse):
     base = NOW - timedelta(hours=1)
     rows = ["event_id,occurred_at,kind,amount,currency,experiment_id,counterparty"] + [
         f"shop-{i},{(base + timedelta(minutes=i)).isoformat()},revenue,9.00,USD,exp-shop,mallory@example.com"
-        for i in range(5)]
+        for i in range(5)
+    ]
     report = import_bytes(warehouse, ("\n".join(rows) + "\n").encode(), name="burst.csv", now=NOW)
     assert [row.status for row in report.rows] == ["booked"] * 3 + ["held"] * 2
     assert {v.reason for v in list_holds(warehouse, now=NOW)} == {
         "velocity: 4 revenue events for customer mallory@example.com within 10 minutes (limit 3)",
-        "velocity: 5 revenue events for customer mallory@example.com within 10 minutes (limit 3)"}
+        "velocity: 5 revenue events for customer mallory@example.com within 10 minutes (limit 3)",
+    }
 
 
 def test_currency_mismatch_and_refund_ratio_hold_new_revenue(warehouse: Warehouse):
     history(warehouse, 4)
     report = import_objects(warehouse, [charge("txn_eur", 2_900, currency="eur"), charge("txn_usd", 2_900)], now=NOW)
     assert [row.status for row in report.rows] == ["held", "booked"]
-    assert list_holds(warehouse, now=NOW)[0].reason == \
-        "currency_mismatch: exp-1 has received only USD in 4 previous revenue events, never EUR"
+    assert (
+        list_holds(warehouse, now=NOW)[0].reason
+        == "currency_mismatch: exp-1 has received only USD in 4 previous revenue events, never EUR"
+    )
 
     history(warehouse, 10, 1_000, prefix="r-h", experiment="exp-r")
     refunds = [charge(f"txn_r{i}", -1_000, days_ago=0.5, experiment="exp-r", kind="refund") for i in range(4)]
@@ -150,10 +193,20 @@ def test_review_decisions_must_be_explicit(warehouse: Warehouse):
         reject(warehouse, view.hold_id, "", "no")
     with pytest.raises(ReviewError, match="does not exist"):
         release(warehouse, "no-such-hold", "alice", "ok")
-    reservation = hold(warehouse, TransactionRequest(
-        "budget:reserve-1", "spend", "ad reservation", NOW,
-        [Posting("expenses:ads:google", "USD", 100), Posting("assets:cash:bank:usd", "USD", -100)]),
-        reason="reserve", expires_at=NOW + timedelta(days=1), kind="reservation", clock=CLOCK)
+    reservation = hold(
+        warehouse,
+        TransactionRequest(
+            "budget:reserve-1",
+            "spend",
+            "ad reservation",
+            NOW,
+            [Posting("expenses:ads:google", "USD", 100), Posting("assets:cash:bank:usd", "USD", -100)],
+        ),
+        reason="reserve",
+        expires_at=NOW + timedelta(days=1),
+        kind="reservation",
+        clock=CLOCK,
+    )
     with pytest.raises(ReviewError, match="is a 'reservation' hold, not a fraud review"):
         reject(warehouse, reservation.hold_id, "alice", "not mine")
     assert [v.hold_id for v in list_holds(warehouse, now=NOW)] == [view.hold_id]

@@ -18,15 +18,30 @@ SALE_ROW = "gumroad-2007"  # generic_events_bad.csv: kind "sale", which the impo
 
 
 def transfer(txn_id: str) -> dict:
-    return {"id": txn_id, "object": "balance_transaction", "amount": 5000, "available_on": 1_762_300_000,
-            "created": 1_762_100_000, "currency": "usd", "description": "to the reserve", "exchange_rate": None,
-            "fee": 0, "fee_details": [], "net": 5000, "reporting_category": "transfer", "source": None,
-            "status": "available", "type": "transfer", "metadata": {}}
+    return {
+        "id": txn_id,
+        "object": "balance_transaction",
+        "amount": 5000,
+        "available_on": 1_762_300_000,
+        "created": 1_762_100_000,
+        "currency": "usd",
+        "description": "to the reserve",
+        "exchange_rate": None,
+        "fee": 0,
+        "fee_details": [],
+        "net": 5000,
+        "reporting_category": "transfer",
+        "source": None,
+        "status": "available",
+        "type": "transfer",
+        "metadata": {},
+    }
 
 
 def pending_imports(warehouse: Warehouse) -> list[str]:
-    rows = warehouse.query("SELECT origin FROM quarantine.records WHERE stage = 'import' AND replayed_at IS NULL "
-                           "ORDER BY origin")
+    rows = warehouse.query(
+        "SELECT origin FROM quarantine.records WHERE stage = 'import' AND replayed_at IS NULL ORDER BY origin"
+    )
     return rows["origin"].tolist()
 
 
@@ -54,8 +69,12 @@ def test_a_stripe_object_books_once_its_type_is_mapped(warehouse: Warehouse, mon
     after = replay_imports(warehouse, now=NOW)
     assert (after.replayed, after.still_failing, after.not_replayable) == (1, 0, 0)
     assert pending_imports(warehouse) == []
-    assert warehouse.scalar("SELECT count(*) FROM ledger.transactions WHERE idempotency_key = %s",
-                            ["stripe:txn_transfer_1"]) == 1
+    assert (
+        warehouse.scalar(
+            "SELECT count(*) FROM ledger.transactions WHERE idempotency_key = %s", ["stripe:txn_transfer_1"]
+        )
+        == 1
+    )
     assert replay_imports(warehouse, now=NOW).replayed == 0  # nothing left to replay
 
 

@@ -25,15 +25,48 @@ CHARGE = "stripe:txn_3PbQ2nK4rT8aZ0aA0b1c2d3e"
 EPOCH = int(datetime(2026, 11, 2, 9, 0, tzinfo=UTC).timestamp())
 
 
-def bt(txn_id: str, kind: str, amount: int, fee: int = 0, *, currency: str = "usd", created: int = EPOCH,
-       category: str | None = None, metadata: dict | None = None, **extra) -> dict:
+def bt(
+    txn_id: str,
+    kind: str,
+    amount: int,
+    fee: int = 0,
+    *,
+    currency: str = "usd",
+    created: int = EPOCH,
+    category: str | None = None,
+    metadata: dict | None = None,
+    **extra,
+) -> dict:
     """A balance transaction in the API's shape."""
-    return {"id": txn_id, "object": "balance_transaction", "amount": amount, "available_on": created + 172_800,
-            "created": created, "currency": currency, "description": None, "exchange_rate": None, "fee": fee,
-            "fee_details": [{"amount": fee, "application": None, "currency": currency,
-                             "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [],
-            "net": amount - fee, "reporting_category": category or kind, "source": None, "status": "available",
-            "type": kind, "metadata": metadata or {}, **extra}
+    return {
+        "id": txn_id,
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": created + 172_800,
+        "created": created,
+        "currency": currency,
+        "description": None,
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": [
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ]
+        if fee
+        else [],
+        "net": amount - fee,
+        "reporting_category": category or kind,
+        "source": None,
+        "status": "available",
+        "type": kind,
+        "metadata": metadata or {},
+        **extra,
+    }
 
 
 def postings(warehouse: Warehouse, key: str) -> list[tuple[str, str, int]]:
@@ -53,41 +86,67 @@ def run(warehouse: Warehouse, name: str, **kwargs):
 
 # -- formats and the mapping ---------------------------------------------------------------------
 
+
 def test_stripe_list_books_every_type_to_its_accounts(warehouse: Warehouse):
     report = run(warehouse, "stripe_list.json", run_id="run-1")
     assert (report.format, report.booked, report.duplicates, report.held, report.quarantined) == (
-        "stripe_json", 7, 0, 0, 0)
+        "stripe_json",
+        7,
+        0,
+        0,
+        0,
+    )
     # charge 29.00, fee 1.14, US customer (0% tax): net to the Stripe balance, fee to fees, gross to revenue.
-    assert postings(warehouse, CHARGE) == [("assets:cash:stripe:usd", "USD", 2_786),
-                                           ("expenses:fees:stripe", "USD", 114),
-                                           ("revenue:experiment:exp-newsletter", "USD", -2_900)]
+    assert postings(warehouse, CHARGE) == [
+        ("assets:cash:stripe:usd", "USD", 2_786),
+        ("expenses:fees:stripe", "USD", 114),
+        ("revenue:experiment:exp-newsletter", "USD", -2_900),
+    ]
     # A German customer: the tax hook moves 19/119 of the gross to liabilities:tax:de.
     assert postings(warehouse, "stripe:txn_3PbQ7aK4rT8aZ0aA1f2g3h4i") == [
-        ("assets:cash:stripe:usd", "USD", 4_728), ("expenses:fees:stripe", "USD", 172),
-        ("revenue:experiment:exp-api-credits", "USD", -4_900), ("revenue:experiment:exp-api-credits", "USD", 782),
-        ("liabilities:tax:de", "USD", -782)]
+        ("assets:cash:stripe:usd", "USD", 4_728),
+        ("expenses:fees:stripe", "USD", 172),
+        ("revenue:experiment:exp-api-credits", "USD", -4_900),
+        ("revenue:experiment:exp-api-credits", "USD", 782),
+        ("liabilities:tax:de", "USD", -782),
+    ]
     assert postings(warehouse, "stripe:txn_3PbR1cK4rT8aZ0aA2j3k4l5m")[-1] == ("revenue:unattributed", "USD", -9_900)
     assert postings(warehouse, "stripe:txn_3PbS4dK4rT8aZ0aA3n4o5p6q") == [
-        ("assets:cash:stripe:usd", "USD", -2_900), ("revenue:experiment:exp-newsletter", "USD", 2_900)]
+        ("assets:cash:stripe:usd", "USD", -2_900),
+        ("revenue:experiment:exp-newsletter", "USD", 2_900),
+    ]
     assert postings(warehouse, "stripe:txn_1PbT5eK4rT8aZ0aA4v5w6x7y") == [
-        ("assets:cash:stripe:usd", "USD", -200), ("expenses:fees:stripe", "USD", 200)]
+        ("assets:cash:stripe:usd", "USD", -200),
+        ("expenses:fees:stripe", "USD", 200),
+    ]
     assert postings(warehouse, "stripe:txn_1PbU6fK4rT8aZ0aA5z6a7b8c") == [
-        ("assets:cash:stripe:usd", "USD", -1_500), ("expenses:adjustments:stripe", "USD", 1_500)]
+        ("assets:cash:stripe:usd", "USD", -1_500),
+        ("expenses:adjustments:stripe", "USD", 1_500),
+    ]
     assert postings(warehouse, "stripe:txn_1PbV7gK4rT8aZ0aA6d7e8f9g") == [
-        ("assets:cash:stripe:usd", "USD", -10_000), ("assets:cash:bank:usd", "USD", 10_000)]
+        ("assets:cash:stripe:usd", "USD", -10_000),
+        ("assets:cash:bank:usd", "USD", 10_000),
+    ]
     # The Stripe balance equals the sum of the nets.
-    assert balance(warehouse, "assets:cash:stripe:usd", "USD") == 2_786 + 4_728 + 9_583 - 2_900 - 200 - 1_500 \
-        - 10_000
+    assert balance(warehouse, "assets:cash:stripe:usd", "USD") == 2_786 + 4_728 + 9_583 - 2_900 - 200 - 1_500 - 10_000
     row = warehouse.read("ledger.transactions", "WHERE idempotency_key = %s", [CHARGE]).iloc[0]
     assert (row["kind"], row["source"], row["experiment_id"], row["external_ref"]) == (
-        "revenue", "stripe", "exp-newsletter", "ch_3PbQ2nK4rT8aZ0aA1x2y3z4w")
-    assert json.loads(row["metadata"]) == {"stripe_type": "charge", "customer_id": "cus_R2d2C3po4Bb8",
-                                           "customer_country": "US"}
+        "revenue",
+        "stripe",
+        "exp-newsletter",
+        "ch_3PbQ2nK4rT8aZ0aA1x2y3z4w",
+    )
+    assert json.loads(row["metadata"]) == {
+        "stripe_type": "charge",
+        "customer_id": "cus_R2d2C3po4Bb8",
+        "customer_country": "US",
+    }
     assert verify(warehouse).ok
 
 
-@pytest.mark.parametrize("first", ["stripe_list.json", "stripe_balance.jsonl", "stripe_export.csv",
-                                   "stripe_export_bom.csv"])
+@pytest.mark.parametrize(
+    "first", ["stripe_list.json", "stripe_balance.jsonl", "stripe_export.csv", "stripe_export_bom.csv"]
+)
 def test_every_stripe_format_books_the_same_content_so_the_others_are_duplicates(warehouse: Warehouse, first):
     assert run(warehouse, first).booked == 7
     for other in ("stripe_list.json", "stripe_balance.jsonl", "stripe_export.csv", "stripe_export_bom.csv"):
@@ -106,8 +165,10 @@ def test_format_is_detected_from_content_not_extension(warehouse: Warehouse, tmp
     assert detect_format((FIXTURES / "generic_events.csv").read_bytes())[0] == "generic_csv"
     lines = (FIXTURES / "stripe_balance.jsonl").read_bytes().split(b"\n")
     assert detect_format(lines[0][:40] + b"\n" + b"\n".join(lines[1:]))[0] == "stripe_jsonl"  # first line cut
-    assert detect_format(json.dumps(json.loads((FIXTURES / "stripe_list.json").read_text())).encode()[:300])[0] == \
-        "stripe_json"  # a one-line list response, cut
+    assert (
+        detect_format(json.dumps(json.loads((FIXTURES / "stripe_list.json").read_text())).encode()[:300])[0]
+        == "stripe_json"
+    )  # a one-line list response, cut
     assert import_file(warehouse, disguised, now=NOW).booked == 7
 
 
@@ -120,31 +181,48 @@ def test_dispute_and_positive_adjustment_mapping(warehouse: Warehouse):
     ]
     report = import_objects(warehouse, objects, now=NOW)
     assert report.booked == 4
-    assert postings(warehouse, "stripe:txn_dp") == [("assets:cash:stripe:usd", "USD", -6_500),
-                                                    ("expenses:fees:stripe", "USD", 1_500),
-                                                    ("revenue:experiment:exp-1", "USD", 5_000)]
+    assert postings(warehouse, "stripe:txn_dp") == [
+        ("assets:cash:stripe:usd", "USD", -6_500),
+        ("expenses:fees:stripe", "USD", 1_500),
+        ("revenue:experiment:exp-1", "USD", 5_000),
+    ]
     assert warehouse.scalar("SELECT kind FROM ledger.transactions WHERE idempotency_key = 'stripe:txn_dp'") == "dispute"
-    assert postings(warehouse, "stripe:txn_adj") == [("assets:cash:stripe:usd", "USD", 700),
-                                                     ("revenue:adjustments:stripe", "USD", -700)]
-    assert postings(warehouse, "stripe:txn_top") == [("assets:cash:stripe:eur", "EUR", 20_000),
-                                                     ("assets:cash:bank:eur", "EUR", -20_000)]
+    assert postings(warehouse, "stripe:txn_adj") == [
+        ("assets:cash:stripe:usd", "USD", 700),
+        ("revenue:adjustments:stripe", "USD", -700),
+    ]
+    assert postings(warehouse, "stripe:txn_top") == [
+        ("assets:cash:stripe:eur", "EUR", 20_000),
+        ("assets:cash:bank:eur", "EUR", -20_000),
+    ]
 
 
 def test_generic_csv_books_revenue_refunds_and_costs(warehouse: Warehouse):
     report = run(warehouse, "generic_events.csv")
     assert (report.format, report.booked, report.quarantined) == ("generic_csv", 6, 0), report.messages()
-    assert postings(warehouse, "csv:gumroad-1001") == [("assets:cash:bank:usd", "USD", 1_500),
-                                                       ("revenue:experiment:exp-templates", "USD", -1_500)]
-    assert postings(warehouse, "csv:gumroad-1001-refund") == [("assets:cash:bank:usd", "USD", -1_500),
-                                                              ("revenue:experiment:exp-templates", "USD", 1_500)]
+    assert postings(warehouse, "csv:gumroad-1001") == [
+        ("assets:cash:bank:usd", "USD", 1_500),
+        ("revenue:experiment:exp-templates", "USD", -1_500),
+    ]
+    assert postings(warehouse, "csv:gumroad-1001-refund") == [
+        ("assets:cash:bank:usd", "USD", -1_500),
+        ("revenue:experiment:exp-templates", "USD", 1_500),
+    ]
     assert postings(warehouse, "csv:ads-google-2026-11-02") == [
-        ("liabilities:card:amex", "USD", -4_000), ("expenses:ads:experiment:exp-templates", "USD", 4_000)]
-    assert postings(warehouse, "csv:hosting-2026-11") == [("assets:cash:bank:usd", "USD", -1_200),
-                                                          ("expenses:hosting", "USD", 1_200)]
+        ("liabilities:card:amex", "USD", -4_000),
+        ("expenses:ads:experiment:exp-templates", "USD", 4_000),
+    ]
+    assert postings(warehouse, "csv:hosting-2026-11") == [
+        ("assets:cash:bank:usd", "USD", -1_200),
+        ("expenses:hosting", "USD", 1_200),
+    ]
     # JPY has no minor unit: "1500" is 1500 yen; JP tax 10% inclusive is 136 yen.
     assert postings(warehouse, "csv:booth-tokyo-17") == [
-        ("assets:cash:bank:jpy", "JPY", 1_500), ("revenue:unattributed", "JPY", -1_500),
-        ("revenue:unattributed", "JPY", 136), ("liabilities:tax:jp", "JPY", -136)]
+        ("assets:cash:bank:jpy", "JPY", 1_500),
+        ("revenue:unattributed", "JPY", -1_500),
+        ("revenue:unattributed", "JPY", 136),
+        ("liabilities:tax:jp", "JPY", -136),
+    ]
     row = warehouse.read("ledger.transactions", "WHERE idempotency_key = 'csv:gumroad-1002'").iloc[0]
     assert row["occurred_at"] == datetime(2026, 11, 2, 8, 30, tzinfo=UTC)  # +01:00 read as an offset
     assert row["description"] == "Course seat, cohort 3" and row["source"] == "csv"
@@ -155,6 +233,7 @@ def test_generic_csv_books_revenue_refunds_and_costs(warehouse: Warehouse):
 
 # -- idempotency and conflicts -------------------------------------------------------------------
 
+
 def test_reimport_books_nothing_twice_and_quarantines_nothing_twice(warehouse: Warehouse):
     first = run(warehouse, "stripe_export_bad.csv")
     again = run(warehouse, "stripe_export_bad.csv")
@@ -162,16 +241,22 @@ def test_reimport_books_nothing_twice_and_quarantines_nothing_twice(warehouse: W
     assert (again.booked, again.duplicates, again.quarantined) == (0, 2, 7)
     assert warehouse.count("ledger.transactions") == 2
     assert warehouse.count("quarantine.records") == 7
-    assert again.messages("duplicate")[0].endswith("is already booked as transaction "
-                                                   + warehouse.scalar("SELECT transaction_id FROM ledger.transactions "
-                                                                      "WHERE occurred_at = %s",
-                                                                      [datetime(2026, 11, 3, 9, tzinfo=UTC)]))
+    assert again.messages("duplicate")[0].endswith(
+        "is already booked as transaction "
+        + warehouse.scalar(
+            "SELECT transaction_id FROM ledger.transactions WHERE occurred_at = %s",
+            [datetime(2026, 11, 3, 9, tzinfo=UTC)],
+        )
+    )
 
 
 def test_a_changed_amount_for_a_booked_id_is_a_conflict_naming_the_field(warehouse: Warehouse, tmp_path):
     run(warehouse, "stripe_export.csv")
-    changed = (FIXTURES / "stripe_export.csv").read_text().replace(
-        "29.00,1.14,27.86,usd,2026-11-02 09:15:02", "31.00,1.14,29.86,usd,2026-11-02 09:15:02")
+    changed = (
+        (FIXTURES / "stripe_export.csv")
+        .read_text()
+        .replace("29.00,1.14,27.86,usd,2026-11-02 09:15:02", "31.00,1.14,29.86,usd,2026-11-02 09:15:02")
+    )
     path = tmp_path / "stripe_export_changed.csv"
     path.write_text(changed, newline="")
     report = import_file(warehouse, path, now=NOW)
@@ -186,6 +271,7 @@ def test_a_changed_amount_for_a_booked_id_is_a_conflict_naming_the_field(warehou
 
 # -- quarantine ----------------------------------------------------------------------------------
 
+
 def test_bad_stripe_rows_are_quarantined_with_reason_origin_and_raw_text(warehouse: Warehouse):
     report = run(warehouse, "stripe_export_bad.csv", run_id="run-42")
     assert (report.booked, report.quarantined) == (2, 7)
@@ -198,7 +284,7 @@ def test_bad_stripe_rows_are_quarantined_with_reason_origin_and_raw_text(warehou
         6: "unbalanced: amount 1000 - fee 59 = 941, but net is 900",
         7: "Created (UTC) 'yesterday at noon' is not a date and time",
         8: "conflict: stripe:txn_3PcA1aK4rT8aZ0aA0a0a0a01 appears twice with different content; "
-           f"{name}:2 has amount 2900 USD, now 3100 USD",
+        f"{name}:2 has amount 2900 USD, now 3100 USD",
         9: "type 'transfer' has no ledger mapping",
     }
     assert sorted(records) == sorted(f"{name}:{line}" for line in expected)
@@ -242,8 +328,9 @@ def test_truncated_csv_books_complete_rows_and_quarantines_the_tail(warehouse: W
     report = run(warehouse, "stripe_export_truncated.csv")
     assert (report.booked, report.quarantined) == (3, 1)
     [message] = report.messages("quarantined")
-    assert message.endswith(":5: quarantined: has 10 fields but the header has 18: the row is truncated or has an "
-                            "unquoted comma")
+    assert message.endswith(
+        ":5: quarantined: has 10 fields but the header has 18: the row is truncated or has an unquoted comma"
+    )
     # Cut inside a quoted field: the unclosed quote swallows the rest of the file, which is one record.
     text = (FIXTURES / "generic_events.csv").read_text()
     cut = text[: text.index("Course seat") + 6]
@@ -265,7 +352,8 @@ def test_truncated_json_list_books_the_complete_items(warehouse: Warehouse):
     report = run(warehouse, "stripe_balance_truncated.jsonl")
     assert (report.booked, report.duplicates, report.quarantined) == (3, 0, 1)  # the list held the 4 newest
     assert report.messages("quarantined")[0].endswith(
-        ":4: quarantined: not a complete JSON object (Expecting ',' delimiter): the line is truncated or malformed")
+        ":4: quarantined: not a complete JSON object (Expecting ',' delimiter): the line is truncated or malformed"
+    )
 
 
 def test_every_cut_of_a_json_list_yields_exactly_the_complete_items():
@@ -275,8 +363,11 @@ def test_every_cut_of_a_json_list_yields_exactly_the_complete_items():
         records = list(iter_json(text[:cut], "f"))
         good = [r.value["id"] for r in records if r.error is None]
         # An item is complete once its closing brace is in; which ids that is follows from the text.
-        complete = [obj["id"] for obj, start in zip(json.loads(text)["data"], ends)
-                    if text.find("\n    }", start) + 6 <= cut]
+        complete = [
+            obj["id"]
+            for obj, start in zip(json.loads(text)["data"], ends, strict=False)
+            if text.find("\n    }", start) + 6 <= cut
+        ]
         assert good == complete, cut
         assert sum(1 for r in records if r.error) <= 1
 
@@ -308,16 +399,19 @@ def test_unknown_format_is_one_quarantined_record(warehouse: Warehouse):
 
 
 def test_api_objects_with_wrong_types_are_quarantined(warehouse: Warehouse):
-    objects = [bt("txn_ok", "charge", 1_000, 59),
-               {**bt("txn_float", "charge", 1_000), "amount": 10.0},
-               {**bt("txn_fd", "charge", 1_000, 59), "fee_details": [{"amount": 50, "type": "stripe_fee"}]},
-               {**bt("txn_obj", "charge", 1_000), "object": "charge"},
-               "not an object"]
+    objects = [
+        bt("txn_ok", "charge", 1_000, 59),
+        {**bt("txn_float", "charge", 1_000), "amount": 10.0},
+        {**bt("txn_fd", "charge", 1_000, 59), "fee_details": [{"amount": 50, "type": "stripe_fee"}]},
+        {**bt("txn_obj", "charge", 1_000), "object": "charge"},
+        "not an object",
+    ]
     report = import_objects(warehouse, objects, origin="page", now=NOW)
     assert (report.booked, report.quarantined) == (1, 4)
     messages = report.messages("quarantined")
-    assert messages[0] == ("page#1: quarantined: amount is 10.0 (float): the API sends integer minor units "
-                           "(2900 for 29.00 USD)")
+    assert messages[0] == (
+        "page#1: quarantined: amount is 10.0 (float): the API sends integer minor units (2900 for 29.00 USD)"
+    )
     assert messages[1] == "page#2: quarantined: unbalanced: fee_details sum to 50 but fee is 59 (minor units)"
     assert messages[2] == "page#3: quarantined: object is 'charge', expected 'balance_transaction'"
     assert messages[3] == "page#4: quarantined: expected a balance_transaction object, got str"
@@ -325,19 +419,23 @@ def test_api_objects_with_wrong_types_are_quarantined(warehouse: Warehouse):
 
 # -- the API -------------------------------------------------------------------------------------
 
+
 def _api(pages: dict[str | None, dict], seen: list[httpx.Request]) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if request.headers.get("authorization") != "Bearer sk_test_123":
             return httpx.Response(401, json={"error": {"message": "Invalid API Key provided"}})
         return httpx.Response(200, json=pages[request.url.params.get("starting_after")])
+
     return httpx.MockTransport(handler)
 
 
 def test_stripe_api_pages_with_starting_after(warehouse: Warehouse, monkeypatch):
     data = json.loads((FIXTURES / "stripe_list.json").read_text())["data"]
-    pages = {None: {"object": "list", "data": data[:4], "has_more": True, "url": "/v1/balance_transactions"},
-             data[3]["id"]: {"object": "list", "data": data[4:], "has_more": False, "url": "/v1/balance_transactions"}}
+    pages = {
+        None: {"object": "list", "data": data[:4], "has_more": True, "url": "/v1/balance_transactions"},
+        data[3]["id"]: {"object": "list", "data": data[4:], "has_more": False, "url": "/v1/balance_transactions"},
+    }
     seen: list[httpx.Request] = []
     monkeypatch.setenv("STRIPE_API_KEY", "sk_from_the_environment")  # never read by core: the caller passes it
     report = import_stripe_api(warehouse, "sk_test_123", transport=_api(pages, seen), limit=4, now=NOW)
@@ -378,6 +476,7 @@ def test_stripe_api_page_that_is_not_a_list_is_quarantined(warehouse: Warehouse)
 
 
 # -- the simulator ---------------------------------------------------------------------------------
+
 
 def test_simulated_payments_are_deterministic_and_book_cleanly(warehouse: Warehouse):
     day = date(2026, 11, 2)

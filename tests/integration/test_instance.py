@@ -25,8 +25,9 @@ def test_embedded_default_has_queued_runs_and_a_pool_of_one(tmp_path):
 
 
 def test_environment_switches_and_their_errors(tmp_path):
-    config = instance.render({"DAGSTER_MAX_CONCURRENT_RUNS": "7", "DAGSTER_POOL_LIMIT": "2",
-                              "DAGSTER_POSTGRES_URL": "postgresql://u@h/db"})
+    config = instance.render(
+        {"DAGSTER_MAX_CONCURRENT_RUNS": "7", "DAGSTER_POOL_LIMIT": "2", "DAGSTER_POSTGRES_URL": "postgresql://u@h/db"}
+    )
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 7
     assert config["concurrency"]["pools"]["default_limit"] == 2
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}  # no secret in the file

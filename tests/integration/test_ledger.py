@@ -13,8 +13,7 @@ from core.ledger.balances import balance, balances
 from core.ledger.booking import book, book_many, reverse
 from core.ledger.fx import RateTable, bundled_rates, store_rates
 from core.ledger.holds import expire_holds, hold, pending_holds, post_hold, void_hold
-from core.ledger.validation import (HoldError, HoldExpired, IdempotencyConflict, LedgerError, Posting,
-                                    TransactionRequest)
+from core.ledger.validation import HoldError, HoldExpired, IdempotencyConflict, LedgerError, Posting, TransactionRequest
 from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
@@ -24,10 +23,19 @@ LEDGER_CODE = Path(__file__).resolve().parents[2] / "core" / "ledger"
 
 
 def sale(key: str, amount: int = 1_000, currency: str = "USD", **changes) -> TransactionRequest:
-    fields = dict(idempotency_key=key, kind="revenue", description="stripe charge", occurred_at=AT,
-                  postings=[Posting(f"assets:cash:stripe:{currency.lower()}", currency, amount),
-                            Posting("revenue:experiment:exp-1", currency, -amount)],
-                  experiment_id="exp-1", source="stripe", external_ref=key.split(":")[-1])
+    fields = dict(
+        idempotency_key=key,
+        kind="revenue",
+        description="stripe charge",
+        occurred_at=AT,
+        postings=[
+            Posting(f"assets:cash:stripe:{currency.lower()}", currency, amount),
+            Posting("revenue:experiment:exp-1", currency, -amount),
+        ],
+        experiment_id="exp-1",
+        source="stripe",
+        external_ref=key.split(":")[-1],
+    )
     fields.update(changes)
     return TransactionRequest(**fields)
 
@@ -51,16 +59,25 @@ def test_book_is_idempotent_and_balances_follow(warehouse: Warehouse):
 
 def test_same_key_with_other_content_names_the_differing_field(warehouse: Warehouse):
     book(warehouse, sale("stripe:txn_123"))
-    with pytest.raises(IdempotencyConflict, match="idempotency key stripe:txn_123 was used for amount 1000 USD, "
-                                                  "now 1200 USD") as caught:
+    with pytest.raises(
+        IdempotencyConflict, match="idempotency key stripe:txn_123 was used for amount 1000 USD, now 1200 USD"
+    ) as caught:
         book(warehouse, sale("stripe:txn_123", 1_200))
     assert caught.value.field == "amount"
-    cases = {"description": dict(description="other"), "occurred_at": dict(occurred_at=AT + timedelta(seconds=1)),
-             "currency": dict(postings=[Posting("assets:cash:stripe:usd", "EUR", 1_000),
-                                        Posting("revenue:experiment:exp-1", "EUR", -1_000)]),
-             "accounts": dict(postings=[Posting("assets:cash:bank:usd", "USD", 1_000),
-                                        Posting("revenue:experiment:exp-1", "USD", -1_000)]),
-             "metadata.campaign": dict(metadata={"campaign": "b"})}
+    cases = {
+        "description": dict(description="other"),
+        "occurred_at": dict(occurred_at=AT + timedelta(seconds=1)),
+        "currency": dict(
+            postings=[
+                Posting("assets:cash:stripe:usd", "EUR", 1_000),
+                Posting("revenue:experiment:exp-1", "EUR", -1_000),
+            ]
+        ),
+        "accounts": dict(
+            postings=[Posting("assets:cash:bank:usd", "USD", 1_000), Posting("revenue:experiment:exp-1", "USD", -1_000)]
+        ),
+        "metadata.campaign": dict(metadata={"campaign": "b"}),
+    }
     for field, change in cases.items():
         with pytest.raises(IdempotencyConflict, match=re.escape(field)) as caught:
             book(warehouse, sale("stripe:txn_123", **change))
@@ -68,25 +85,60 @@ def test_same_key_with_other_content_names_the_differing_field(warehouse: Wareho
     assert warehouse.count("ledger.transactions") == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(occurred_at=datetime(2026, 11, 2, 12)), "timezone-aware"),
-    (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 10.0),
-                    Posting("revenue:experiment:exp-1", "USD", -10.0)]), "integer minor units"),
-    (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 0),
-                    Posting("revenue:experiment:exp-1", "USD", 0)]), "zero"),
-    (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 1_000),
-                    Posting("revenue:experiment:exp-1", "USD", -999)]), "does not balance: USD sums to 1"),
-    (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 1_000),
-                    Posting("revenue:experiment:exp-1", "EUR", -1_000)]), "does not balance"),
-    (dict(postings=[Posting("income:sales", "USD", -1_000),
-                    Posting("assets:cash:stripe:usd", "USD", 1_000)]), "unknown root 'income'"),
-    (dict(postings=[Posting("assets:cash", "XYZ", 1), Posting("equity:capital", "XYZ", -1)]), "unknown currency"),
-    (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 1_000)]), "at least a debit and a credit"),
-    (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 1_000),
-                    Posting("revenue:experiment:exp-2", "USD", -1_000)]), "belongs to experiment exp-2"),
-    (dict(idempotency_key=""), "idempotency key"),
-    (dict(metadata={"when": datetime(2026, 1, 1)}), "metadata"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(occurred_at=datetime(2026, 11, 2, 12)), "timezone-aware"),
+        (
+            dict(
+                postings=[
+                    Posting("assets:cash:stripe:usd", "USD", 10.0),
+                    Posting("revenue:experiment:exp-1", "USD", -10.0),
+                ]
+            ),
+            "integer minor units",
+        ),
+        (
+            dict(postings=[Posting("assets:cash:stripe:usd", "USD", 0), Posting("revenue:experiment:exp-1", "USD", 0)]),
+            "zero",
+        ),
+        (
+            dict(
+                postings=[
+                    Posting("assets:cash:stripe:usd", "USD", 1_000),
+                    Posting("revenue:experiment:exp-1", "USD", -999),
+                ]
+            ),
+            "does not balance: USD sums to 1",
+        ),
+        (
+            dict(
+                postings=[
+                    Posting("assets:cash:stripe:usd", "USD", 1_000),
+                    Posting("revenue:experiment:exp-1", "EUR", -1_000),
+                ]
+            ),
+            "does not balance",
+        ),
+        (
+            dict(postings=[Posting("income:sales", "USD", -1_000), Posting("assets:cash:stripe:usd", "USD", 1_000)]),
+            "unknown root 'income'",
+        ),
+        (dict(postings=[Posting("assets:cash", "XYZ", 1), Posting("equity:capital", "XYZ", -1)]), "unknown currency"),
+        (dict(postings=[Posting("assets:cash:stripe:usd", "USD", 1_000)]), "at least a debit and a credit"),
+        (
+            dict(
+                postings=[
+                    Posting("assets:cash:stripe:usd", "USD", 1_000),
+                    Posting("revenue:experiment:exp-2", "USD", -1_000),
+                ]
+            ),
+            "belongs to experiment exp-2",
+        ),
+        (dict(idempotency_key=""), "idempotency key"),
+        (dict(metadata={"when": datetime(2026, 1, 1)}), "metadata"),
+    ],
+)
 def test_invalid_requests_are_refused_with_the_reason(warehouse: Warehouse, change, message):
     with pytest.raises(LedgerError, match=message):
         book(warehouse, sale("bad:1", **change))
@@ -94,9 +146,18 @@ def test_invalid_requests_are_refused_with_the_reason(warehouse: Warehouse, chan
 
 
 def test_multi_currency_transaction_balances_per_currency(warehouse: Warehouse):
-    fx_trade = TransactionRequest("bank:fx-1", "fx", "sell USD for EUR", AT, [
-        Posting("assets:cash:bank:usd", "USD", -11_500), Posting("equity:fx-clearing", "USD", 11_500),
-        Posting("assets:cash:bank:eur", "EUR", 10_000), Posting("equity:fx-clearing", "EUR", -10_000)])
+    fx_trade = TransactionRequest(
+        "bank:fx-1",
+        "fx",
+        "sell USD for EUR",
+        AT,
+        [
+            Posting("assets:cash:bank:usd", "USD", -11_500),
+            Posting("equity:fx-clearing", "USD", 11_500),
+            Posting("assets:cash:bank:eur", "EUR", 10_000),
+            Posting("equity:fx-clearing", "EUR", -10_000),
+        ],
+    )
     book(warehouse, fx_trade)
     assert balance(warehouse, "equity:fx-clearing", "EUR") == -10_000
     assert verify(warehouse).ok
@@ -157,8 +218,10 @@ def test_revenue_with_a_customer_country_books_its_tax(warehouse: Warehouse):
 def test_a_hold_is_posted_exactly_once(warehouse: Warehouse):
     held = hold(warehouse, sale("stripe:txn_h1"), reason="fraud review", expires_at=AT + timedelta(days=2))
     assert held.status == "held"
-    assert hold(warehouse, sale("stripe:txn_h1"), reason="fraud review",
-                expires_at=AT + timedelta(days=2)).status == "duplicate"
+    assert (
+        hold(warehouse, sale("stripe:txn_h1"), reason="fraud review", expires_at=AT + timedelta(days=2)).status
+        == "duplicate"
+    )
     with pytest.raises(IdempotencyConflict, match="amount"):
         hold(warehouse, sale("stripe:txn_h1", 5), reason="fraud review", expires_at=AT + timedelta(days=2))
     assert warehouse.count("ledger.transactions") == 0
@@ -268,21 +331,40 @@ def test_no_update_or_delete_of_booked_rows_in_the_code():
 
 
 amounts = st.integers(min_value=1, max_value=10**9)
-legs = st.lists(st.tuples(st.sampled_from(["USD", "EUR", "JPY", "KWD"]), amounts,
-                          st.sampled_from(["assets:cash:a", "expenses:ads:x", "revenue:y", "liabilities:z"]),
-                          st.sampled_from(["assets:cash:b", "equity:capital", "expenses:fees:stripe"])),
-                min_size=1, max_size=4)
+legs = st.lists(
+    st.tuples(
+        st.sampled_from(["USD", "EUR", "JPY", "KWD"]),
+        amounts,
+        st.sampled_from(["assets:cash:a", "expenses:ads:x", "revenue:y", "liabilities:z"]),
+        st.sampled_from(["assets:cash:b", "equity:capital", "expenses:fees:stripe"]),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 # A third of the profile's budget: every example books into the real database.
-@settings(max_examples=settings().max_examples // 3, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=settings().max_examples // 3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(batch=st.lists(legs, min_size=1, max_size=5))
 def test_any_balanced_batch_keeps_every_currency_at_zero(warehouse: Warehouse, batch):
-    requests = [TransactionRequest(f"prop:{uuid.uuid4()}", "test", "property", AT,
-                                   [p for currency, amount, debit, credit in request
-                                    for p in (Posting(debit, currency, amount), Posting(credit, currency, -amount))])
-                for request in batch]
+    requests = [
+        TransactionRequest(
+            f"prop:{uuid.uuid4()}",
+            "test",
+            "property",
+            AT,
+            [
+                p
+                for currency, amount, debit, credit in request
+                for p in (Posting(debit, currency, amount), Posting(credit, currency, -amount))
+            ],
+        )
+        for request in batch
+    ]
     book_many(warehouse, requests)
     totals = balances(warehouse).groupby("currency").balance_minor.sum()
     assert (totals == 0).all()

@@ -55,16 +55,19 @@ def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(wareh
     warehouse.execute("DELETE FROM audit.events WHERE seq = %s", [seq])
 
     nothing_new = {"ops": {"ledger_entries": {"config": {"simulate_payments": False}}}}
-    again = dg.materialize(LEDGER, resources=resources, run_config=nothing_new, instance=instance,
-                           raise_on_error=False)
+    again = dg.materialize(LEDGER, resources=resources, run_config=nothing_new, instance=instance, raise_on_error=False)
     [evaluation] = again.get_asset_check_evaluations()
     assert not evaluation.passed
     assert f"a head was published at seq {seq}" in evaluation.description
     # Another warehouse's heads are not compared: a fresh ledger under the same instance verifies.
     other = Warehouse(warehouse.url.replace(".duckdb", "-other.duckdb")) if warehouse.backend == "duckdb" else None
     if other is not None:
-        fresh = dg.materialize(LEDGER, resources={**resources, "warehouse": WarehouseResource(url=other.url)},
-                               run_config=config, instance=instance)
+        fresh = dg.materialize(
+            LEDGER,
+            resources={**resources, "warehouse": WarehouseResource(url=other.url)},
+            run_config=config,
+            instance=instance,
+        )
         assert all(e.passed for e in fresh.get_asset_check_evaluations())
 
 
@@ -72,8 +75,10 @@ def test_fx_rates_add_the_extra_rates_file_once(warehouse: Warehouse, tmp_path, 
     kwd = tmp_path / "kwd.csv"
     kwd.write_text("Date,KWD,\n2026-11-02,0.35670,\n")
     inbox = str(tmp_path / "inbox")
-    resources = {**asset_resources,
-                 "ledger_inputs": LedgerInputsResource(inbox_dir=inbox, fx_extra_rates_file=str(kwd))}
+    resources = {
+        **asset_resources,
+        "ledger_inputs": LedgerInputsResource(inbox_dir=inbox, fx_extra_rates_file=str(kwd)),
+    }
     assert dg.materialize([fx_rates], resources=resources).success
     stored = warehouse.query("SELECT currency, per_eur, source FROM ledger.fx_rates WHERE currency = 'KWD'")
     assert stored.to_dict("records") == [{"currency": "KWD", "per_eur": 0.3567, "source": "file:kwd.csv"}]
@@ -97,13 +102,15 @@ def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehous
     with dg.instance_for_test() as instance:
         first = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=asset_resources))
         assert len(first.run_requests) == 1
-        again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs,
-                                               resources=asset_resources))
+        again = sensor(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs, resources=asset_resources)
+        )
         assert again.run_requests == []  # the cursor remembers the drop
 
         request = first.run_requests[0]
         result = defs.resolve_job_def("ledger_import_job").execute_in_process(
-            run_config=request.run_config, instance=instance, tags=request.tags)
+            run_config=request.run_config, instance=instance, tags=request.tags
+        )
         assert result.success
         assert _entries_metadata(result)["booked"] == 7
         assert not (inbox / "stripe_export.csv").exists()
@@ -111,11 +118,13 @@ def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehous
 
         # The same content dropped again is a new drop: imported, books nothing, archived.
         shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
-        third = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs,
-                                               resources=asset_resources))
+        third = sensor(
+            dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs, resources=asset_resources)
+        )
         assert len(third.run_requests) == 1
         rerun = defs.resolve_job_def("ledger_import_job").execute_in_process(
-            run_config=third.run_requests[0].run_config, instance=instance)
+            run_config=third.run_requests[0].run_config, instance=instance
+        )
         assert _entries_metadata(rerun)["booked"] == 0
         assert _entries_metadata(rerun)["duplicates"] == 7
     assert warehouse.count("ledger.transactions") == 7
@@ -134,9 +143,14 @@ def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Wareho
         files = request.run_config["ops"]["ledger_entries"]["config"]["inbox_files"]
         assert sorted(Path(f).name for f in files) == ["generic_events.csv", "stripe_export.csv"]
         # The run key is the files' keys: the same poll evaluated again asks for the same run.
-        assert sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=asset_resources)).run_requests[0].run_key \
+        assert (
+            sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=asset_resources))
+            .run_requests[0]
+            .run_key
             == request.run_key
+        )
         result = defs.resolve_job_def("ledger_import_job").execute_in_process(
-            run_config=request.run_config, instance=instance)
+            run_config=request.run_config, instance=instance
+        )
         assert result.success and _entries_metadata(result)["files"] == 2
         assert inbox_files(inbox) == []

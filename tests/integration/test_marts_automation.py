@@ -64,9 +64,12 @@ def test_an_update_of_ledger_entries_requests_the_marts_below_it_once(instance):
     materialize(instance, "ledger_entries")
     after_booking = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert requested(after_booking) == downstream_of("ledger_entries")
-    assert {dg.AssetKey(["staging", "stg_postings"]), dg.AssetKey(["marts", "revenue_summary"]),
-            dg.AssetKey(["marts", "trial_balance"]), dg.AssetKey(["marts", "budget_utilization"])} \
-        <= requested(after_booking)
+    assert {
+        dg.AssetKey(["staging", "stg_postings"]),
+        dg.AssetKey(["marts", "revenue_summary"]),
+        dg.AssetKey(["marts", "trial_balance"]),
+        dg.AssetKey(["marts", "budget_utilization"]),
+    } <= requested(after_booking)
     # Not below ledger_entries: the seed and the FX rates' staging view.
     assert dg.AssetKey(["seeds", "currencies"]) not in requested(after_booking)
     assert dg.AssetKey(["staging", "stg_fx_rates"]) not in requested(after_booking)
@@ -89,8 +92,11 @@ def test_an_update_of_fx_rates_requests_what_converts_money():
         materialize(instance, "fx_rates")
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert requested(result) == downstream_of("fx_rates")
-    assert {dg.AssetKey(["staging", "stg_fx_rates"]), dg.AssetKey(["marts", "fct_postings"]),
-            dg.AssetKey(["marts", "revenue_summary"])} <= requested(result)
+    assert {
+        dg.AssetKey(["staging", "stg_fx_rates"]),
+        dg.AssetKey(["marts", "fct_postings"]),
+        dg.AssetKey(["marts", "revenue_summary"]),
+    } <= requested(result)
     # Native-currency marts do not read rates.
     assert dg.AssetKey(["marts", "trial_balance"]) not in requested(result)
     assert dg.AssetKey(["staging", "stg_postings"]) not in requested(result)

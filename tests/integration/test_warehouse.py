@@ -8,9 +8,22 @@ from core.platform.warehouse import Warehouse, WarehouseError
 
 def _rows(*fingerprints: str) -> pd.DataFrame:
     now = datetime(2026, 11, 1, tzinfo=UTC)
-    return pd.DataFrame([{"response_id": f, "source": "hackernews", "mode": "snapshot", "request_url": "https://x",
-                          "status_code": 200, "content_type": None, "body_bytes": 3, "fetched_at": now,
-                          "run_id": None} for f in fingerprints])
+    return pd.DataFrame(
+        [
+            {
+                "response_id": f,
+                "source": "hackernews",
+                "mode": "snapshot",
+                "request_url": "https://x",
+                "status_code": 200,
+                "content_type": None,
+                "body_bytes": 3,
+                "fetched_at": now,
+                "run_id": None,
+            }
+            for f in fingerprints
+        ]
+    )
 
 
 def test_insert_new_skips_existing_keys_and_returns_only_inserted(warehouse: Warehouse):
@@ -31,12 +44,11 @@ def test_insert_new_returns_the_inserted_rows_with_their_values_and_dtypes(wareh
 
 
 def test_failed_transaction_leaves_nothing(warehouse: Warehouse):
-    with pytest.raises(Exception):
-        with warehouse.connect() as conn:
-            from core.platform.warehouse import append_frame
+    with pytest.raises(RuntimeError, match="boom"), warehouse.connect() as conn:
+        from core.platform.warehouse import append_frame
 
-            append_frame(conn, warehouse.backend, "raw.responses", _rows("x"))
-            raise RuntimeError("boom")
+        append_frame(conn, warehouse.backend, "raw.responses", _rows("x"))
+        raise RuntimeError("boom")
     assert warehouse.count("raw.responses") == 0
 
 

@@ -8,15 +8,31 @@ from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables we set for a child process ourselves, or that belong to another tool: not user settings.
-NOT_SETTINGS = {"VENTURELOOP_WAREHOUSE_PATH", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE",
-                "GX_ANALYTICS_ENABLED", "USER", "PATH", "CI", "PYTEST_XDIST_WORKER"}
+NOT_SETTINGS = {
+    "VENTURELOOP_WAREHOUSE_PATH",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    "GX_ANALYTICS_ENABLED",
+    "USER",
+    "PATH",
+    "CI",
+    "PYTEST_XDIST_WORKER",
+}
 # A variable name in quotes, on a line that reads the environment.
-READ = re.compile(r"""(?:environ|env|EnvVar|getenv|env_var|_secret|_text|positive_int)\b[^\n]*?["']([A-Z][A-Z0-9_]{2,})["']""")
+READ = re.compile(
+    r"""(?:environ|env|EnvVar|getenv|env_var|_secret|_text|positive_int)\b[^\n]*?["']([A-Z][A-Z0-9_]{2,})["']"""
+)
 
 
 def documented() -> set[str]:
-    return {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
-            if re.match(r"^[A-Z][A-Z0-9_]*=", line)}
+    return {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line)
+    }
 
 
 def read_by_code() -> set[str]:

@@ -7,18 +7,31 @@ from core.platform.warehouse import WarehouseError
 
 
 def test_duckdb_url_gives_the_duckdb_target_and_an_absolute_file():
-    assert dbt_env_for("duckdb:////data/w.duckdb") == {"DBT_TARGET": "duckdb", "VENTURELOOP_WAREHOUSE_PATH": "/data/w.duckdb"}
+    assert dbt_env_for("duckdb:////data/w.duckdb") == {
+        "DBT_TARGET": "duckdb",
+        "VENTURELOOP_WAREHOUSE_PATH": "/data/w.duckdb",
+    }
     # dbt runs inside dbt_project/: a relative path is resolved where the caller stands.
     assert dbt_env_for("duckdb:///rel/w.duckdb")["VENTURELOOP_WAREHOUSE_PATH"] == str(Path("rel/w.duckdb").resolve())
 
 
 def test_postgres_url_gives_the_pg_variables_decoded_and_defaulted():
     assert dbt_env_for("postgresql+psycopg://ann:p%40ss@db.internal:6543/ledger") == {
-        "DBT_TARGET": "postgres", "PGHOST": "db.internal", "PGPORT": "6543", "PGUSER": "ann",
-        "PGPASSWORD": "p@ss", "PGDATABASE": "ledger"}
+        "DBT_TARGET": "postgres",
+        "PGHOST": "db.internal",
+        "PGPORT": "6543",
+        "PGUSER": "ann",
+        "PGPASSWORD": "p@ss",
+        "PGDATABASE": "ledger",
+    }
     assert dbt_env_for("postgresql://localhost/vl") == {
-        "DBT_TARGET": "postgres", "PGHOST": "localhost", "PGPORT": "5432", "PGUSER": "postgres",
-        "PGPASSWORD": "", "PGDATABASE": "vl"}
+        "DBT_TARGET": "postgres",
+        "PGHOST": "localhost",
+        "PGPORT": "5432",
+        "PGUSER": "postgres",
+        "PGPASSWORD": "",
+        "PGDATABASE": "vl",
+    }
 
 
 def test_urls_dbt_cannot_use_are_clear_errors():
@@ -32,8 +45,11 @@ def test_a_dbt_target_set_by_hand_must_agree_with_the_warehouse():
     assert dbt_target_for("duckdb:////data/w.duckdb") == "duckdb"
     assert dbt_target_for("postgresql://ann:secret@db/vl", "postgres") == "postgres"
     assert dbt_target_for("duckdb:////data/w.duckdb", "") == "duckdb"
-    with pytest.raises(WarehouseError, match=r"DBT_TARGET=duckdb but the warehouse is postgresql://ann:\*\*\*@db/vl "
-                                             r"\(dbt target postgres\): unset DBT_TARGET or make it agree"):
+    with pytest.raises(
+        WarehouseError,
+        match=r"DBT_TARGET=duckdb but the warehouse is postgresql://ann:\*\*\*@db/vl "
+        r"\(dbt target postgres\): unset DBT_TARGET or make it agree",
+    ):
         dbt_target_for("postgresql://ann:secret@db/vl", "duckdb")
 
 

@@ -67,8 +67,9 @@ COMMANDS = documented()
 
 
 def test_the_docs_show_only_commands_a_test_runs():
-    assert {command.split()[0] for _, command in COMMANDS} == set(RUN_BY_TESTS), \
-        [f"{doc}: {command}" for doc, command in COMMANDS if command.split()[0] not in RUN_BY_TESTS]
+    assert {command.split()[0] for _, command in COMMANDS} == set(RUN_BY_TESTS), [
+        f"{doc}: {command}" for doc, command in COMMANDS if command.split()[0] not in RUN_BY_TESTS
+    ]
 
 
 @pytest.mark.parametrize(("doc", "command"), [c for c in COMMANDS if c[1].startswith("make ")])
@@ -85,8 +86,9 @@ def test_ventureloop_commands_and_their_options_exist_and_are_run(doc, command):
     for option in re.findall(r"--[a-z][a-z-]*", command) if words[:1] != ["dbt"] else []:
         assert option in result.output, f"{doc}: `{command}` shows {option}, which the command does not take"
     if words:
-        assert any(lst[:len(words)] == words or lst[1:1 + len(words)] == words for lst in e2e_argument_lists()), \
+        assert any(lst[: len(words)] == words or lst[1 : 1 + len(words)] == words for lst in e2e_argument_lists()), (
             f"{doc}: no end-to-end test runs `ventureloop {' '.join(words)}`"
+        )
 
 
 @pytest.mark.parametrize(("doc", "command"), [c for c in COMMANDS if c[1].startswith("dagster-dbt ")])
@@ -100,5 +102,6 @@ def test_dagster_dbt_commands_are_what_make_env_runs(doc, command):
 @pytest.mark.parametrize(("doc", "command"), [c for c in COMMANDS if c[1].startswith("dagster ")])
 def test_dagster_commands_are_run_word_for_word(doc, command):
     words = [w.strip("'") for w in command.split()[1:]]
-    assert any(lst[1:1 + len(words)] == words or lst == words for lst in e2e_argument_lists()), \
+    assert any(lst[1 : 1 + len(words)] == words or lst == words for lst in e2e_argument_lists()), (
         f"{doc}: no end-to-end test runs `{command}`"
+    )

@@ -1,14 +1,31 @@
-from core.discovery.fingerprints import canonical_url, fingerprint, is_web_url, normalized_title
+from urllib.parse import urlsplit
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from core.discovery.fingerprints import (
+    _canonical_url_parsed,
+    canonical_url,
+    canonical_urls,
+    fingerprint,
+    is_web_url,
+    normalized_title,
+)
 
 
 def test_canonical_url_drops_tracking_case_www_slash_and_fragment():
-    assert canonical_url("HTTP://WWW.InvoiceBolt.io/pricing/?utm_source=hn&b=2&a=1#top") == \
-        "https://invoicebolt.io/pricing?a=1&b=2"
+    assert (
+        canonical_url("HTTP://WWW.InvoiceBolt.io/pricing/?utm_source=hn&b=2&a=1#top")
+        == "https://invoicebolt.io/pricing?a=1&b=2"
+    )
     assert canonical_url("https://invoicebolt.io") == canonical_url("https://invoicebolt.io/?ref=producthunt")
 
 
 def test_normalized_title_strips_site_prefixes_and_punctuation():
-    assert normalized_title("Show HN: InvoiceBolt – Invoicing, for freelancers!") == "invoicebolt invoicing for freelancers"
+    assert (
+        normalized_title("Show HN: InvoiceBolt – Invoicing, for freelancers!")
+        == "invoicebolt invoicing for freelancers"
+    )
 
 
 def test_same_launch_same_fingerprint_different_launch_different():
@@ -28,17 +45,14 @@ def test_web_url_validation():
 
 # -- the fast path for plain URLs gives exactly what urlsplit/parse_qsl/urlencode give -----------
 
-from urllib.parse import urlsplit  # noqa: E402
-
-from hypothesis import example, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from core.discovery.fingerprints import _canonical_url_parsed, canonical_urls  # noqa: E402
 
 URL_CHARS = st.text(alphabet="aZ09.-_~/?#&=:@%+[] ;\té–", max_size=40)
-URLS = st.builds(lambda scheme, host, rest: f"{scheme}://{host}{rest}",
-                 st.sampled_from(["http", "https", "HTTPS", "ftp"]),
-                 st.text(alphabet="aZ09.-_:@[]é", min_size=0, max_size=12), URL_CHARS)
+URLS = st.builds(
+    lambda scheme, host, rest: f"{scheme}://{host}{rest}",
+    st.sampled_from(["http", "https", "HTTPS", "ftp"]),
+    st.text(alphabet="aZ09.-_:@[]é", min_size=0, max_size=12),
+    URL_CHARS,
+)
 
 
 def _outcome(function, url):

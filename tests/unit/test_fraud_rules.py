@@ -5,15 +5,37 @@ from fractions import Fraction
 import pytest
 
 from core.ledger import fraud
-from core.ledger.fraud import (AmountOutlierRule, CurrencyMismatchRule, FraudRules, FraudRulesError, RefundRatioRule,
-                        RevenueEvent, VelocityRule, amount_outlier, currency_mismatch, evaluate, load_rules, median,
-                        refund_ratio, velocity_burst)
+from core.ledger.fraud import (
+    AmountOutlierRule,
+    CurrencyMismatchRule,
+    FraudRules,
+    FraudRulesError,
+    RefundRatioRule,
+    RevenueEvent,
+    VelocityRule,
+    amount_outlier,
+    currency_mismatch,
+    evaluate,
+    load_rules,
+    median,
+    refund_ratio,
+    velocity_burst,
+)
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 
-def event(key: str, amount: int = 2_900, *, minutes: float = 0, kind: str = "revenue", scope: str = "exp-1",
-          currency: str = "USD", source: str = "stripe", customer: str | None = None) -> RevenueEvent:
+def event(
+    key: str,
+    amount: int = 2_900,
+    *,
+    minutes: float = 0,
+    kind: str = "revenue",
+    scope: str = "exp-1",
+    currency: str = "USD",
+    source: str = "stripe",
+    customer: str | None = None,
+) -> RevenueEvent:
     return RevenueEvent(key, kind, source, scope, currency, amount, T0 + timedelta(minutes=minutes), customer)
 
 
@@ -33,16 +55,20 @@ def test_amount_outlier_needs_five_previous_and_more_than_ten_times_the_median()
     assert amount_outlier(1_000_000, "USD", "stripe", [2_900] * 4, rule) is None  # too little history
     assert amount_outlier(29_000, "USD", "stripe", [2_900] * 5, rule) is None  # exactly 10x is allowed
     reason = amount_outlier(29_001, "USD", "stripe", [2_900] * 5, rule)
-    assert reason == ("amount_outlier: 290.01 USD is 10.0x the median 29.00 USD of 5 previous stripe revenue amounts "
-                      "in USD (limit 10x)")
+    assert reason == (
+        "amount_outlier: 290.01 USD is 10.0x the median 29.00 USD of 5 previous stripe revenue amounts "
+        "in USD (limit 10x)"
+    )
     assert amount_outlier(29_001, "USD", "stripe", [2_900] * 5, AmountOutlierRule(enabled=False)) is None
 
 
 def test_velocity_counts_the_window_inclusive_of_the_candidate():
     times = [T0 + timedelta(minutes=m) for m in (0, 1, 2)]
     assert velocity_burst(times, T0 + timedelta(minutes=3), 4, timedelta(minutes=10), "exp-1") is None
-    assert velocity_burst(times, T0 + timedelta(minutes=3), 3, timedelta(minutes=10), "exp-1") == \
-        "velocity: 4 revenue events for exp-1 within 10 minutes (limit 3)"
+    assert (
+        velocity_burst(times, T0 + timedelta(minutes=3), 3, timedelta(minutes=10), "exp-1")
+        == "velocity: 4 revenue events for exp-1 within 10 minutes (limit 3)"
+    )
     # Events older than the window do not count.
     assert velocity_burst(times, T0 + timedelta(minutes=12), 1, timedelta(minutes=10), "exp-1") is None
 
@@ -52,16 +78,18 @@ def test_refund_ratio_needs_enough_charges():
     assert refund_ratio(10_000, 5_000, 9, "exp-1", "USD", rule) is None
     assert refund_ratio(10_000, 3_000, 10, "exp-1", "USD", rule) is None  # exactly the limit is allowed
     assert refund_ratio(10_000, 3_100, 10, "exp-1", "USD", rule) == (
-        "refund_ratio: refunds are 31% of charges for exp-1 in USD (31.00 USD of 100.00 USD over 10 charges; "
-        "limit 30%)")
+        "refund_ratio: refunds are 31% of charges for exp-1 in USD (31.00 USD of 100.00 USD over 10 charges; limit 30%)"
+    )
 
 
 def test_currency_mismatch_only_once_the_currencies_are_known():
     rule = CurrencyMismatchRule(min_previous=3)
     assert currency_mismatch({"USD": 2}, "EUR", "exp-1", rule) is None
     assert currency_mismatch({"USD": 3}, "USD", "exp-1", rule) is None
-    assert currency_mismatch({"USD": 3}, "EUR", "exp-1", rule) == \
-        "currency_mismatch: exp-1 has received only USD in 3 previous revenue events, never EUR"
+    assert (
+        currency_mismatch({"USD": 3}, "EUR", "exp-1", rule)
+        == "currency_mismatch: exp-1 has received only USD in 3 previous revenue events, never EUR"
+    )
 
 
 def test_evaluate_holds_an_outlier_against_history():
@@ -78,7 +106,9 @@ def test_the_median_is_per_source_and_currency():
 
 def test_earlier_events_of_the_same_import_are_history_but_held_ones_are_not():
     incoming = [event(f"n{i}", 1_000, minutes=i * 60) for i in range(5)] + [
-        event("big", 20_000, minutes=400), event("big2", 20_000, minutes=500)]
+        event("big", 20_000, minutes=400),
+        event("big2", 20_000, minutes=500),
+    ]
     verdicts = evaluate([], incoming, FraudRules())
     assert verdicts[:5] == [()] * 5
     # The first big one is held; it does not lift the median, so the second is held as well.
@@ -101,40 +131,54 @@ def test_refunds_feed_the_refund_ratio_and_are_never_held():
     refunds = [event(f"r{i}", 1_000, kind="refund", minutes=-30 + i) for i in range(4)]
     verdicts = evaluate(charges, [*refunds, event("next", 1_000)], FraudRules())
     assert verdicts[:4] == [()] * 4
-    assert verdicts[4] == ("refund_ratio: refunds are 40% of charges for exp-1 in USD (40.00 USD of 100.00 USD over "
-                           "10 charges; limit 30%)",)
+    assert verdicts[4] == (
+        "refund_ratio: refunds are 40% of charges for exp-1 in USD (40.00 USD of 100.00 USD over "
+        "10 charges; limit 30%)",
+    )
 
 
 def test_currency_mismatch_in_evaluate():
     verdicts = evaluate(history(3), [event("eur", currency="EUR"), event("usd")], FraudRules())
-    assert verdicts == [("currency_mismatch: exp-1 has received only USD in 3 previous revenue events, never EUR",),
-                        ()]
+    assert verdicts == [("currency_mismatch: exp-1 has received only USD in 3 previous revenue events, never EUR",), ()]
 
 
 def test_several_reasons_are_all_reported():
-    verdicts = evaluate(history(6), [event("x", 90_000, currency="EUR")],
-                        FraudRules(amount_outlier=AmountOutlierRule(min_previous=1)))
+    verdicts = evaluate(
+        history(6), [event("x", 90_000, currency="EUR")], FraudRules(amount_outlier=AmountOutlierRule(min_previous=1))
+    )
     assert verdicts == [("currency_mismatch: exp-1 has received only USD in 6 previous revenue events, never EUR",)]
-    verdicts = evaluate(history(6) + history(6, currency="EUR", scope="exp-2"), [event("x", 90_000, currency="EUR")],
-                        FraudRules())
+    verdicts = evaluate(
+        history(6) + history(6, currency="EUR", scope="exp-2"), [event("x", 90_000, currency="EUR")], FraudRules()
+    )
     assert [reason.split(":")[0] for reason in verdicts[0]] == ["amount_outlier", "currency_mismatch"]
 
 
 def test_disabled_rules_hold_nothing():
-    incoming = [event(f"b{i}", 10**9 if i == 6 else 100, minutes=i * 0.1, currency="EUR" if i == 7 else "USD")
-                for i in range(30)]
+    incoming = [
+        event(f"b{i}", 10**9 if i == 6 else 100, minutes=i * 0.1, currency="EUR" if i == 7 else "USD")
+        for i in range(30)
+    ]
     assert all(v == () for v in evaluate(history(20), incoming, FraudRules.disabled()))
 
 
 def test_event_from_content_takes_the_gross_revenue_posting():
-    content = {"idempotency_key": "stripe:txn_1", "kind": "revenue", "source": "stripe", "experiment_id": None,
-               "occurred_at": "2026-11-02T12:00:00.000000+00:00", "metadata": {"customer_id": "cus_1"},
-               "postings": [["assets:cash:stripe:usd", "USD", 2_786], ["expenses:fees:stripe", "USD", 114],
-                            ["revenue:unattributed", "USD", -2_900], ["revenue:unattributed", "USD", 463],
-                            ["liabilities:tax:de", "USD", -463]]}
+    content = {
+        "idempotency_key": "stripe:txn_1",
+        "kind": "revenue",
+        "source": "stripe",
+        "experiment_id": None,
+        "occurred_at": "2026-11-02T12:00:00.000000+00:00",
+        "metadata": {"customer_id": "cus_1"},
+        "postings": [
+            ["assets:cash:stripe:usd", "USD", 2_786],
+            ["expenses:fees:stripe", "USD", 114],
+            ["revenue:unattributed", "USD", -2_900],
+            ["revenue:unattributed", "USD", 463],
+            ["liabilities:tax:de", "USD", -463],
+        ],
+    }
     found = fraud.event_from_content(content)
-    assert found == RevenueEvent("stripe:txn_1", "revenue", "stripe", "revenue:unattributed", "USD", 2_900, T0,
-                                 "cus_1")
+    assert found == RevenueEvent("stripe:txn_1", "revenue", "stripe", "revenue:unattributed", "USD", 2_900, T0, "cus_1")
     assert fraud.event_from_content({**content, "kind": "payout"}) is None
 
 
@@ -146,14 +190,17 @@ def test_the_shipped_rules_file_loads(tmp_path):
     assert rules.hold_days == 14
 
 
-@pytest.mark.parametrize("text, message", [
-    ("amount_outlier: {multiple: 10.5}", "amount_outlier.multiple is the float 10.5; quote it"),
-    ("velocity: {window_minutes: 0}", "velocity.window_minutes must be an integer >= 1"),
-    ("refund_ratio: {max_ratio: '-1'}", "refund_ratio.max_ratio must be a positive number"),
-    ("currency_mismatch: {enabled: 'yes'}", "currency_mismatch.enabled must be true or false"),
-    ("velocity: {max_per_minute: 3}", "velocity has unknown keys ['max_per_minute']"),
-    ("amount_outliers: {}", "unknown keys ['amount_outliers']"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("amount_outlier: {multiple: 10.5}", "amount_outlier.multiple is the float 10.5; quote it"),
+        ("velocity: {window_minutes: 0}", "velocity.window_minutes must be an integer >= 1"),
+        ("refund_ratio: {max_ratio: '-1'}", "refund_ratio.max_ratio must be a positive number"),
+        ("currency_mismatch: {enabled: 'yes'}", "currency_mismatch.enabled must be true or false"),
+        ("velocity: {max_per_minute: 3}", "velocity has unknown keys ['max_per_minute']"),
+        ("amount_outliers: {}", "unknown keys ['amount_outliers']"),
+    ],
+)
 def test_a_bad_rules_file_names_the_key(tmp_path, text, message):
     path = tmp_path / "rules.yaml"
     path.write_text(text)

@@ -9,8 +9,21 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.ledger.fx import (BUNDLED_DAILY, BUNDLED_HISTORY, ECB_DAILY_URL, FxError, RateTable, bundled_rates, convert,
-                     days_covered, fetch_ecb_daily, load_ecb_file, load_extra_rates, parse_ecb_csv, parse_ecb_xml)
+from core.ledger.fx import (
+    BUNDLED_DAILY,
+    BUNDLED_HISTORY,
+    ECB_DAILY_URL,
+    FxError,
+    RateTable,
+    bundled_rates,
+    convert,
+    days_covered,
+    fetch_ecb_daily,
+    load_ecb_file,
+    load_extra_rates,
+    parse_ecb_csv,
+    parse_ecb_xml,
+)
 from core.platform.http import SourceClient
 
 REQUIRED = ["USD", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK"]
@@ -66,8 +79,7 @@ def test_the_zip_the_ecb_serves_loads_like_the_csv(tmp_path):
 
 
 def _table(**series: dict[date, str]) -> RateTable:
-    rows = [(day, currency, float(rate), "test") for currency, values in series.items()
-            for day, rate in values.items()]
+    rows = [(day, currency, float(rate), "test") for currency, values in series.items() for day, rate in values.items()]
     return RateTable.from_frame(pd.DataFrame(rows, columns=["rate_date", "currency", "per_eur", "source"]))
 
 
@@ -122,9 +134,12 @@ def test_extra_rates_name_a_column_that_is_not_a_currency(tmp_path):
         load_extra_rates(bad)
 
 
-@given(st.integers(min_value=100, max_value=10**12), st.sampled_from(REQUIRED + ["EUR"]),
-       st.sampled_from(REQUIRED + ["EUR"]),
-       st.dates(min_value=date(2026, 10, 1), max_value=date(2026, 11, 25)))
+@given(
+    st.integers(min_value=100, max_value=10**12),
+    st.sampled_from([*REQUIRED, "EUR"]),
+    st.sampled_from([*REQUIRED, "EUR"]),
+    st.dates(min_value=date(2026, 10, 1), max_value=date(2026, 11, 25)),
+)
 def test_round_trip_loses_at_most_the_rounding(amount, source, target, day):
     there = convert(amount, source, target, day)
     back = convert(there, target, source, day)

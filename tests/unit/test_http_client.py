@@ -12,8 +12,15 @@ import httpx
 import pytest
 import respx
 
-from core.platform.http import (BREAKER_FAIL_MAX, BREAKER_RESET_SECONDS, SourceClient, SourceHTTPError,
-                                _retry_after_seconds, breaker_for, reset_breakers)
+from core.platform.http import (
+    BREAKER_FAIL_MAX,
+    BREAKER_RESET_SECONDS,
+    SourceClient,
+    SourceHTTPError,
+    _retry_after_seconds,
+    breaker_for,
+    reset_breakers,
+)
 
 URL = "https://api.example.com/v1/items"
 
@@ -113,8 +120,7 @@ def test_a_spent_quota_on_a_200_holds_the_next_request_back_until_the_reset():
 
     spent = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}
     answers = iter([httpx.Response(200, headers=spent, json={}), httpx.Response(200, json={})])
-    client = SourceClient("test", httpx.MockTransport(lambda request: next(answers)), sleep=sleep,
-                          clock=lambda: now[0])
+    client = SourceClient("test", httpx.MockTransport(lambda request: next(answers)), sleep=sleep, clock=lambda: now[0])
 
     client.get(URL)
     client.get(URL)
@@ -124,6 +130,7 @@ def test_a_spent_quota_on_a_200_holds_the_next_request_back_until_the_reset():
 
 
 # -- the circuit breaker: one per source per process, counting failed requests ----------------------
+
 
 @pytest.fixture
 def fresh_breakers():
@@ -150,8 +157,10 @@ def test_one_sources_requests_do_not_queue_behind_each_others_retries(fresh_brea
         second_arrived.set()
         return httpx.Response(200)
 
-    clients = [SourceClient("busy", httpx.MockTransport(first_waits_for_the_second), sleep=lambda seconds: None)
-               for _ in range(2)]
+    clients = [
+        SourceClient("busy", httpx.MockTransport(first_waits_for_the_second), sleep=lambda seconds: None)
+        for _ in range(2)
+    ]
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(clients[0].get, "https://api.example.com/first")
         time.sleep(0.1)
@@ -219,8 +228,10 @@ def test_an_open_breaker_fails_fast_naming_the_source_and_when_it_retries(fresh_
         live_client("down").get(URL)
     assert route.call_count == sent  # nothing was sent
     message = str(raised.value)
-    assert message.startswith(f"down: circuit breaker open after {BREAKER_FAIL_MAX} failed requests in a row "
-                              "(last: HTTP 502); no request was sent. It lets one through at ")
+    assert message.startswith(
+        f"down: circuit breaker open after {BREAKER_FAIL_MAX} failed requests in a row "
+        "(last: HTTP 502); no request was sent. It lets one through at "
+    )
     retry_at = re.search(r"lets one through at (\S+ \S+) UTC, in (\d+) s", message)
     assert retry_at, message
     when = datetime.strptime(retry_at.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()

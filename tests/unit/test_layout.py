@@ -10,8 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("orchestration", "assets", "core", "ml")
 # What each top-level folder may import from the others.
-ALLOWED = {"orchestration": {"orchestration", "assets", "core", "ml"}, "assets": {"assets", "core", "ml"},
-           "core": {"core"}, "ml": {"ml", "core"}}
+ALLOWED = {
+    "orchestration": {"orchestration", "assets", "core", "ml"},
+    "assets": {"assets", "core", "ml"},
+    "core": {"core"},
+    "ml": {"ml", "core"},
+}
 FRAMEWORKS = ("dagster", "dagster_dbt", "dagster_postgres", "dbt")
 
 
@@ -47,8 +51,9 @@ def test_dependencies_point_one_way(path: Path):
 
 # Tests may reach into the package they test (a fast path against its general twin); product code
 # and benchmarks may not.
-@pytest.mark.parametrize("path", [*modules(), *sorted((ROOT / "benchmarks").rglob("*.py"))],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", [*modules(), *sorted((ROOT / "benchmarks").rglob("*.py"))], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_no_private_names_across_packages(path: Path):
     here = package_of(path)
     for module, names in imports(path):
@@ -57,5 +62,7 @@ def test_no_private_names_across_packages(path: Path):
         source_package = module if (ROOT / module.replace(".", "/")).is_dir() else module.rsplit(".", 1)[0]
         private = [n for n in names if n.startswith("_")] + [p for p in module.split(".") if p.startswith("_")]
         if private and not here.startswith(source_package):
-            pytest.fail(f"{path.relative_to(ROOT)} imports {', '.join(private)} from {module}: "
-                        f"a private name of another package; make it public there or keep it inside")
+            pytest.fail(
+                f"{path.relative_to(ROOT)} imports {', '.join(private)} from {module}: "
+                f"a private name of another package; make it public there or keep it inside"
+            )

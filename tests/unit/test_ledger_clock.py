@@ -30,8 +30,13 @@ def ledger(duckdb_url: str) -> Warehouse:
 
 
 def sale(key: str) -> TransactionRequest:
-    return TransactionRequest(key, "revenue", "stripe charge", SALE_AT, [
-        Posting("assets:cash:stripe:usd", "USD", 1_000), Posting("revenue:experiment:exp-1", "USD", -1_000)])
+    return TransactionRequest(
+        key,
+        "revenue",
+        "stripe charge",
+        SALE_AT,
+        [Posting("assets:cash:stripe:usd", "USD", 1_000), Posting("revenue:experiment:exp-1", "USD", -1_000)],
+    )
 
 
 def stamps(warehouse: Warehouse, table: str, key: str, *columns: str) -> dict[str, tuple[str, ...]]:
@@ -50,12 +55,15 @@ def test_a_hold_expires_exactly_at_the_injected_instant(ledger: Warehouse):
         post_hold(ledger, too_late.hold_id, decided_by="alice", clock=fixed_clock(MIDNIGHT))
 
     assert stamps(ledger, "ledger.holds", "hold_id", "created_at") == {
-        in_time.hold_id: ("2026-11-02T23:00:00.000000+00:00",), too_late.hold_id: ("2026-11-02T23:00:00.000000+00:00",)}
+        in_time.hold_id: ("2026-11-02T23:00:00.000000+00:00",),
+        too_late.hold_id: ("2026-11-02T23:00:00.000000+00:00",),
+    }
     decided = ledger.read("ledger.hold_decisions").set_index("hold_id")
     assert decided.decision.to_dict() == {in_time.hold_id: "posted", too_late.hold_id: "expired"}
     assert utc_iso(decided.decided_at[too_late.hold_id]) == "2026-11-03T00:00:00.000000+00:00"
     assert stamps(ledger, "ledger.transactions", "idempotency_key", "recorded_at") == {
-        "stripe:in-time": ("2026-11-02T23:59:59.999999+00:00",)}
+        "stripe:in-time": ("2026-11-02T23:59:59.999999+00:00",)
+    }
     assert verify(ledger).ok
 
 
@@ -65,17 +73,34 @@ def test_bookings_and_reversals_are_stamped_by_the_injected_clock(ledger: Wareho
     # Without occurred_at a reversal happens at the clock's now: here the first instant of Nov 3.
     assert stamps(ledger, "ledger.transactions", "idempotency_key", "occurred_at", "recorded_at") == {
         "stripe:1": ("2026-11-02T12:00:00.000000+00:00", "2026-11-02T23:59:59.999999+00:00"),
-        "stripe:1:refund": ("2026-11-03T00:00:00.000000+00:00", "2026-11-03T00:00:00.000000+00:00")}
+        "stripe:1:refund": ("2026-11-03T00:00:00.000000+00:00", "2026-11-03T00:00:00.000000+00:00"),
+    }
 
 
 def test_a_spend_lands_in_the_window_of_the_injected_instant(ledger: Warehouse):
-    set_budget(ledger, scope="category", scope_key="ads", period="day", currency="USD", limit_minor=5_000,
-               changed_by="ops", at=LAST_OF_DAY)
-    request = expense("ads:1", "expenses:ads:google", 3_000, "USD", LAST_OF_DAY, paid_from="liabilities:card:amex",
-                      description="ad spend")
+    set_budget(
+        ledger,
+        scope="category",
+        scope_key="ads",
+        period="day",
+        currency="USD",
+        limit_minor=5_000,
+        changed_by="ops",
+        at=LAST_OF_DAY,
+    )
+    request = expense(
+        "ads:1",
+        "expenses:ads:google",
+        3_000,
+        "USD",
+        LAST_OF_DAY,
+        paid_from="liabilities:card:amex",
+        description="ad spend",
+    )
     assert spend(ledger, request, clock=fixed_clock(LAST_OF_DAY)).status == "booked"
     assert stamps(ledger, "ledger.transactions", "idempotency_key", "recorded_at") == {
-        "ads:1": ("2026-11-02T23:59:59.999999+00:00",)}
+        "ads:1": ("2026-11-02T23:59:59.999999+00:00",)
+    }
     today, tomorrow = utilization(ledger, LAST_OF_DAY).iloc[0], utilization(ledger, MIDNIGHT).iloc[0]
     assert (today.spent_minor, today.window_start) == (3_000, datetime(2026, 11, 2, tzinfo=UTC))
     assert (tomorrow.spent_minor, tomorrow.window_start) == (0, MIDNIGHT)

@@ -19,7 +19,7 @@ def test_uuid4_strings_are_what_uuid4_makes_of_the_same_bytes(monkeypatch):
     raw = os.urandom(16 * 50)
     monkeypatch.setattr(audit.os, "urandom", lambda n: raw[:n])
     made = audit._uuid4_strings(50)
-    assert made == [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * 50, 16)]
+    assert made == [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * 50, 16)]
     assert all(uuid.UUID(u).version == 4 for u in made)
 
 
@@ -27,9 +27,15 @@ def test_appended_events_hash_as_record_hash_says(tmp_path):
     warehouse = Warehouse(f"duckdb:///{tmp_path}/w.duckdb")
     ensure_schema(warehouse)
     at = datetime(2026, 11, 2, 12, 30, 1, 123456, tzinfo=UTC)
-    payloads = [{"transaction_id": "t1", "idempotency_key": 'stripe:"quoted" é ünïcode \u2028', "n": 1,
-                 "reverses_transaction_id": None},
-                {"nested": {"b": [1, 2, {"z": None}], "a": True}, "empty": {}, "float": 1.5}]
+    payloads = [
+        {
+            "transaction_id": "t1",
+            "idempotency_key": 'stripe:"quoted" é ünïcode \u2028',
+            "n": 1,
+            "reverses_transaction_id": None,
+        },
+        {"nested": {"b": [1, 2, {"z": None}], "a": True}, "empty": {}, "float": 1.5},
+    ]
     with warehouse.connect() as conn:
         seqs = append_events(conn, "duckdb", [("ledger.x", payloads[0]), ("other.type", payloads[1])], at)
         seqs += append_events(conn, "duckdb", [("ledger.x", {"k": "v"})], at)

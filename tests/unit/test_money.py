@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.ledger.money import CURRENCY_EXPONENTS, MAX_ABS_MINOR, MoneyError, check_minor, exponent, format_minor, to_minor
+from core.ledger.money import (
+    CURRENCY_EXPONENTS,
+    MAX_ABS_MINOR,
+    MoneyError,
+    check_minor,
+    exponent,
+    format_minor,
+    to_minor,
+)
 
 
 def test_exponents_follow_iso_4217():
@@ -66,6 +74,6 @@ def test_format_then_parse_round_trips_exactly(amount, currency):
     assert to_minor(format_minor(amount, currency).split()[0], currency) == amount
 
 
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-10**9, max_value=10**9))
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-(10**9), max_value=10**9))
 def test_two_place_decimals_are_exact_cents(value):
     assert to_minor(str(value), "USD") == int(value * 100)

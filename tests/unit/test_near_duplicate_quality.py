@@ -81,15 +81,23 @@ def test_precision_and_recall_on_labelled_pairs(which):
 
 def _index(conn) -> None:
     conn.execute("CREATE SCHEMA core")
-    conn.execute("CREATE TABLE core.opportunities (canonical_url TEXT, opportunity_id TEXT, cluster_id TEXT, "
-                 "created_at TIMESTAMPTZ)")
+    conn.execute(
+        "CREATE TABLE core.opportunities (canonical_url TEXT, opportunity_id TEXT, cluster_id TEXT, "
+        "created_at TIMESTAMPTZ)"
+    )
     conn.execute("CREATE TABLE core.lsh_buckets (band INTEGER, bucket TEXT, opportunity_id TEXT)")
     conn.execute("CREATE TABLE core.lsh_signatures (opportunity_id TEXT, cluster_id TEXT, signature TEXT)")
 
 
 def _batch(opportunity_id: str, title: str, url: str, day: int) -> pd.DataFrame:
-    return pd.DataFrame({"opportunity_id": [opportunity_id], "title": [title], "canonical_url": [canonical_url(url)],
-                         "created_at": [pd.Timestamp(f"2026-11-{day:02d}", tz="UTC")]})
+    return pd.DataFrame(
+        {
+            "opportunity_id": [opportunity_id],
+            "title": [title],
+            "canonical_url": [canonical_url(url)],
+            "created_at": [pd.Timestamp(f"2026-11-{day:02d}", tz="UTC")],
+        }
+    )
 
 
 def _checked(i: int, p: dict) -> bool:
@@ -105,8 +113,9 @@ def test_the_pair_helper_agrees_with_assign_clusters(pair):
     _index(conn)
     first = near_duplicates.assign_clusters(conn, "duckdb", _batch("a", pair["title_a"], pair["url_a"], 1))
     conn.register("_first", first)
-    conn.execute("INSERT INTO core.opportunities "
-                 "SELECT canonical_url, opportunity_id, cluster_id, created_at FROM _first")
+    conn.execute(
+        "INSERT INTO core.opportunities SELECT canonical_url, opportunity_id, cluster_id, created_at FROM _first"
+    )
     near_duplicates.persist(conn, "duckdb", first, ["a"])
     second = near_duplicates.assign_clusters(conn, "duckdb", _batch("b", pair["title_b"], pair["url_b"], 2))
     joined = second["cluster_id"].iloc[0] == "a"

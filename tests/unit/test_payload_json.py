@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 from core.discovery.opportunities import payload_json
 
 _values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -52,10 +55,26 @@ def test_damaged_texts_fail_or_parse_as_json_does(value, position, junk):
     _same_as_json(text[:position] + junk + text[position:])
 
 
-@pytest.mark.parametrize("text", [
-    '{"id": 18446744073709551616}', '{"id": -9223372036854775809}', '{"id": 9223372036854775807}',
-    '{"n": 1.2345678901234567890123}', '{"a": NaN}', '{"a": -Infinity}', '{"a": 1e400}', '"\\ud800"',
-    '\ufeff{"a": 1}', '{"a": 1, "a": 2}', '{"a": "\t"}', '[1,]', '01', '', '{"a": "\ud800"}', '{"s": "\\u0000"}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id": 18446744073709551616}',
+        '{"id": -9223372036854775809}',
+        '{"id": 9223372036854775807}',
+        '{"n": 1.2345678901234567890123}',
+        '{"a": NaN}',
+        '{"a": -Infinity}',
+        '{"a": 1e400}',
+        '"\\ud800"',
+        '\ufeff{"a": 1}',
+        '{"a": 1, "a": 2}',
+        '{"a": "\t"}',
+        "[1,]",
+        "01",
+        "",
+        '{"a": "\ud800"}',
+        '{"s": "\\u0000"}',
+    ],
+)
 def test_texts_where_orjson_differs_from_json(text):
     _same_as_json(text)

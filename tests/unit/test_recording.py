@@ -21,8 +21,12 @@ def test_recorded_snapshots_replay_and_never_keep_secrets(tmp_path):
 
 
 def test_github_spent_quota_403_is_retried(tmp_path):
-    answers = iter([httpx.Response(403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1"}),
-                    httpx.Response(200, json={"items": []})])
+    answers = iter(
+        [
+            httpx.Response(403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1"}),
+            httpx.Response(200, json={"items": []}),
+        ]
+    )
     waits: list[float] = []
     with SourceClient("github", httpx.MockTransport(lambda r: next(answers)), sleep=waits.append) as client:
         assert client.get("https://api.github.com/search/repositories").status_code == 200

@@ -19,8 +19,12 @@ def test_the_embedded_default_needs_no_variables(tmp_path, monkeypatch):
 
 
 def test_secrets_are_environment_references_not_values():
-    env = {"WAREHOUSE_URL": "postgresql://app:hunter2@db:5432/ventureloop", "STRIPE_API_KEY": "rk_live_abc",
-           "GITHUB_TOKEN": "ghx_abc", "REDDIT_LIMIT": "20"}
+    env = {
+        "WAREHOUSE_URL": "postgresql://app:hunter2@db:5432/ventureloop",
+        "STRIPE_API_KEY": "rk_live_abc",
+        "GITHUB_TOKEN": "ghx_abc",
+        "REDDIT_LIMIT": "20",
+    }
     built = resources(env)
     # What the UI shows of a resource's config is these fields: a reference, never the value.
     assert built["warehouse"].url == dg.EnvVar("WAREHOUSE_URL")
@@ -36,11 +40,14 @@ def test_a_resolved_secret_reaches_the_connectors_under_its_variable_name():
     assert discovery.source_env() == {"GITHUB_TOKEN": "ghx_abc", "GITHUB_MAX_PAGES": "1", "DISCOVERY_MODE": "live"}
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: DiscoveryResource(mode="replay"), "DISCOVERY_MODE='replay': use snapshot or live"),
-    (lambda: LedgerInputsResource(inbox_dir="x", outcomes_source="paypal"), "OUTCOMES_SOURCE='paypal'"),
-    (lambda: LedgerInputsResource(inbox_dir="x", fx_rates_source="yahoo"), "FX_RATES_SOURCE='yahoo'"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DiscoveryResource(mode="replay"), "DISCOVERY_MODE='replay': use snapshot or live"),
+        (lambda: LedgerInputsResource(inbox_dir="x", outcomes_source="paypal"), "OUTCOMES_SOURCE='paypal'"),
+        (lambda: LedgerInputsResource(inbox_dir="x", fx_rates_source="yahoo"), "FX_RATES_SOURCE='yahoo'"),
+    ],
+)
 def test_an_unknown_choice_is_refused_with_the_variable_named(make, message):
     with pytest.raises(Exception, match=message):
         make()

@@ -5,18 +5,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.ledger.validation import LedgerError, Posting, TransactionRequest, prepare
 from core.ledger.tax import TaxError, TaxRates, default_tax, inclusive_tax, load_tax_rates, tax_account, tax_postings
+from core.ledger.validation import LedgerError, Posting, TransactionRequest, prepare
 
 AT = datetime(2026, 11, 2, 12, tzinfo=UTC)
 
 
 def _sale(amount: int, country: str | None, currency: str = "EUR") -> TransactionRequest:
     return TransactionRequest(
-        idempotency_key=f"stripe:ch_{amount}", kind="revenue", description="sale", occurred_at=AT,
-        postings=[Posting(f"assets:cash:stripe:{currency.lower()}", currency, amount),
-                  Posting("revenue:experiment:exp-1", currency, -amount)],
-        experiment_id="exp-1", customer_country=country)
+        idempotency_key=f"stripe:ch_{amount}",
+        kind="revenue",
+        description="sale",
+        occurred_at=AT,
+        postings=[
+            Posting(f"assets:cash:stripe:{currency.lower()}", currency, amount),
+            Posting("revenue:experiment:exp-1", currency, -amount),
+        ],
+        experiment_id="exp-1",
+        customer_country=country,
+    )
 
 
 def test_default_table_reads_exact_decimal_rates():
@@ -77,15 +84,14 @@ def test_rate_file_rejects_floats_and_bad_rates(tmp_path):
     path.write_text("rates:\n  DE: 0.19\n")
     with pytest.raises(TaxError, match="quote it"):
         load_tax_rates(path)
-    path.write_text("rates:\n  DE: \"19\"\n")
+    path.write_text('rates:\n  DE: "19"\n')
     with pytest.raises(TaxError, match=r"fractions in \[0, 1\)"):
         load_tax_rates(path)
-    path.write_text("rates:\n  DE: \"0.19\"\n")
+    path.write_text('rates:\n  DE: "0.19"\n')
     assert load_tax_rates(path).rate("DE") == Decimal("0.19")
 
 
-@given(st.integers(min_value=1, max_value=10**13), st.sampled_from(sorted(default_tax().rates)),
-       st.booleans())
+@given(st.integers(min_value=1, max_value=10**13), st.sampled_from(sorted(default_tax().rates)), st.booleans())
 def test_tax_postings_always_balance_and_never_exceed_the_gross(gross, country, refund):
     amount = gross if refund else -gross  # revenue credit, or a refund debited to revenue
     lines = tax_postings("revenue:x", "EUR", amount, country)

@@ -15,15 +15,79 @@ from core.discovery import features
 from core.discovery.text_patterns import KeywordPatterns, Texts, keyword_strings, required_literals
 
 FRAGMENTS = [
-    "api", "apis", "saas", "web", " ", "  ", "app", "open", "source", "-", "/", "mo", "month", "$", "29", "4.2", "k",
-    "mrr", "arr", "é", "用", "_", "\x0b", "\xa0", "\u2013", "[", "]", "for", "hire", "budget", ":", "looking", "a",
-    "an", "developer", "next", ".", "js", "per", "user", "seat", "making", "from", "plan", "in", "of", "react",
-    "native", "self", "hosted", "mit", "license", "github", "com", "fine", "tune", "\n", "٣", "１", ",", "to",
+    "api",
+    "apis",
+    "saas",
+    "web",
+    " ",
+    "  ",
+    "app",
+    "open",
+    "source",
+    "-",
+    "/",
+    "mo",
+    "month",
+    "$",
+    "29",
+    "4.2",
+    "k",
+    "mrr",
+    "arr",
+    "é",
+    "用",
+    "_",
+    "\x0b",
+    "\xa0",
+    "\u2013",
+    "[",
+    "]",
+    "for",
+    "hire",
+    "budget",
+    ":",
+    "looking",
+    "a",
+    "an",
+    "developer",
+    "next",
+    ".",
+    "js",
+    "per",
+    "user",
+    "seat",
+    "making",
+    "from",
+    "plan",
+    "in",
+    "of",
+    "react",
+    "native",
+    "self",
+    "hosted",
+    "mit",
+    "license",
+    "github",
+    "com",
+    "fine",
+    "tune",
+    "\n",
+    "٣",
+    "１",
+    ",",
+    "to",
     # Non-word, non-space characters for Python and RE2 alike (the text stays on the vectorized paths) ...
-    "€", "🚀", "\u0301", "’", "\t", "1,000",
+    "€",
+    "🚀",
+    "\u0301",
+    "’",
+    "\t",
+    "1,000",
     # ... and characters only Python's \w or \s matches (the text goes to Python): superscript two,
     # an information separator, a thin space.
-    "²", "\x1c", "\u2009",
+    "²",
+    "\x1c",
+    "\u2009",
 ]
 TEXTS = st.lists(st.sampled_from(FRAGMENTS), max_size=14).map("".join)
 BATCHES = st.lists(TEXTS, min_size=1, max_size=6)
@@ -109,13 +173,16 @@ def test_many_keyword_patterns_take_several_masks():
     assert np.array_equal(found["p68"], [True, False, False])
 
 
-@pytest.mark.parametrize(("pattern", "strings"), [
-    (r"\b(?:open[- ]source|mit licen[cs]e)\b", {"open-source", "open source", "mit licence", "mit license"}),
-    (r"\b(?:webhooks?)\b", {"webhook", "webhooks"}),
-    (r"\b(?:a+)\b", None),  # unbounded: not a finite set
-    (r"(?:api)\b", None),  # no leading boundary
-    (r"(?i)\b(?:api)\b", None),  # flags change what a literal means
-])
+@pytest.mark.parametrize(
+    ("pattern", "strings"),
+    [
+        (r"\b(?:open[- ]source|mit licen[cs]e)\b", {"open-source", "open source", "mit licence", "mit license"}),
+        (r"\b(?:webhooks?)\b", {"webhook", "webhooks"}),
+        (r"\b(?:a+)\b", None),  # unbounded: not a finite set
+        (r"(?:api)\b", None),  # no leading boundary
+        (r"(?i)\b(?:api)\b", None),  # flags change what a literal means
+    ],
+)
 def test_keyword_strings(pattern, strings):
     assert keyword_strings(pattern) == strings
 

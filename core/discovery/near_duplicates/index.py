@@ -7,12 +7,30 @@ import numpy as np
 import pandas as pd
 
 from core.discovery.fingerprints import canonical_url
-from core.discovery.near_duplicates.minhash import (KEY_CHARS, NUM_PERM, LSHParams, band_column, band_keys, encode,
-                                                    lsh_params, signatures, similarity)
-from core.discovery.near_duplicates.rules import (AGGREGATOR_HOSTS, HOST_PATTERN, MIN_SHARED_FIGURE_WORDS,
-                                                  REPOSITORY_URL, THRESHOLD, figure_words, host_of, is_product_url,
-                                                  name_keys, tokens)
-from core.platform.warehouse import run_sql, append_frame, query_frame, stage_frame
+from core.discovery.near_duplicates.minhash import (
+    KEY_CHARS,
+    NUM_PERM,
+    LSHParams,
+    band_column,
+    band_keys,
+    encode,
+    lsh_params,
+    signatures,
+    similarity,
+)
+from core.discovery.near_duplicates.rules import (
+    AGGREGATOR_HOSTS,
+    HOST_PATTERN,
+    MIN_SHARED_FIGURE_WORDS,
+    REPOSITORY_URL,
+    THRESHOLD,
+    figure_words,
+    host_of,
+    is_product_url,
+    name_keys,
+    tokens,
+)
+from core.platform.warehouse import append_frame, query_frame, run_sql, stage_frame
 
 # core.lsh_buckets rows that are not LSH bands (of which there are at most NUM_PERM): the bucket
 # is a name key such as "site:shotapi" (see name_keys), or one (revenue figure, title word) pair
@@ -39,11 +57,12 @@ def are_near_duplicates(title_a: str, url_a: str, title_b: str, url_b: str, thre
     params = lsh_params(threshold)
     sigs = signatures([tokens(title_a, host_of(canonical_a)), tokens(title_b, host_of(canonical_b))])
     key_a, key_b = band_keys(sigs, params)
-    shares_bucket = any(key_a[i:i + KEY_CHARS] == key_b[i:i + KEY_CHARS] for i in range(0, len(key_a), KEY_CHARS))
+    shares_bucket = any(key_a[i : i + KEY_CHARS] == key_b[i : i + KEY_CHARS] for i in range(0, len(key_a), KEY_CHARS))
     return shares_bucket and similarity(sigs[0], sigs[1]) >= threshold
 
 
 # -- clustering ---------------------------------------------------------------------------------
+
 
 def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     """Give each new opportunity (opportunity_id, title, canonical_url, created_at) a cluster_id and
@@ -68,19 +87,29 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
     urls = batch["canonical_url"].to_numpy(dtype=object)
     named = [name_keys(url) for url in urls]
     figures = [sorted(figure_words(title)) for title in batch["title"]]
-    stated = pd.DataFrame({"batch_row": np.repeat(np.arange(n), [len(f) for f in figures]),
-                           "bucket": [pair for found in figures for pair in found]}, columns=["batch_row", "bucket"])
+    stated = pd.DataFrame(
+        {
+            "batch_row": np.repeat(np.arange(n), [len(f) for f in figures]),
+            "bucket": [pair for found in figures for pair in found],
+        },
+        columns=["batch_row", "bucket"],
+    )
 
     best = _Best(n, sigs.shape[1])
     indexed_ids, indexed_clusters = _offer_indexed(conn, backend, keys, stated, sigs, params, threshold, best)
     _offer_batch(keys, stated, sigs, encoded, params, threshold, best)
 
     product_url = (~hosts.isin(AGGREGATOR_HOSTS) | batch["canonical_url"].str.match(REPOSITORY_URL)).to_numpy()
-    same_url = _indexed_owners(conn, backend, urls[product_url],
-                               "JOIN core.opportunities o ON o.canonical_url = k.wanted")
-    same_name = _indexed_owners(conn, backend, np.array([key for _, wanted in named for key in wanted], dtype=object),
-                                f"JOIN core.lsh_buckets b ON b.band = {NAME_BAND} AND b.bucket = k.wanted "
-                                "JOIN core.opportunities o ON o.opportunity_id = b.opportunity_id")
+    same_url = _indexed_owners(
+        conn, backend, urls[product_url], "JOIN core.opportunities o ON o.canonical_url = k.wanted"
+    )
+    same_name = _indexed_owners(
+        conn,
+        backend,
+        np.array([key for _, wanted in named for key in wanted], dtype=object),
+        f"JOIN core.lsh_buckets b ON b.band = {NAME_BAND} AND b.bucket = k.wanted "
+        "JOIN core.opportunities o ON o.opportunity_id = b.opportunity_id",
+    )
     first_with_url = _first_in_batch(urls, product_url)
     first_with_key: dict[str, int] = {}  # name keys of the rows so far, and the first row with each
     cluster_ids, matches, scores = [], [], []
@@ -111,8 +140,15 @@ def assign_clusters(conn, backend: str, batch: pd.DataFrame, threshold: float = 
         scores.append(score)
         for key in indexed_under:
             first_with_key.setdefault(key, i)
-    return batch.assign(cluster_id=cluster_ids, near_duplicate_of=matches, similarity=scores, signature=encoded,
-                        band_keys=keys, name_keys=[under for under, _ in named], figure_words=figures)
+    return batch.assign(
+        cluster_id=cluster_ids,
+        near_duplicate_of=matches,
+        similarity=scores,
+        signature=encoded,
+        band_keys=keys,
+        name_keys=[under for under, _ in named],
+        figure_words=figures,
+    )
 
 
 def _first_in_batch(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -155,7 +191,8 @@ class _Best:
         r, e, b, p = rows[first], equal[first], band[first], positions[first]
         current_e, current_b, current_o, current_p = self.equal[r], self.band[r], self.origin[r], self.position[r]
         better = (e > current_e) | (e == current_e) & (
-            (b < current_b) | (b == current_b) & ((origin < current_o) | (origin == current_o) & (p < current_p)))
+            (b < current_b) | (b == current_b) & ((origin < current_o) | (origin == current_o) & (p < current_p))
+        )
         r = r[better]
         self.equal[r], self.band[r], self.origin[r], self.position[r] = e[better], b[better], origin, p[better]
 
@@ -168,8 +205,15 @@ def _equal_positions(sigs: np.ndarray, rows: np.ndarray, theirs: np.ndarray, pos
     return out
 
 
-def _offer_batch(keys: pd.Series, stated: pd.DataFrame, sigs: np.ndarray, encoded: list[str], params: LSHParams,
-                 threshold: float, best: _Best) -> None:
+def _offer_batch(
+    keys: pd.Series,
+    stated: pd.DataFrame,
+    sigs: np.ndarray,
+    encoded: list[str],
+    params: LSHParams,
+    threshold: float,
+    best: _Best,
+) -> None:
     """Offer every (row, earlier row) pair of the batch that shares a bucket or enough (revenue
     figure, word) pairs (`stated`: batch_row, bucket).
 
@@ -193,8 +237,9 @@ def _offer_batch(keys: pd.Series, stated: pd.DataFrame, sigs: np.ndarray, encode
     stated = stated[first[stated_rows] == stated_rows]
     pairs = list(_pairs_sharing(stated["batch_row"].to_numpy(dtype=np.int64), pd.factorize(stated["bucket"])[0]))
     if pairs:
-        rows, positions = _met_enough(np.concatenate([r for r, _ in pairs]), np.concatenate([p for _, p in pairs]),
-                                      len(codes))
+        rows, positions = _met_enough(
+            np.concatenate([r for r, _ in pairs]), np.concatenate([p for _, p in pairs]), len(codes)
+        )
         best.offer(rows, FIGURE_BAND, 1, positions, _equal_positions(sigs, rows, sigs, positions), 0.0)
 
 
@@ -209,8 +254,7 @@ def _pairs_sharing(members: np.ndarray, buckets: np.ndarray) -> Iterator[tuple[n
     the same bucket code, in blocks."""
     order = np.argsort(buckets, kind="stable")  # grouped by bucket, rows ascending within one
     grouped = buckets[order]
-    group_start = np.maximum.accumulate(np.where(np.r_[True, grouped[1:] != grouped[:-1]],
-                                                 np.arange(len(grouped)), 0))
+    group_start = np.maximum.accumulate(np.where(np.r_[True, grouped[1:] != grouped[:-1]], np.arange(len(grouped)), 0))
     earlier = np.arange(len(grouped)) - group_start  # how many rows precede this one in its bucket
     ends = np.cumsum(earlier)
     start = 0
@@ -224,8 +268,16 @@ def _pairs_sharing(members: np.ndarray, buckets: np.ndarray) -> Iterator[tuple[n
         start = stop
 
 
-def _offer_indexed(conn, backend: str, keys: pd.Series, stated: pd.DataFrame, sigs: np.ndarray,
-                   params: LSHParams, threshold: float, best: _Best) -> tuple[np.ndarray, np.ndarray]:
+def _offer_indexed(
+    conn,
+    backend: str,
+    keys: pd.Series,
+    stated: pd.DataFrame,
+    sigs: np.ndarray,
+    params: LSHParams,
+    threshold: float,
+    best: _Best,
+) -> tuple[np.ndarray, np.ndarray]:
     """Offer the indexed opportunities sharing a bucket, or enough (revenue figure, word) pairs
     (`stated`), with a batch row; return their ids and cluster ids (by the position offered:
     positions follow opportunity_id, so that ties between indexed candidates go to the lowest id,
@@ -239,31 +291,55 @@ def _offer_indexed(conn, backend: str, keys: pd.Series, stated: pd.DataFrame, si
     # A first load into an empty index has nothing to look up (and a million rows' buckets to stage).
     if query_frame(conn, "SELECT 1 AS found FROM core.lsh_buckets LIMIT 1").empty:
         return none
-    wanted = pd.concat([*(pd.DataFrame({"batch_row": keys.index.to_numpy(), "band": band,
-                                        "bucket": band_column(keys, band)}) for band in range(params.bands)),
-                        stated.assign(band=FIGURE_BAND)], ignore_index=True)
+    wanted = pd.concat(
+        [
+            *(
+                pd.DataFrame({"batch_row": keys.index.to_numpy(), "band": band, "bucket": band_column(keys, band)})
+                for band in range(params.bands)
+            ),
+            stated.assign(band=FIGURE_BAND),
+        ],
+        ignore_index=True,
+    )
     stage_frame(conn, backend, "_wanted_buckets", wanted)
     join = "FROM _wanted_buckets w JOIN core.lsh_buckets b ON b.band = w.band AND b.bucket = w.bucket"
-    run_sql(conn, "CREATE TEMP TABLE _hit_ids AS SELECT opportunity_id, "
-               "CAST(row_number() OVER (ORDER BY opportunity_id) - 1 AS INTEGER) AS position "
-               f"FROM (SELECT DISTINCT b.opportunity_id {join}) d", None)
+    run_sql(
+        conn,
+        "CREATE TEMP TABLE _hit_ids AS SELECT opportunity_id, "
+        "CAST(row_number() OVER (ORDER BY opportunity_id) - 1 AS INTEGER) AS position "
+        f"FROM (SELECT DISTINCT b.opportunity_id {join}) d",
+        None,
+    )
     try:
         from_base64 = "from_base64(s.signature)" if backend == "duckdb" else "decode(s.signature, 'base64')"
-        indexed = query_frame(conn, f"SELECT i.position, s.opportunity_id, s.cluster_id, {from_base64} AS signature "
-                                    "FROM _hit_ids i JOIN core.lsh_signatures s ON s.opportunity_id = i.opportunity_id "
-                                    "ORDER BY i.position")
+        indexed = query_frame(
+            conn,
+            f"SELECT i.position, s.opportunity_id, s.cluster_id, {from_base64} AS signature "
+            "FROM _hit_ids i JOIN core.lsh_signatures s ON s.opportunity_id = i.opportunity_id "
+            "ORDER BY i.position",
+        )
         if indexed.empty:
             return none
         indexed_sigs = np.frombuffer(b"".join(indexed["signature"]), dtype="<u4").reshape(len(indexed), -1)
         for start in range(0, len(keys), _LOOKUP_ROWS):
-            hits = query_frame(conn, f"SELECT w.batch_row, w.band, i.position {join} "
-                                     "JOIN _hit_ids i ON i.opportunity_id = b.opportunity_id "
-                                     "WHERE w.batch_row >= %s AND w.batch_row < %s", [start, start + _LOOKUP_ROWS])
+            hits = query_frame(
+                conn,
+                f"SELECT w.batch_row, w.band, i.position {join} "
+                "JOIN _hit_ids i ON i.opportunity_id = b.opportunity_id "
+                "WHERE w.batch_row >= %s AND w.batch_row < %s",
+                [start, start + _LOOKUP_ROWS],
+            )
             rows, positions = hits["batch_row"].to_numpy(dtype=np.int64), hits["position"].to_numpy(dtype=np.int64)
             bands = hits["band"].to_numpy(dtype=np.int64)
             lsh = bands != FIGURE_BAND
-            best.offer(rows[lsh], bands[lsh], 0, positions[lsh],
-                       _equal_positions(sigs, rows[lsh], indexed_sigs, positions[lsh]), threshold)
+            best.offer(
+                rows[lsh],
+                bands[lsh],
+                0,
+                positions[lsh],
+                _equal_positions(sigs, rows[lsh], indexed_sigs, positions[lsh]),
+                threshold,
+            )
             rows, positions = _met_enough(rows[~lsh], positions[~lsh], len(indexed))
             best.offer(rows, FIGURE_BAND, 0, positions, _equal_positions(sigs, rows, indexed_sigs, positions), 0.0)
     finally:
@@ -277,8 +353,9 @@ def _indexed_owners(conn, backend: str, wanted: np.ndarray, join: str) -> dict[s
     if not len(wanted):
         return {}
     stage_frame(conn, backend, "_wanted_owners", pd.DataFrame({"wanted": pd.unique(wanted)}))
-    found = query_frame(conn, f"SELECT k.wanted, o.opportunity_id, o.cluster_id FROM _wanted_owners k {join} "
-                              "ORDER BY o.created_at DESC")
+    found = query_frame(
+        conn, f"SELECT k.wanted, o.opportunity_id, o.cluster_id FROM _wanted_owners k {join} ORDER BY o.created_at DESC"
+    )
     return {key: (opp_id, cluster) for key, opp_id, cluster in found.itertuples(index=False)}
 
 
@@ -289,12 +366,19 @@ def index_rows(clustered: pd.DataFrame) -> pd.DataFrame:
     bands = len(keys.iloc[0]) // KEY_CHARS if len(keys) else 0
     named = clustered[["opportunity_id", "name_keys"]].explode("name_keys").dropna()
     figures = clustered[["opportunity_id", "figure_words"]].explode("figure_words").dropna()
-    return pd.concat([*(pd.DataFrame({"band": band, "bucket": band_column(keys, band), "opportunity_id": ids})
-                        for band in range(bands)),
-                      pd.DataFrame({"band": NAME_BAND, "bucket": named["name_keys"],
-                                    "opportunity_id": named["opportunity_id"]}),
-                      pd.DataFrame({"band": FIGURE_BAND, "bucket": figures["figure_words"],
-                                    "opportunity_id": figures["opportunity_id"]})], ignore_index=True)
+    return pd.concat(
+        [
+            *(
+                pd.DataFrame({"band": band, "bucket": band_column(keys, band), "opportunity_id": ids})
+                for band in range(bands)
+            ),
+            pd.DataFrame({"band": NAME_BAND, "bucket": named["name_keys"], "opportunity_id": named["opportunity_id"]}),
+            pd.DataFrame(
+                {"band": FIGURE_BAND, "bucket": figures["figure_words"], "opportunity_id": figures["opportunity_id"]}
+            ),
+        ],
+        ignore_index=True,
+    )
 
 
 def persist(conn, backend: str, clustered: pd.DataFrame, inserted_ids: Iterable[str]) -> None:

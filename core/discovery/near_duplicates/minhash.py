@@ -77,8 +77,11 @@ def signatures(token_sets: Iterable[set[str]], num_perm: int = NUM_PERM) -> np.n
     while block := list(itertools.islice(sets, _BLOCK_ROWS)):  # token sets are made block by block
         out = np.full((len(block), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)  # an empty set's
         counts = np.fromiter((len(ts) for ts in block), dtype=np.int64, count=len(block))
-        flat = np.fromiter((hashed[t] if t in hashed else hashed.setdefault(t, _sha1_32(t))
-                            for ts in block for t in ts), dtype=np.uint32, count=int(counts.sum()))
+        flat = np.fromiter(
+            (hashed[t] if t in hashed else hashed.setdefault(t, _sha1_32(t)) for ts in block for t in ts),
+            dtype=np.uint32,
+            count=int(counts.sum()),
+        )
         if len(flat):
             permuted = _fmix32(flat)[:, None] * a + b  # uint32 arithmetic wraps: the affine map mod 2^32
             filled = np.flatnonzero(counts)
@@ -97,9 +100,19 @@ def band_keys(signature_rows: np.ndarray, params: LSHParams) -> list[str]:
     data = np.ascontiguousarray(signature_rows, dtype="<u4").tobytes()
     row_bytes, band_bytes = 4 * signature_rows.shape[1] if len(signature_rows) else 0, 4 * params.rows
     blake2b = hashlib.blake2b
-    return ["".join([blake2b(data[o:o + band_bytes], digest_size=8).hexdigest()
-                     for o in range(start, start + params.bands * band_bytes, band_bytes)])
-            for start in range(0, len(data), row_bytes)] if row_bytes else []
+    return (
+        [
+            "".join(
+                [
+                    blake2b(data[o : o + band_bytes], digest_size=8).hexdigest()
+                    for o in range(start, start + params.bands * band_bytes, band_bytes)
+                ]
+            )
+            for start in range(0, len(data), row_bytes)
+        ]
+        if row_bytes
+        else []
+    )
 
 
 def band_column(keys: "pd.Series", band: int) -> "pd.Series":

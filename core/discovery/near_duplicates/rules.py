@@ -1,6 +1,7 @@
 """Rules 1-3 of the package docstring as plain functions of a title and a canonical URL, and
 the token set that rule 4 hashes: no numpy, no database."""
 
+import itertools
 import re
 
 from core.discovery.fingerprints import normalized_title
@@ -9,18 +10,70 @@ THRESHOLD = 0.5
 # Rule 3: (revenue figure, title word) pairs two titles must have in common.
 MIN_SHARED_FIGURE_WORDS = 2
 # Sites whose URLs name the post, not the product: the same URL there is not evidence of sameness.
-AGGREGATOR_HOSTS = frozenset({"news.ycombinator.com", "reddit.com", "x.com", "twitter.com", "producthunt.com",
-                              "github.com", "freelancer.com", "youtube.com", "medium.com", "indiehackers.com"})
+AGGREGATOR_HOSTS = frozenset(
+    {
+        "news.ycombinator.com",
+        "reddit.com",
+        "x.com",
+        "twitter.com",
+        "producthunt.com",
+        "github.com",
+        "freelancer.com",
+        "youtube.com",
+        "medium.com",
+        "indiehackers.com",
+    }
+)
 # Words that every launch title uses and that make unrelated launches look alike.
 STOPWORDS = frozenset(
-    "a an and the for of to in on with your you my our i we is are it this that at by from as "
-    "show hn ask launch launched launching new now just built made introducing meet".split()
+    [
+        "a",
+        "an",
+        "and",
+        "the",
+        "for",
+        "of",
+        "to",
+        "in",
+        "on",
+        "with",
+        "your",
+        "you",
+        "my",
+        "our",
+        "i",
+        "we",
+        "is",
+        "are",
+        "it",
+        "this",
+        "that",
+        "at",
+        "by",
+        "from",
+        "as",
+        "show",
+        "hn",
+        "ask",
+        "launch",
+        "launched",
+        "launching",
+        "new",
+        "now",
+        "just",
+        "built",
+        "made",
+        "introducing",
+        "meet",
+    ]
 )
 # A canonical URL's host (a regex, for `str.extract` over a column as for one URL).
 HOST_PATTERN = r"^https://([^/]+)"
 # Directories with one listing per product, and where in the path its slug is.
-_LISTING_SLUG = {"producthunt.com": re.compile(r"^/(?:products|posts)/([^/]+)"),
-                 "freepublicapis.com": re.compile(r"^/([^/]+)$")}
+_LISTING_SLUG = {
+    "producthunt.com": re.compile(r"^/(?:products|posts)/([^/]+)"),
+    "freepublicapis.com": re.compile(r"^/([^/]+)$"),
+}
 _URL_PARTS = re.compile(r"^https://([^/?#]+)([^?#]*)")
 REPOSITORY_URL = re.compile(r"^https://github\.com/([^/?#]+)/([^/?#]+)$")
 # An organisation named after its product (shiplog-dev, shiplog-hq) and its repositories
@@ -35,13 +88,15 @@ _AMOUNT = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s?([km
 _MULTIPLIER = {"k": 1_000, "m": 1_000_000}
 _MIN_AMOUNT = 1_000
 # Words that come with any figure ("$4.2k MRR", "$5.1k/month"), so they do not tell stories apart.
-_UNIT_WORDS = frozenset("mrr arr month months mo year years yr week weeks day days revenue".split())
+_UNIT_WORDS = frozenset(
+    ["mrr", "arr", "month", "months", "mo", "year", "years", "yr", "week", "weeks", "day", "days", "revenue"]
+)
 _HAS_DIGIT = re.compile(r"[\d$€£]")
 
 
 def tokens(title: str, host: str) -> set[str]:
     words = [w for w in normalized_title(title).split() if w not in STOPWORDS and len(w) > 1]
-    found = set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
+    found = set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)}
     if host:
         found.add(f"host:{host}")
     return found
@@ -119,12 +174,14 @@ def figure_words(title: str) -> set[str]:
     figures = amounts(title)
     if not figures:
         return set()
-    words = {w for w in normalized_title(title).split()
-             if w not in STOPWORDS and len(w) > 1 and w not in _UNIT_WORDS and not _HAS_DIGIT.search(w)}
+    words = {
+        w
+        for w in normalized_title(title).split()
+        if w not in STOPWORDS and len(w) > 1 and w not in _UNIT_WORDS and not _HAS_DIGIT.search(w)
+    }
     return {f"{figure} {word}" for figure in figures for word in words}
 
 
 def host_of(canonical: str) -> str:
     found = re.match(HOST_PATTERN, canonical)
     return found.group(1) if found else ""
-

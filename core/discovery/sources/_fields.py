@@ -59,8 +59,11 @@ def http_url(value: Any, field_name: str) -> str:
 def without_tracking(url: str) -> str:
     """Drop utm_* and ref parameters, which change per feed and would defeat URL dedup."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not k.lower().startswith("utm_") and k.lower() != "ref"]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith("utm_") and k.lower() != "ref"
+    ]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 

@@ -104,6 +104,7 @@ class Source(ABC):
 
 # -- helpers connectors share ------------------------------------------------------------------
 
+
 def parse_json(fetched: Fetched) -> tuple[Any, Problem | None]:
     """Decode a JSON response; a bad body becomes a Problem with the raw bytes, never an exception."""
     try:
@@ -111,21 +112,29 @@ def parse_json(fetched: Fetched) -> tuple[Any, Problem | None]:
     except UnicodeDecodeError as error:
         return None, Problem("parse", fetched.url, f"response is not valid UTF-8: {error}", fetched.body)
     except json.JSONDecodeError as error:
-        return None, Problem("parse", fetched.url, f"malformed JSON at line {error.lineno} column {error.colno}: "
-                             f"{error.msg}", fetched.body)
+        return None, Problem(
+            "parse",
+            fetched.url,
+            f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}",
+            fetched.body,
+        )
 
 
 def items_from(fetched: Fetched, entries: Any, id_field: str, where: str) -> tuple[list[RawItem], list[Problem]]:
     """Turn a list of API objects into RawItems; objects that are not dicts or lack an id are Problems."""
     if not isinstance(entries, list):
-        return [], [Problem("parse", fetched.url, f"expected a list at {where}, got {type(entries).__name__}",
-                            fetched.body)]
+        return [], [
+            Problem("parse", fetched.url, f"expected a list at {where}, got {type(entries).__name__}", fetched.body)
+        ]
     items, problems = [], []
     for index, entry in enumerate(entries):
         origin = f"{fetched.url}#{where}[{index}]"
         if not isinstance(entry, dict):
-            problems.append(Problem("parse", origin, f"expected an object, got {type(entry).__name__}",
-                                    json.dumps(entry, default=str)))
+            problems.append(
+                Problem(
+                    "parse", origin, f"expected an object, got {type(entry).__name__}", json.dumps(entry, default=str)
+                )
+            )
             continue
         external_id = entry.get(id_field)
         if external_id in (None, ""):
@@ -140,7 +149,7 @@ def require(payload: Mapping[str, Any], field_name: str, kind: type | tuple[type
     if field_name not in payload or payload[field_name] is None:
         raise BadRecord(f"missing field {field_name!r}")
     value = payload[field_name]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise BadRecord(f"field {field_name!r} should be {expected}, got {type(value).__name__} {value!r:.60}")
     return value

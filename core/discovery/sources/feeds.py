@@ -34,17 +34,28 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from core.platform.http import Fetched, RateLimit, SourceClient
 from core.discovery.sources._fields import http_url, optional_text, plain_text, positive_int
-from core.discovery.sources.base import FAMILIES, BadRecord, Normalized, Page, Problem, RawItem, Source, parse_json, timestamp
+from core.discovery.sources.base import (
+    FAMILIES,
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    RawItem,
+    Source,
+    parse_json,
+    timestamp,
+)
+from core.platform.http import Fetched, RateLimit, SourceClient
 
 DEFAULT_FEEDS_FILE = Path(__file__).resolve().parent.parent / "config" / "feeds.yaml"
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 FEED_FIELDS = frozenset({"family", "url", "max_items", "enabled", "description"})
 DEFAULT_MAX_ITEMS = 50
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
-ACCEPT = ("application/feed+json, application/atom+xml, application/rss+xml, application/xml;q=0.9, "
-          "text/xml;q=0.9, */*;q=0.5")
+ACCEPT = (
+    "application/feed+json, application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
 TITLE_CHARS = 120
 
 
@@ -76,8 +87,9 @@ def load_feed_configs(path: Path) -> list[FeedConfig]:
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FeedConfigError(f"{path}: feeds file not found; create it or point VENTURELOOP_FEEDS_FILE "
-                              f"at one") from None
+        raise FeedConfigError(
+            f"{path}: feeds file not found; create it or point VENTURELOOP_FEEDS_FILE at one"
+        ) from None
     except yaml.YAMLError as error:
         raise FeedConfigError(f"{path}: not valid YAML: {error}") from None
     feeds = document.get("feeds") if isinstance(document, dict) else None
@@ -89,13 +101,16 @@ def load_feed_configs(path: Path) -> list[FeedConfig]:
 def _feed_config(path: Path, key: Any, entry: Any) -> FeedConfig:
     where = f"{path}: feed {key!r}"
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
-        raise FeedConfigError(f"{where}: the key must be lower snake case (letters, digits, underscores, "
-                              f"starting with a letter), e.g. 'indiehackers'; it becomes the source name feed_<key>")
+        raise FeedConfigError(
+            f"{where}: the key must be lower snake case (letters, digits, underscores, "
+            f"starting with a letter), e.g. 'indiehackers'; it becomes the source name feed_<key>"
+        )
     if not isinstance(entry, dict):
         raise FeedConfigError(f"{where}: expected a mapping with 'family' and 'url', got {type(entry).__name__}")
     if unknown := sorted(set(map(str, entry)) - FEED_FIELDS):
-        raise FeedConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; "
-                              f"allowed: {', '.join(sorted(FEED_FIELDS))}")
+        raise FeedConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(FEED_FIELDS))}"
+        )
     for required in ("family", "url"):
         if entry.get(required) in (None, ""):
             raise FeedConfigError(f"{where}: missing '{required}'")
@@ -126,13 +141,17 @@ def feed_sources(env: Mapping[str, str] | None = None) -> list[Source]:
 
 
 def feed_class(config: FeedConfig) -> type["FeedSource"]:
-    return type(f"FeedSource_{config.key}", (FeedSource,), {
-        "name": config.name,
-        "family": config.family,
-        "feed": config,
-        "description": config.description or f"{config.family} feed {config.url}",
-        "__module__": __name__,
-    })
+    return type(
+        f"FeedSource_{config.key}",
+        (FeedSource,),
+        {
+            "name": config.name,
+            "family": config.family,
+            "feed": config,
+            "description": config.description or f"{config.family} feed {config.url}",
+            "__module__": __name__,
+        },
+    )
 
 
 class FeedSource(Source):
@@ -157,11 +176,23 @@ class FeedSource(Source):
             for index, entry in enumerate(entries[:remaining]):
                 origin = f"{fetched.url}#entries[{index}]"
                 if not isinstance(entry, dict):
-                    page.problems.append(Problem("parse", origin, f"expected an object, got {type(entry).__name__}",
-                                                 json.dumps(entry, default=str)))
+                    page.problems.append(
+                        Problem(
+                            "parse",
+                            origin,
+                            f"expected an object, got {type(entry).__name__}",
+                            json.dumps(entry, default=str),
+                        )
+                    )
                 elif (external_id := _entry_id(entry)) is None:
-                    page.problems.append(Problem("parse", origin, "missing id: the entry has no guid/id and no "
-                                                 "link/url", json.dumps(entry, default=str)))
+                    page.problems.append(
+                        Problem(
+                            "parse",
+                            origin,
+                            "missing id: the entry has no guid/id and no link/url",
+                            json.dumps(entry, default=str),
+                        )
+                    )
                 else:
                     page.items.append(RawItem(external_id, entry))
             remaining -= min(len(entries), remaining)
@@ -178,6 +209,7 @@ class FeedSource(Source):
 
 # -- reading a response --------------------------------------------------------------------------
 
+
 def read_feed(fetched: Fetched) -> tuple[list[Any], str | None, Problem | None]:
     """The entries of one feed document, the next page's URL, or the Problem that stops us."""
     if fetched.body.lstrip()[:1] in (b"{", b"["):
@@ -191,12 +223,25 @@ def _read_json_feed(fetched: Fetched) -> tuple[list[Any], str | None, Problem | 
         return [], None, problem
     version = document.get("version") if isinstance(document, dict) else None
     if not isinstance(version, str) or not version.startswith(JSON_FEED_VERSION):
-        return [], None, Problem("parse", fetched.url, f"JSON but not a JSON Feed: 'version' is {version!r}, "
-                                 f"expected {JSON_FEED_VERSION}1.1", fetched.body)
+        return (
+            [],
+            None,
+            Problem(
+                "parse",
+                fetched.url,
+                f"JSON but not a JSON Feed: 'version' is {version!r}, expected {JSON_FEED_VERSION}1.1",
+                fetched.body,
+            ),
+        )
     items = document.get("items")
     if not isinstance(items, list):
-        return [], None, Problem("parse", fetched.url, f"JSON Feed 'items' should be a list, got "
-                                 f"{type(items).__name__}", fetched.body)
+        return (
+            [],
+            None,
+            Problem(
+                "parse", fetched.url, f"JSON Feed 'items' should be a list, got {type(items).__name__}", fetched.body
+            ),
+        )
     # An item that is not an object stays as it is: `fetch` reports it without losing the others.
     entries = [{**item, "_format": "json_feed"} if isinstance(item, dict) else item for item in items]
     next_url = document.get("next_url")
@@ -208,22 +253,44 @@ def _read_xml_feed(fetched: Fetched) -> tuple[list[dict[str, Any]], str | None, 
 
     # Servers label feeds text/xml, text/html or text/plain at random, and feedparser would then assume
     # us-ascii (RFC 3023). application/xml makes it follow the document: its XML declaration, else UTF-8.
-    parsed = feedparser.parse(fetched.body, response_headers={"content-type": "application/xml",
-                                                              "content-location": fetched.url})
+    parsed = feedparser.parse(
+        fetched.body, response_headers={"content-type": "application/xml", "content-location": fetched.url}
+    )
     error = parsed.get("bozo_exception")
     if isinstance(error, feedparser.CharacterEncodingOverride):
         # The bytes do not decode as the feed says they are encoded: refuse rather than store mojibake.
-        return [], None, Problem("parse", fetched.url, f"feed bytes do not match their declared encoding: {error}",
-                                 fetched.body)
+        return (
+            [],
+            None,
+            Problem("parse", fetched.url, f"feed bytes do not match their declared encoding: {error}", fetched.body),
+        )
     if parsed.bozo and not parsed.entries:
         return [], None, Problem("parse", fetched.url, f"not a well-formed feed: {_reason(error)}", fetched.body)
     if not parsed.version and not parsed.entries:
-        return [], None, Problem("parse", fetched.url, f"not an RSS, Atom or JSON feed (content-type "
-                                 f"{fetched.content_type or 'unknown'!r})", fetched.body)
+        return (
+            [],
+            None,
+            Problem(
+                "parse",
+                fetched.url,
+                f"not an RSS, Atom or JSON feed (content-type {fetched.content_type or 'unknown'!r})",
+                fetched.body,
+            ),
+        )
     entries = [{**_plain_data(entry), "_format": parsed.version or "unknown"} for entry in parsed.entries]
     # A feed feedparser had to repair (bozo) keeps the entries it recovered, but we stop paging there.
-    next_url = None if parsed.bozo else next((link.get("href") for link in parsed.feed.get("links", [])
-                                              if link.get("rel") == "next" and link.get("href")), None)
+    next_url = (
+        None
+        if parsed.bozo
+        else next(
+            (
+                link.get("href")
+                for link in parsed.feed.get("links", [])
+                if link.get("rel") == "next" and link.get("href")
+            ),
+            None,
+        )
+    )
     return entries, next_url, None
 
 
@@ -250,13 +317,17 @@ def _entry_id(entry: Mapping[str, Any]) -> str | None:
 
 # -- normalizing an entry ------------------------------------------------------------------------
 
+
 def _normalize_json_feed_item(payload: Mapping[str, Any]) -> Normalized:
     external_id = _entry_id(payload)
     if external_id is None:
         raise BadRecord("missing field 'id' (and no 'url')")
     url = _url(payload, "url", "external_url")
-    text = (optional_text(payload, "content_text") or optional_text(payload, "summary")
-            or plain_text(optional_text(payload, "content_html")))
+    text = (
+        optional_text(payload, "content_text")
+        or optional_text(payload, "summary")
+        or plain_text(optional_text(payload, "content_html"))
+    )
     title = plain_text(optional_text(payload, "title")) or _first_line(text)
     if not title:
         raise BadRecord("missing field 'title' (and no content_text or summary to take one from)")
@@ -265,8 +336,16 @@ def _normalize_json_feed_item(payload: Mapping[str, Any]) -> Normalized:
         raise BadRecord("missing field 'date_published' (and no 'date_modified')")
     authors = payload.get("authors") or ([payload["author"]] if isinstance(payload.get("author"), dict) else [])
     author = authors[0].get("name") if isinstance(authors, list) and authors and isinstance(authors[0], dict) else None
-    return Normalized(external_id, url, title, text, author if isinstance(author, str) else None, 0, 0,
-                      timestamp(date, "date_published" if payload.get("date_published") else "date_modified"))
+    return Normalized(
+        external_id,
+        url,
+        title,
+        text,
+        author if isinstance(author, str) else None,
+        0,
+        0,
+        timestamp(date, "date_published" if payload.get("date_published") else "date_modified"),
+    )
 
 
 def _normalize_feedparser_entry(payload: Mapping[str, Any]) -> Normalized:
@@ -284,8 +363,16 @@ def _normalize_feedparser_entry(payload: Mapping[str, Any]) -> Normalized:
     if not payload.get(date_field):
         raise BadRecord("missing field 'published' (pubDate) and no 'updated'")
     author = payload.get("author")
-    return Normalized(external_id, url, title, text, author if isinstance(author, str) and author else None, 0,
-                      _comment_count(payload), timestamp(payload[date_field], date_field))
+    return Normalized(
+        external_id,
+        url,
+        title,
+        text,
+        author if isinstance(author, str) and author else None,
+        0,
+        _comment_count(payload),
+        timestamp(payload[date_field], date_field),
+    )
 
 
 def _comment_count(payload: Mapping[str, Any]) -> int:

@@ -18,10 +18,20 @@ USD fixed") so the revenue parser sees them like any other post's prices.
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from core.platform.http import RateLimit, SourceClient
 from core.discovery.sources._fields import optional_object, positive_int
-from core.discovery.sources.base import BadRecord, Normalized, Page, Problem, Source, count, items_from, parse_json, \
-    require, timestamp
+from core.discovery.sources.base import (
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    Source,
+    count,
+    items_from,
+    parse_json,
+    require,
+    timestamp,
+)
+from core.platform.http import RateLimit, SourceClient
 
 ACTIVE_URL = "https://www.freelancer.com/api/projects/0.1/projects/active/"
 PROJECT_URL = "https://www.freelancer.com/projects/"
@@ -41,10 +51,17 @@ class Freelancer(Source):
         query = self.env.get("FREELANCER_QUERY") or DEFAULT_QUERY
         offset = 0
         for _ in range(max_pages):
-            fetched = client.get(ACTIVE_URL, params={
-                "query": query, "limit": limit, "offset": offset, "full_description": "true",
-                "job_details": "true", "compact": "true",
-            })
+            fetched = client.get(
+                ACTIVE_URL,
+                params={
+                    "query": query,
+                    "limit": limit,
+                    "offset": offset,
+                    "full_description": "true",
+                    "job_details": "true",
+                    "compact": "true",
+                },
+            )
             page = Page(fetched)
             body, problem = parse_json(fetched)
             if problem is None:
@@ -59,8 +76,7 @@ class Freelancer(Source):
             yield page
             total = result.get("total_count") if isinstance(result, dict) else None
             offset += limit
-            if not isinstance(projects, list) or len(projects) < limit or \
-                    (isinstance(total, int) and offset >= total):
+            if not isinstance(projects, list) or len(projects) < limit or (isinstance(total, int) and offset >= total):
                 return
 
     def normalize(self, payload: Mapping[str, Any]) -> Normalized:
@@ -81,8 +97,11 @@ class Freelancer(Source):
         bids = count(bid_stats, "bid_count")
         if isinstance(average, int | float) and not isinstance(average, bool) and bids:
             sign, code = _currency(payload)
-            lines.append(" ".join(part for part in ("Average bid:", f"{sign}{_amount(average)}", code,
-                                                    f"from {bids} bids") if part))
+            lines.append(
+                " ".join(
+                    part for part in ("Average bid:", f"{sign}{_amount(average)}", code, f"from {bids} bids") if part
+                )
+            )
         skills = [job.get("name") for job in payload.get("jobs") or [] if isinstance(job, Mapping)]
         if skills := [s for s in skills if isinstance(s, str) and s]:
             lines.append(f"Skills: {', '.join(skills)}")
@@ -103,8 +122,12 @@ def _status_problem(url: str, body: Any, raw: bytes) -> Problem | None:
         return Problem("parse", url, f"expected a JSON object, got {type(body).__name__}", raw)
     status = body.get("status")
     if status == "error":
-        return Problem("parse", url, f"Freelancer API error {body.get('error_code') or '(no code)'}: "
-                       f"{body.get('message') or '(no message)'}", raw)
+        return Problem(
+            "parse",
+            url,
+            f"Freelancer API error {body.get('error_code') or '(no code)'}: {body.get('message') or '(no message)'}",
+            raw,
+        )
     if status != "success":
         return Problem("parse", url, f"expected status 'success', got {status!r}", raw)
     return None
@@ -138,4 +161,3 @@ def _currency(payload: Mapping[str, Any]) -> tuple[str, str]:
 
 def _amount(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
-

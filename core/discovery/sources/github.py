@@ -22,12 +22,20 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from core.platform.http import RateLimit, SourceClient
 from core.discovery.sources._fields import http_url, optional_text, positive_int, text
 from core.discovery.sources.base import (
-    BadRecord, Normalized, Page, Problem, Source, count, items_from, parse_json,
-    require, timestamp,
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    Source,
+    count,
+    items_from,
+    parse_json,
+    require,
+    timestamp,
 )
+from core.platform.http import RateLimit, SourceClient
 
 SEARCH_URL = "https://api.github.com/search/repositories"
 SEARCH_RESULT_CAP = 1000
@@ -70,21 +78,39 @@ class GitHubSearch(Source):
             headers["Authorization"] = f"Bearer {token}"
         query = f"created:>={self.created_since()}"
         for page_number in range(1, max_pages + 1):
-            fetched = client.get(SEARCH_URL, headers=headers, params={
-                "q": query, "sort": "stars", "order": "desc", "per_page": per_page, "page": page_number})
+            fetched = client.get(
+                SEARCH_URL,
+                headers=headers,
+                params={"q": query, "sort": "stars", "order": "desc", "per_page": per_page, "page": page_number},
+            )
             body, problem = parse_json(fetched)
             if problem:
                 yield Page(fetched, problems=[problem])
                 return
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                yield Page(fetched, problems=[Problem("parse", fetched.url, "expected an object with an 'items' "
-                                                      f"list, got {type(body).__name__}", fetched.body)])
+                yield Page(
+                    fetched,
+                    problems=[
+                        Problem(
+                            "parse",
+                            fetched.url,
+                            f"expected an object with an 'items' list, got {type(body).__name__}",
+                            fetched.body,
+                        )
+                    ],
+                )
                 return
             items, problems = items_from(fetched, body["items"], "id", "items")
             total = body.get("total_count")
             if isinstance(total, bool) or not isinstance(total, int):
-                problems.append(Problem("parse", fetched.url, f"field 'total_count' should be int, got "
-                                        f"{total!r:.40}; pagination stopped here", fetched.body))
+                problems.append(
+                    Problem(
+                        "parse",
+                        fetched.url,
+                        f"field 'total_count' should be int, got {total!r:.40}; pagination stopped here",
+                        fetched.body,
+                    )
+                )
                 total = 0
             yield Page(fetched, items, problems)
             if len(body["items"]) < per_page or page_number * per_page >= min(total, SEARCH_RESULT_CAP):
@@ -98,11 +124,15 @@ class GitHubSearch(Source):
         if not isinstance(topics, list) or not all(isinstance(topic, str) for topic in topics):
             raise BadRecord(f"field 'topics' should be a list of strings, got {topics!r:.60}")
         language = optional_text(payload, "language")
-        body = "\n".join(part for part in (
-            optional_text(payload, "description"),
-            f"Topics: {', '.join(topics)}" if topics else "",
-            f"Language: {language}" if language else "",
-        ) if part)
+        body = "\n".join(
+            part
+            for part in (
+                optional_text(payload, "description"),
+                f"Topics: {', '.join(topics)}" if topics else "",
+                f"Language: {language}" if language else "",
+            )
+            if part
+        )
         return Normalized(
             external_id=str(require(payload, "id", int)),
             url=http_url(require(payload, "html_url"), "html_url"),

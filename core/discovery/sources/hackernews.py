@@ -20,12 +20,21 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from core.platform.http import Fetched, RateLimit, SourceClient
 from core.discovery.sources._fields import http_url, optional_text, plain_text, positive_int, text
 from core.discovery.sources.base import (
-    BadRecord, Normalized, Page, Problem, RawItem, Source, count, items_from,
-    parse_json, require, timestamp,
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    RawItem,
+    Source,
+    count,
+    items_from,
+    parse_json,
+    require,
+    timestamp,
 )
+from core.platform.http import Fetched, RateLimit, SourceClient
 
 SEARCH_URL = "https://hn.algolia.com/api/v1/search_by_date"
 SHOW_STORIES_URL = "https://hacker-news.firebaseio.com/v0/showstories.json"
@@ -51,8 +60,7 @@ class HackerNews(Source):
             yield from self._search(client, tag, max_pages, per_page, seen)
         yield from self._show_page(client, front_page, seen)
 
-    def _search(self, client: SourceClient, tag: str, max_pages: int, per_page: int,
-                seen: set[str]) -> Iterator[Page]:
+    def _search(self, client: SourceClient, tag: str, max_pages: int, per_page: int, seen: set[str]) -> Iterator[Page]:
         for page_number in range(max_pages):
             fetched = client.get(SEARCH_URL, params={"tags": tag, "hitsPerPage": per_page, "page": page_number})
             body, problem = parse_json(fetched)
@@ -65,8 +73,14 @@ class HackerNews(Source):
             items, problems = items_from(fetched, body["hits"], "objectID", "hits")
             nb_pages = body.get("nbPages")
             if isinstance(nb_pages, bool) or not isinstance(nb_pages, int):
-                problems.append(Problem("parse", fetched.url, f"field 'nbPages' should be int, got {nb_pages!r:.40}; "
-                                        "pagination stopped here", fetched.body))
+                problems.append(
+                    Problem(
+                        "parse",
+                        fetched.url,
+                        f"field 'nbPages' should be int, got {nb_pages!r:.40}; pagination stopped here",
+                        fetched.body,
+                    )
+                )
                 nb_pages = 0
             yield Page(fetched, _unseen(items, seen), problems)
             if page_number + 1 >= nb_pages:
@@ -84,8 +98,14 @@ class HackerNews(Source):
         wanted, problems = [], []
         for index, story_id in enumerate(ids[:limit]):
             if isinstance(story_id, bool) or not isinstance(story_id, int):
-                problems.append(Problem("parse", f"{fetched.url}#[{index}]", f"expected an item id, got "
-                                        f"{story_id!r:.40}", json.dumps(story_id, default=str)))
+                problems.append(
+                    Problem(
+                        "parse",
+                        f"{fetched.url}#[{index}]",
+                        f"expected an item id, got {story_id!r:.40}",
+                        json.dumps(story_id, default=str),
+                    )
+                )
             elif str(story_id) not in seen:
                 wanted.append(story_id)
         yield Page(fetched, problems=problems)  # the id list itself holds no items
@@ -95,8 +115,12 @@ class HackerNews(Source):
             if problem:
                 yield Page(item, problems=[problem])
             elif body is None:
-                yield Page(item, problems=[Problem("parse", item.url, f"item {story_id} not found: the API "
-                                                   "returned null", item.body)])
+                yield Page(
+                    item,
+                    problems=[
+                        Problem("parse", item.url, f"item {story_id} not found: the API returned null", item.body)
+                    ],
+                )
             elif isinstance(body, dict) and (body.get("deleted") or body.get("dead")):
                 # Removed by its author or by moderators: nothing to use and nothing wrong with the data.
                 yield Page(item)

@@ -21,12 +21,20 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.platform.http import RateLimit, SourceClient
 from core.discovery.sources._fields import http_url, optional_text, plain_text, positive_int, text, without_tracking
 from core.discovery.sources.base import (
-    BadRecord, Normalized, Page, Problem, Source, count, items_from, parse_json,
-    require, timestamp,
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    Source,
+    count,
+    items_from,
+    parse_json,
+    require,
+    timestamp,
 )
+from core.platform.http import RateLimit, SourceClient
 
 GRAPHQL_URL = "https://api.producthunt.com/v2/api/graphql"
 FEED_URL = "https://www.producthunt.com/feed"
@@ -70,8 +78,12 @@ class ProductHunt(Source):
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         cursor: str | None = None
         for _ in range(max_pages):
-            fetched = client.request("POST", GRAPHQL_URL, headers=headers, json_body={
-                "query": POSTS_QUERY, "variables": {"first": first, "after": cursor}})
+            fetched = client.request(
+                "POST",
+                GRAPHQL_URL,
+                headers=headers,
+                json_body={"query": POSTS_QUERY, "variables": {"first": first, "after": cursor}},
+            )
             body, problem = parse_json(fetched)
             if problem:
                 yield Page(fetched, problems=[problem])
@@ -82,8 +94,11 @@ class ProductHunt(Source):
                 problems.append(Problem("parse", fetched.url, f"GraphQL errors: {messages!r:.300}", fetched.body))
             posts = (body.get("data") or {}).get("posts") if isinstance(body, dict) else None
             if not isinstance(posts, dict) or not isinstance(posts.get("edges"), list):
-                yield Page(fetched, problems=problems or [Problem(
-                    "parse", fetched.url, "expected data.posts.edges in the response", fetched.body)])
+                yield Page(
+                    fetched,
+                    problems=problems
+                    or [Problem("parse", fetched.url, "expected data.posts.edges in the response", fetched.body)],
+                )
                 return
             nodes = [edge.get("node") if isinstance(edge, dict) else edge for edge in posts["edges"]]
             items, bad = items_from(fetched, nodes, "id", "data.posts.edges[].node")
@@ -100,14 +115,17 @@ class ProductHunt(Source):
         try:
             fetched.text()
         except UnicodeDecodeError as error:
-            yield Page(fetched, problems=[Problem("parse", fetched.url, f"response is not valid UTF-8: {error}",
-                                                  fetched.body)])
+            yield Page(
+                fetched, problems=[Problem("parse", fetched.url, f"response is not valid UTF-8: {error}", fetched.body)]
+            )
             return
         feed = feedparser.parse(fetched.body)
         if feed.bozo or not feed.version.startswith("atom"):
             reason = feed.get("bozo_exception") or f"no Atom <feed> element (detected {feed.version or 'none'})"
-            yield Page(fetched, problems=[Problem("parse", fetched.url, f"not a well-formed Atom feed: {reason}",
-                                                  fetched.body)])
+            yield Page(
+                fetched,
+                problems=[Problem("parse", fetched.url, f"not a well-formed Atom feed: {reason}", fetched.body)],
+            )
             return
         entries = [_entry_payload(entry) for entry in feed.entries]
         items, problems = items_from(fetched, entries, "id", "feed.entry")
@@ -125,8 +143,11 @@ class ProductHunt(Source):
             external_id=str(require(payload, "id", (str, int))),
             url=_product_url(payload.get("website"), require(payload, "url"), "url"),
             title=f"{name} – {tagline}" if tagline else name,
-            body="\n".join(part for part in (tagline, optional_text(payload, "description"),
-                                             _topics(payload.get("topics"))) if part),
+            body="\n".join(
+                part
+                for part in (tagline, optional_text(payload, "description"), _topics(payload.get("topics")))
+                if part
+            ),
             author=None if username in ("", REDACTED) else username,
             points=count(payload, "votesCount"),
             comments=count(payload, "commentsCount"),
@@ -179,8 +200,9 @@ def _product_url(website: Any, post_url: str, post_field: str) -> str:
 
 def _topics(topics: Any) -> str:
     edges = topics.get("edges") if isinstance(topics, dict) else None
-    names = [edge["node"]["name"] for edge in edges or []
-             if isinstance(edge, dict) and isinstance(edge.get("node"), dict)
-             and isinstance(edge["node"].get("name"), str)]
+    names = [
+        edge["node"]["name"]
+        for edge in edges or []
+        if isinstance(edge, dict) and isinstance(edge.get("node"), dict) and isinstance(edge["node"].get("name"), str)
+    ]
     return f"Topics: {', '.join(names)}" if names else ""
-

@@ -19,9 +19,9 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from core.platform.http import Fetched, RateLimit, SourceClient
 from core.discovery.sources._fields import http_url, optional_text, positive_int, text
 from core.discovery.sources.base import Normalized, Page, Problem, RawItem, Source, count, parse_json, timestamp
+from core.platform.http import Fetched, RateLimit, SourceClient
 
 TOKEN_URL = "https://www.reddit.com/api/v1/access_token"
 LISTING_URL = "https://oauth.reddit.com/r/{subreddit}/new"
@@ -70,10 +70,15 @@ class Reddit(Source):
 
     def _token(self, client: SourceClient) -> tuple[Page, str | None]:
         pair = f"{self.env.get('REDDIT_CLIENT_ID', '')}:{self.env.get('REDDIT_CLIENT_SECRET', '')}"
-        fetched = client.request("POST", TOKEN_URL, data={"grant_type": "client_credentials"}, headers={
-            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii"),
-            "User-Agent": self.user_agent,
-        })
+        fetched = client.request(
+            "POST",
+            TOKEN_URL,
+            data={"grant_type": "client_credentials"},
+            headers={
+                "Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii"),
+                "User-Agent": self.user_agent,
+            },
+        )
         body, problem = parse_json(fetched)
         if problem:
             return Page(fetched, problems=[problem]), None
@@ -81,9 +86,19 @@ class Reddit(Source):
         if not isinstance(token, str) or not token:
             # Reddit can answer bad credentials with 200 and {"error": ...} instead of a 401.
             reason = body.get("error") if isinstance(body, dict) else type(body).__name__
-            return Page(fetched, problems=[Problem("parse", fetched.url, f"no access_token in the token "
-                                                   f"response (error: {reason!r:.60}); check REDDIT_CLIENT_ID "
-                                                   "and REDDIT_CLIENT_SECRET", fetched.body)]), None
+            return Page(
+                fetched,
+                problems=[
+                    Problem(
+                        "parse",
+                        fetched.url,
+                        f"no access_token in the token "
+                        f"response (error: {reason!r:.60}); check REDDIT_CLIENT_ID "
+                        "and REDDIT_CLIENT_SECRET",
+                        fetched.body,
+                    )
+                ],
+            ), None
         return Page(fetched), token
 
     def normalize(self, payload: Mapping[str, Any]) -> Normalized:
@@ -116,16 +131,31 @@ def _listing_page(fetched: Fetched) -> tuple[Page, str | None]:
         return Page(fetched, problems=[problem]), None
     data = body.get("data") if isinstance(body, dict) and body.get("kind") == "Listing" else None
     if not isinstance(data, dict) or not isinstance(data.get("children"), list):
-        return Page(fetched, problems=[Problem("parse", fetched.url, "expected a Listing with data.children, got "
-                                               f"{json.dumps(body, default=str)[:80]}", fetched.body)]), None
+        return Page(
+            fetched,
+            problems=[
+                Problem(
+                    "parse",
+                    fetched.url,
+                    f"expected a Listing with data.children, got {json.dumps(body, default=str)[:80]}",
+                    fetched.body,
+                )
+            ],
+        ), None
     items, problems = [], []
     for index, child in enumerate(data["children"]):
         origin = f"{fetched.url}#data.children[{index}]"
         post = child.get("data") if isinstance(child, dict) and child.get("kind") == "t3" else None
         if not isinstance(post, dict):
             kind = child.get("kind") if isinstance(child, dict) else type(child).__name__
-            problems.append(Problem("parse", origin, f"expected a t3 (post) child with data, got {kind!r:.40}",
-                                    json.dumps(child, default=str)))
+            problems.append(
+                Problem(
+                    "parse",
+                    origin,
+                    f"expected a t3 (post) child with data, got {kind!r:.40}",
+                    json.dumps(child, default=str),
+                )
+            )
         elif post.get("id") in (None, ""):
             problems.append(Problem("parse", origin, "missing id field 'id'", json.dumps(post, default=str)))
         else:

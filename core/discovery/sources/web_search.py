@@ -24,10 +24,20 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.platform.http import Fetched, RateLimit, SourceClient
 from core.discovery.sources._fields import http_url, optional_text, positive_int, text
-from core.discovery.sources.base import BadRecord, Normalized, Page, Problem, RawItem, Source, items_from, parse_json, \
-    require, timestamp
+from core.discovery.sources.base import (
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    RawItem,
+    Source,
+    items_from,
+    parse_json,
+    require,
+    timestamp,
+)
+from core.platform.http import Fetched, RateLimit, SourceClient
 
 SEARCH_URL = "https://api.search.brave.com/res/v1/web/search"
 PAGE_SIZE = 20  # Brave's maximum for web results
@@ -57,8 +67,9 @@ class BraveWebSearch(Source):
         headers = {"accept": "application/json", **({"x-subscription-token": key} if key else {})}
         for query in self.queries():
             for page_number in range(max_pages):
-                fetched = client.get(SEARCH_URL, params={"q": query, "count": PAGE_SIZE, "offset": page_number},
-                                     headers=headers)
+                fetched = client.get(
+                    SEARCH_URL, params={"q": query, "count": PAGE_SIZE, "offset": page_number}, headers=headers
+                )
                 page, more = _read_page(fetched, query)
                 yield page
                 if not more:
@@ -101,8 +112,12 @@ def _read_page(fetched: Fetched, query: str) -> tuple[Page, bool]:
         problem = Problem("parse", fetched.url, f"expected a JSON object, got {type(body).__name__}", fetched.body)
     if problem is None and body.get("type") == "ErrorResponse":
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        problem = Problem("parse", fetched.url, f"Brave API error {error.get('code') or '(no code)'}: "
-                          f"{error.get('detail') or '(no detail)'}", fetched.body)
+        problem = Problem(
+            "parse",
+            fetched.url,
+            f"Brave API error {error.get('code') or '(no code)'}: {error.get('detail') or '(no detail)'}",
+            fetched.body,
+        )
     if problem is not None:
         page.problems.append(problem)
         return page, False
@@ -110,8 +125,10 @@ def _read_page(fetched: Fetched, query: str) -> tuple[Page, bool]:
     web = body.get("web") if isinstance(body.get("web"), dict) else {}
     items, page.problems = items_from(fetched, web.get("results", []), "url", "web.results")
     produced_at = _produced_at(fetched)
-    page.items = [RawItem(_url_id(item.external_id), {**item.payload, "_fetched_at": produced_at, "_query": query})
-                  for item in items]
+    page.items = [
+        RawItem(_url_id(item.external_id), {**item.payload, "_fetched_at": produced_at, "_query": query})
+        for item in items
+    ]
     more = body.get("query", {}).get("more_results_available") if isinstance(body.get("query"), dict) else False
     return page, more is True and bool(items)
 

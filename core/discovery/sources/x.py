@@ -20,10 +20,20 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.platform.http import RateLimit, SourceClient
 from core.discovery.sources._fields import optional_object, positive_int
-from core.discovery.sources.base import BadRecord, Normalized, Page, Problem, Source, count, items_from, parse_json, \
-    require, timestamp
+from core.discovery.sources.base import (
+    BadRecord,
+    Normalized,
+    Page,
+    Problem,
+    Source,
+    count,
+    items_from,
+    parse_json,
+    require,
+    timestamp,
+)
+from core.platform.http import RateLimit, SourceClient
 
 SEARCH_URL = "https://api.x.com/2/tweets/search/recent"
 DEFAULT_QUERY = "(#buildinpublic OR #indiehackers) -is:retweet lang:en"
@@ -61,8 +71,9 @@ class XRecentSearch(Source):
             page = Page(fetched)
             body, problem = parse_json(fetched)
             if problem is None and not isinstance(body, dict):
-                problem = Problem("parse", fetched.url, f"expected a JSON object, got {type(body).__name__}",
-                                  fetched.body)
+                problem = Problem(
+                    "parse", fetched.url, f"expected a JSON object, got {type(body).__name__}", fetched.body
+                )
             if problem is None and "data" not in body and body.get("errors"):
                 problem = Problem("parse", fetched.url, f"X API error: {_error_text(body)}", fetched.body)
             if problem is not None:
@@ -132,13 +143,15 @@ def _title(text: str) -> str:
     return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-
 def _users_by_id(includes: Any) -> dict[str, dict[str, Any]]:
     users = includes.get("users") if isinstance(includes, dict) else None
     if not isinstance(users, list):
         return {}
-    return {str(user["id"]): {k: user.get(k) for k in ("id", "username", "name") if k in user}
-            for user in users if isinstance(user, dict) and user.get("id")}
+    return {
+        str(user["id"]): {k: user.get(k) for k in ("id", "username", "name") if k in user}
+        for user in users
+        if isinstance(user, dict) and user.get("id")
+    }
 
 
 def _error_text(body: Mapping[str, Any]) -> str:

@@ -19,16 +19,32 @@ from typing import Any
 import httpx
 
 from core.ledger.fraud import FraudRules
-from core.platform.http import SourceHTTPError
 from core.ledger.imports import generic_csv, stripe
 from core.ledger.imports.booking import Candidate, ImportReport, RowOutcome, book_candidates
-from core.ledger.imports.detect import BadRow, RawRecord, decode, detect_format, iter_csv, iter_json, iter_jsonl, not_utf8
-from core.ledger.validation import TransactionRequest
+from core.ledger.imports.detect import (
+    BadRow,
+    RawRecord,
+    decode,
+    detect_format,
+    iter_csv,
+    iter_json,
+    iter_jsonl,
+    not_utf8,
+)
 from core.ledger.tax import TaxCalculator
+from core.ledger.validation import TransactionRequest
+from core.platform.http import SourceHTTPError
 from core.platform.warehouse import Warehouse
 
-__all__ = ["ImportReport", "RowOutcome", "detect_format", "import_bytes", "import_file", "import_objects",
-           "import_stripe_api"]
+__all__ = [
+    "ImportReport",
+    "RowOutcome",
+    "detect_format",
+    "import_bytes",
+    "import_file",
+    "import_objects",
+    "import_stripe_api",
+]
 
 
 def _candidate(record: RawRecord, convert: Any) -> Candidate:
@@ -47,9 +63,16 @@ def _whole_file(name: str, data: bytes, reason: str) -> list[Candidate]:
     return [Candidate(f"{name}:1", data, error=reason)]
 
 
-def import_bytes(warehouse: Warehouse, data: bytes, *, name: str, run_id: str | None = None,
-                 tax: TaxCalculator | None = None, rules: FraudRules | None = None,
-                 now: datetime | None = None) -> ImportReport:
+def import_bytes(
+    warehouse: Warehouse,
+    data: bytes,
+    *,
+    name: str,
+    run_id: str | None = None,
+    tax: TaxCalculator | None = None,
+    rules: FraudRules | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
     """Import one file's content; `name` is used in origins ("<name>:<line>")."""
     source, kind, candidates = candidates_from_bytes(data, name)
     report = ImportReport(source, name, kind, run_id)
@@ -89,42 +112,68 @@ def object_candidate(origin: str, obj: Mapping[str, Any]) -> Candidate:
     return _candidate(RawRecord(origin, 0, raw, obj), stripe.request_from_object)
 
 
-def import_file(warehouse: Warehouse, path: str | Path, *, run_id: str | None = None,
-                tax: TaxCalculator | None = None, rules: FraudRules | None = None,
-                now: datetime | None = None) -> ImportReport:
+def import_file(
+    warehouse: Warehouse,
+    path: str | Path,
+    *,
+    run_id: str | None = None,
+    tax: TaxCalculator | None = None,
+    rules: FraudRules | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
     """Import a Stripe CSV export, a saved Stripe list response, Stripe JSON lines or a generic CSV;
     the format is detected from the content, not the extension."""
     path = Path(path)
     return import_bytes(warehouse, path.read_bytes(), name=str(path), run_id=run_id, tax=tax, rules=rules, now=now)
 
 
-def import_objects(warehouse: Warehouse, objects: Iterable[Mapping[str, Any]], *, origin: str = "objects",
-                   run_id: str | None = None, tax: TaxCalculator | None = None, rules: FraudRules | None = None,
-                   now: datetime | None = None) -> ImportReport:
+def import_objects(
+    warehouse: Warehouse,
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    origin: str = "objects",
+    run_id: str | None = None,
+    tax: TaxCalculator | None = None,
+    rules: FraudRules | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
     """Book Stripe balance_transaction objects already in memory (the simulator, an API page)."""
     candidates = [object_candidate(f"{origin}#{index}", obj) for index, obj in enumerate(objects)]
     report = ImportReport(stripe.SOURCE, origin, "stripe_objects", run_id)
     return book_candidates(warehouse, stripe.SOURCE, candidates, report, tax=tax, rules=rules, now=now)
 
 
-def import_stripe_api(warehouse: Warehouse, api_key: str | None = None, transport: httpx.BaseTransport | None = None,
-                      *, created_gte: int | None = None, limit: int = 100, max_pages: int | None = None,
-                      run_id: str | None = None, tax: TaxCalculator | None = None, rules: FraudRules | None = None,
-                      now: datetime | None = None, url: str = stripe.API_URL) -> ImportReport:
+def import_stripe_api(
+    warehouse: Warehouse,
+    api_key: str | None = None,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    created_gte: int | None = None,
+    limit: int = 100,
+    max_pages: int | None = None,
+    run_id: str | None = None,
+    tax: TaxCalculator | None = None,
+    rules: FraudRules | None = None,
+    now: datetime | None = None,
+    url: str = stripe.API_URL,
+) -> ImportReport:
     """Page through the balance transactions the key can see and book them like a file.
 
     The caller passes the key (the assets from their resource, the CLI from STRIPE_API_KEY). If the
     API becomes unreachable mid-way, the pages already read are still booked and StripeAPIError
     (with .report) is raised."""
     if not api_key:
-        raise stripe.StripeAPIError("no Stripe API key: set STRIPE_API_KEY (a restricted key with read access "
-                                    "to balance transactions is enough) or pass api_key")
+        raise stripe.StripeAPIError(
+            "no Stripe API key: set STRIPE_API_KEY (a restricted key with read access "
+            "to balance transactions is enough) or pass api_key"
+        )
     report = ImportReport(stripe.SOURCE, "stripe-api", "stripe_api", run_id)
     candidates: list[Candidate] = []
     failure: SourceHTTPError | None = None
     try:
-        for record in stripe.fetch_records(api_key, transport, limit=limit, created_gte=created_gte,
-                                           max_pages=max_pages, url=url):
+        for record in stripe.fetch_records(
+            api_key, transport, limit=limit, created_gte=created_gte, max_pages=max_pages, url=url
+        ):
             candidates.append(_candidate(record, stripe.request_from_object))
             if record.error:
                 report.error = f"{record.origin}: {record.error}"
@@ -133,6 +182,9 @@ def import_stripe_api(warehouse: Warehouse, api_key: str | None = None, transpor
         report.error = str(error)
     book_candidates(warehouse, stripe.SOURCE, candidates, report, tax=tax, rules=rules, now=now)
     if failure is not None:
-        raise stripe.StripeAPIError(f"the Stripe API failed after {len(candidates)} records ({failure}); those "
-                                    f"were imported, run the import again to continue", report) from failure
+        raise stripe.StripeAPIError(
+            f"the Stripe API failed after {len(candidates)} records ({failure}); those "
+            f"were imported, run the import again to continue",
+            report,
+        ) from failure
     return report

@@ -25,9 +25,9 @@ from core.ledger import fraud
 from core.ledger.audit import Clock, fixed_clock, utc_now
 from core.ledger.booking import book_prepared, get_transaction
 from core.ledger.holds import hold
+from core.ledger.tax import TaxCalculator
 from core.ledger.validation import IdempotencyConflict, LedgerError, Prepared, TransactionRequest, prepare
 from core.platform.quarantine import Problem, encode_payload, quarantine
-from core.ledger.tax import TaxCalculator
 from core.platform.warehouse import Warehouse, query_frame, stage_frame
 
 STAGE = "import"
@@ -82,23 +82,33 @@ class ImportReport:
         return self._count("quarantined")
 
     def messages(self, status: Status | None = None) -> list[str]:
-        return [f"{row.origin}: {row.status}: {row.message}" for row in self.rows
-                if status is None or row.status == status]
+        return [
+            f"{row.origin}: {row.status}: {row.message}" for row in self.rows if status is None or row.status == status
+        ]
 
     def summary(self) -> str:
-        text = (f"{self.origin} ({self.format}): {self.booked} booked, {self.duplicates} duplicates, "
-                f"{self.held} held for review, {self.quarantined} quarantined")
+        text = (
+            f"{self.origin} ({self.format}): {self.booked} booked, {self.duplicates} duplicates, "
+            f"{self.held} held for review, {self.quarantined} quarantined"
+        )
         return text + (f"; stopped early: {self.error}" if self.error else "")
 
     def metadata(self) -> dict[str, Any]:
         """Plain values for Dagster materialization metadata."""
-        return {"origin": self.origin, "format": self.format, "booked": self.booked,
-                "duplicates": self.duplicates, "held": self.held, "quarantined": self.quarantined,
-                "problems": self.messages("quarantined")[:50] + self.messages("held")[:50],
-                **({"error": self.error} if self.error else {})}
+        return {
+            "origin": self.origin,
+            "format": self.format,
+            "booked": self.booked,
+            "duplicates": self.duplicates,
+            "held": self.held,
+            "quarantined": self.quarantined,
+            "problems": self.messages("quarantined")[:50] + self.messages("held")[:50],
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 # -- differences, for conflict messages -----------------------------------------------------------
+
 
 def _gross(content: Mapping[str, Any]) -> dict[str, int]:
     gross: dict[str, int] = {}
@@ -132,25 +142,35 @@ def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 # -- warehouse look-ups ---------------------------------------------------------------------------
 
+
 def _existing(warehouse: Warehouse, keys: Sequence[str]) -> tuple[dict[str, tuple[str, str]], dict[str, dict]]:
     """Booked keys -> (transaction_id, content_hash); held keys -> hold facts."""
     if not keys:
         return {}, {}
     with warehouse.connect() as conn:
         stage_frame(conn, warehouse.backend, "_vl_import_keys", pd.DataFrame({"k": list(keys)}))
-        booked = query_frame(conn, "SELECT t.idempotency_key, t.transaction_id, t.content_hash "
-                                   "FROM ledger.transactions t JOIN _vl_import_keys s ON s.k = t.idempotency_key")
-        held = query_frame(conn, "SELECT h.idempotency_key, h.hold_id, h.proposed, h.expires_at, d.decision "
-                                 "FROM ledger.holds h JOIN _vl_import_keys s ON s.k = h.idempotency_key "
-                                 "LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id")
+        booked = query_frame(
+            conn,
+            "SELECT t.idempotency_key, t.transaction_id, t.content_hash "
+            "FROM ledger.transactions t JOIN _vl_import_keys s ON s.k = t.idempotency_key",
+        )
+        held = query_frame(
+            conn,
+            "SELECT h.idempotency_key, h.hold_id, h.proposed, h.expires_at, d.decision "
+            "FROM ledger.holds h JOIN _vl_import_keys s ON s.k = h.idempotency_key "
+            "LEFT JOIN ledger.hold_decisions d ON d.hold_id = h.hold_id",
+        )
         if warehouse.backend == "duckdb":
             conn.unregister("_vl_import_keys")
     holds = {}
     for row in held.itertuples(index=False):
         proposed = json.loads(row.proposed)
-        holds[row.idempotency_key] = {"hold_id": row.hold_id, "content": proposed["content"],
-                                      "content_hash": proposed["content_hash"],
-                                      "decision": row.decision if isinstance(row.decision, str) else None}
+        holds[row.idempotency_key] = {
+            "hold_id": row.hold_id,
+            "content": proposed["content"],
+            "content_hash": proposed["content_hash"],
+            "decision": row.decision if isinstance(row.decision, str) else None,
+        }
     return {r.idempotency_key: (r.transaction_id, r.content_hash) for r in booked.itertuples(index=False)}, holds
 
 
@@ -159,14 +179,19 @@ def _already_quarantined(warehouse: Warehouse, source: str, problems: Sequence[P
     if not problems:
         return set()
     with warehouse.connect() as conn:
-        stage_frame(conn, warehouse.backend, "_vl_import_origins",
-                    pd.DataFrame({"o": sorted({p.origin for p in problems})}))
-        frame = query_frame(conn, "SELECT q.origin, q.payload FROM quarantine.records q "
-                                  "JOIN _vl_import_origins s ON s.o = q.origin "
-                                  "WHERE q.stage = %s AND q.source = %s AND q.replayed_at IS NULL", [STAGE, source])
+        stage_frame(
+            conn, warehouse.backend, "_vl_import_origins", pd.DataFrame({"o": sorted({p.origin for p in problems})})
+        )
+        frame = query_frame(
+            conn,
+            "SELECT q.origin, q.payload FROM quarantine.records q "
+            "JOIN _vl_import_origins s ON s.o = q.origin "
+            "WHERE q.stage = %s AND q.source = %s AND q.replayed_at IS NULL",
+            [STAGE, source],
+        )
         if warehouse.backend == "duckdb":
             conn.unregister("_vl_import_origins")
-    return set(zip(frame["origin"], frame["payload"]))
+    return set(zip(frame["origin"], frame["payload"], strict=False))
 
 
 def _quarantine(warehouse: Warehouse, source: str, problems: list[Problem], run_id: str | None) -> None:
@@ -178,9 +203,17 @@ def _quarantine(warehouse: Warehouse, source: str, problems: list[Problem], run_
 
 # -- the pass -------------------------------------------------------------------------------------
 
-def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Candidate], report: ImportReport, *,
-                    tax: TaxCalculator | None = None, rules: fraud.FraudRules | None = None,
-                    now: datetime | None = None) -> ImportReport:
+
+def book_candidates(
+    warehouse: Warehouse,
+    source: str,
+    candidates: Sequence[Candidate],
+    report: ImportReport,
+    *,
+    tax: TaxCalculator | None = None,
+    rules: fraud.FraudRules | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
     """Book, hold or quarantine every candidate; appends one RowOutcome per candidate to `report`.
 
     `now` is when the import runs (default: the wall clock): the fraud history and the holds' expiry
@@ -218,8 +251,12 @@ def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Cand
         if earlier.content_hash == p.content_hash:
             outcomes[index] = RowOutcome(candidates[index].origin, "duplicate", f"{p.key} repeats {where}", p.key)
         else:
-            reject(index, f"conflict: {p.key} appears twice with different content; {where} has "
-                          f"{difference(earlier.content, p.content)}; fix the source and replay", p.key)
+            reject(
+                index,
+                f"conflict: {p.key} appears twice with different content; {where} has "
+                f"{difference(earlier.content, p.content)}; fix the source and replay",
+                p.key,
+            )
 
     # 3. keys the ledger already knows
     booked, held = _existing(warehouse, list(primary))
@@ -232,18 +269,27 @@ def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Cand
                 outcomes[index] = RowOutcome(origin, "duplicate", f"{key} is already booked as transaction {tid}", key)
             else:
                 stored = get_transaction(warehouse, tid) or {}
-                reject(index, f"conflict: {key} is booked as transaction {tid} with "
-                              f"{difference(stored, p.content) if stored else 'other content'}; a correction "
-                              f"needs a reversal and a new id, not an edited record", key)
+                reject(
+                    index,
+                    f"conflict: {key} is booked as transaction {tid} with "
+                    f"{difference(stored, p.content) if stored else 'other content'}; a correction "
+                    f"needs a reversal and a new id, not an edited record",
+                    key,
+                )
         elif key in held:
             facts = held[key]
             state = facts["decision"] or "pending review"
             if facts["content_hash"] == p.content_hash:
-                outcomes[index] = RowOutcome(origin, "duplicate",
-                                             f"{key} is already held as hold {facts['hold_id']} ({state})", key)
+                outcomes[index] = RowOutcome(
+                    origin, "duplicate", f"{key} is already held as hold {facts['hold_id']} ({state})", key
+                )
             else:
-                reject(index, f"conflict: {key} is held as hold {facts['hold_id']} ({state}) with "
-                              f"{difference(facts['content'], p.content)}", key)
+                reject(
+                    index,
+                    f"conflict: {key} is held as hold {facts['hold_id']} ({state}) with "
+                    f"{difference(facts['content'], p.content)}",
+                    key,
+                )
         else:
             new.append(index)
 
@@ -255,30 +301,44 @@ def book_candidates(warehouse: Warehouse, source: str, candidates: Sequence[Cand
         earliest = min(event.occurred_at for _i, event in incoming)
         history = fraud.load_history(warehouse, min(earliest, now) - timedelta(days=rules.history_days))
         found = fraud.evaluate(history, [event for _i, event in incoming], rules)
-        verdicts = {index: reasons for (index, _e), reasons in zip(incoming, found) if reasons}
+        verdicts = {index: reasons for (index, _e), reasons in zip(incoming, found, strict=False) if reasons}
     expires = now + timedelta(days=rules.hold_days)
     for index, reasons in verdicts.items():
         p, origin = prepared[index], candidates[index].origin
         try:
-            result = hold(warehouse, p.request, reason="; ".join(reasons), expires_at=expires, kind=fraud.HOLD_KIND,
-                          clock=clock)
+            result = hold(
+                warehouse, p.request, reason="; ".join(reasons), expires_at=expires, kind=fraud.HOLD_KIND, clock=clock
+            )
         except LedgerError as error:
             reject(index, f"could not be held for review: {error}", p.key)
             continue
-        outcomes[index] = RowOutcome(origin, "held", f"held for review as hold {result.hold_id}: "
-                                                     f"{'; '.join(reasons)}", p.key)
+        outcomes[index] = RowOutcome(
+            origin, "held", f"held for review as hold {result.hold_id}: {'; '.join(reasons)}", p.key
+        )
     to_book = [index for index in new if index not in verdicts]
     for start in range(0, len(to_book), BATCH_SIZE):
-        _book_batch(warehouse, [(i, prepared[i]) for i in to_book[start:start + BATCH_SIZE]], candidates,
-                    outcomes, reject, clock)
+        _book_batch(
+            warehouse,
+            [(i, prepared[i]) for i in to_book[start : start + BATCH_SIZE]],
+            candidates,
+            outcomes,
+            reject,
+            clock,
+        )
 
     _quarantine(warehouse, source, problems, report.run_id)
     report.rows.extend(outcome for outcome in outcomes if outcome is not None)
     return report
 
 
-def _book_batch(warehouse: Warehouse, batch: list[tuple[int, Prepared]], candidates: Sequence[Candidate],
-                outcomes: list[RowOutcome | None], reject: Any, clock: Clock) -> None:
+def _book_batch(
+    warehouse: Warehouse,
+    batch: list[tuple[int, Prepared]],
+    candidates: Sequence[Candidate],
+    outcomes: list[RowOutcome | None],
+    reject: Any,
+    clock: Clock,
+) -> None:
     """Book one batch in one transaction; a key another writer took meanwhile with other content is
     quarantined and the rest of the batch is booked without it."""
     while batch:
@@ -292,10 +352,16 @@ def _book_batch(warehouse: Warehouse, batch: list[tuple[int, Prepared]], candida
                 reject(index, f"conflict: {error}", error.key)
             batch = [(i, p) for i, p in batch if p.key != error.key]
             continue
-        for (index, _p), result in zip(batch, results):
-            message = (f"booked as transaction {result.transaction_id}" if result.status == "booked"
-                       else f"{result.idempotency_key} was booked meanwhile as transaction {result.transaction_id}")
-            outcomes[index] = RowOutcome(candidates[index].origin, "booked" if result.status == "booked"
-                                         else "duplicate", message, result.idempotency_key)
+        for (index, _p), result in zip(batch, results, strict=False):
+            message = (
+                f"booked as transaction {result.transaction_id}"
+                if result.status == "booked"
+                else f"{result.idempotency_key} was booked meanwhile as transaction {result.transaction_id}"
+            )
+            outcomes[index] = RowOutcome(
+                candidates[index].origin,
+                "booked" if result.status == "booked" else "duplicate",
+                message,
+                result.idempotency_key,
+            )
         return
-

@@ -61,8 +61,10 @@ def not_utf8(raw: str) -> str | None:
     if not found:
         return None
     byte = ord(found.group()) - 0xDC00
-    return (f"not UTF-8: byte 0x{byte:02X} at column {found.start() + 1}; re-export the file as UTF-8 "
-            f"(it looks like Latin-1 or Windows-1252)")
+    return (
+        f"not UTF-8: byte 0x{byte:02X} at column {found.start() + 1}; re-export the file as UTF-8 "
+        f"(it looks like Latin-1 or Windows-1252)"
+    )
 
 
 def line_of(text: str, offset: int) -> int:
@@ -110,13 +112,16 @@ def detect_format(data: bytes | str) -> tuple[Format, str]:
     if all(column in header for column in STRIPE_CSV_COLUMNS) and any(c.startswith("created") for c in header):
         return "stripe_csv", "a CSV with Stripe's balance transaction export columns"
     shown = ", ".join(sorted(header))[:300]
-    return "unknown", (f"not a known import format: a CSV needs Stripe's export columns (id, Type, Amount, Fee, "
-                       f"Net, Currency, Created (UTC), ...) or the generic columns (event_id, occurred_at, kind, "
-                       f"amount, currency, ...), JSON needs balance transaction objects; the first line has "
-                       f"[{shown}]")
+    return "unknown", (
+        f"not a known import format: a CSV needs Stripe's export columns (id, Type, Amount, Fee, "
+        f"Net, Currency, Created (UTC), ...) or the generic columns (event_id, occurred_at, kind, "
+        f"amount, currency, ...), JSON needs balance transaction objects; the first line has "
+        f"[{shown}]"
+    )
 
 
 # -- CSV -------------------------------------------------------------------------------------------
+
 
 class _Lines:
     """Feeds csv.reader line by line and keeps the lines of the current record (its raw text)."""
@@ -159,8 +164,13 @@ def iter_csv(text: str, name: str) -> tuple[list[str], Iterator[RawRecord]]:
                 return
             except csv.Error as error:
                 raw = "".join(lines.taken)
-                yield RawRecord(f"{name}:{start}", start, raw, None,
-                                f"broken CSV quoting ({error}): the row is truncated or has an unclosed quote")
+                yield RawRecord(
+                    f"{name}:{start}",
+                    start,
+                    raw,
+                    None,
+                    f"broken CSV quoting ({error}): the row is truncated or has an unclosed quote",
+                )
                 start = reader.line_num + 1
                 continue
             raw = "".join(lines.taken)
@@ -168,16 +178,22 @@ def iter_csv(text: str, name: str) -> tuple[list[str], Iterator[RawRecord]]:
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                yield RawRecord(f"{name}:{line}", line, raw, None,
-                                f"has {len(row)} fields but the header has {len(header)}: the row is truncated "
-                                f"or has an unquoted comma")
+                yield RawRecord(
+                    f"{name}:{line}",
+                    line,
+                    raw,
+                    None,
+                    f"has {len(row)} fields but the header has {len(header)}: the row is truncated "
+                    f"or has an unquoted comma",
+                )
                 continue
-            yield RawRecord(f"{name}:{line}", line, raw, dict(zip(header, row)))
+            yield RawRecord(f"{name}:{line}", line, raw, dict(zip(header, row, strict=False)))
 
     return header, records()
 
 
 # -- JSON ------------------------------------------------------------------------------------------
+
 
 def _skip_ws(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in " \t\r\n":
@@ -187,8 +203,9 @@ def _skip_ws(text: str, pos: int) -> int:
 
 def _broken(text: str, name: str, pos: int, what: str) -> RawRecord:
     line = line_of(text, pos)
-    return RawRecord(f"{name}:{line}", line, text[pos:], None,
-                     f"{what}: the file is truncated or malformed from line {line} on")
+    return RawRecord(
+        f"{name}:{line}", line, text[pos:], None, f"{what}: the file is truncated or malformed from line {line} on"
+    )
 
 
 def _iter_array(text: str, name: str, pos: int) -> Iterator[RawRecord]:
@@ -276,9 +293,13 @@ def iter_jsonl(text: str, name: str) -> Iterator[RawRecord]:
         try:
             value = json.loads(body)
         except ValueError as error:
-            yield RawRecord(f"{name}:{number}", number, line.rstrip("\r\n"), None,
-                            f"not a complete JSON object ({error.args[0].split(':')[0]}): the line is truncated "
-                            f"or malformed")
+            yield RawRecord(
+                f"{name}:{number}",
+                number,
+                line.rstrip("\r\n"),
+                None,
+                f"not a complete JSON object ({error.args[0].split(':')[0]}): the line is truncated or malformed",
+            )
             continue
         yield RawRecord(f"{name}:{number}", number, line.rstrip("\r\n"), value)
 
@@ -294,8 +315,10 @@ def decimal_minor(text: str, currency: str, name: str) -> int:
     if not value:
         raise BadRow(f"{name} is empty: give an amount in major units such as 29.00")
     if not _DECIMAL.match(value):
-        raise BadRow(f"{name} {value!r} is not a decimal number like 29.00 (no thousands separators, currency "
-                     f"symbols, exponents or decimal commas)")
+        raise BadRow(
+            f"{name} {value!r} is not a decimal number like 29.00 (no thousands separators, currency "
+            f"symbols, exponents or decimal commas)"
+        )
     try:
         return to_minor(value, currency)
     except MoneyError as error:

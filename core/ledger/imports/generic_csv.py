@@ -52,8 +52,10 @@ def check_header(header: list[str]) -> None:
     if unknown:
         problems.append(f"unknown columns {unknown}")
     if problems:
-        raise BadRow(f"generic CSV header: {'; '.join(problems)}. Columns are {list(REQUIRED)} (required) and "
-                     f"{list(OPTIONAL)} (optional), in lower case; see docs/imports.md")
+        raise BadRow(
+            f"generic CSV header: {'; '.join(problems)}. Columns are {list(REQUIRED)} (required) and "
+            f"{list(OPTIONAL)} (optional), in lower case; see docs/imports.md"
+        )
 
 
 def _account(value: str, name: str, roots: tuple[str, ...]) -> str:
@@ -81,8 +83,9 @@ def to_request(row: Mapping[str, str]) -> TransactionRequest:
     except ValueError:
         raise BadRow(f"occurred_at {cell['occurred_at']!r} is not ISO 8601 (e.g. 2026-11-02T12:00:00Z)") from None
     if occurred.tzinfo is None:
-        raise BadRow(f"occurred_at {cell['occurred_at']!r} has no UTC offset: add Z or +hh:mm, a local time "
-                     f"is ambiguous")
+        raise BadRow(
+            f"occurred_at {cell['occurred_at']!r} has no UTC offset: add Z or +hh:mm, a local time is ambiguous"
+        )
     currency = currency_code(cell["currency"], upper=False)
     amount = decimal_minor(cell["amount"], currency, "amount")
     if amount <= 0:
@@ -101,13 +104,23 @@ def to_request(row: Mapping[str, str]) -> TransactionRequest:
         booked = _account(cell["account"], "account", ("revenue",))
     else:
         booked = f"revenue:experiment:{experiment}" if experiment else "revenue:unattributed"
-    cash = (_account(cell["cash_account"], "cash_account", ("assets", "liabilities")) if cell["cash_account"]
-            else f"assets:cash:bank:{currency.lower()}")
+    cash = (
+        _account(cell["cash_account"], "cash_account", ("assets", "liabilities"))
+        if cell["cash_account"]
+        else f"assets:cash:bank:{currency.lower()}"
+    )
     # revenue: money in (debit cash, credit revenue); refund: the reverse; cost: debit the expense.
     signed = {"revenue": -amount, "refund": amount, "cost": amount}[kind]
     metadata = {"counterparty": cell["counterparty"]} if cell["counterparty"] else {}
     return TransactionRequest(
-        idempotency_key=f"csv:{event_id}", kind=kind, description=cell["description"] or f"{kind} {event_id}",
-        occurred_at=occurred, postings=[Posting(cash, currency, -signed), Posting(booked, currency, signed)],
-        experiment_id=experiment, source=SOURCE, external_ref=event_id, metadata=metadata,
-        customer_country=country)
+        idempotency_key=f"csv:{event_id}",
+        kind=kind,
+        description=cell["description"] or f"{kind} {event_id}",
+        occurred_at=occurred,
+        postings=[Posting(cash, currency, -signed), Posting(booked, currency, signed)],
+        experiment_id=experiment,
+        source=SOURCE,
+        external_ref=event_id,
+        metadata=metadata,
+        customer_country=country,
+    )

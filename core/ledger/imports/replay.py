@@ -12,7 +12,7 @@ A record is replayed from what the quarantine kept:
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,24 +20,22 @@ from core.ledger.fraud import FraudRules
 from core.ledger.imports import candidates_from_bytes, object_candidate, stripe
 from core.ledger.imports.booking import STAGE, Candidate, ImportReport, book_candidates
 from core.ledger.tax import TaxCalculator
-from core.platform.quarantine import decode_payload, mark_replayed, pending
+from core.platform.quarantine import ReplayReport, decode_payload, mark_replayed, pending
 from core.platform.warehouse import Warehouse
 
 
-@dataclass
-class ImportReplay:
-    replayed: int = 0
-    still_failing: int = 0
-    not_replayable: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-
-def replay_imports(warehouse: Warehouse, archive_dirs: Sequence[Path] = (), *, source: str | None = None,
-                   tax: TaxCalculator | None = None, rules: FraudRules | None = None,
-                   now: datetime | None = None) -> ImportReplay:
+def replay_imports(
+    warehouse: Warehouse,
+    archive_dirs: Sequence[Path] = (),
+    *,
+    source: str | None = None,
+    tax: TaxCalculator | None = None,
+    rules: FraudRules | None = None,
+    now: datetime | None = None,
+) -> ReplayReport:
     """Every pending import record (of `source`, e.g. stripe or generic_csv, if given); a CSV row's
     file is looked for where it was imported from and in `archive_dirs` (the inbox's archive)."""
-    report = ImportReplay()
+    report = ReplayReport()
     rows = pending(warehouse, source)
     rows = rows[rows["stage"] == STAGE]
     fixed: list[str] = []
@@ -48,16 +46,24 @@ def replay_imports(warehouse: Warehouse, archive_dirs: Sequence[Path] = (), *, s
             report.not_replayable += 1
             report.reasons.append(f"{row.origin}: {why_not}")
             continue
-        booked = book_candidates(warehouse, source, candidates, ImportReport(source, row.origin, "replay", None),
-                                 tax=tax, rules=rules, now=now)
+        booked = book_candidates(
+            warehouse,
+            source,
+            candidates,
+            ImportReport(source, row.origin, "replay", None),
+            tax=tax,
+            rules=rules,
+            now=now,
+        )
         whole_file_again = [o for o in booked.rows if o.origin == row.origin and o.status == "quarantined"]
         if whole_file_again or not booked.rows:
             report.still_failing += 1
             report.reasons += [f"{o.origin}: {o.message}" for o in whole_file_again]
         else:
             fixed.append(row.quarantine_id)
-            report.reasons += [f"{o.origin}: now {o.status}" + (f" ({o.message})" if o.message else "")
-                               for o in booked.rows]
+            report.reasons += [
+                f"{o.origin}: now {o.status}" + (f" ({o.message})" if o.message else "") for o in booked.rows
+            ]
     # Booking is idempotent, so marking after it (not in its transaction) loses nothing if it fails.
     with warehouse.connect() as conn:
         report.replayed = mark_replayed(conn, warehouse.backend, fixed, now or datetime.now(UTC))
@@ -83,11 +89,18 @@ def _candidates(origin: str, payload: bytes, archive_dirs: Sequence[Path]) -> tu
     found = _file_holding(Path(name), int(line), text, archive_dirs)
     if found is None:
         where = " or ".join([name, *(f"{d}/*/*-{Path(name).name}" for d in archive_dirs)])
-        return "", [], (f"a CSV row is read with its file's header, and no file holding this row at line {line} "
-                        f"is at {where}: correct the file and run `ventureloop ledger import FILE` (rows "
-                        f"already booked are skipped as duplicates)")
-    header = next(line for line in found.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-                  if line.strip())
+        return (
+            "",
+            [],
+            (
+                f"a CSV row is read with its file's header, and no file holding this row at line {line} "
+                f"is at {where}: correct the file and run `ventureloop ledger import FILE` (rows "
+                f"already booked are skipped as duplicates)"
+            ),
+        )
+    header = next(
+        line for line in found.read_text(encoding="utf-8", errors="surrogateescape").splitlines() if line.strip()
+    )
     source, _, candidates = candidates_from_bytes(f"{header}\n{text}".encode("utf-8", "surrogateescape"), name)
     # The row keeps its place in the file, so a still-bad row matches its pending quarantine record.
     return source, [replace(candidate, origin=origin) for candidate in candidates[:1]], None
@@ -101,6 +114,6 @@ def _file_holding(path: Path, line: int, row: str, archive_dirs: Sequence[Path])
         if not option.is_file():
             continue
         lines = option.read_text(encoding="utf-8", errors="surrogateescape").splitlines(keepends=True)
-        if "".join(lines[line - 1:line + row.count("\n")]).rstrip("\r\n") == row:
+        if "".join(lines[line - 1 : line + row.count("\n")]).rstrip("\r\n") == row:
             return option
     return None

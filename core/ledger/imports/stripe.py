@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from core.platform.http import RateLimit, SourceClient
 from core.ledger.imports.detect import BadRow, RawRecord, currency_code, decimal_minor
 from core.ledger.validation import Posting, TransactionRequest
+from core.platform.http import RateLimit, SourceClient
 
 SOURCE = "stripe"
 API_URL = "https://api.stripe.com/v1/balance_transactions"
@@ -88,6 +88,7 @@ class StripeTxn:
 
 # -- API objects ------------------------------------------------------------------------------------
 
+
 def _int(obj: Mapping[str, Any], name: str) -> int:
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -117,8 +118,10 @@ def _metadata_value(metadata: Mapping[str, Any], name: str) -> str | None:
 
 def _check_balanced(txn_id: str, amount: int, fee: int, net: int) -> None:
     if amount - fee != net:
-        raise BadRow(f"unbalanced: amount {amount} - fee {fee} = {amount - fee}, but net is {net} "
-                     f"(minor units); Stripe's net is always amount - fee, so the record of {txn_id} is damaged")
+        raise BadRow(
+            f"unbalanced: amount {amount} - fee {fee} = {amount - fee}, but net is {net} "
+            f"(minor units); Stripe's net is always amount - fee, so the record of {txn_id} is damaged"
+        )
 
 
 def from_api_object(obj: Any) -> StripeTxn:
@@ -155,16 +158,24 @@ def from_api_object(obj: Any) -> StripeTxn:
         raise BadRow(f"metadata {metadata!r} is not an object")
     country = _metadata_value(metadata, "customer_country")
     return StripeTxn(
-        id=txn_id, type=kind, amount=amount, fee=fee, net=net, currency=currency, created=occurred,
+        id=txn_id,
+        type=kind,
+        amount=amount,
+        fee=fee,
+        net=net,
+        currency=currency,
+        created=occurred,
         description=_optional_text(obj.get("description"), "description"),
         source=_optional_text(obj.get("source"), "source"),
         reporting_category=_optional_text(obj.get("reporting_category"), "reporting_category"),
         experiment_id=_metadata_value(metadata, "experiment_id"),
         customer_country=country.upper() if country else None,
-        customer_id=_metadata_value(metadata, "customer_id"))
+        customer_id=_metadata_value(metadata, "customer_id"),
+    )
 
 
 # -- the Dashboard CSV export -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CsvColumns:
@@ -190,8 +201,10 @@ class CsvColumns:
                     try:
                         zone = ZoneInfo(label)
                     except (ZoneInfoNotFoundError, ValueError):
-                        raise BadRow(f"column {column!r} names the time zone {label!r}, which is unknown: "
-                                     f"export with times in UTC") from None
+                        raise BadRow(
+                            f"column {column!r} names the time zone {label!r}, which is unknown: "
+                            f"export with times in UTC"
+                        ) from None
             found = _METADATA_COLUMN.match(column)
             if found:
                 metadata[found.group(1).strip().lower()] = column
@@ -199,8 +212,7 @@ class CsvColumns:
         if created is None:
             missing.append("Created (UTC)")
         if missing:
-            raise BadRow(f"the Stripe CSV header lacks {missing}: export balance transactions with the default "
-                         f"columns")
+            raise BadRow(f"the Stripe CSV header lacks {missing}: export balance transactions with the default columns")
         return cls(by_name, created, zone, metadata)
 
     def get(self, row: Mapping[str, str], name: str) -> str:
@@ -234,17 +246,24 @@ def from_csv_row(row: Mapping[str, str], columns: CsvColumns) -> StripeTxn:
     metadata = {key: (row.get(column) or "").strip() for key, column in columns.metadata.items()}
     country = metadata.get("customer_country") or None
     return StripeTxn(
-        id=txn_id, type=kind, amount=amount, fee=fee, net=net, currency=currency,
+        id=txn_id,
+        type=kind,
+        amount=amount,
+        fee=fee,
+        net=net,
+        currency=currency,
         created=_csv_time(row.get(columns.created, "").strip(), columns.created, columns.created_zone),
-        description=columns.get(row, "description") or None, source=columns.get(row, "source") or None,
-        reporting_category=(columns.get(row, "reporting category") or columns.get(row, "reporting_category")
-                            or None),
+        description=columns.get(row, "description") or None,
+        source=columns.get(row, "source") or None,
+        reporting_category=(columns.get(row, "reporting category") or columns.get(row, "reporting_category") or None),
         experiment_id=metadata.get("experiment_id") or None,
         customer_country=country.upper() if country else None,
-        customer_id=metadata.get("customer_id") or columns.get(row, "customer id") or None)
+        customer_id=metadata.get("customer_id") or columns.get(row, "customer id") or None,
+    )
 
 
 # -- mapping ----------------------------------------------------------------------------------------
+
 
 def revenue_account(experiment_id: str | None) -> str:
     return f"revenue:experiment:{experiment_id}" if experiment_id else UNATTRIBUTED
@@ -255,8 +274,10 @@ def to_request(txn: StripeTxn) -> TransactionRequest:
     try:
         family, kind = TYPES[txn.type]
     except KeyError:
-        raise BadRow(f"type {txn.type!r} has no ledger mapping: add it to TYPES in core/ledger/imports/stripe.py and "
-                     f"the table in docs/imports.md, then replay this record") from None
+        raise BadRow(
+            f"type {txn.type!r} has no ledger mapping: add it to TYPES in core/ledger/imports/stripe.py and "
+            f"the table in docs/imports.md, then replay this record"
+        ) from None
     if family == "adjust" and (txn.reporting_category or "").lower() in DISPUTE_CATEGORIES:
         family, kind = "revenue", "dispute"
     cur = txn.currency.lower()
@@ -277,9 +298,17 @@ def to_request(txn: StripeTxn) -> TransactionRequest:
         metadata["customer_id"] = txn.customer_id
     description = f"stripe {txn.type} {txn.id}" + (f": {txn.description}" if txn.description else "")
     return TransactionRequest(
-        idempotency_key=f"stripe:{txn.id}", kind=kind, description=description, occurred_at=txn.created,
-        postings=postings, experiment_id=txn.experiment_id, source=SOURCE, external_ref=txn.source,
-        metadata=metadata, customer_country=txn.customer_country if family == "revenue" else None)
+        idempotency_key=f"stripe:{txn.id}",
+        kind=kind,
+        description=description,
+        occurred_at=txn.created,
+        postings=postings,
+        experiment_id=txn.experiment_id,
+        source=SOURCE,
+        external_ref=txn.source,
+        metadata=metadata,
+        customer_country=txn.customer_country if family == "revenue" else None,
+    )
 
 
 def request_from_object(obj: Any) -> TransactionRequest:
@@ -287,6 +316,7 @@ def request_from_object(obj: Any) -> TransactionRequest:
 
 
 # -- the API ----------------------------------------------------------------------------------------
+
 
 class StripeAPIError(RuntimeError):
     """The API could not be read to the end; `report` says what was booked from the pages before."""
@@ -296,9 +326,16 @@ class StripeAPIError(RuntimeError):
         self.report = report
 
 
-def fetch_records(api_key: str, transport: httpx.BaseTransport | None = None, *, limit: int = 100,
-                  created_gte: int | None = None, max_pages: int | None = None, url: str = API_URL,
-                  client: SourceClient | None = None) -> Iterator[RawRecord]:
+def fetch_records(
+    api_key: str,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    limit: int = 100,
+    created_gte: int | None = None,
+    max_pages: int | None = None,
+    url: str = API_URL,
+    client: SourceClient | None = None,
+) -> Iterator[RawRecord]:
     """Every balance transaction the key can see, newest first, one page of `limit` at a time
     (starting_after / has_more). A page that is not a list object yields one broken record and ends
     the listing; an unreachable API raises core.platform.http.SourceHTTPError."""
@@ -306,8 +343,12 @@ def fetch_records(api_key: str, transport: httpx.BaseTransport | None = None, *,
         raise ValueError(f"limit {limit} is outside Stripe's 1..100")
     # Stripe allows 100 read requests a second in live mode; stay far below it.
     own = client is None
-    client = client or SourceClient(SOURCE, transport, rate_limit=RateLimit(rate_per_minute=600, burst=20),
-                                    user_agent="ventureloop/0.1 (+payments import)")
+    client = client or SourceClient(
+        SOURCE,
+        transport,
+        rate_limit=RateLimit(rate_per_minute=600, burst=20),
+        user_agent="ventureloop/0.1 (+payments import)",
+    )
     headers = {"authorization": f"Bearer {api_key}", "stripe-version": "2024-06-20"}
     try:
         params: dict[str, Any] = {"limit": limit}
@@ -324,9 +365,14 @@ def fetch_records(api_key: str, transport: httpx.BaseTransport | None = None, *,
                 items = None
             if not isinstance(items, list):
                 text = fetched.body.decode("utf-8", "surrogateescape")
-                yield RawRecord(fetched.url, 0, text, None,
-                                "the response is not a Stripe list object ({\"object\": \"list\", \"data\": [...]}); "
-                                "the listing stopped here")
+                yield RawRecord(
+                    fetched.url,
+                    0,
+                    text,
+                    None,
+                    'the response is not a Stripe list object ({"object": "list", "data": [...]}); '
+                    "the listing stopped here",
+                )
                 return
             for index, item in enumerate(items):
                 yield RawRecord(f"{fetched.url}#data[{index}]", index, json.dumps(item, ensure_ascii=False), item)

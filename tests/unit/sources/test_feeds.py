@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from snapshot_items import bad_reasons
 
-from core.platform.http import SnapshotTransport, SourceClient
 from core.discovery.sources.base import FAMILIES, BadRecord, Source
 from core.discovery.sources.feeds import DEFAULT_FEEDS_FILE, FeedConfig, FeedConfigError, feed_class, feed_sources
-from snapshot_items import bad_reasons
+from core.platform.http import SnapshotTransport, SourceClient
 
 FEED_URL = "https://feeds.example.com/feed"
 
@@ -32,10 +32,20 @@ ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
 <content type="html">&lt;p&gt;Pays $24 a month per customer.&lt;/p&gt;</content></entry>
 </feed>"""
 
-JSON_FEED = {"version": "https://jsonfeed.org/version/1.1", "title": "APIs",
-             "items": [{"id": "api-1", "url": "https://example.com/apis/1", "title": "VAT API",
-                        "content_text": "Validate EU VAT numbers. $29/month.", "date_published": "2026-11-24T16:00:00Z",
-                        "authors": [{"name": "Directory"}]}]}
+JSON_FEED = {
+    "version": "https://jsonfeed.org/version/1.1",
+    "title": "APIs",
+    "items": [
+        {
+            "id": "api-1",
+            "url": "https://example.com/apis/1",
+            "title": "VAT API",
+            "content_text": "Validate EU VAT numbers. $29/month.",
+            "date_published": "2026-11-24T16:00:00Z",
+            "authors": [{"name": "Directory"}],
+        }
+    ],
+}
 
 
 def source_for(url=FEED_URL, family="affiliate", max_items=50, env=None):
@@ -67,19 +77,24 @@ def write(tmp_path, text):
 
 # -- configuration ---------------------------------------------------------------------------------
 
+
 def test_bundled_config_gives_one_source_per_feed_with_its_own_name_and_family():
     sources = feed_sources({})
 
     assert [(s.name, s.family) for s in sources] == [
-        ("feed_indiehackers", "indie_hackers"), ("feed_api_marketplaces", "api_marketplaces"),
-        ("feed_affiliate", "affiliate")]
+        ("feed_indiehackers", "indie_hackers"),
+        ("feed_api_marketplaces", "api_marketplaces"),
+        ("feed_affiliate", "affiliate"),
+    ]
     assert all(isinstance(s, Source) and type(s).name == s.name for s in sources)
     assert all(s.family in FAMILIES and s.missing_credentials() == [] for s in sources)
     assert sources[0].snapshot_dir.name == "feed_indiehackers"
 
 
 def test_feeds_file_comes_from_the_environment_and_disabled_feeds_are_skipped(tmp_path):
-    env, _ = write(tmp_path, """
+    env, _ = write(
+        tmp_path,
+        """
 feeds:
   saas_news:
     family: web_search
@@ -89,23 +104,37 @@ feeds:
     family: affiliate
     url: https://example.com/atom
     enabled: false
-""")
+""",
+    )
     [source] = feed_sources(env)
-    assert (source.name, source.family, source.feed.url, source.feed.max_items) == \
-        ("feed_saas_news", "web_search", "https://example.com/rss", 5)
+    assert (source.name, source.family, source.feed.url, source.feed.max_items) == (
+        "feed_saas_news",
+        "web_search",
+        "https://example.com/rss",
+        5,
+    )
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("Indie-Hackers:\n    family: indie_hackers\n    url: https://a.com/rss", "'Indie-Hackers': the key must be lower snake case"),
-    ("ih:\n    family: indiehackers\n    url: https://a.com/rss", "'ih': unknown family 'indiehackers'; use one of"),
-    ("ih:\n    family: indie_hackers", "'ih': missing 'url'"),
-    ("ih:\n    url: https://a.com/rss", "'ih': missing 'family'"),
-    ("ih:\n    family: indie_hackers\n    url: ftp://a.com/rss", "'ih': 'url' must be an absolute http(s) URL"),
-    ("ih:\n    family: indie_hackers\n    url: https://a.com/rss\n    famly: x", "'ih': unknown field(s) famly"),
-    ("ih:\n    family: indie_hackers\n    url: https://a.com/rss\n    max_items: 0", "'ih': 'max_items' must be"),
-    ("ih:\n    family: indie_hackers\n    url: https://a.com/rss\n    enabled: maybe", "'ih': 'enabled' must be"),
-    ("ih: https://a.com/rss", "'ih': expected a mapping with 'family' and 'url'"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            "Indie-Hackers:\n    family: indie_hackers\n    url: https://a.com/rss",
+            "'Indie-Hackers': the key must be lower snake case",
+        ),
+        (
+            "ih:\n    family: indiehackers\n    url: https://a.com/rss",
+            "'ih': unknown family 'indiehackers'; use one of",
+        ),
+        ("ih:\n    family: indie_hackers", "'ih': missing 'url'"),
+        ("ih:\n    url: https://a.com/rss", "'ih': missing 'family'"),
+        ("ih:\n    family: indie_hackers\n    url: ftp://a.com/rss", "'ih': 'url' must be an absolute http(s) URL"),
+        ("ih:\n    family: indie_hackers\n    url: https://a.com/rss\n    famly: x", "'ih': unknown field(s) famly"),
+        ("ih:\n    family: indie_hackers\n    url: https://a.com/rss\n    max_items: 0", "'ih': 'max_items' must be"),
+        ("ih:\n    family: indie_hackers\n    url: https://a.com/rss\n    enabled: maybe", "'ih': 'enabled' must be"),
+        ("ih: https://a.com/rss", "'ih': expected a mapping with 'family' and 'url'"),
+    ],
+)
 def test_config_mistakes_name_the_file_and_the_feed(tmp_path, entry, message):
     env, path = write(tmp_path, f"feeds:\n  {entry}\n")
     with pytest.raises(FeedConfigError) as error:
@@ -113,10 +142,13 @@ def test_config_mistakes_name_the_file_and_the_feed(tmp_path, entry, message):
     assert str(error.value).startswith(f"{path}: feed ") and message in str(error.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("feeds: [a, b]\n", "expected a top-level mapping 'feeds:'"),
-    ("feeds:\n  a: [unclosed\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("feeds: [a, b]\n", "expected a top-level mapping 'feeds:'"),
+        ("feeds:\n  a: [unclosed\n", "not valid YAML"),
+    ],
+)
 def test_a_malformed_file_is_named(tmp_path, text, message):
     env, path = write(tmp_path, text)
     with pytest.raises(FeedConfigError, match=message) as error:
@@ -134,6 +166,7 @@ def test_default_feeds_file_is_the_bundled_one():
 
 
 # -- bundled snapshots -------------------------------------------------------------------------------
+
 
 def test_indiehackers_rss_replay():
     source, _, pages = replay("feed_indiehackers")
@@ -184,12 +217,16 @@ def test_affiliate_atom_replay_reads_comment_counts():
 
 # -- format detection --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body, content_type, expected", [
-    (RSS, "text/html; charset=utf-8", "rss20"),
-    (ATOM, "text/plain", "atom10"),
-    (json.dumps(JSON_FEED).encode(), "text/plain", "json_feed"),
-    (b"\n\n  " + json.dumps(JSON_FEED).encode(), "application/octet-stream", "json_feed"),
-])
+
+@pytest.mark.parametrize(
+    "body, content_type, expected",
+    [
+        (RSS, "text/html; charset=utf-8", "rss20"),
+        (ATOM, "text/plain", "atom10"),
+        (json.dumps(JSON_FEED).encode(), "text/plain", "json_feed"),
+        (b"\n\n  " + json.dumps(JSON_FEED).encode(), "application/octet-stream", "json_feed"),
+    ],
+)
 def test_format_is_detected_from_content_not_content_type(body, content_type, expected):
     source, client, _ = serve(httpx.Response(200, content=body, headers={"content-type": content_type}))
     [page] = list(source.fetch(client))
@@ -198,34 +235,62 @@ def test_format_is_detected_from_content_not_content_type(body, content_type, ex
 
 def test_each_format_normalizes_to_the_common_fields():
     expected = {
-        "rss20": ("post-1", "https://shiplog.dev", "ShipLog hits $4.2k MRR", "212 paying teams & no ads.", "maya",
-                  17, datetime(2026, 11, 24, 15, 40, tzinfo=UTC)),
-        "atom10": ("tag:example.com,2026:1", "https://example.com/offer", "50% recurring commission on a SaaS offer",
-                   "Pays $24 a month per customer.", "Anna", 0, datetime(2026, 11, 24, 10, tzinfo=UTC)),
-        "json_feed": ("api-1", "https://example.com/apis/1", "VAT API", "Validate EU VAT numbers. $29/month.",
-                      "Directory", 0, datetime(2026, 11, 24, 16, tzinfo=UTC)),
+        "rss20": (
+            "post-1",
+            "https://shiplog.dev",
+            "ShipLog hits $4.2k MRR",
+            "212 paying teams & no ads.",
+            "maya",
+            17,
+            datetime(2026, 11, 24, 15, 40, tzinfo=UTC),
+        ),
+        "atom10": (
+            "tag:example.com,2026:1",
+            "https://example.com/offer",
+            "50% recurring commission on a SaaS offer",
+            "Pays $24 a month per customer.",
+            "Anna",
+            0,
+            datetime(2026, 11, 24, 10, tzinfo=UTC),
+        ),
+        "json_feed": (
+            "api-1",
+            "https://example.com/apis/1",
+            "VAT API",
+            "Validate EU VAT numbers. $29/month.",
+            "Directory",
+            0,
+            datetime(2026, 11, 24, 16, tzinfo=UTC),
+        ),
     }
     for body in (RSS, ATOM, json.dumps(JSON_FEED).encode()):
         source, client, _ = serve(httpx.Response(200, content=body))
         [page] = list(source.fetch(client))
         [item] = page.items
         n = source.normalize(item.payload)
-        assert (n.external_id, n.url, n.title, n.body, n.author, n.comments, n.created_at) == \
-            expected[item.payload["_format"]]
+        assert (n.external_id, n.url, n.title, n.body, n.author, n.comments, n.created_at) == expected[
+            item.payload["_format"]
+        ]
 
 
 # -- bad feeds ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body, reason", [
-    (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t<<</channel>', "not a well-formed feed"),
-    (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>Checking</body></html>",
-     "not an RSS, Atom or JSON feed"),
-    (RSS.replace("ShipLog".encode(), b"Caf\xe9 \xff"), "do not match their declared encoding"),
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "malformed JSON"),
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "caf\xe9"}]}', "not valid UTF-8"),
-    (b'{"status": "ok", "items": []}', "JSON but not a JSON Feed"),
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": {"id": "1"}}', "'items' should be a list"),
-])
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t<<</channel>', "not a well-formed feed"),
+        (
+            b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>Checking</body></html>",
+            "not an RSS, Atom or JSON feed",
+        ),
+        (RSS.replace(b"ShipLog", b"Caf\xe9 \xff"), "do not match their declared encoding"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "malformed JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "caf\xe9"}]}', "not valid UTF-8"),
+        (b'{"status": "ok", "items": []}', "JSON but not a JSON Feed"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": {"id": "1"}}', "'items' should be a list"),
+    ],
+)
 def test_unparseable_feeds_are_problems_with_the_raw_bytes(body, reason):
     source, client, seen = serve(httpx.Response(200, content=body))
     [page] = list(source.fetch(client))
@@ -247,30 +312,38 @@ def test_json_feed_items_that_are_not_objects_or_lack_an_id_are_problems():
     source, client, _ = serve(httpx.Response(200, json=feed))
     [page] = list(source.fetch(client))
     assert [item.external_id for item in page.items] == ["api-1"]
-    assert [p.reason for p in page.problems] == ["expected an object, got str",
-                                                 "missing id: the entry has no guid/id and no link/url"]
+    assert [p.reason for p in page.problems] == [
+        "expected an object, got str",
+        "missing id: the entry has no guid/id and no link/url",
+    ]
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"url": None, "external_url": None}, "'url'"),
-    ({"url": "/apis/1"}, "'url'"),
-    ({"title": None, "content_text": None}, "'title'"),
-    ({"title": 5}, "'title'"),
-    ({"date_published": None}, "'date_published'"),
-    ({"date_published": "next week"}, "'date_published'"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"url": None, "external_url": None}, "'url'"),
+        ({"url": "/apis/1"}, "'url'"),
+        ({"title": None, "content_text": None}, "'title'"),
+        ({"title": 5}, "'title'"),
+        ({"date_published": None}, "'date_published'"),
+        ({"date_published": "next week"}, "'date_published'"),
+    ],
+)
 def test_json_feed_items_with_missing_or_wrong_fields_are_bad_records(change, field):
     item = {**JSON_FEED["items"][0], "_format": "json_feed", **change}
     with pytest.raises(BadRecord, match=field):
         source_for().normalize(item)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"link": None}, "'link'"),
-    ({"published": None, "updated": None}, "'published'"),
-    ({"slash_comments": "lots"}, "'slash_comments'"),
-    ({"title": ["a"]}, "'title'"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"link": None}, "'link'"),
+        ({"published": None, "updated": None}, "'published'"),
+        ({"slash_comments": "lots"}, "'slash_comments'"),
+        ({"title": ["a"]}, "'title'"),
+    ],
+)
 def test_rss_entries_with_missing_or_wrong_fields_are_bad_records(change, field):
     source, client, _ = serve(httpx.Response(200, content=RSS))
     [page] = list(source.fetch(client))
@@ -285,15 +358,19 @@ def test_extra_fields_are_tolerated_and_a_title_can_come_from_the_text():
 
 
 def test_max_items_caps_entries_and_atom_next_links_are_followed():
-    page_one = ATOM.replace(b"<updated>2026-11-24T10:00:00Z</updated>\n<entry>",
-                            b'<updated>2026-11-24T10:00:00Z</updated><link rel="next" href="https://feeds.example.com/'
-                            b'feed?page=2"/>\n<entry>')
+    page_one = ATOM.replace(
+        b"<updated>2026-11-24T10:00:00Z</updated>\n<entry>",
+        b'<updated>2026-11-24T10:00:00Z</updated><link rel="next" href="https://feeds.example.com/'
+        b'feed?page=2"/>\n<entry>',
+    )
     page_two = ATOM.replace(b"tag:example.com,2026:1", b"tag:example.com,2026:2")
     source, client, seen = serve(httpx.Response(200, content=page_one), httpx.Response(200, content=page_two))
     pages = list(source.fetch(client))
     assert [str(r.url) for r in seen] == [FEED_URL, "https://feeds.example.com/feed?page=2"]
-    assert [item.external_id for page in pages for item in page.items] == \
-        ["tag:example.com,2026:1", "tag:example.com,2026:2"]
+    assert [item.external_id for page in pages for item in page.items] == [
+        "tag:example.com,2026:1",
+        "tag:example.com,2026:2",
+    ]
 
     source, client, seen = serve(httpx.Response(200, content=page_one), max_items=1)
     assert sum(len(page.items) for page in source.fetch(client)) == 1 and len(seen) == 1

@@ -47,10 +47,12 @@ def test_plain_text_shortcuts_match_the_general_path(markup):
     assert plain_text(markup) == _general_plain_text(markup)
 
 
-URLS = st.builds(lambda scheme, host, rest: f"{scheme}{host}{rest}",
-                 st.sampled_from(["http://", "https://", "HTTPS://", "ftp://", "http:/", " https://", ""]),
-                 st.text(alphabet="aZ09.-_:@[]é ", max_size=12),
-                 st.text(alphabet="aZ09.-_~/?#&=:@%+[] ;\t\né–", max_size=30))
+URLS = st.builds(
+    lambda scheme, host, rest: f"{scheme}{host}{rest}",
+    st.sampled_from(["http://", "https://", "HTTPS://", "ftp://", "http:/", " https://", ""]),
+    st.text(alphabet="aZ09.-_:@[]é ", max_size=12),
+    st.text(alphabet="aZ09.-_~/?#&=:@%+[] ;\t\né–", max_size=30),
+)
 
 
 @settings(max_examples=10 * settings().max_examples)

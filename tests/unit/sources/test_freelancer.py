@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from snapshot_items import normalized_and_bad
 
-from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
 from core.discovery.sources.base import BadRecord
 from core.discovery.sources.freelancer import Freelancer
-from snapshot_items import normalized_and_bad
+from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
 
 
 def replay(env=None):
@@ -29,21 +29,31 @@ def serve(*responses, env=None):
 
 
 def project(**overrides):
-    base = {"id": 40190001, "title": "Build a Stripe billing dashboard", "seo_url": "python/Build-a-Stripe-dashboard",
-            "description": "MRR, churn and dunning for our SaaS.", "type": "fixed", "time_submitted": 1795550400,
-            "budget": {"minimum": 250.0, "maximum": 750.0},
-            "currency": {"id": 1, "code": "USD", "sign": "$", "name": "US Dollar", "exchange_rate": 1.0},
-            "bid_stats": {"bid_count": 12, "bid_avg": 480.0}, "jobs": [{"id": 13, "name": "Python"}]}
+    base = {
+        "id": 40190001,
+        "title": "Build a Stripe billing dashboard",
+        "seo_url": "python/Build-a-Stripe-dashboard",
+        "description": "MRR, churn and dunning for our SaaS.",
+        "type": "fixed",
+        "time_submitted": 1795550400,
+        "budget": {"minimum": 250.0, "maximum": 750.0},
+        "currency": {"id": 1, "code": "USD", "sign": "$", "name": "US Dollar", "exchange_rate": 1.0},
+        "bid_stats": {"bid_count": 12, "bid_avg": 480.0},
+        "jobs": [{"id": 13, "name": "Python"}],
+    }
     return {**base, **overrides}
 
 
 def success(projects, total=None):
-    return {"status": "success", "result": {"projects": projects, "total_count": len(projects) if total is None
-                                            else total}, "request_id": "r1"}
+    return {
+        "status": "success",
+        "result": {"projects": projects, "total_count": len(projects) if total is None else total},
+        "request_id": "r1",
+    }
 
 
 def test_replay_pages_by_offset_until_total_count():
-    source, client, pages = replay()
+    _source, client, pages = replay()
 
     assert client.requests_made == len(pages) == 2
     assert [len(page.items) for page in pages] == [20, 15]
@@ -56,8 +66,9 @@ def test_known_project_normalizes_with_its_budget_in_the_body():
     payload = next(item.payload for item in pages[0].items if item.external_id == "40183522")
     normalized = source.normalize(payload)
 
-    assert normalized.url == ("https://www.freelancer.com/projects/python/"
-                              "Build-a-Stripe-subscription-billing-dashboard-for-my-SaaS")
+    assert normalized.url == (
+        "https://www.freelancer.com/projects/python/Build-a-Stripe-subscription-billing-dashboard-for-my-SaaS"
+    )
     assert normalized.title == "Build a Stripe subscription billing dashboard for my SaaS"
     assert "Budget: $750–1,500 USD fixed" in normalized.body
     assert "Average bid: $1,120.50 USD from 34 bids" in normalized.body
@@ -68,25 +79,36 @@ def test_known_project_normalizes_with_its_budget_in_the_body():
 
 def test_hourly_and_non_dollar_budgets_read_naturally():
     source, _, pages = replay()
-    bodies = {item.payload["title"]: source.normalize(item.payload).body for page in pages for item in page.items
-              if item.payload["title"].startswith(("Integrate OpenAI", "WordPress plugin"))}
+    bodies = {
+        item.payload["title"]: source.normalize(item.payload).body
+        for page in pages
+        for item in page.items
+        if item.payload["title"].startswith(("Integrate OpenAI", "WordPress plugin"))
+    }
     assert "Budget: $25–50 USD per hour" in bodies["Integrate OpenAI API into existing Laravel CRM"]
     assert "Budget: £500–1,000 GBP fixed" in bodies["WordPress plugin: membership paywall with Stripe"]
 
 
 def test_bundled_project_submitted_yesterday_is_a_bad_record_naming_the_field():
     source, _, pages = replay()
-    assert normalized_and_bad(source, pages)[1] == [("40187084", "field 'time_submitted' should be int or float, got str 'yesterday'")]
+    assert normalized_and_bad(source, pages)[1] == [
+        ("40187084", "field 'time_submitted' should be int or float, got str 'yesterday'")
+    ]
 
 
 def test_status_error_is_a_problem():
-    error = {"status": "error", "message": "Invalid query parameter: limit", "error_code": "ProjectExceptionCodes."
-             "INVALID_PARAMETER", "request_id": "r2"}
+    error = {
+        "status": "error",
+        "message": "Invalid query parameter: limit",
+        "error_code": "ProjectExceptionCodes.INVALID_PARAMETER",
+        "request_id": "r2",
+    }
     source, client, seen = serve(httpx.Response(200, json=error))
     [page] = list(source.fetch(client))
     assert len(seen) == 1 and not page.items
-    assert page.problems[0].reason == ("Freelancer API error ProjectExceptionCodes.INVALID_PARAMETER: "
-                                       "Invalid query parameter: limit")
+    assert page.problems[0].reason == (
+        "Freelancer API error ProjectExceptionCodes.INVALID_PARAMETER: Invalid query parameter: limit"
+    )
 
 
 def test_error_status_with_an_http_error_code_fails_the_source():
@@ -96,13 +118,16 @@ def test_error_status_with_an_http_error_code_fails_the_source():
         list(source.fetch(client))
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b'{"status": "success", "result": {"projects": [', "malformed JSON"),
-    (b"<html><head><title>Freelancer</title></head><body>Maintenance</body></html>", "malformed JSON"),
-    (b'{"status": "success", "result": {"projects": [{"id": 1, "title": "Caf\xe9"}]}}', "not valid UTF-8"),
-    (b'{"result": {"projects": []}}', "expected status 'success', got None"),
-    (b'{"status": "success", "result": {"projects": {"id": 1}}}', "expected a list at result.projects"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b'{"status": "success", "result": {"projects": [', "malformed JSON"),
+        (b"<html><head><title>Freelancer</title></head><body>Maintenance</body></html>", "malformed JSON"),
+        (b'{"status": "success", "result": {"projects": [{"id": 1, "title": "Caf\xe9"}]}}', "not valid UTF-8"),
+        (b'{"result": {"projects": []}}', "expected status 'success', got None"),
+        (b'{"status": "success", "result": {"projects": {"id": 1}}}', "expected a list at result.projects"),
+    ],
+)
 def test_unparseable_responses_are_problems(body, reason):
     source, client, seen = serve(httpx.Response(200, content=body))
     [page] = list(source.fetch(client))
@@ -117,24 +142,28 @@ def test_projects_without_id_are_problems_and_the_rest_survive():
     assert [p.reason for p in page.problems] == ["missing id field 'id'", "expected an object, got int"]
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"title": None}, "'title'"),
-    ({"title": 42}, "'title'"),
-    ({"seo_url": None}, "'seo_url'"),
-    ({"id": "40190001"}, "'id'"),
-    ({"budget": {"minimum": "cheap", "maximum": 750.0}}, "'budget.minimum'"),
-    ({"budget": [250, 750]}, "'budget'"),
-    ({"bid_stats": {"bid_count": -1}}, "'bid_count'"),
-    ({"description": ["not", "text"]}, "'description'"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"title": None}, "'title'"),
+        ({"title": 42}, "'title'"),
+        ({"seo_url": None}, "'seo_url'"),
+        ({"id": "40190001"}, "'id'"),
+        ({"budget": {"minimum": "cheap", "maximum": 750.0}}, "'budget.minimum'"),
+        ({"budget": [250, 750]}, "'budget'"),
+        ({"bid_stats": {"bid_count": -1}}, "'bid_count'"),
+        ({"description": ["not", "text"]}, "'description'"),
+    ],
+)
 def test_missing_or_wrong_typed_fields_are_bad_records_naming_the_field(change, field):
     with pytest.raises(BadRecord, match=field):
         Freelancer({}).normalize(project(**change))
 
 
 def test_extra_fields_are_tolerated_and_preview_stands_in_for_description():
-    normalized = Freelancer({}).normalize(project(description=None, preview_description="Short preview.",
-                                                  hourly_project_info=None, new_field={"x": 1}))
+    normalized = Freelancer({}).normalize(
+        project(description=None, preview_description="Short preview.", hourly_project_info=None, new_field={"x": 1})
+    )
     assert normalized.body.startswith("Short preview.\n\nBudget: $250–750 USD fixed")
 
 
@@ -144,8 +173,9 @@ def test_paging_stops_at_a_short_page_and_at_the_page_cap():
     assert len(seen) == 1  # 1 project < limit 20: there is no next page
 
     full = success([project(id=i) for i in range(1, 3)], total=500)
-    source, client, seen = serve(httpx.Response(200, json=full),
-                                 env={"FREELANCER_PAGE_SIZE": "2", "FREELANCER_MAX_PAGES": "3"})
+    source, client, seen = serve(
+        httpx.Response(200, json=full), env={"FREELANCER_PAGE_SIZE": "2", "FREELANCER_MAX_PAGES": "3"}
+    )
     list(source.fetch(client))
     assert [r.url.params["offset"] for r in seen] == ["0", "2", "4"]
 

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from snapshot_items import normalized_and_bad
 
-from core.platform.http import SnapshotTransport, SourceClient
 from core.discovery.sources.base import BadRecord
 from core.discovery.sources.github import GitHubSearch
-from snapshot_items import normalized_and_bad
+from core.platform.http import SnapshotTransport, SourceClient
 
 
 def replay(env=None):
@@ -46,7 +46,9 @@ def test_known_repository_normalizes_to_the_common_fields():
 
 def test_the_bundled_bad_repository_names_stargazers_count():
     source, _, pages = replay()
-    assert normalized_and_bad(source, pages)[1] == [("1097990405", "field 'stargazers_count' should be a non-negative number, got 'lots'")]
+    assert normalized_and_bad(source, pages)[1] == [
+        ("1097990405", "field 'stargazers_count' should be a non-negative number, got 'lots'")
+    ]
 
 
 def test_snapshot_mode_uses_the_recorded_window_even_with_an_override():
@@ -55,7 +57,9 @@ def test_snapshot_mode_uses_the_recorded_window_even_with_an_override():
 
 
 def test_live_window_is_seven_days_before_now_or_the_override():
-    now = lambda: datetime(2026, 12, 3, 1, 30, tzinfo=UTC)  # noqa: E731
+    def now() -> datetime:
+        return datetime(2026, 12, 3, 1, 30, tzinfo=UTC)
+
     assert GitHubSearch({"DISCOVERY_MODE": "live"}, now=now).created_since() == "2026-11-26"
     overridden = GitHubSearch({"DISCOVERY_MODE": "live", "GITHUB_CREATED_SINCE": "2026-10-01"})
     assert overridden.created_since() == "2026-10-01"
@@ -64,9 +68,21 @@ def test_live_window_is_seven_days_before_now_or_the_override():
 
 
 def page_of(count, total=500):
-    return {"total_count": total, "incomplete_results": False, "items": [
-        {"id": n, "full_name": f"o/r{n}", "html_url": f"https://github.com/o/r{n}", "stargazers_count": n,
-         "created_at": "2026-11-20T00:00:00Z", "owner": {"login": "o"}} for n in range(1, count + 1)]}
+    return {
+        "total_count": total,
+        "incomplete_results": False,
+        "items": [
+            {
+                "id": n,
+                "full_name": f"o/r{n}",
+                "html_url": f"https://github.com/o/r{n}",
+                "stargazers_count": n,
+                "created_at": "2026-11-20T00:00:00Z",
+                "owner": {"login": "o"},
+            }
+            for n in range(1, count + 1)
+        ],
+    }
 
 
 def test_live_requests_carry_the_token_as_bearer_and_the_api_headers():
@@ -76,7 +92,9 @@ def test_live_requests_carry_the_token_as_bearer_and_the_api_headers():
         captured.append(request)
         return httpx.Response(200, json=page_of(3))
 
-    now = lambda: datetime(2026, 11, 25, tzinfo=UTC)  # noqa: E731
+    def now() -> datetime:
+        return datetime(2026, 11, 25, tzinfo=UTC)
+
     source, client = live(handler, {"GITHUB_TOKEN": "ghp_example"}, now=now)
     list(source.fetch(client))
 
@@ -101,12 +119,15 @@ def test_without_a_token_no_authorization_header_is_sent():
     assert source.missing_credentials() == []
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b'{"total_count": 3, "items": [', "malformed JSON"),
-    (b"<html><body><h1>Unicorn!</h1> This page is taking too long to load.</body></html>", "malformed JSON"),
-    (b'{"items": [], "total_count": 0, "x": "\xff\xfe"}', "not valid UTF-8"),
-    (json.dumps({"message": "Validation Failed"}).encode(), "expected an object with an 'items' list"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"total_count": 3, "items": [', "malformed JSON"),
+        (b"<html><body><h1>Unicorn!</h1> This page is taking too long to load.</body></html>", "malformed JSON"),
+        (b'{"items": [], "total_count": 0, "x": "\xff\xfe"}', "not valid UTF-8"),
+        (json.dumps({"message": "Validation Failed"}).encode(), "expected an object with an 'items' list"),
+    ],
+)
 def test_an_unparseable_page_is_a_problem_and_stops_paging(body, reason):
     source, client = live(lambda request: httpx.Response(200, content=body))
     pages = list(source.fetch(client))
@@ -128,20 +149,24 @@ REPO = page_of(1)["items"][0]
 
 
 def test_extra_fields_are_tolerated_and_nulls_are_empty():
-    repo = GitHubSearch({}).normalize({**REPO, "description": None, "topics": None, "mirror_url": None,
-                                       "new_field_2027": {"a": 1}})
+    repo = GitHubSearch({}).normalize(
+        {**REPO, "description": None, "topics": None, "mirror_url": None, "new_field_2027": {"a": 1}}
+    )
     assert repo.body == "" and repo.points == 1 and repo.comments == 0
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"full_name": None}, "'full_name'"),
-    ({"html_url": "github.com/o/r1"}, "'html_url'"),
-    ({"created_at": 1795000000}, "'created_at'"),
-    ({"id": "1"}, "'id'"),
-    ({"forks_count": 2, "open_issues_count": "3"}, "'open_issues_count'"),
-    ({"owner": "o"}, "'owner'"),
-    ({"topics": "saas"}, "'topics'"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"full_name": None}, "'full_name'"),
+        ({"html_url": "github.com/o/r1"}, "'html_url'"),
+        ({"created_at": 1795000000}, "'created_at'"),
+        ({"id": "1"}, "'id'"),
+        ({"forks_count": 2, "open_issues_count": "3"}, "'open_issues_count'"),
+        ({"owner": "o"}, "'owner'"),
+        ({"topics": "saas"}, "'topics'"),
+    ],
+)
 def test_missing_or_wrong_typed_fields_are_bad_records_naming_the_field(change, field):
     with pytest.raises(BadRecord, match=field):
         GitHubSearch({}).normalize({**REPO, **change})

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from core.discovery.fetch import discover
-from core.platform.http import SnapshotTransport, SourceClient
-from core.platform.schema import ensure_schema
 from core.discovery.sources.base import BadRecord
 from core.discovery.sources.hackernews import HackerNews
+from core.platform.http import SnapshotTransport, SourceClient
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 
@@ -46,7 +46,7 @@ SHOW = ("hn.algolia.com", "/api/v1/search_by_date", "show_hn")
 
 
 def test_snapshot_replay_follows_both_apis_and_pages():
-    source, client, pages = replay()
+    _source, client, pages = replay()
     items = [item for page in pages for item in page.items]
     urls = [page.fetched.url for page in pages]
 
@@ -55,8 +55,11 @@ def test_snapshot_replay_follows_both_apis_and_pages():
     assert sum("tags=show_hn" in url for url in urls) == 2  # nbPages=2: page 0 and page 1
     assert any("tags=show_hn" in url and "page=1" in url for url in urls)
     # Firebase: the first five Show HN ids, minus the two Algolia already returned
-    assert [url.rsplit("/", 1)[1] for url in urls if "/v0/item/" in url] == \
-        ["46525581.json", "46520364.json", "46516208.json"]
+    assert [url.rsplit("/", 1)[1] for url in urls if "/v0/item/" in url] == [
+        "46525581.json",
+        "46520364.json",
+        "46516208.json",
+    ]
     assert not any(page.problems for page in pages)
 
 
@@ -102,11 +105,14 @@ def test_discover_stores_the_snapshot_items(duckdb_url):
     assert warehouse.count("raw.records") == 24
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b'{"hits": [{"objectID": "1"', "malformed JSON"),
-    (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "malformed JSON"),
-    (b'{"hits": [], "title": "caf\xe9"}', "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"hits": [{"objectID": "1"', "malformed JSON"),
+        (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "malformed JSON"),
+        (b'{"hits": [], "title": "caf\xe9"}', "not valid UTF-8"),
+    ],
+)
 def test_an_unparseable_page_is_a_problem_and_stops_that_search(body, reason):
     source, client, seen = serve({SHOW: body})
     pages = list(source.fetch(client))
@@ -156,8 +162,16 @@ def test_firebase_null_and_deleted_items():
     assert reasons == ["expected an item id, got 'x'", "item 11 not found: the API returned null"]
 
 
-HIT = {"objectID": "9", "title": "Show HN: Y", "url": "https://y.dev", "author": "a", "points": 3,
-       "num_comments": 1, "created_at": "2026-11-20T10:00:00Z", "created_at_i": 1795168800}
+HIT = {
+    "objectID": "9",
+    "title": "Show HN: Y",
+    "url": "https://y.dev",
+    "author": "a",
+    "points": 3,
+    "num_comments": 1,
+    "created_at": "2026-11-20T10:00:00Z",
+    "created_at_i": 1795168800,
+}
 
 
 def test_extra_fields_are_tolerated():
@@ -165,14 +179,17 @@ def test_extra_fields_are_tolerated():
     assert normalized.title == "Show HN: Y" and normalized.points == 3
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"title": None}, "'title'"),
-    ({"points": "many"}, "'points'"),
-    ({"num_comments": -4}, "'num_comments'"),
-    ({"created_at_i": "yesterday"}, "'created_at_i'"),
-    ({"url": "javascript:alert(1)"}, "'url'"),
-    ({"author": 42}, "'author'"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"title": None}, "'title'"),
+        ({"points": "many"}, "'points'"),
+        ({"num_comments": -4}, "'num_comments'"),
+        ({"created_at_i": "yesterday"}, "'created_at_i'"),
+        ({"url": "javascript:alert(1)"}, "'url'"),
+        ({"author": 42}, "'author'"),
+    ],
+)
 def test_missing_or_wrong_typed_fields_are_bad_records_naming_the_field(change, field):
     with pytest.raises(BadRecord, match=field):
         HackerNews({}).normalize({**HIT, **change})

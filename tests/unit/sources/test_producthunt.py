@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from snapshot_items import normalized_and_bad
 
-from core.platform.http import SnapshotTransport, SourceClient, TokenBucket
 from core.discovery.sources.base import BadRecord
 from core.discovery.sources.producthunt import GRAPHQL_URL, ProductHunt
-from snapshot_items import normalized_and_bad
+from core.platform.http import SnapshotTransport, SourceClient, TokenBucket
 
 TOKEN_ENV = {"PRODUCT_HUNT_TOKEN": "ph-token"}
 
@@ -27,6 +27,7 @@ def live(handler, env=None, sleep=None):
 
 
 # -- the Atom feed (no token: the demo path) ------------------------------------------------------
+
 
 def test_atom_snapshot_replay():
     source, client, pages = replay()
@@ -48,14 +49,22 @@ def test_atom_bundled_bad_entry_names_published():
     assert normalized_and_bad(source, pages)[1] == [("1043271", "unparseable timestamp in 'published': 'not-a-date'")]
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body></body></html>", "no Atom <feed>"),
-    (b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><id>1</id><title>A & B</title>',
-     "not a well-formed Atom feed"),
-    (b'{"error": "rate limited"}', "not a well-formed Atom feed"),
-    ('<?xml version="1.0" encoding="latin-1"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Caf\xe9</title>'
-     '</feed>'.encode("latin-1"), "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body></body></html>", "no Atom <feed>"),
+        (
+            b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><id>1</id><title>A & B</title>',
+            "not a well-formed Atom feed",
+        ),
+        (b'{"error": "rate limited"}', "not a well-formed Atom feed"),
+        (
+            '<?xml version="1.0" encoding="latin-1"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Caf\xe9</title>'
+            "</feed>".encode("latin-1"),
+            "not valid UTF-8",
+        ),
+    ],
+)
 def test_an_unparseable_feed_is_a_problem(body, reason):
     source, client = live(lambda request: httpx.Response(200, content=body))
     pages = list(source.fetch(client))
@@ -69,8 +78,9 @@ def test_the_feed_is_requested_without_a_token():
 
     def handler(request):
         captured.append(request)
-        return httpx.Response(200, text='<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">'
-                                        "<title>t</title></feed>")
+        return httpx.Response(
+            200, text='<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title></feed>'
+        )
 
     source, client = live(handler)
     pages = list(source.fetch(client))
@@ -80,6 +90,7 @@ def test_the_feed_is_requested_without_a_token():
 
 
 # -- the GraphQL API (PRODUCT_HUNT_TOKEN set) ------------------------------------------------------
+
 
 def test_graphql_snapshot_replay_follows_the_cursor_up_to_max_pages():
     source, client, pages = replay(TOKEN_ENV)
@@ -103,9 +114,27 @@ def test_graphql_bundled_bad_node_names_created_at():
 
 
 def posts(*ids, cursor="MTA", more=True):
-    return {"data": {"posts": {"pageInfo": {"endCursor": cursor, "hasNextPage": more}, "edges": [
-        {"node": {"id": str(n), "name": f"P{n}", "tagline": "t", "url": f"https://www.producthunt.com/posts/p{n}",
-                  "votesCount": n, "commentsCount": 0, "createdAt": "2026-11-20T08:01:00Z"}} for n in ids]}}}
+    return {
+        "data": {
+            "posts": {
+                "pageInfo": {"endCursor": cursor, "hasNextPage": more},
+                "edges": [
+                    {
+                        "node": {
+                            "id": str(n),
+                            "name": f"P{n}",
+                            "tagline": "t",
+                            "url": f"https://www.producthunt.com/posts/p{n}",
+                            "votesCount": n,
+                            "commentsCount": 0,
+                            "createdAt": "2026-11-20T08:01:00Z",
+                        }
+                    }
+                    for n in ids
+                ],
+            }
+        }
+    }
 
 
 def test_graphql_sends_the_bearer_token_and_the_cursor():
@@ -136,12 +165,15 @@ def test_graphql_errors_are_a_problem_and_stop_paging():
     assert "Invalid Access Token" in pages[0].problems[0].reason
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b'{"data": {"posts": {"edges": [', "malformed JSON"),
-    (b"<html><body>We're down for maintenance</body></html>", "malformed JSON"),
-    (b'{"data": {"posts": {"edges": [], "x": "\xc3\x28"}}}', "not valid UTF-8"),
-    (b'{"data": {"viewer": null}}', "expected data.posts.edges"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"data": {"posts": {"edges": [', "malformed JSON"),
+        (b"<html><body>We're down for maintenance</body></html>", "malformed JSON"),
+        (b'{"data": {"posts": {"edges": [], "x": "\xc3\x28"}}}', "not valid UTF-8"),
+        (b'{"data": {"viewer": null}}', "expected data.posts.edges"),
+    ],
+)
 def test_an_unparseable_graphql_answer_is_a_problem(body, reason):
     source, client = live(lambda request: httpx.Response(200, content=body), TOKEN_ENV)
     pages = list(source.fetch(client))
@@ -166,14 +198,17 @@ def test_a_spent_quota_header_pauses_the_next_request():
         sleeps.append(seconds)
         now[0] += seconds
 
-    answers = iter([
-        httpx.Response(200, json=posts(1), headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": "40"}),
-        httpx.Response(200, json=posts(2, more=False)),
-    ])
+    answers = iter(
+        [
+            httpx.Response(200, json=posts(1), headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": "40"}),
+            httpx.Response(200, json=posts(2, more=False)),
+        ]
+    )
     source, client = live(lambda request: next(answers), TOKEN_ENV)
     # A bucket on a fake clock: the client's own uses the real monotonic clock.
-    client.bucket = TokenBucket(ProductHunt.rate_limit.rate_per_minute, ProductHunt.rate_limit.burst,
-                                clock=lambda: now[0], sleep=sleep)
+    client.bucket = TokenBucket(
+        ProductHunt.rate_limit.rate_per_minute, ProductHunt.rate_limit.burst, clock=lambda: now[0], sleep=sleep
+    )
     list(source.fetch(client))
     assert client.requests_made == 2 and 40 <= sum(sleeps) <= 45
 
@@ -186,14 +221,17 @@ def test_extra_fields_are_tolerated():
     assert post.title == "P7 – t" and post.points == 7
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"name": None}, "'name'"),
-    ({"url": None}, "'url'"),
-    ({"votesCount": "n/a"}, "'votesCount'"),
-    ({"commentsCount": None, "createdAt": "soon"}, "'createdAt'"),
-    ({"tagline": 5}, "'tagline'"),
-    ({"user": "[REDACTED]"}, "'user'"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": None}, "'name'"),
+        ({"url": None}, "'url'"),
+        ({"votesCount": "n/a"}, "'votesCount'"),
+        ({"commentsCount": None, "createdAt": "soon"}, "'createdAt'"),
+        ({"tagline": 5}, "'tagline'"),
+        ({"user": "[REDACTED]"}, "'user'"),
+    ],
+)
 def test_missing_or_wrong_typed_fields_are_bad_records_naming_the_field(change, field):
     with pytest.raises(BadRecord, match=field):
         ProductHunt({}).normalize({**NODE, **change})

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from snapshot_items import bad_reasons
 
-from core.platform.http import SnapshotTransport, SourceClient
 from core.discovery.sources.base import BadRecord
 from core.discovery.sources.web_search import DEFAULT_QUERIES, BraveWebSearch
-from snapshot_items import bad_reasons
+from core.platform.http import SnapshotTransport, SourceClient
 
 
 def replay(env=None):
@@ -29,20 +29,29 @@ def serve(handler_or_response, env=None):
             return handler_or_response(request)
         return handler_or_response
 
-    source = BraveWebSearch(env if env is not None else {"BRAVE_SEARCH_API_KEY": "BSA-test",
-                                                         "WEB_SEARCH_QUERIES": "micro saas"})
+    source = BraveWebSearch(
+        env if env is not None else {"BRAVE_SEARCH_API_KEY": "BSA-test", "WEB_SEARCH_QUERIES": "micro saas"}
+    )
     return source, SourceClient("web_search", httpx.MockTransport(handler), sleep=lambda s: None), seen
 
 
 def search(results, more=False):
-    return {"type": "search", "query": {"original": "micro saas", "more_results_available": more},
-            "web": {"type": "search", "results": results}}
+    return {
+        "type": "search",
+        "query": {"original": "micro saas", "more_results_available": more},
+        "web": {"type": "search", "results": results},
+    }
 
 
 def result(**overrides):
-    base = {"title": "<strong>Micro SaaS</strong> at $5k MRR &amp; growing", "url": "https://example.com/post",
-            "description": "A <strong>$29/month</strong> tool.", "page_age": "2026-11-20T10:00:00",
-            "profile": {"name": "Example Blog"}, "meta_url": {"hostname": "example.com"}}
+    base = {
+        "title": "<strong>Micro SaaS</strong> at $5k MRR &amp; growing",
+        "url": "https://example.com/post",
+        "description": "A <strong>$29/month</strong> tool.",
+        "page_age": "2026-11-20T10:00:00",
+        "profile": {"name": "Example Blog"},
+        "meta_url": {"hostname": "example.com"},
+    }
     return {**base, **overrides}
 
 
@@ -51,7 +60,7 @@ def sha1(text):
 
 
 def test_replay_runs_every_default_query_and_pages_the_first():
-    source, client, pages = replay()
+    _source, client, pages = replay()
     queries = [page.fetched.url for page in pages]
 
     assert client.requests_made == len(pages) == 4
@@ -97,13 +106,16 @@ def test_bundled_result_with_an_unparseable_page_age_is_a_bad_record_naming_the_
     assert bad_reasons(source, pages) == ["unparseable timestamp in 'page_age': 'last Tuesday'"]
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b'{"type": "search", "web": {"results": [', "malformed JSON"),
-    (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "malformed JSON"),
-    (b'{"type": "search", "web": {"results": [{"title": "Caf\xe9", "url": "https://a.b"}]}}', "not valid UTF-8"),
-    (b'"search"', "expected a JSON object, got str"),
-    (b'{"type": "search", "web": {"results": {"url": "https://a.b"}}}', "expected a list at web.results"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b'{"type": "search", "web": {"results": [', "malformed JSON"),
+        (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "malformed JSON"),
+        (b'{"type": "search", "web": {"results": [{"title": "Caf\xe9", "url": "https://a.b"}]}}', "not valid UTF-8"),
+        (b'"search"', "expected a JSON object, got str"),
+        (b'{"type": "search", "web": {"results": {"url": "https://a.b"}}}', "expected a list at web.results"),
+    ],
+)
 def test_unparseable_responses_are_problems_and_stop_that_query(body, reason):
     source, client, seen = serve(httpx.Response(200, content=body), env={"WEB_SEARCH_QUERIES": "a; b"})
     pages = list(source.fetch(client))
@@ -112,12 +124,20 @@ def test_unparseable_responses_are_problems_and_stop_that_query(body, reason):
 
 
 def test_brave_error_response_is_a_problem():
-    error = {"type": "ErrorResponse", "error": {"id": "0f1", "status": 422, "code": "SUBSCRIPTION_TOKEN_INVALID",
-                                                "detail": "The provided subscription token is invalid."}}
+    error = {
+        "type": "ErrorResponse",
+        "error": {
+            "id": "0f1",
+            "status": 422,
+            "code": "SUBSCRIPTION_TOKEN_INVALID",
+            "detail": "The provided subscription token is invalid.",
+        },
+    }
     source, client, _ = serve(httpx.Response(200, json=error))
     [page] = list(source.fetch(client))
-    assert page.problems[0].reason == ("Brave API error SUBSCRIPTION_TOKEN_INVALID: "
-                                       "The provided subscription token is invalid.")
+    assert page.problems[0].reason == (
+        "Brave API error SUBSCRIPTION_TOKEN_INVALID: The provided subscription token is invalid."
+    )
 
 
 def test_no_web_results_is_an_empty_page():
@@ -133,15 +153,18 @@ def test_results_without_url_are_problems_and_the_rest_survive():
     assert [p.reason for p in page.problems] == ["missing id field 'url'", "expected an object, got NoneType"]
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"title": None}, "'title'"),
-    ({"title": 7}, "'title'"),
-    ({"url": "/search?q=saas"}, "'url'"),
-    ({"url": 12}, "'url'"),
-    ({"description": {"text": "x"}}, "'description'"),
-    ({"page_age": "soon"}, "'page_age'"),
-    ({"page_age": None}, "'page_age'"),  # and no _fetched_at to fall back on
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"title": None}, "'title'"),
+        ({"title": 7}, "'title'"),
+        ({"url": "/search?q=saas"}, "'url'"),
+        ({"url": 12}, "'url'"),
+        ({"description": {"text": "x"}}, "'description'"),
+        ({"page_age": "soon"}, "'page_age'"),
+        ({"page_age": None}, "'page_age'"),  # and no _fetched_at to fall back on
+    ],
+)
 def test_missing_or_wrong_typed_fields_are_bad_records_naming_the_field(change, field):
     with pytest.raises(BadRecord, match=field):
         BraveWebSearch({}).normalize(result(**change))
@@ -154,21 +177,29 @@ def test_extra_fields_are_tolerated():
 
 def test_queries_come_from_the_environment_and_pages_are_capped():
     def handler(request):
-        return httpx.Response(200, json=search([result(url=f"https://e.com/{request.url.params['offset']}")],
-                                               more=True))
+        return httpx.Response(
+            200, json=search([result(url=f"https://e.com/{request.url.params['offset']}")], more=True)
+        )
 
-    source, client, seen = serve(handler, env={"WEB_SEARCH_QUERIES": " api revenue ;; saas mrr ",
-                                               "WEB_SEARCH_MAX_PAGES": "3"})
+    source, client, seen = serve(
+        handler, env={"WEB_SEARCH_QUERIES": " api revenue ;; saas mrr ", "WEB_SEARCH_MAX_PAGES": "3"}
+    )
     list(source.fetch(client))
-    assert [(r.url.params["q"], r.url.params["offset"]) for r in seen] == \
-        [("api revenue", "0"), ("api revenue", "1"), ("api revenue", "2"),
-         ("saas mrr", "0"), ("saas mrr", "1"), ("saas mrr", "2")]
+    assert [(r.url.params["q"], r.url.params["offset"]) for r in seen] == [
+        ("api revenue", "0"),
+        ("api revenue", "1"),
+        ("api revenue", "2"),
+        ("saas mrr", "0"),
+        ("saas mrr", "1"),
+        ("saas mrr", "2"),
+    ]
     assert all(r.url.params["count"] == "20" for r in seen)
 
 
 def test_live_request_sends_the_subscription_token_header():
-    source, client, seen = serve(httpx.Response(200, json=search([])),
-                                 env={"BRAVE_SEARCH_API_KEY": "BSA-secret", "WEB_SEARCH_QUERIES": "x"})
+    source, client, seen = serve(
+        httpx.Response(200, json=search([])), env={"BRAVE_SEARCH_API_KEY": "BSA-secret", "WEB_SEARCH_QUERIES": "x"}
+    )
     list(source.fetch(client))
     [request] = seen
     assert request.headers["x-subscription-token"] == "BSA-secret"

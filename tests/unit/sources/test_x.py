@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from snapshot_items import bad_reasons
 
-from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
 from core.discovery.sources.base import BadRecord
 from core.discovery.sources.x import XRecentSearch
-from snapshot_items import bad_reasons
+from core.platform.http import SnapshotTransport, SourceClient, SourceHTTPError
 
 
 def replay(env=None):
@@ -28,16 +28,21 @@ def serve(*responses, env=None, sleeps=None):
         seen.append(request)
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    client = SourceClient("x", httpx.MockTransport(handler),
-                          sleep=sleeps.append if sleeps is not None else lambda s: None)
+    client = SourceClient(
+        "x", httpx.MockTransport(handler), sleep=sleeps.append if sleeps is not None else lambda s: None
+    )
     return XRecentSearch(env if env is not None else {"X_BEARER_TOKEN": "test-token"}), client, seen
 
 
 def post(**overrides):
-    base = {"id": "2125298952173387776", "text": "Launched: $19/month uptime API https://t.co/abc",
-            "created_at": "2026-11-24T18:42:11.000Z", "author_id": "42",
-            "public_metrics": {"retweet_count": 2, "reply_count": 3, "like_count": 10, "quote_count": 1},
-            "entities": {"urls": [{"url": "https://t.co/abc", "expanded_url": "https://uptime.example.com"}]}}
+    base = {
+        "id": "2125298952173387776",
+        "text": "Launched: $19/month uptime API https://t.co/abc",
+        "created_at": "2026-11-24T18:42:11.000Z",
+        "author_id": "42",
+        "public_metrics": {"retweet_count": 2, "reply_count": 3, "like_count": 10, "quote_count": 1},
+        "entities": {"urls": [{"url": "https://t.co/abc", "expanded_url": "https://uptime.example.com"}]},
+    }
     return {**base, **overrides}
 
 
@@ -50,7 +55,7 @@ def by_title(source, pages, fragment):
 
 
 def test_replay_follows_next_token_across_two_pages():
-    source, client, pages = replay()
+    _source, client, pages = replay()
 
     assert client.requests_made == len(pages) == 2
     assert [len(page.items) for page in pages] == [20, 8]
@@ -64,8 +69,9 @@ def test_known_post_normalizes_to_its_link_metrics_and_time():
 
     assert normalized.external_id == item.external_id == item.payload["id"]
     assert normalized.url == "https://invoicebolt.io"
-    assert normalized.title == ("InvoiceBolt is live: invoicing for freelancers that chases late payments "
-                                "for you, $29/month")
+    assert normalized.title == (
+        "InvoiceBolt is live: invoicing for freelancers that chases late payments for you, $29/month"
+    )
     assert normalized.author == "danokafor_"
     assert (normalized.points, normalized.comments) == (184 + 23 + 6, 41)
     assert normalized.created_at == datetime(2026, 11, 24, 18, 42, 11, tzinfo=UTC)
@@ -86,12 +92,15 @@ def test_bundled_post_without_created_at_is_a_bad_record_naming_the_field():
     assert bad_reasons(source, pages) == ["missing field 'created_at'"]
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b'{"data": [', "malformed JSON"),
-    (b"<!DOCTYPE html><html><body>Something went wrong</body></html>", "malformed JSON"),
-    (b'{"data": [{"id": "1", "text": "caf\xe9"}]}', "not valid UTF-8"),
-    (b'[{"id": "1"}]', "expected a JSON object, got list"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b'{"data": [', "malformed JSON"),
+        (b"<!DOCTYPE html><html><body>Something went wrong</body></html>", "malformed JSON"),
+        (b'{"data": [{"id": "1", "text": "caf\xe9"}]}', "not valid UTF-8"),
+        (b'[{"id": "1"}]', "expected a JSON object, got list"),
+    ],
+)
 def test_unparseable_response_is_a_problem_and_stops_paging(body, reason):
     source, client, seen = serve(httpx.Response(200, content=body))
     pages = list(source.fetch(client))
@@ -102,8 +111,15 @@ def test_unparseable_response_is_a_problem_and_stops_paging(body, reason):
 
 
 def test_x_error_payload_is_a_problem():
-    error = {"errors": [{"title": "Invalid Request", "detail": "The `query` parameter value is invalid.",
-                         "type": "https://api.x.com/2/problems/invalid-request"}]}
+    error = {
+        "errors": [
+            {
+                "title": "Invalid Request",
+                "detail": "The `query` parameter value is invalid.",
+                "type": "https://api.x.com/2/problems/invalid-request",
+            }
+        ]
+    }
     source, client, _ = serve(httpx.Response(200, json=error))
     [page] = list(source.fetch(client))
     assert page.problems[0].reason == "X API error: Invalid Request: The `query` parameter value is invalid."
@@ -131,14 +147,17 @@ def test_author_comes_from_the_includes_expansion():
     assert source.normalize(page.items[0].payload).author == "uptime_ann"
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"text": None}, "'text'"),
-    ({"id": 2125298952173387776}, "'id'"),
-    ({"created_at": "last week"}, "'created_at'"),
-    ({"public_metrics": "lots"}, "'public_metrics'"),
-    ({"public_metrics": {"like_count": "many"}}, "'like_count'"),
-    ({"entities": {"urls": "https://t.co/abc"}}, "'entities.urls'"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"text": None}, "'text'"),
+        ({"id": 2125298952173387776}, "'id'"),
+        ({"created_at": "last week"}, "'created_at'"),
+        ({"public_metrics": "lots"}, "'public_metrics'"),
+        ({"public_metrics": {"like_count": "many"}}, "'like_count'"),
+        ({"entities": {"urls": "https://t.co/abc"}}, "'entities.urls'"),
+    ],
+)
 def test_missing_or_wrong_typed_fields_are_bad_records_naming_the_field(change, field):
     with pytest.raises(BadRecord, match=field):
         XRecentSearch({}).normalize(post(**change))
@@ -169,8 +188,9 @@ def test_bad_page_settings_say_which_variable_to_fix():
 
 
 def test_live_request_sends_the_bearer_token_and_the_search_parameters():
-    source, client, seen = serve(httpx.Response(200, json={"meta": {"result_count": 0}}),
-                                 env={"X_BEARER_TOKEN": "AAAA-secret"})
+    source, client, seen = serve(
+        httpx.Response(200, json={"meta": {"result_count": 0}}), env={"X_BEARER_TOKEN": "AAAA-secret"}
+    )
     list(source.fetch(client))
 
     [request] = seen
@@ -188,8 +208,11 @@ def test_without_credentials_the_missing_variable_is_named():
 
 def test_rate_limit_429_waits_until_x_rate_limit_reset():
     reset = int(time.time()) + 30
-    limited = httpx.Response(429, headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(reset)},
-                             json={"title": "Too Many Requests", "detail": "Too Many Requests"})
+    limited = httpx.Response(
+        429,
+        headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(reset)},
+        json={"title": "Too Many Requests", "detail": "Too Many Requests"},
+    )
     sleeps = []
     source, client, seen = serve(limited, httpx.Response(200, json={"data": [post()]}), sleeps=sleeps)
     [page] = list(source.fetch(client))
