@@ -8,12 +8,21 @@ from assets.discovery.checks import (
     opportunities_pass_quality_suite,
     scores_within_unit_interval,
 )
-from assets.discovery.opportunities import opportunities, opportunity_features, scored_opportunities
+from assets.discovery.opportunities import ScoringConfig, opportunities, opportunity_features, scored_opportunities
 from assets.discovery.raw import raw_assets
+
+
+@dg.config_mapping
+def scoring_weights(config: ScoringConfig) -> dict:
+    """The job's config is the scoring weights. A mapping runs when the run is launched, so weights
+    that do not sum to 1 are refused then, not after every source has been fetched."""
+    return {"ops": {scored_opportunities.op.name: {"config": config.model_dump()}}}
+
 
 discovery_job = dg.define_asset_job(
     "discovery_job",
     selection=dg.AssetSelection.groups("discovery", "opportunities"),
+    config=scoring_weights,
     description="Fetch every enabled source, then normalize, deduplicate, featurize and score.",
 )
 

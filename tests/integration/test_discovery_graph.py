@@ -193,3 +193,16 @@ def test_replay_across_several_sources_ingests_and_marks_rows(materialized_wareh
     assert report.replayed == 2
     replayed = warehouse.read("quarantine.records", "WHERE quarantine_id IN ('q-0', 'q-1')")
     assert replayed["replayed_at"].notna().all()
+
+
+def test_the_discovery_job_refuses_bad_weights_at_launch_before_fetching_anything(warehouse: Warehouse, asset_resources):
+    from assets import discovery
+
+    defs = dg.Definitions.merge(discovery.definitions(live=False), dg.Definitions(resources=asset_resources))
+    job = defs.resolve_job_def("discovery_job")
+    with dg.instance_for_test() as instance:
+        with pytest.raises(dg.DagsterConfigMappingFunctionError) as refused:
+            job.execute_in_process(run_config={"revenue_weight": 0.9}, instance=instance)
+        assert "sum to 1" in str(refused.value.__cause__)
+        assert instance.get_runs_count() == 0  # no run was started, so no source was fetched
+    assert warehouse.count("raw.records") == 0
