@@ -195,7 +195,7 @@ def test_replay_across_several_sources_ingests_and_marks_rows(materialized_wareh
     assert replayed["replayed_at"].notna().all()
 
 
-def test_the_discovery_job_refuses_bad_weights_at_launch_before_fetching_anything(warehouse: Warehouse, asset_resources):
+def test_the_discovery_job_refuses_bad_weights_at_launch_before_fetching_anything(warehouse, asset_resources):
     from assets import discovery
 
     defs = dg.Definitions.merge(discovery.definitions(live=False), dg.Definitions(resources=asset_resources))
