@@ -130,8 +130,14 @@ def test_make_dev_serves_both_code_locations_as_one_graph(tmp_path):
         assert ["ledger_entries"] in [d["path"] for d in postings["dependencyKeys"]]
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # the instance `demo` uses
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        # Ctrl-C, as a user stops `make dev`; a loaded machine may need longer than the wait to
+        # shut the daemon and code servers down, and then the whole process group is killed.
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
 
 
 def test_ledger_commands_import_review_and_verify(tmp_path):
