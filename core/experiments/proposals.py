@@ -56,7 +56,8 @@ class ApprovalPolicy:
 
     def decide(self, requested_budget_minor: int, currency: str, score: float) -> str | None:
         """The reason for approving, naming the rule, or None when a person must decide."""
-        if currency != self.currency or requested_budget_minor > self.max_budget_minor or score < self.min_score:
+        # `not >=` so that a NaN score waits for a person rather than passing the threshold.
+        if currency != self.currency or requested_budget_minor > self.max_budget_minor or not score >= self.min_score:
             return None
         return (
             f"auto-approved by {self.source}: budget {requested_budget_minor} <= {self.max_budget_minor} "
@@ -89,13 +90,15 @@ class ProposalReport:
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # messages: same key, different content, first kept
+    skipped: list[str] = field(default_factory=list)  # messages: opportunities that cannot become experiments
     approved: list[Transition] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # proposed, for a person to decide
 
     def summary(self) -> str:
         return (
             f"{len(self.created)} proposed, {len(self.unchanged)} already proposed, {len(self.conflicts)} conflicts "
-            f"(first kept), {len(self.approved)} auto-approved, {len(self.waiting)} waiting for a person"
+            f"(first kept), {len(self.skipped)} skipped, {len(self.approved)} auto-approved, "
+            f"{len(self.waiting)} waiting for a person"
         )
 
 
@@ -118,15 +121,29 @@ def success_criteria(budget_minor: int) -> dict[str, Any]:
     }
 
 
+class ProposalError(ValueError):
+    """An opportunity that cannot become an experiment, and why."""
+
+
 def proposal_from(opportunity: dict[str, Any]) -> dict[str, Any]:
-    """The experiment an opportunity becomes (without its state or times)."""
+    """The experiment an opportunity becomes (without its state or times); ProposalError names
+    the opportunity and the field that stops it."""
+    where = f"opportunity {opportunity.get('opportunity_id')!r}"
+    if not isinstance(opportunity.get("opportunity_id"), str) or not opportunity["opportunity_id"]:
+        raise ProposalError(f"{where}: opportunity_id must be a non-empty string")
     category = opportunity["opportunity_type"]
     if category not in CATEGORY_CHANNELS:
-        raise ValueError(
-            f"opportunity {opportunity['opportunity_id']}: opportunity_type {category!r} is not a category "
-            f"({', '.join(sorted(CATEGORY_CHANNELS))})"
+        raise ProposalError(
+            f"{where}: opportunity_type {category!r} is not a category ({', '.join(sorted(CATEGORY_CHANNELS))})"
         )
-    budget = requested_budget_minor(opportunity["est_monthly_revenue_cents"])
+    score, revenue = opportunity["score"], opportunity["est_monthly_revenue_cents"]
+    if not isinstance(score, int | float) or isinstance(score, bool) or not 0 <= score <= 1:
+        raise ProposalError(f"{where}: score must be a number in [0, 1], got {score!r}")
+    if not isinstance(revenue, int | float) or isinstance(revenue, bool) or not 0 <= revenue < 2**62:
+        raise ProposalError(f"{where}: est_monthly_revenue_cents must be a non-negative amount, got {revenue!r}")
+    if not isinstance(opportunity["title"], str) or not opportunity["title"].strip():
+        raise ProposalError(f"{where}: title must be non-empty text")
+    budget = requested_budget_minor(int(revenue))
     playbook = default_playbook(category, budget, CURRENCY)
     validate_playbook(playbook)
     title = str(opportunity["title"])
@@ -173,10 +190,18 @@ def propose_from_scored(
     actor: str = "proposals",
 ) -> ProposalReport:
     """Propose the top_n cluster leads of `scored` (idempotently), then apply `policy` to this
-    batch's experiments that are still proposed."""
+    batch's experiments that are still proposed. A lead that cannot become an experiment (an
+    unknown type, a missing score or estimate) takes its place in the top_n and is reported in
+    `skipped` with its reason; the scored table is rebuilt each run, so a fixed row is proposed
+    on the next one."""
     report = ProposalReport()
     at = clock()
-    proposals = [proposal_from(row) for row in top_leads(scored, top_n).to_dict("records")]
+    proposals = []
+    for row in top_leads(scored, top_n).to_dict("records"):
+        try:
+            proposals.append(proposal_from(row))
+        except ProposalError as error:  # one bad row never stops the batch; the report names it
+            report.skipped.append(str(error))
     with write_transaction(warehouse) as conn:
         for proposal in proposals:
             key = f"proposal:{proposal['opportunity_id']}"

@@ -246,10 +246,15 @@ def test_proposals_are_idempotent_and_the_policy_approves_exactly_those_under_it
         ("too-dear", 0.95, "content", 500_000),  # budget 50,000 > limit: a person decides
         ("weak", 0.59, "affiliate", 50_000),  # score below the threshold: a person decides
         ("not-top", 0.10, "saas", 10_000),  # beyond top_n
+        ("odd-type", 0.80, "crypto", 10_000),  # not a category: skipped, named, takes its top_n place
     )
     frame = pd.concat([frame, scored(("duplicate", 0.99, "saas", 10_000), cluster_leads=False)], ignore_index=True)
-    first = propose_from_scored(warehouse, frame, 4, policy, fixed_clock(T0))
+    first = propose_from_scored(warehouse, frame, 5, policy, fixed_clock(T0))
     assert len(first.created) == 4 and not first.unchanged and not first.conflicts
+    assert first.skipped == [
+        "opportunity 'odd-type': opportunity_type 'crypto' is not a category (affiliate, api, content, "
+        "freelance_gig, marketplace, open_source_tool, other, saas)"
+    ]
     table = warehouse.query(
         "SELECT opportunity_id, state, requested_budget_minor, category, currency, success_criteria, playbook "
         "FROM experiments.experiments ORDER BY opportunity_id"
@@ -281,14 +286,14 @@ def test_proposals_are_idempotent_and_the_policy_approves_exactly_those_under_it
     # Rematerialized, rescored: nothing new, nothing moved, nothing audited twice.
     events_before = warehouse.count("audit.events")
     rescored = frame.assign(score=frame["score"] - 0.001)
-    again = propose_from_scored(warehouse, rescored, 4, policy, fixed_clock(T0))
+    again = propose_from_scored(warehouse, rescored, 5, policy, fixed_clock(T0))
     assert not again.created and len(again.unchanged) == 4 and not again.conflicts and not again.approved
     assert warehouse.count("experiments.experiments") == 4
     assert warehouse.count("audit.events") == events_before
 
     # Same key, different content: the first is kept and the report says so.
     changed = frame.assign(est_monthly_revenue_cents=frame["est_monthly_revenue_cents"] * 3)
-    conflicting = propose_from_scored(warehouse, changed, 4, policy, fixed_clock(T0))
+    conflicting = propose_from_scored(warehouse, changed, 5, policy, fixed_clock(T0))
     assert not conflicting.created and len(conflicting.conflicts) == 4
     assert "the first proposal is kept" in conflicting.conflicts[0]
     assert (
