@@ -21,6 +21,10 @@ app.add_typer(discovery_app, name="discovery")
 ledger_app = typer.Typer(help="The double-entry ledger: imports, review, budgets, verification.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(ledger_app, name="ledger")
+experiments_app = typer.Typer(
+    help="Experiments: list, inspect, and move them through their lifecycle (audited).", no_args_is_help=True
+)
+app.add_typer(experiments_app, name="experiments")
 
 
 @app.callback()
@@ -564,6 +568,145 @@ def ledger_balances(
         for r in table.itertuples()
     ]
     typer.echo(tabulate(rows, headers=["account", "currency", "minor units", "amount"]) if rows else "empty ledger")
+
+
+def _by_option() -> str:
+    return typer.Option(os.environ.get("USER", ""), "--by", help="Who moves it (audited).")
+
+
+@experiments_app.command("list")
+def experiments_list(state: str = typer.Option(None, help="Only experiments in this state, e.g. proposed.")) -> None:
+    """Experiments, newest first: id, state, category, score, requested budget, title."""
+    from tabulate import tabulate
+
+    from core.experiments.lifecycle import LifecycleError, list_experiments
+    from core.ledger.money import format_minor
+
+    try:
+        frame = list_experiments(_warehouse(), state)
+    except LifecycleError as error:
+        raise typer.BadParameter(str(error), param_hint="--state") from None
+    if frame.empty:
+        typer.echo(f"no experiments{f' in state {state}' if state else ''}")
+        return
+    rows = [
+        [
+            r.experiment_id,
+            r.state,
+            r.category,
+            r.score,
+            format_minor(int(r.requested_budget_minor), r.currency),
+            r.title,
+        ]
+        for r in frame.itertuples()
+    ]
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["experiment", "state", "category", "score", "budget", "title"],
+            maxcolwidths=[None] * 5 + [50],
+        )
+    )
+
+
+@experiments_app.command("show")
+def experiments_show(experiment_id: str = typer.Argument(..., help="The experiment's id.")) -> None:
+    """One experiment: its plan (hypothesis, budget, success criteria, playbook) and its history."""
+    import json
+
+    from tabulate import tabulate
+
+    from core.experiments.lifecycle import UnknownExperiment, allowed_targets, get_experiment, history
+    from core.ledger.money import format_minor
+
+    warehouse = _warehouse()
+    try:
+        experiment = get_experiment(warehouse, experiment_id)
+    except UnknownExperiment as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    currency = experiment["currency"]
+    typer.echo(f"experiment  {experiment['experiment_id']}")
+    typer.echo(f"state       {experiment['state']} (next: {', '.join(allowed_targets(experiment['state'])) or 'none'})")
+    typer.echo(f"opportunity {experiment['opportunity_id']}: {experiment['title']}")
+    typer.echo(f"category    {experiment['category']}, score {experiment['score']:.3f}")
+    typer.echo(f"budget      {format_minor(int(experiment['requested_budget_minor']), currency)} requested")
+    typer.echo(f"hypothesis  {experiment['hypothesis']}")
+    typer.echo(f"success     {experiment['success_criteria']}")
+    typer.echo("playbook")
+    for step in json.loads(experiment["playbook"]):
+        after = f" after {', '.join(step['after'])}" if step.get("after") else ""
+        typer.echo(f"  {step['id']}: {step['type']} {json.dumps(step['params'], sort_keys=True)}{after}")
+    steps = history(warehouse, experiment_id)
+    typer.echo("history")
+    typer.echo(
+        tabulate(
+            [[r.seq, r.from_state or "", r.to_state, r.actor, r.reason, r.transitioned_at] for r in steps.itertuples()],
+            headers=["seq", "from", "to", "by", "reason", "at"],
+        )
+    )
+
+
+def _move(experiment_id: str, to_state: str, by: str, reason: str, expected_from: str | None = None) -> None:
+    """One lifecycle transition from the shell: prints it, or says why not and exits 1."""
+    from core.experiments.lifecycle import LifecycleError, transition
+
+    try:
+        done = transition(_warehouse(), experiment_id, to_state, actor=by, reason=reason, expected_from=expected_from)
+    except LifecycleError as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"{done.experiment_id}: {done.from_state} -> {done.to_state} by {done.actor} ({done.reason})")
+
+
+@experiments_app.command("approve")
+def experiments_approve(
+    experiment_id: str = typer.Argument(..., help="A proposed experiment's id."),
+    by: str = _by_option(),
+    reason: str = typer.Option(..., help="Why (audited; required)."),
+) -> None:
+    """Approve a proposed experiment."""
+    _move(experiment_id, "approved", by, reason)
+
+
+@experiments_app.command("reject")
+def experiments_reject(
+    experiment_id: str = typer.Argument(..., help="A proposed experiment's id."),
+    by: str = _by_option(),
+    reason: str = typer.Option(..., help="Why (audited; required)."),
+) -> None:
+    """Reject a proposed experiment (it is cancelled); any other state is refused: use cancel."""
+    _move(experiment_id, "cancelled", by, reason, expected_from="proposed")
+
+
+@experiments_app.command("cancel")
+def experiments_cancel(
+    experiment_id: str = typer.Argument(..., help="The experiment's id."),
+    by: str = _by_option(),
+    reason: str = typer.Option(..., help="Why (audited; required)."),
+) -> None:
+    """Cancel an experiment that has not finished."""
+    _move(experiment_id, "cancelled", by, reason)
+
+
+@experiments_app.command("pause")
+def experiments_pause(
+    experiment_id: str = typer.Argument(..., help="A running experiment's id."),
+    by: str = _by_option(),
+    reason: str = typer.Option("paused from the shell", help="Why (audited)."),
+) -> None:
+    """Pause a running experiment."""
+    _move(experiment_id, "paused", by, reason)
+
+
+@experiments_app.command("resume")
+def experiments_resume(
+    experiment_id: str = typer.Argument(..., help="A paused experiment's id."),
+    by: str = _by_option(),
+    reason: str = typer.Option("resumed from the shell", help="Why (audited)."),
+) -> None:
+    """Resume a paused experiment (it runs again from its checkpoints)."""
+    _move(experiment_id, "running", by, reason, expected_from="paused")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -6,7 +6,7 @@ first.
 
 from core.platform.warehouse import Warehouse
 
-SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit")
+SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments")
 
 DISCOVERY_DDL: list[str] = [
     # One row per HTTP response (or snapshot replay): normalization can be replayed from these.
@@ -188,7 +188,42 @@ LEDGER_DDL: list[str] = [
     )""",
 ]
 
-ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL
+# An experiment's row holds its current state; every change of it is a row of
+# experiments.transitions (seq 0 is its creation, from_state NULL) and an audit event, written in
+# the same transaction (core.experiments.lifecycle). state_seq is the seq of its latest transition.
+EXPERIMENTS_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS experiments.experiments (
+        experiment_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        content_hash TEXT NOT NULL,
+        opportunity_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        hypothesis TEXT NOT NULL,
+        category TEXT NOT NULL,
+        score DOUBLE PRECISION NOT NULL,
+        currency TEXT NOT NULL,
+        requested_budget_minor BIGINT NOT NULL,
+        allocated_budget_minor BIGINT,
+        success_criteria TEXT NOT NULL,
+        playbook TEXT NOT NULL,
+        state TEXT NOT NULL,
+        state_seq INTEGER NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS experiments.transitions (
+        experiment_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        transitioned_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (experiment_id, seq)
+    )""",
+]
+
+ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL
 
 
 def ensure_schema(warehouse: Warehouse) -> None:

@@ -1,0 +1,1 @@
+"""Experiments: the lifecycle state machine, playbooks, and proposals from scored opportunities."""

@@ -1,0 +1,97 @@
+"""`ventureloop experiments ...` as a user types it, on a warehouse the test fills with proposals
+made by core functions: list, show, approve, reject, pause, resume, cancel, and refusals."""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.experiments.lifecycle import transition
+from core.experiments.proposals import ApprovalPolicy, propose_from_scored
+from core.ledger.audit import fixed_clock
+from core.ledger.verify import verify
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def home(tmp_path) -> tuple[dict[str, str], Warehouse, list[str]]:
+    """An environment whose default warehouse holds three proposals (none auto-approved)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAREHOUSE_", "DAGSTER_", "VENTURELOOP_"))}
+    env.update(VENTURELOOP_HOME=str(tmp_path / "home"), USER="operator")
+    warehouse = Warehouse(f"duckdb:///{tmp_path / 'home' / 'warehouse.duckdb'}")
+    ensure_schema(warehouse)
+    scored = pd.DataFrame(
+        {
+            "opportunity_id": ["opp-a", "opp-b", "opp-c"],
+            "score": [0.9, 0.8, 0.7],
+            "opportunity_type": ["saas", "freelance_gig", "content"],
+            "title": ["Invoice API for freelancers", "Logo design gig", "Newsletter on DuckDB"],
+            "est_monthly_revenue_cents": [400_000, 120_000, 60_000],
+            "is_cluster_lead": [True, True, True],
+        }
+    )
+    clock = fixed_clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+    report = propose_from_scored(warehouse, scored, 3, ApprovalPolicy(max_budget_minor=0, min_score=1.0), clock)
+    ids = warehouse.query("SELECT experiment_id FROM experiments.experiments ORDER BY opportunity_id")[
+        "experiment_id"
+    ].tolist()
+    assert sorted(report.created) == sorted(ids)
+    return env, warehouse, ids
+
+
+def _cli(env: dict[str, str], args: list[str], expect: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [str(BIN / "ventureloop"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == expect, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def test_an_operator_moves_experiments_through_their_lifecycle(home):
+    env, warehouse, (a, b, c) = home
+    listed = _cli(env, ["experiments", "list", "--state", "proposed"]).stdout
+    assert all(i in listed for i in (a, b, c)) and "Invoice API for freelancers" in listed and "400.00 USD" in listed
+
+    shown = _cli(env, ["experiments", "show", a]).stdout
+    assert "state       proposed (next: approved, cancelled)" in shown
+    assert "spend: spend" in shown and '"amount_minor": 40000' in shown
+    assert "revenue_minor" in shown
+
+    approved = _cli(env, ["experiments", "approve", a, "--by", "alice", "--reason", "worth a try"]).stdout
+    assert f"{a}: proposed -> approved by alice (worth a try)" in approved
+    rejected = _cli(env, ["experiments", "reject", b, "--reason", "needs a person we lack"]).stdout
+    assert f"{b}: proposed -> cancelled by operator" in rejected
+
+    # The executor's part of the lifecycle (queued, running) is not a shell command.
+    transition(warehouse, a, "queued", actor="sensor", reason="launched")
+    transition(warehouse, a, "running", actor="executor", reason="step launch started")
+    assert "running -> paused" in _cli(env, ["experiments", "pause", a, "--reason", "waiting on a fix"]).stdout
+    assert "paused -> running" in _cli(env, ["experiments", "resume", a]).stdout
+    cancelled = _cli(env, ["experiments", "cancel", a, "--by", "alice", "--reason", "market moved"]).stdout
+    assert f"{a}: running -> cancelled by alice (market moved)" in cancelled
+
+    # Refusals: a terminal state, a resume of what is not paused, an unknown id, a missing reason.
+    refused = _cli(env, ["experiments", "approve", a, "--reason", "again"], expect=1).stderr
+    assert "cancelled -> approved is not allowed; from cancelled: none (cancelled is terminal)" in refused
+    refused = _cli(env, ["experiments", "resume", c], expect=1).stderr
+    assert f"experiment {c} is proposed, not paused" in refused
+    assert "no experiment 'nope'" in _cli(env, ["experiments", "show", "nope"], expect=1).stderr
+    assert "no experiment 'nope'" in _cli(env, ["experiments", "pause", "nope"], expect=1).stderr
+    assert "--reason" in _cli(env, ["experiments", "cancel", c], expect=2).stderr
+
+    shown = _cli(env, ["experiments", "show", a]).stdout
+    for line in ("proposed", "approved", "alice", "worth a try", "waiting on a fix", "market moved"):
+        assert line in shown
+    assert "state       cancelled (next: none)" in shown
+    listed = _cli(env, ["experiments", "list"]).stdout
+    assert listed.count("cancelled") == 2 and "proposed" in listed
+    assert verify(warehouse).ok
