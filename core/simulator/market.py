@@ -8,7 +8,7 @@ Per experiment and day (docs/simulator.md has the numbers):
   experiment earns its monthly revenue draw / price / 30 customers a day, a failed one 3% of it;
 - charges at the truth's price in the market's currency, with stripe_fee; recurring products renew
   30 days after each purchase unless the customer churned;
-- refunds of earlier charges (up to 7 days later, full or half, never more than the charge);
+- refunds of earlier charges (up to 6 days later, full or half, never more than the charge);
 - rare card-testing bursts: many charges within minutes from one or two cards (`fraud_ids`);
 - one payout of half the day's net; the day's ad spend as a CostEvent.
 

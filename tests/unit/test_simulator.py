@@ -2,9 +2,11 @@
 arithmetic of the Stripe objects it makes, seasonality, fraud-like bursts, costs and the clock."""
 
 import random
+import re
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -257,3 +259,12 @@ def test_the_simulated_clock_never_reads_the_wall_clock():
     assert list(clock.days(3)) == [START, START + timedelta(days=1), START + timedelta(days=2)]
     assert clock.today() == START + timedelta(days=2)
     assert clock.advance(5) == START + timedelta(days=7)
+
+
+def test_the_documented_example_runs():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```python\n(.*?)```", doc, re.S)
+    scope: dict = {}
+    exec(compile(example, "docs/simulator.md", "exec"), scope)  # our own documentation, kept runnable
+    assert len(scope["days"]) == 28 and len(scope["truth_table"]) == 2
+    assert scope["clock"].today() == date(2026, 11, 29)
