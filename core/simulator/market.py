@@ -27,6 +27,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+import pandas as pd
+
 from core.ledger.budgets import expense
 from core.ledger.money import exponent
 from core.ledger.simulated_payments import stripe_fee
@@ -382,6 +384,46 @@ def simulate_experiment_day(seed: int, experiment: Experiment, truth: Truth, day
         description=f"ad spend of {experiment.experiment_id} on {day.isoformat()}",
     )
     return SimulatedDay(day, objects, [cost], frozenset(obj["id"] for obj in burst))
+
+
+EXPERIMENT_ORACLE_COLUMNS = (
+    "experiment_id",
+    "opportunity_id",
+    "market",
+    "currency",
+    "succeeded",
+    "monthly_revenue_cents",
+    "daily_ad_spend_cents",
+    "burst_days",
+    "fraud_charges",
+)
+
+
+def experiment_oracle(
+    seed: int, experiments: Iterable[Experiment], truths: Mapping[str, Truth], start: date, days: int
+) -> pd.DataFrame:
+    """Each experiment's hidden draws over `days` from `start` (EXPERIMENT_ORACLE_COLUMNS): whether
+    it succeeded, its monthly revenue draw (USD cents), its mean daily ad spend (USD cents) and how
+    many card-testing bursts and charges it received. For evaluation, like ground_truth.oracle."""
+    rows = []
+    for experiment in sorted(experiments, key=lambda e: e.experiment_id):
+        truth = truths[experiment.opportunity_id]
+        result = outcome(seed, experiment, truth)
+        bursts = [len(_burst(seed, experiment, truth, start + timedelta(days=n))) for n in range(days)]
+        rows.append(
+            {
+                "experiment_id": experiment.experiment_id,
+                "opportunity_id": experiment.opportunity_id,
+                "market": experiment.market,
+                "currency": experiment.currency,
+                "succeeded": result.succeeded,
+                "monthly_revenue_cents": result.monthly_revenue_cents,
+                "daily_ad_spend_cents": result.ad_spend_cents,
+                "burst_days": sum(1 for count in bursts if count),
+                "fraud_charges": sum(bursts),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(EXPERIMENT_ORACLE_COLUMNS))
 
 
 def simulate(

@@ -18,6 +18,7 @@ from core.simulator.market import (
     MARKETS,
     Experiment,
     SimulatedClock,
+    experiment_oracle,
     local_price,
     simulate,
     simulate_experiment_day,
@@ -231,6 +232,32 @@ def test_fraud_like_bursts_are_rare_flagged_and_tight():
         for group in by_experiment.values():
             assert max(o["created"] for o in group) - min(o["created"] for o in group) < 6 * 60
             assert len({o["metadata"]["customer_id"] for o in group}) <= 2
+
+
+def test_the_experiment_oracle_matches_what_happened():
+    frame = features(40)
+    days = run(frame)
+    table = experiment_oracle(SEED, experiments(frame), truths(SEED, frame), START, 28).set_index("experiment_id")
+    assert len(table) == 40 and table["succeeded"].dtype == bool
+    fraud, burst_days = defaultdict(int), set()
+    for day in days:
+        for obj in day.objects:
+            if obj["id"] in day.fraud_ids:
+                fraud[obj["metadata"]["experiment_id"]] += 1
+                burst_days.add((obj["metadata"]["experiment_id"], day.day))
+    assert table["fraud_charges"].to_dict() == {e: fraud.get(e, 0) for e in table.index}
+    assert table["burst_days"].sum() == len(burst_days) > 0
+    revenue = defaultdict(int)
+    for day in days:
+        for obj in day.objects:
+            if obj["type"] == "charge" and obj["id"] not in day.fraud_ids:
+                revenue[obj["metadata"]["experiment_id"]] += obj["amount"]
+    # Within a market (one currency), the successful experiments outsell the failed ones by far.
+    for market, group in table.groupby("market"):
+        won, lost = group[group.succeeded].index, group[~group.succeeded].index
+        if len(won) and len(lost):
+            median_won = pd.Series([revenue[e] for e in won]).median()
+            assert median_won > 5 * pd.Series([revenue[e] for e in lost]).median(), market
 
 
 def test_nothing_happens_before_an_experiment_starts():
