@@ -295,3 +295,41 @@ def test_the_documented_example_runs():
     exec(compile(example, "docs/simulator.md", "exec"), scope)  # our own documentation, kept runnable
     assert len(scope["days"]) == 28 and len(scope["truth_table"]) == 2
     assert scope["clock"].today() == date(2026, 11, 29)
+
+
+def test_the_truth_reads_real_scored_opportunities():
+    # The columns and dtypes the discovery pipeline writes (core.scored_opportunities), not a mock-up.
+    from core.discovery.features import CapabilityProfile, ScoringAssumptions, build_features
+    from core.discovery.scoring import Weights, score
+
+    as_of = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    titles = [
+        "ShipLog is now at $4.2k MRR",
+        "PromptVault, a team prompt library with an API, $19/month",
+        "Hiring a Python developer, budget: $500",
+        "An open-source CLI tool for logs",
+    ]
+    opportunities = pd.DataFrame(
+        [
+            {
+                "opportunity_id": f"o{n}",
+                "fingerprint": f"f{n}",
+                "source": "hackernews" if n % 2 else "reddit",
+                "family": "hacker_news",
+                "url": "https://a.io",
+                "cluster_id": f"c{n}",
+                "title": title,
+                "body": "",
+                "points": 10 * n,
+                "comments": n,
+                "created_at": as_of - timedelta(days=n),
+            }
+            for n, title in enumerate(titles)
+        ]
+    )
+    scored = score(build_features(opportunities, as_of, CapabilityProfile.load(), ScoringAssumptions.load()), Weights())
+    table = oracle(SEED, scored).set_index("opportunity_id")
+    assert sorted(table.index) == ["o0", "o1", "o2", "o3"]
+    assert table.loc["o2", "opportunity_type"] == "freelance_gig"
+    assert table["success_probability"].between(0, 1, inclusive="neither").all()
+    assert table.loc["o0", "monthly_revenue_median_cents"] > table.loc["o3", "monthly_revenue_median_cents"]
