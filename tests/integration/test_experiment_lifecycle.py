@@ -55,7 +55,7 @@ PATH = {
 }
 
 
-@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module")
 def shared_warehouse(request, tmp_path_factory):
     """One warehouse per backend for the whole 9x9 table: each test works on its own experiment."""
     if request.param == "duckdb":
@@ -108,8 +108,20 @@ def test_the_code_table_is_the_promised_one():
     assert {"completed", "cancelled", "rolled_back"} == lifecycle.TERMINAL
 
 
-@pytest.mark.parametrize("to_state", STATES)
-@pytest.mark.parametrize("from_state", STATES)
+# Every pair on DuckDB; on PostgreSQL the allowed ones, which are what write (a refusal is decided
+# before any SQL runs, the same on both backends).
+PAIRS = [
+    *[pytest.param("duckdb", a, b, id=f"duckdb-{a}-{b}") for a in STATES for b in STATES],
+    *[
+        pytest.param("postgres", a, b, id=f"postgres-{a}-{b}", marks=pytest.mark.postgres)
+        for a in STATES
+        for b in STATES
+        if (a, b) in EXPECTED_ALLOWED
+    ],
+]
+
+
+@pytest.mark.parametrize(("shared_warehouse", "from_state", "to_state"), PAIRS, indirect=["shared_warehouse"])
 def test_every_pair_of_states(shared_warehouse, from_state, to_state):
     warehouse = shared_warehouse
     experiment_id = new_experiment(warehouse, from_state)
@@ -136,6 +148,7 @@ def test_every_pair_of_states(shared_warehouse, from_state, to_state):
             _seq, _id, event_type, payload, *_rest = read_events(conn)[-1]
         assert event_type == "experiment.transitioned"
         assert f'"experiment_id":"{experiment_id}"' in payload and f'"to_state":"{to_state}"' in payload
+        assert verify(warehouse).ok, verify(warehouse).summary()
     else:
         with pytest.raises(LifecycleError) as refused:
             transition(warehouse, experiment_id, to_state, actor="alice", reason="because", clock=fixed_clock(at))
@@ -146,7 +159,6 @@ def test_every_pair_of_states(shared_warehouse, from_state, to_state):
             == from_state
         )
         assert len(history(warehouse, experiment_id)) == len(before)
-    assert verify(warehouse).ok, verify(warehouse).summary()
 
 
 def test_a_refusal_lists_the_allowed_targets(warehouse):
