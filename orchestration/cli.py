@@ -115,11 +115,11 @@ def demo() -> None:
 
     instance_init()
     started = time.monotonic()
-    from assets import discovery, ledger, ledger_marts
+    from assets import discovery, experiments, ledger, ledger_marts
     from orchestration.wiring import discovery_is_live, location
 
     # Both code locations' assets in one run, as `make dev` shows them in one graph.
-    defs = location(discovery.definitions(live=discovery_is_live()), ledger.defs, ledger_marts.defs)
+    defs = location(discovery.definitions(live=discovery_is_live()), experiments.defs, ledger.defs, ledger_marts.defs)
     warehouse = _warehouse()
     typer.echo(f"warehouse: {warehouse.describe()}\nDagster instance: {os.environ['DAGSTER_HOME']}")
     job = defs.resolve_implicit_global_asset_job_def()

@@ -1,10 +1,10 @@
-"""The main code location: discovery, opportunities and the ledger. Wiring only.
+"""The main code location: discovery, opportunities, experiments and the ledger. Wiring only.
 
 Loading it must stay fast (the webserver, the daemon and every multiprocess step import it), so
 nothing here imports pandas, great_expectations or dbt; the dbt marts are a second code location,
 orchestration/marts_definitions.py. A new domain is one more argument to `location`."""
 
-from assets import discovery, ledger
+from assets import discovery, experiments, ledger
 from orchestration.wiring import discovery_is_live, location
 
-defs = location(discovery.definitions(live=discovery_is_live()), ledger.defs)
+defs = location(discovery.definitions(live=discovery_is_live()), experiments.defs, ledger.defs)

@@ -206,3 +206,34 @@ def test_the_discovery_job_refuses_bad_weights_at_launch_before_fetching_anythin
         assert "sum to 1" in str(refused.value.__cause__)
         assert instance.get_runs_count() == 0  # no run was started, so no source was fetched
     assert warehouse.count("raw.records") == 0
+
+
+def test_experiment_proposals_come_from_the_top_scored_leads_once(materialized_warehouse: Warehouse):
+    from assets.experiments.proposals import experiment_proposals
+    from core.experiments.proposals import load_policy
+
+    warehouse = materialized_warehouse
+    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    config = {"ops": {"experiment_proposals": {"config": {"top_n": 5}}}}
+    first = _metadata(
+        dg.materialize([experiment_proposals], resources=resources, run_config=config), "experiment_proposals"
+    )
+    leads = warehouse.query(
+        "SELECT opportunity_id FROM core.scored_opportunities WHERE is_cluster_lead ORDER BY rank LIMIT 5"
+    )["opportunity_id"].tolist()
+    proposed = warehouse.query(
+        "SELECT opportunity_id, score, requested_budget_minor, state FROM experiments.experiments"
+    )
+    assert first["created"] == len(proposed) == 5 and sorted(proposed["opportunity_id"]) == sorted(leads)
+    policy = load_policy()
+    cheap_and_good = (proposed["requested_budget_minor"] <= policy.max_budget_minor) & (
+        proposed["score"] >= policy.min_score
+    )
+    assert (proposed["state"] == "approved").tolist() == cheap_and_good.tolist()
+    assert first["auto_approved"] + first["waiting_for_approval"] == 5
+
+    again = _metadata(
+        dg.materialize([experiment_proposals], resources=resources, run_config=config), "experiment_proposals"
+    )
+    assert (again["created"], again["unchanged"]) == (0, 5)
+    assert warehouse.count("experiments.experiments") == 5

@@ -66,3 +66,13 @@ def test_no_private_names_across_packages(path: Path):
                 f"{path.relative_to(ROOT)} imports {', '.join(private)} from {module}: "
                 f"a private name of another package; make it public there or keep it inside"
             )
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "core" / "platform").rglob("*.py")), ids=lambda p: p.name)
+def test_platform_is_the_bottom_of_core(path: Path):
+    for module, _ in imports(path):
+        if module.startswith("core."):
+            assert module.startswith("core.platform"), (
+                f"{path.relative_to(ROOT)} imports {module}: platform is "
+                "the bottom of core (everything may use it; it uses nothing above it)"
+            )
