@@ -175,6 +175,13 @@ def _print_summary(warehouse: Warehouse, metadata: dict[str, dict]) -> None:
         top["title"] = top["title"].str.slice(0, 60)
         typer.echo("\nTop 10 opportunities (one per near-duplicate cluster; seen_in = sources in the cluster)")
         typer.echo(tabulate(top.values.tolist(), headers=list(top.columns), floatfmt=".3f"))
+    proposals = metadata.get("experiment_proposals")
+    if proposals:
+        typer.echo(
+            f"\nExperiments: {proposals['created']} proposed from the top leads ({proposals['unchanged']} already "
+            f"were), {proposals['auto_approved']} auto-approved, {proposals['waiting_for_approval']} waiting for "
+            "`ventureloop experiments approve`"
+        )
     entries = metadata.get("ledger_entries")
     if entries:
         typer.echo(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -65,6 +66,8 @@ def test_demo_prints_every_family_and_the_top_ten(demo):
     assert "Top 10 opportunities" in out
     top = out.split("Top 10 opportunities", 1)[1]
     assert len([line for line in top.splitlines() if line.strip()[:2].strip().isdigit()]) == 10
+    proposed = re.search(r"Experiments: (\d+) proposed from the top leads \(0 already were\), (\d+) auto-approved", out)
+    assert proposed and int(proposed[1]) > 0 and int(proposed[2]) <= int(proposed[1]), out[-3000:]
     # The run is in the persistent instance the UI reads.
     assert (demo / "home" / "dagster" / "dagster.yaml").exists()
     assert (demo / "home" / "warehouse.duckdb").exists()
