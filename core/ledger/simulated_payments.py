@@ -31,8 +31,8 @@ def _id(rng: random.Random, prefix: str) -> str:
     return f"{prefix}_sim{rng.getrandbits(64):016x}"
 
 
-def _balance_transaction(
-    rng: random.Random,
+def balance_transaction(
+    txn_id: str,
     *,
     kind: str,
     category: str,
@@ -44,10 +44,11 @@ def _balance_transaction(
     description: str | None,
     metadata: dict[str, str],
 ) -> dict[str, Any]:
+    """One balance transaction in the Stripe API's object shape (also what core.simulator emits)."""
     epoch = int(created.timestamp())
     available = epoch + 2 * 86_400
     return {
-        "id": _id(rng, "txn"),
+        "id": txn_id,
         "object": "balance_transaction",
         "amount": amount,
         "available_on": available,
@@ -98,8 +99,8 @@ def simulate_balance_transactions(
             customer = f"cus_sim{rng.getrandbits(40):010x}"
             metadata = {"experiment_id": experiment, "customer_country": rng.choice(countries), "customer_id": customer}
             fee = stripe_fee(amount)
-            charge = _balance_transaction(
-                rng,
+            charge = balance_transaction(
+                _id(rng, "txn"),
                 kind="charge",
                 category="charge",
                 amount=amount,
@@ -114,8 +115,8 @@ def simulate_balance_transactions(
             net_by_currency[currency] = net_by_currency.get(currency, 0) + charge["net"]
             if rng.random() < refund_rate:
                 refunded = created + timedelta(minutes=rng.randrange(5, 90))
-                refund = _balance_transaction(
-                    rng,
+                refund = balance_transaction(
+                    _id(rng, "txn"),
                     kind="refund",
                     category="refund",
                     amount=-amount,
@@ -133,8 +134,8 @@ def simulate_balance_transactions(
         if net > 0:
             # Pay out about half of the day's net: Stripe pays out funds that became available.
             out.append(
-                _balance_transaction(
-                    rng,
+                balance_transaction(
+                    _id(rng, "txn"),
                     kind="payout",
                     category="payout",
                     amount=-(net // 2),

@@ -31,7 +31,7 @@ import pandas as pd
 
 from core.ledger.budgets import expense
 from core.ledger.money import exponent
-from core.ledger.simulated_payments import stripe_fee
+from core.ledger.simulated_payments import balance_transaction, stripe_fee
 from core.ledger.validation import TransactionRequest
 from core.simulator.ground_truth import Truth
 
@@ -230,56 +230,15 @@ def _sales(seed: int, experiment: Experiment, truth: Truth, day: date) -> tuple[
     return tuple(sales)
 
 
-def _balance_transaction(
-    txn_id: str,
-    *,
-    kind: str,
-    amount: int,
-    fee: int,
-    currency: str,
-    created: datetime,
-    source: str,
-    description: str | None,
-    metadata: dict[str, str],
-) -> dict[str, Any]:
-    # The same object shape as core.ledger.simulated_payments (and the Stripe API).
-    epoch = int(created.timestamp())
-    return {
-        "id": txn_id,
-        "object": "balance_transaction",
-        "amount": amount,
-        "available_on": epoch + 2 * 86_400,
-        "created": epoch,
-        "currency": currency.lower(),
-        "description": description,
-        "exchange_rate": None,
-        "fee": fee,
-        "fee_details": (
-            [
-                {
-                    "amount": fee,
-                    "application": None,
-                    "currency": currency.lower(),
-                    "description": "Stripe processing fees",
-                    "type": "stripe_fee",
-                }
-            ]
-            if fee
-            else []
-        ),
-        "net": amount - fee,
-        "reporting_category": kind,
-        "source": source,
-        "status": "pending",
-        "type": kind,
-        "metadata": metadata,
-    }
+def _stripe_object(txn_id: str, *, kind: str, **fields: Any) -> dict[str, Any]:
+    # The simulator's reporting category is its type (charge, refund, payout), as in Stripe's API.
+    return balance_transaction(txn_id, kind=kind, category=kind, **fields)
 
 
 def _charge(
     experiment: Experiment, txn_id: str, charge_id: str, customer: str, country: str, amount: int, at: datetime
 ) -> dict[str, Any]:
-    return _balance_transaction(
+    return _stripe_object(
         txn_id,
         kind="charge",
         amount=amount,
@@ -335,7 +294,7 @@ def simulate_experiment_day(seed: int, experiment: Experiment, truth: Truth, day
             else:
                 at = _day_start(day) + timedelta(seconds=rng.randrange(6 * 3600, 22 * 3600))
             objects.append(
-                _balance_transaction(
+                _stripe_object(
                     _sim_id("txn", sale.txn_id, "refund"),
                     kind="refund",
                     amount=-sale.refund_amount,
@@ -358,7 +317,7 @@ def simulate_experiment_day(seed: int, experiment: Experiment, truth: Truth, day
     if net > 0:
         # Stripe pays out funds that became available: about half of the day's net.
         objects.append(
-            _balance_transaction(
+            _stripe_object(
                 _sim_id("txn", seed, experiment.experiment_id, day, "payout"),
                 kind="payout",
                 amount=-(net // 2),
