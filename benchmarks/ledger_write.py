@@ -40,7 +40,7 @@ from typing import Any
 
 from _common import machine, peak_rss_mb
 
-from core.ledger.booking import book_many
+from core.ledger.booking import POSTING_INSERT_COLUMNS, TRANSACTION_INSERT_COLUMNS, book_many
 from core.ledger.validation import Posting, Prepared, TransactionRequest, prepare
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
@@ -53,31 +53,8 @@ EXPERIMENTS = [f"exp-{n:03d}" for n in range(60)]
 CURRENCY_OF = {e: ("USD", "EUR", "GBP", "JPY")[n % 4] for n, e in enumerate(EXPERIMENTS)}
 COUNTRIES = ("DE", "FR", "NL", "GB", "AU", "JP")
 
-TX_COLUMNS = [
-    "transaction_id",
-    "idempotency_key",
-    "content_hash",
-    "kind",
-    "description",
-    "experiment_id",
-    "source",
-    "external_ref",
-    "occurred_at",
-    "recorded_at",
-    "reverses_transaction_id",
-    "metadata",
-]
-POSTING_COLUMNS = [
-    "posting_id",
-    "transaction_id",
-    "line",
-    "account_id",
-    "currency",
-    "amount_minor",
-    "experiment_id",
-    "occurred_at",
-    "recorded_at",
-]
+TX_COLUMNS = list(TRANSACTION_INSERT_COLUMNS)  # the baseline writes exactly what a booking writes
+POSTING_COLUMNS = list(POSTING_INSERT_COLUMNS)
 
 
 # -- the workload ----------------------------------------------------------------------------------

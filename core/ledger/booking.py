@@ -247,7 +247,8 @@ def _check_reversals(conn: Any, backend: str, new: list[Prepared]) -> None:
             )
 
 
-_TX_INSERT = (
+# The columns a booking writes, in order (benchmarks/ledger_write.py's bulk baseline writes the same).
+TRANSACTION_INSERT_COLUMNS = (
     "transaction_id",
     "idempotency_key",
     "content_hash",
@@ -261,7 +262,7 @@ _TX_INSERT = (
     "reverses_transaction_id",
     "metadata",
 )
-_POSTING_INSERT = (
+POSTING_INSERT_COLUMNS = (
     "posting_id",
     "transaction_id",
     "line",
@@ -343,8 +344,8 @@ def _insert(conn: Any, backend: str, new: list[Prepared], recorded_at: datetime)
                 )
             )
     _open_accounts(conn, backend, accounts, recorded_at)
-    append_rows(conn, backend, "ledger.transactions", _TX_INSERT, transactions)
-    append_rows(conn, backend, "ledger.postings", _POSTING_INSERT, postings)
+    append_rows(conn, backend, "ledger.transactions", TRANSACTION_INSERT_COLUMNS, transactions)
+    append_rows(conn, backend, "ledger.postings", POSTING_INSERT_COLUMNS, postings)
     append_events(
         conn,
         backend,
