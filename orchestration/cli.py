@@ -415,18 +415,57 @@ def ledger_verify(
         "ledger_entries run metadata) that must still be in the chain; repeatable.",
     ),
 ) -> None:
-    """Check the audit hash chain and every ledger invariant; name the first broken record."""
-    from core.ledger.audit import parse_head
+    """Check the audit hash chain and every ledger invariant; name the first broken record.
+
+    Without --head it checks against the heads published earlier that it knows: those `ledger head`
+    recorded and those the ledger_entries materializations of the Dagster instance carry."""
+    from core.ledger.audit import chain_id, parse_head
     from core.ledger.verify import verify
 
     try:
         heads = [parse_head(text) for text in head]
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--head") from None
-    report = verify(_warehouse(), heads)
+    warehouse = _warehouse()
+    if heads:
+        typer.echo(f"checked against the given head(s): {', '.join(f'{s}:{h[:12]}...' for s, h in heads)}")
+    else:
+        heads = _known_heads(chain_id(warehouse))
+        if heads:
+            seq, digest = max(heads)
+            typer.echo(f"checked against the last published head {seq}:{digest} ({len(heads)} known)")
+        else:
+            typer.echo("no published head known; checked the chain only")
+    report = verify(warehouse, heads)
     typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _heads_file() -> Path:
+    """Where `ledger head` records the heads it prints: outside the warehouse, under VENTURELOOP_HOME."""
+    return default_home() / "audit_heads.jsonl"
+
+
+def _known_heads(chain: str | None) -> list[tuple[int, str]]:
+    """The heads of this chain published earlier: recorded by `ledger head`, and in the metadata of
+    the newest ledger_entries materializations when $DAGSTER_HOME holds a Dagster instance."""
+    from core.ledger.audit import recorded_heads
+
+    try:
+        heads = recorded_heads(_heads_file(), chain)
+    except ValueError as error:
+        typer.echo(f"cannot read the recorded heads: {error}", err=True)
+        raise typer.Exit(2) from None
+    home = dagster_home()
+    if chain and ((home / "dagster.yaml").is_file() or (home / "storage").is_dir()):
+        import dagster as dg
+
+        from assets.ledger.entries import PUBLISHED_HEADS_CHECKED, published_heads
+
+        with dg.DagsterInstance.get() as instance:
+            heads += published_heads(instance, chain, limit=PUBLISHED_HEADS_CHECKED)
+    return sorted(set(heads))
 
 
 @ledger_app.command("fx-load")
@@ -455,10 +494,14 @@ def ledger_fx_load(
 
 @ledger_app.command("head")
 def ledger_head() -> None:
-    """Print the audit chain's head as SEQ:HASH; keep it somewhere else and pass it to `ledger verify --head`."""
-    from core.ledger.audit import chain_head
+    """Print the audit chain's head as SEQ:HASH and record it for `ledger verify`; keep a copy elsewhere
+    too (a ticket, a log) and pass it to `ledger verify --head`."""
+    from core.ledger.audit import chain_head, chain_id, record_head
 
-    seq, digest = chain_head(_warehouse())
+    warehouse = _warehouse()
+    seq, digest = chain_head(warehouse)
+    if seq:
+        record_head(_heads_file(), chain_id(warehouse), (seq, digest), datetime.now(UTC))
     typer.echo(f"{seq}:{digest}")
 
 

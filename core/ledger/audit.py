@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -275,3 +276,29 @@ def chain_head(warehouse: Warehouse) -> tuple[int, str]:
     with warehouse.connect() as conn:
         head = run_sql(conn, "SELECT seq, hash FROM audit.events ORDER BY seq DESC LIMIT 1", None).fetchone()
     return (int(head[0]), head[1]) if head else (0, GENESIS_HASH)
+
+
+def record_head(path: Path, chain: str | None, head: tuple[int, str], at: datetime) -> None:
+    """Append a published head to a JSON-lines file outside the warehouse (`ledger head` keeps one
+    under VENTURELOOP_HOME), so a later verify can check the chain still reaches it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = canonical_json({"chain_id": chain, "head": f"{head[0]}:{head[1]}", "recorded_at": utc_iso(at)})
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+
+
+def recorded_heads(path: Path, chain: str | None) -> list[tuple[int, str]]:
+    """The heads record_head wrote for this chain (others' are for another warehouse), oldest first."""
+    if not path.is_file():
+        return []
+    heads = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            entry = json.loads(text)
+            if entry["chain_id"] == chain:
+                heads.append(parse_head(entry["head"]))
+        except (ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"{path}:{number}: not a recorded audit chain head ({error})") from None
+    return heads

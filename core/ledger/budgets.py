@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.ledger.audit import Clock, append_events, utc_now, write_transaction
+from core.ledger.audit import Clock, append_events, utc_iso, utc_now, write_transaction
 from core.ledger.booking import book_prepared, retry_on_unique_race
 from core.ledger.money import check_currency, check_minor, format_minor
 from core.ledger.tax import TaxCalculator
@@ -202,7 +202,7 @@ def set_budget(
                 [
                     (
                         BUDGET_CHANGED,
-                        {**_payload(changed, changed_by, reason), "previous_limit_minor": current.limit_minor},
+                        {**_payload(changed, changed_by, reason, at), "previous_limit_minor": current.limit_minor},
                     )
                 ],
             )
@@ -211,7 +211,8 @@ def set_budget(
     return retry_on_unique_race(attempt)
 
 
-def _payload(budget: Budget, changed_by: str, reason: str) -> dict[str, Any]:
+def _payload(budget: Budget, changed_by: str, reason: str, at: datetime) -> dict[str, Any]:
+    # changed_at is what budget_utilization picks the limit in force by: verify reconciles it.
     return {
         "budget_id": budget.budget_id,
         "scope": budget.scope,
@@ -222,6 +223,7 @@ def _payload(budget: Budget, changed_by: str, reason: str) -> dict[str, Any]:
         "version": budget.version,
         "changed_by": changed_by,
         "reason": reason,
+        "changed_at": utc_iso(at),
     }
 
 
@@ -277,7 +279,7 @@ def _create(
         ),
     )
     _append_limit(conn, backend, budget, changed_by, reason, at)
-    append_events(conn, backend, [(BUDGET_CREATED, _payload(budget, changed_by, reason))])
+    append_events(conn, backend, [(BUDGET_CREATED, _payload(budget, changed_by, reason, at))])
     return budget
 
 

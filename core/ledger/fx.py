@@ -16,11 +16,12 @@ import csv
 import hashlib
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pandas as pd
@@ -180,6 +181,7 @@ def store_rates(warehouse: Warehouse, frame: pd.DataFrame) -> int:
         inserted = frame[fresh]
         if len(inserted):
             append_frame(conn, warehouse.backend, "ledger.fx_rates", inserted)
+            table_rows = int(run_sql(conn, "SELECT count(*) FROM ledger.fx_rates", None).fetchone()[0])
             append_events(
                 conn,
                 warehouse.backend,
@@ -192,6 +194,10 @@ def store_rates(warehouse: Warehouse, frame: pd.DataFrame) -> int:
                             "first_date": str(min(inserted["rate_date"])),
                             "last_date": str(max(inserted["rate_date"])),
                             "digest": _digest(inserted),
+                            # The whole table after this load: rates are never updated or deleted,
+                            # so verify can compare the table now with the newest load's digest.
+                            "table_rows": table_rows,
+                            "table_digest": rates_digest(stored_rows(conn)),
                         },
                     )
                 ],
@@ -205,6 +211,18 @@ def _digest(frame: pd.DataFrame) -> str:
         for d, c, r in zip(frame["rate_date"], frame["currency"], frame["per_eur"], strict=False)
     )
     return hashlib.sha256(canonical_json(rows).encode("utf-8")).hexdigest()
+
+
+def stored_rows(conn: Any) -> list[tuple[Any, ...]]:
+    """Every stored rate as (rate_date, currency, per_eur, source), the rows rates_digest covers."""
+    return run_sql(conn, "SELECT rate_date, currency, per_eur, source FROM ledger.fx_rates", None).fetchall()
+
+
+def rates_digest(rows: Iterable[Sequence[Any]]) -> str:
+    """sha256 over (date, currency, rate, source) of every row, sorted: one text form whichever
+    driver returned them, so the digest a load records is the one verify recomputes."""
+    canonical = sorted((pd.Timestamp(d).date().isoformat(), str(c), repr(float(r)), str(s)) for d, c, r, s in rows)
+    return hashlib.sha256(canonical_json(canonical).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

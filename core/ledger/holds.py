@@ -162,6 +162,24 @@ def _load_hold(conn: Any, hold_id: str) -> tuple[dict[str, Any], datetime, tuple
     return json.loads(row[0]), pd.Timestamp(row[1]).to_pydatetime(), decided
 
 
+def audited_decisions(conn: Any, hold_id: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
+    """hold_id -> (seq, payload) of the first hold_decided audit record of each hold (of `hold_id`
+    alone if given). The audit chain, not ledger.hold_decisions, is what says a hold was decided:
+    a deleted decision row must not make a rejected hold decidable again."""
+    sql, params = "SELECT seq, payload FROM audit.events WHERE event_type = %s", [HOLD_DECIDED]
+    if hold_id is not None:  # canonical JSON: the exact text of the key; json.loads below confirms it
+        sql, params = sql + " AND payload LIKE %s", [*params, f'%"hold_id":{canonical_json(hold_id)}%']
+    found: dict[str, tuple[int, dict[str, Any]]] = {}
+    for seq, text in run_sql(conn, sql + " ORDER BY seq", params).fetchall():
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            continue  # an edited record: verify reports it
+        if isinstance(payload, dict) and (hold_id is None or payload.get("hold_id") == hold_id):
+            found.setdefault(payload.get("hold_id"), (int(seq), payload))
+    return found
+
+
 def _record_decisions(conn: Any, backend: str, decisions: Sequence[HoldDecision]) -> None:
     append_frame(
         conn,
@@ -217,6 +235,13 @@ def _decide(
     def attempt() -> HoldDecision:
         with write_transaction(warehouse) as conn:
             proposed, expires_at, decided = _load_hold(conn, hold_id)
+            audited = None if decided else audited_decisions(conn, hold_id).get(hold_id)
+            if audited:
+                raise HoldError(
+                    f"hold {hold_id} was already {audited[1].get('decision')} (audit seq {audited[0]}) but its "
+                    f"ledger.hold_decisions row is missing: the table was tampered with; a hold is decided "
+                    f"exactly once, so it cannot now be {decision}; run `ventureloop ledger verify`"
+                )
             if decided:
                 raise HoldError(
                     f"hold {hold_id} was already {decided[0]} by {decided[1]} at {utc_iso(decided[2])}"
@@ -289,9 +314,11 @@ def expire_holds(warehouse: Warehouse, now: datetime) -> list[HoldDecision]:
             "ORDER BY h.expires_at, h.hold_id",
             [now],
         ).fetchall()
+        audited = audited_decisions(conn) if rows else {}  # decided by the chain, row deleted: not again
         decisions = [
             HoldDecision(hold_id, "expired", "system:expiry", now, None, f"expired at {utc_iso(expires)}")
             for hold_id, expires in rows
+            if hold_id not in audited
         ]
         if decisions:
             _record_decisions(conn, warehouse.backend, decisions)
