@@ -37,12 +37,27 @@ class Problem:
 
 
 def encode_payload(payload: bytes | str) -> tuple[str, str]:
+    """The payload as storable text: itself when it is UTF-8 that a PostgreSQL TEXT can hold (no
+    NUL byte), else base64 of its exact bytes (a str's lone surrogates are the bytes it escaped)."""
     if isinstance(payload, str):
-        return payload, "utf-8"
-    try:
-        return payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(payload).decode("ascii"), "base64"
+        if "\x00" not in payload:
+            try:
+                payload.encode("utf-8")
+                return payload, "utf-8"
+            except UnicodeEncodeError:
+                pass
+        payload = payload.encode("utf-8", "surrogateescape")
+    if b"\x00" not in payload:
+        try:
+            return payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(payload).decode("ascii"), "base64"
+
+
+def storable_text(text: str) -> str:
+    """An origin or reason as TEXT on both backends: NUL and bytes that are not UTF-8 written as escapes."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def decode_payload(text: str, encoding: str) -> bytes:
@@ -61,8 +76,8 @@ def quarantine_frame(source: str, problems: Iterable[Problem], run_id: str | Non
                 "quarantine_id": str(uuid.uuid4()),
                 "stage": problem.stage,
                 "source": source,
-                "origin": problem.origin,
-                "reason": problem.reason,
+                "origin": storable_text(problem.origin),
+                "reason": storable_text(problem.reason),
                 "payload": text,
                 "payload_encoding": encoding,
                 "quarantined_at": now,

@@ -140,6 +140,24 @@ def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "other content"
 
 
+def nul_field(value: Any, path: str = "") -> str | None:
+    """The first field of a transaction's content whose text holds a NUL byte, or None. The same
+    record is refused on both backends, so a DuckDB ledger stays loadable into PostgreSQL."""
+    if isinstance(value, str):
+        return (path or "text") if "\x00" in value else None
+    if isinstance(value, Mapping):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for name, item in items:
+        found = nul_field(item, name) or (nul_field(name) and name)
+        if found:
+            return found
+    return None
+
+
 # -- warehouse look-ups ---------------------------------------------------------------------------
 
 
@@ -239,6 +257,16 @@ def book_candidates(
             prepared[index] = prepare(candidate.request, tax)
         except LedgerError as error:
             reject(index, str(error), candidate.request.idempotency_key)
+            continue
+        field_name = nul_field(prepared[index].content)
+        if field_name:
+            del prepared[index]
+            reject(
+                index,
+                f"{field_name} holds a NUL byte (0x00), which a PostgreSQL text column cannot store: "
+                f"remove it from the source and replay",
+                candidate.request.idempotency_key,
+            )
 
     # 2. repeats inside this import
     primary: dict[str, int] = {}

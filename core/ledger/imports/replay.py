@@ -76,7 +76,7 @@ def _candidates(origin: str, payload: bytes, archive_dirs: Sequence[Path]) -> tu
     if text.lstrip().startswith("{"):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict):
             return stripe.SOURCE, [object_candidate(origin, obj)], None
