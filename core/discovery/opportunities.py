@@ -94,13 +94,11 @@ def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFra
                     raise BadRecord(f"payload is a {type(payload).__name__}, not an object")
                 row = validated(source.normalize(payload))
             except (BadRecord, json.JSONDecodeError) as error:
-                problems.append(Problem("normalize", _origin(records, position), str(error), payload_text))
+                problems.append(_problem(records, position, str(error), payload_text))
                 continue
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 # A connector bug on an unexpected shape: still this record's problem, not the batch's.
-                problems.append(
-                    Problem("normalize", _origin(records, position), f"{type(error).__name__}: {error}", payload_text)
-                )
+                problems.append(_problem(records, position, f"{type(error).__name__}: {error}", payload_text))
                 continue
             rows.append(row)
             kept.append(position)
@@ -150,6 +148,14 @@ def _chunked(column: pd.Series, size: int = 50_000) -> Iterator[str]:
 def _origin(records: pd.DataFrame, position: int) -> str:
     record = records.iloc[position]
     return f"raw.records/{record['record_id']} ({record['source']} {record['external_id']})"
+
+
+def _problem(records: pd.DataFrame, position: int, reason: str, payload: str) -> Problem:
+    """A record that did not normalize. Its identity is the item as every fetch names it: the raw
+    record id is new with each fetch, so the same bad item fetched again is quarantined once."""
+    record = records.iloc[position]
+    identity = f"{record['source']} {record['external_id']}"
+    return Problem("normalize", _origin(records, position), reason, payload, identity)
 
 
 @contextlib.contextmanager
@@ -210,8 +216,8 @@ def ingest(warehouse: Warehouse, sources: list[Source], run_id: str | None = Non
     now = datetime.now(UTC)
     with warehouse.connect() as conn:
         for name, problems in problems_by_source.items():
-            stats[name].quarantined = append_frame(
-                conn, warehouse.backend, quarantine.TABLE, quarantine.quarantine_frame(name, problems, run_id)
+            stats[name].quarantined = quarantine.store(
+                conn, warehouse.backend, quarantine.quarantine_frame(name, problems, run_id)
             )
         if not valid.empty:
             store(conn, warehouse.backend, valid, stats)

@@ -48,6 +48,10 @@ DISCOVERY_DDL: list[str] = [
         replayed_at TIMESTAMPTZ,
         run_id TEXT
     )""",
+    # Added after the table (so existing warehouses get it too): unique among pending records,
+    # NULL once replayed (core.platform.quarantine).
+    "ALTER TABLE quarantine.records ADD COLUMN IF NOT EXISTS pending_key TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS quarantine_pending_key ON quarantine.records (pending_key)",
     """CREATE TABLE IF NOT EXISTS core.opportunities (
         fingerprint TEXT PRIMARY KEY,
         opportunity_id TEXT NOT NULL,

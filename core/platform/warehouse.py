@@ -287,6 +287,8 @@ def insert_new_rows(conn: Any, backend: str, table: str, frame: pd.DataFrame, ke
     else:
         staging = f"_incoming_{os.getpid()}"
         cur = conn.cursor()
+        # A second insert_new_rows in the same transaction (quarantine, then opportunities) replaces it.
+        cur.execute(f"DROP TABLE IF EXISTS {staging}")
         cur.execute(f"CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
         _copy_into(conn, staging, frame)
         cur.execute(

@@ -395,7 +395,8 @@ def test_unknown_format_is_one_quarantined_record(warehouse: Warehouse):
     assert record["source"] == "unknown" and "order_number, placed, total" in record["reason"]
     report = import_bytes(warehouse, "\ufeffx".encode("utf-16"), name="u16.csv", now=NOW)
     assert "UTF-16" in report.rows[0].message
-    assert import_bytes(warehouse, b"", name="empty.csv", now=NOW).rows == []
+    [empty] = import_bytes(warehouse, b"", name="empty.csv", now=NOW).rows
+    assert (empty.status, empty.message) == ("quarantined", "the file is empty")
 
 
 def test_api_objects_with_wrong_types_are_quarantined(warehouse: Warehouse):

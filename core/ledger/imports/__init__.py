@@ -83,8 +83,8 @@ def candidates_from_bytes(data: bytes, name: str) -> tuple[str, str, list[Candid
     """(source, format, one Candidate per record) of a file's content, nothing booked yet."""
     kind, why = detect_format(data)
     text = decode(data)
-    if kind == "unknown":
-        return "unknown", kind, _whole_file(name, data, why) if text.strip() else []
+    if kind == "unknown":  # an empty file too: a drop that held nothing is worth a look
+        return "unknown", kind, _whole_file(name, data, why)
     if kind in ("generic_csv", "stripe_csv"):
         source = generic_csv.SOURCE if kind == "generic_csv" else stripe.SOURCE
         header, records = iter_csv(text, name)

@@ -27,7 +27,7 @@ from core.ledger.booking import book_prepared, get_transaction
 from core.ledger.holds import hold
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import IdempotencyConflict, LedgerError, Prepared, TransactionRequest, prepare
-from core.platform.quarantine import Problem, encode_payload, quarantine
+from core.platform.quarantine import Problem, quarantine
 from core.platform.warehouse import Warehouse, query_frame, stage_frame
 
 STAGE = "import"
@@ -140,6 +140,24 @@ def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "other content"
 
 
+def nul_field(value: Any, path: str = "") -> str | None:
+    """The first field of a transaction's content whose text holds a NUL byte, or None. The same
+    record is refused on both backends, so a DuckDB ledger stays loadable into PostgreSQL."""
+    if isinstance(value, str):
+        return (path or "text") if "\x00" in value else None
+    if isinstance(value, Mapping):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for name, item in items:
+        found = nul_field(item, name) or (nul_field(name) and name)
+        if found:
+            return found
+    return None
+
+
 # -- warehouse look-ups ---------------------------------------------------------------------------
 
 
@@ -174,31 +192,10 @@ def _existing(warehouse: Warehouse, keys: Sequence[str]) -> tuple[dict[str, tupl
     return {r.idempotency_key: (r.transaction_id, r.content_hash) for r in booked.itertuples(index=False)}, holds
 
 
-def _already_quarantined(warehouse: Warehouse, source: str, problems: Sequence[Problem]) -> set[tuple[str, str]]:
-    """(origin, payload) of pending import quarantine records, so a re-import adds no second copy."""
-    if not problems:
-        return set()
-    with warehouse.connect() as conn:
-        stage_frame(
-            conn, warehouse.backend, "_vl_import_origins", pd.DataFrame({"o": sorted({p.origin for p in problems})})
-        )
-        frame = query_frame(
-            conn,
-            "SELECT q.origin, q.payload FROM quarantine.records q "
-            "JOIN _vl_import_origins s ON s.o = q.origin "
-            "WHERE q.stage = %s AND q.source = %s AND q.replayed_at IS NULL",
-            [STAGE, source],
-        )
-        if warehouse.backend == "duckdb":
-            conn.unregister("_vl_import_origins")
-    return set(zip(frame["origin"], frame["payload"], strict=False))
-
-
 def _quarantine(warehouse: Warehouse, source: str, problems: list[Problem], run_id: str | None) -> None:
-    known = _already_quarantined(warehouse, source, problems)
-    fresh = [p for p in problems if (p.origin, encode_payload(p.payload)[0]) not in known]
-    if fresh:
-        quarantine(warehouse, source, fresh, run_id)
+    # Idempotent by origin, reason and payload (core.platform.quarantine): a re-import, or another
+    # process importing the same file at the same time, stores a bad record once.
+    quarantine(warehouse, source, problems, run_id)
 
 
 # -- the pass -------------------------------------------------------------------------------------
@@ -239,6 +236,16 @@ def book_candidates(
             prepared[index] = prepare(candidate.request, tax)
         except LedgerError as error:
             reject(index, str(error), candidate.request.idempotency_key)
+            continue
+        field_name = nul_field(prepared[index].content)
+        if field_name:
+            del prepared[index]
+            reject(
+                index,
+                f"{field_name} holds a NUL byte (0x00), which a PostgreSQL text column cannot store: "
+                f"remove it from the source and replay",
+                candidate.request.idempotency_key,
+            )
 
     # 2. repeats inside this import
     primary: dict[str, int] = {}

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.ledger.money import MoneyError, check_currency, to_minor
@@ -25,6 +26,12 @@ BOM = "\ufeff"
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _LIST_PREFIX = re.compile(r'"object"\s*:\s*"list"')
 _DECODER = json.JSONDecoder()
+
+# Python's JSON parser recurses once per level and raises RecursionError (not ValueError) past ~1,000.
+TOO_DEEP = "nested more than about 1,000 levels deep, which no payment record is"
+# A payment time before the Unix epoch is not one (Stripe's own times are Unix timestamps), and it
+# keeps every window the fraud rules subtract from a time far from datetime.min.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 STRIPE_CSV_COLUMNS = ("id", "type", "amount", "fee", "net", "currency")
 GENERIC_CSV_MARKER = "event_id"
@@ -67,6 +74,10 @@ def not_utf8(raw: str) -> str | None:
     )
 
 
+def _json_error(error: Exception) -> str:
+    return TOO_DEEP if isinstance(error, RecursionError) else error.args[0].split(":")[0]
+
+
 def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
@@ -98,7 +109,7 @@ def detect_format(data: bytes | str) -> tuple[Format, str]:
         for line in lines:
             try:
                 value = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(value, dict) and value.get("object") != "list":
                 return "stripe_jsonl", "JSON lines (one object per line)"
@@ -111,6 +122,9 @@ def detect_format(data: bytes | str) -> tuple[Format, str]:
         return "generic_csv", "a CSV with an event_id column (the generic format)"
     if all(column in header for column in STRIPE_CSV_COLUMNS) and any(c.startswith("created") for c in header):
         return "stripe_csv", "a CSV with Stripe's balance transaction export columns"
+    bad_bytes = not_utf8(text.split("\n", 1)[0])
+    if bad_bytes:
+        return "unknown", f"not a known import format, and its first line is {bad_bytes}"
     shown = ", ".join(sorted(header))[:300]
     return "unknown", (
         f"not a known import format: a CSV needs Stripe's export columns (id, Type, Amount, Fee, "
@@ -217,8 +231,8 @@ def _iter_array(text: str, name: str, pos: int) -> Iterator[RawRecord]:
         pos = _skip_ws(text, pos)
         try:
             value, end = _DECODER.raw_decode(text, pos)
-        except ValueError as error:
-            yield _broken(text, name, pos, f"incomplete JSON item ({error.args[0].split(':')[0]})")
+        except (ValueError, RecursionError) as error:
+            yield _broken(text, name, pos, f"incomplete JSON item ({_json_error(error)})")
             return
         line = line_of(text, pos)
         yield RawRecord(f"{name}:{line}", line, text[pos:end], value)
@@ -239,7 +253,7 @@ def _data_array(text: str, pos: int) -> int | None:
     while pos < len(text) and text[pos] != "}":
         try:
             key, pos = _DECODER.raw_decode(text, pos)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         pos = _skip_ws(text, pos)
         if not isinstance(key, str) or pos >= len(text) or text[pos] != ":":
@@ -249,7 +263,7 @@ def _data_array(text: str, pos: int) -> int | None:
             return pos if pos < len(text) and text[pos] == "[" else None
         try:
             _value, pos = _DECODER.raw_decode(text, pos)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         pos = _skip_ws(text, pos)
         if pos < len(text) and text[pos] == ",":
@@ -274,8 +288,8 @@ def iter_json(text: str, name: str) -> Iterator[RawRecord]:
         return
     try:
         value, end = _DECODER.raw_decode(text, pos)
-    except ValueError as error:
-        yield _broken(text, name, pos, f"incomplete JSON object ({error.args[0].split(':')[0]})")
+    except (ValueError, RecursionError) as error:
+        yield _broken(text, name, pos, f"incomplete JSON object ({_json_error(error)})")
         return
     line = line_of(text, pos)
     yield RawRecord(f"{name}:{line}", line, text[pos:end], value)
@@ -292,13 +306,13 @@ def iter_jsonl(text: str, name: str) -> Iterator[RawRecord]:
             continue
         try:
             value = json.loads(body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             yield RawRecord(
                 f"{name}:{number}",
                 number,
                 line.rstrip("\r\n"),
                 None,
-                f"not a complete JSON object ({error.args[0].split(':')[0]}): the line is truncated or malformed",
+                f"not a complete JSON object ({_json_error(error)}): the line is truncated or malformed",
             )
             continue
         yield RawRecord(f"{name}:{number}", number, line.rstrip("\r\n"), value)
@@ -324,6 +338,17 @@ def decimal_minor(text: str, currency: str, name: str) -> int:
     except MoneyError as error:
         message = str(error)
         raise BadRow(message if message.startswith("amount") and name == "amount" else f"{name}: {message}") from None
+
+
+def payment_time(value: datetime, name: str, shown: str) -> datetime:
+    """A timezone-aware payment time in UTC; BadRow if UTC cannot hold it or it predates 1970."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise BadRow(f"{name} {shown} lies outside the years 1-9999 once converted to UTC: correct it") from None
+    if utc < EARLIEST:
+        raise BadRow(f"{name} {shown} is before 1970-01-01 (UTC): not a payment time; correct it and replay")
+    return utc
 
 
 def currency_code(text: Any, name: str = "currency", *, upper: bool = True) -> str:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from core.ledger.imports.detect import BadRow, currency_code, decimal_minor
+from core.ledger.imports.detect import BadRow, currency_code, decimal_minor, payment_time
 from core.ledger.validation import LedgerError, Posting, TransactionRequest, account_type
 
 SOURCE = "csv"
@@ -86,6 +86,7 @@ def to_request(row: Mapping[str, str]) -> TransactionRequest:
         raise BadRow(
             f"occurred_at {cell['occurred_at']!r} has no UTC offset: add Z or +hh:mm, a local time is ambiguous"
         )
+    occurred = payment_time(occurred, "occurred_at", repr(cell["occurred_at"]))
     currency = currency_code(cell["currency"], upper=False)
     amount = decimal_minor(cell["amount"], currency, "amount")
     if amount <= 0:

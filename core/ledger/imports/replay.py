@@ -2,6 +2,10 @@
 Stripe type mapping, a corrected fraud rule, a file put right. What now books (or is held, or is
 found already booked) is marked replayed; what still fails stays pending with its new reason.
 
+A record that fails again for the same reason stays pending as it is; one that fails for a new
+reason is quarantined again with it, and its old row is marked replayed (it was: its outcome is the
+new row), so the record is pending once, with its latest reason.
+
 A record is replayed from what the quarantine kept:
 - a Stripe object (API page, JSON or JSON lines) is complete in its payload;
 - a whole rejected file (origin `<file>:1`, the payload is the file) is imported again as a file;
@@ -39,6 +43,7 @@ def replay_imports(
     rows = pending(warehouse, source)
     rows = rows[rows["stage"] == STAGE]
     fixed: list[str] = []
+    superseded: list[str] = []
     for row in rows.itertuples():
         payload = decode_payload(row.payload, row.payload_encoding)
         source, candidates, why_not = _candidates(row.origin, payload, archive_dirs)
@@ -59,6 +64,8 @@ def replay_imports(
         if whole_file_again or not booked.rows:
             report.still_failing += 1
             report.reasons += [f"{o.origin}: {o.message}" for o in whole_file_again]
+            if whole_file_again and all(o.message != row.reason for o in whole_file_again):
+                superseded.append(row.quarantine_id)  # by the row its new reason was stored as
         else:
             fixed.append(row.quarantine_id)
             report.reasons += [
@@ -67,6 +74,7 @@ def replay_imports(
     # Booking is idempotent, so marking after it (not in its transaction) loses nothing if it fails.
     with warehouse.connect() as conn:
         report.replayed = mark_replayed(conn, warehouse.backend, fixed, now or datetime.now(UTC))
+        mark_replayed(conn, warehouse.backend, superseded, now or datetime.now(UTC))
     return report
 
 
@@ -76,7 +84,7 @@ def _candidates(origin: str, payload: bytes, archive_dirs: Sequence[Path]) -> tu
     if text.lstrip().startswith("{"):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict):
             return stripe.SOURCE, [object_candidate(origin, obj)], None

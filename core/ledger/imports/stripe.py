@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from core.ledger.imports.detect import BadRow, RawRecord, currency_code, decimal_minor
+from core.ledger.imports.detect import BadRow, RawRecord, currency_code, decimal_minor, payment_time
 from core.ledger.validation import Posting, TransactionRequest
 from core.platform.http import RateLimit, SourceClient
 
@@ -150,6 +150,7 @@ def from_api_object(obj: Any) -> StripeTxn:
         occurred = datetime.fromtimestamp(created, UTC)
     except (OverflowError, OSError, ValueError):
         raise BadRow(f"created {created} is not a valid Unix timestamp") from None
+    occurred = payment_time(occurred, "created", str(created))
     kind = obj.get("type")
     if not isinstance(kind, str) or not kind:
         raise BadRow(f"type is {kind!r}: expected charge, refund, payout, adjustment, stripe_fee, ...")
@@ -227,7 +228,7 @@ def _csv_time(text: str, column: str, zone: Any) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise BadRow(f"{column} {text!r} is not a date and time like 2026-11-02 12:00:00") from None
-    return value.replace(tzinfo=zone) if value.tzinfo is None else value
+    return payment_time(value.replace(tzinfo=zone) if value.tzinfo is None else value, column, repr(text))
 
 
 def from_csv_row(row: Mapping[str, str], columns: CsvColumns) -> StripeTxn:
@@ -361,7 +362,7 @@ def fetch_records(
             try:
                 body = fetched.json()
                 items = body["data"] if isinstance(body, dict) and body.get("object") == "list" else None
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, RecursionError):
                 items = None
             if not isinstance(items, list):
                 text = fetched.body.decode("utf-8", "surrogateescape")
