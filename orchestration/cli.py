@@ -724,8 +724,14 @@ def experiments_resume(
     _move(experiment_id, "running", by, reason, expected_from="paused")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app(sys.argv[1:])
+def main() -> None:
+    from core.platform.warehouse import WarehouseLocked
+
+    try:
+        app(sys.argv[1:])
+    except WarehouseLocked as error:  # another process has the DuckDB file: say so, not a traceback
+        typer.echo(str(error), err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
