@@ -475,12 +475,23 @@ class SnapshotTransport(httpx.BaseTransport):
                 f"no snapshot for {request.method} {redact_url(str(request.url))} "
                 f"(expected {path}); record one with `ventureloop discovery record`"
             )
+        try:
+            return self._replay(path, request)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError, binascii.Error
+            raise SnapshotCorrupt(
+                f"snapshot {path} (for {request.method} {redact_url(str(request.url))}) is not a readable "
+                f"recording: {type(error).__name__}: {error}. Restore it (git checkout -- {path}) or record "
+                f"it again with `ventureloop discovery record`"
+            ) from error
+
+    @staticmethod
+    def _replay(path: Path, request: httpx.Request) -> httpx.Response:
+        import base64
+
         recorded = json.loads(path.read_text(encoding="utf-8"))
         response = recorded["response"]
         if "body_base64" in response:
-            import base64
-
-            body = base64.b64decode(response["body_base64"])
+            body = base64.b64decode(response["body_base64"], validate=True)
         elif "body_json" in response:
             body = json.dumps(response["body_json"]).encode("utf-8")
         else:
@@ -494,6 +505,11 @@ class SnapshotTransport(httpx.BaseTransport):
 
 class SnapshotMissing(httpx.TransportError):
     pass
+
+
+class SnapshotCorrupt(SnapshotMissing):
+    """A snapshot file that does not parse: like a missing one, not retried, and its source fails
+    with a message naming the file."""
 
 
 class RecordingTransport(httpx.BaseTransport):
