@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pybreaker
@@ -50,12 +50,20 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """`url` with the value of every secret query parameter replaced by ***."""
+    """`url` with the value of every secret query parameter replaced by ***; everything else is
+    kept byte for byte (the stored request_url is the URL that was fetched, but for the secret)."""
     parts = urlsplit(url)
     if not parts.query:
         return url
-    query = [(k, REDACTED if is_secret_name(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="*"), parts.fragment))
+    pairs = parts.query.split("&")
+    masked = [
+        f"{name}={REDACTED}" if is_secret_name(unquote_plus(name)) else pair
+        for pair in pairs
+        for name in [pair.split("=", 1)[0]]
+    ]
+    if masked == pairs:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(masked), parts.fragment))
 
 
 def with_secrets_of(url: str, original: str) -> str:
