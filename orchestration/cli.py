@@ -236,26 +236,35 @@ def discovery_record(
     replace: bool = typer.Option(True, help="Remove a source's old snapshots once the new ones are saved."),
 ) -> None:
     """Fetch from the live APIs and save the responses as the snapshots that demo and tests replay."""
-    import shutil
     import tempfile
+
+    # The scratch warehouse and staged responses hold what the live APIs returned: removed on the
+    # way out, whatever happens, so no copy of a response (or a URL's key) stays in the temp dir.
+    with tempfile.TemporaryDirectory(prefix="ventureloop-record-") as scratch:
+        failed = _record_snapshots(Path(scratch), source, replace)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _record_snapshots(scratch: Path, only: list[str] | None, replace: bool) -> bool:
+    """Record each chosen source's live responses into its snapshot directory; whether any failed."""
+    import shutil
 
     from core.discovery.fetch import discover
     from core.discovery.sources import all_sources
-
-    warehouse = Warehouse(f"duckdb:///{tempfile.mkdtemp()}/record.duckdb")
+    from core.platform.http import RecordingTransport
     from core.platform.schema import ensure_schema
 
+    warehouse = Warehouse(f"duckdb:///{scratch}/record.duckdb")
     ensure_schema(warehouse)
     failed = False
     for item in all_sources():
-        if source and item.name not in source:
+        if only and item.name not in only:
             continue
         if missing := item.missing_credentials():
             typer.echo(f"{item.name}: skipped, set {', '.join(missing)}")
             continue
-        staging = Path(tempfile.mkdtemp()) / item.name
-        from core.platform.http import RecordingTransport
-
+        staging = scratch / "staging" / item.name
         result = discover(item, warehouse, "live", transport=RecordingTransport(staging))
         if result.status != "ok":
             typer.echo(f"{item.name}: {result.status}: {result.message}; old snapshots kept", err=True)
@@ -269,8 +278,7 @@ def discovery_record(
         for path in staging.glob("*.json"):
             shutil.move(path, item.snapshot_dir / path.name)
         typer.echo(f"{item.name}: recorded {result.responses} responses, {result.items} items")
-    if failed:
-        raise typer.Exit(1)
+    return failed
 
 
 @quarantine_app.command("list")
@@ -759,8 +767,14 @@ def experiments_resume(
     _move(experiment_id, "running", by, reason, expected_from="paused")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app(sys.argv[1:])
+def main() -> None:
+    from core.platform.warehouse import WarehouseLocked
+
+    try:
+        app(sys.argv[1:])
+    except WarehouseLocked as error:  # another process has the DuckDB file: say so, not a traceback
+        typer.echo(str(error), err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

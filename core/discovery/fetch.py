@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from core.discovery.sources.base import Source
+from core.discovery.sources.base import TOO_DEEP, Source
 from core.platform import quarantine
 from core.platform.http import RecordingTransport, SnapshotTransport, SourceClient, SourceHTTPError
 from core.platform.quarantine import Problem
@@ -81,13 +81,19 @@ def discover(
                 }
             )
             for item in page.items:
+                try:
+                    payload = json.dumps(item.payload, ensure_ascii=False, default=str)
+                except RecursionError:  # parsed near json's depth limit, deeper than the stack has room to write
+                    origin = f"{page.fetched.url}#{item.external_id}"
+                    problems.append(Problem("parse", origin, TOO_DEEP, page.fetched.body))
+                    continue
                 records.append(
                     {
                         "record_id": str(uuid.uuid4()),
                         "response_id": response_id,
                         "source": source.name,
                         "external_id": item.external_id,
-                        "payload": json.dumps(item.payload, ensure_ascii=False, default=str),
+                        "payload": payload,
                         "fetched_at": fetched_at,
                     }
                 )

@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.discovery.fingerprints import canonical_urls, fingerprints, is_web_url
 from core.discovery.near_duplicates import index as near_duplicate_index
-from core.discovery.sources.base import BadRecord, Normalized, Source
+from core.discovery.sources.base import TOO_DEEP, BadRecord, Normalized, Source
 from core.platform import quarantine
 from core.platform.quarantine import Problem
 from core.platform.warehouse import Warehouse, append_frame, insert_new_rows, query_frame, stage_frame
@@ -95,6 +95,9 @@ def normalize_records(source: Source, records: pd.DataFrame) -> tuple[pd.DataFra
                 row = validated(source.normalize(payload))
             except (BadRecord, json.JSONDecodeError) as error:
                 problems.append(_problem(records, position, str(error), payload_text))
+                continue
+            except RecursionError:  # json's limit, ~1,000 levels (orjson's is 1,024): this record's problem
+                problems.append(Problem("normalize", _origin(records, position), TOO_DEEP, payload_text))
                 continue
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 # A connector bug on an unexpected shape: still this record's problem, not the batch's.

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from core.ledger.audit import Clock, append_events, canonical_json, utc_iso, utc_now, write_transaction
+from core.ledger.money import LEDGER_MAX_GROSS_MINOR
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import (
     BookingResult,
@@ -390,6 +391,24 @@ def _check_holds(conn: Any, backend: str, new: list[Prepared], posting_hold: str
         )
 
 
+def _check_ledger_bound(conn: Any, new: list[Prepared]) -> None:
+    """Refuse a batch that would take the ledger's gross past LEDGER_MAX_GROSS_MINOR, past which the
+    balances and the marts' BIGINT sums could overflow. SUM over BIGINT is HUGEINT on DuckDB and
+    NUMERIC on PostgreSQL, so this sum itself cannot overflow."""
+    adding = sum(abs(posting.amount_minor) for p in new for posting in p.request.postings)
+    if not adding:
+        return
+    booked = int(run_sql(conn, "SELECT coalesce(sum(abs(amount_minor)), 0) FROM ledger.postings", None).fetchone()[0])
+    if booked + adding > LEDGER_MAX_GROSS_MINOR:
+        first = new[0].key
+        raise LedgerError(
+            f"transaction {first!r}: booking it would take the ledger's gross (the sum of |amount_minor| over "
+            f"every posting) from {booked} to {booked + adding} minor units, past {LEDGER_MAX_GROSS_MINOR}: "
+            f"beyond that balances and totals could overflow 64-bit integers. Check the amounts (minor units, "
+            f"not major?)"
+        )
+
+
 def book_in_transaction(
     conn: Any,
     backend: str,
@@ -414,6 +433,7 @@ def book_in_transaction(
     new = [p for key, p in first.items() if key not in existing]
     _check_holds(conn, backend, new, posting_hold)
     _check_reversals(conn, backend, new)
+    _check_ledger_bound(conn, new)
     if before_insert:
         before_insert(conn, backend, new)
     _insert(conn, backend, new, clock())

@@ -4,6 +4,7 @@ There are no floats anywhere in the ledger: a float cannot say 0.1 exactly, so a
 decimal strings (or Decimal) and are parsed exactly; anything that would need rounding is an error.
 """
 
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -33,8 +34,15 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     for code in codes.split()
 }
 
-# Keep amounts well inside BIGINT so that sums over millions of postings cannot overflow.
+# One posting's bound. It alone does not keep sums inside BIGINT (9,224 postings of 10**15 pass
+# 2**63): LEDGER_MAX_GROSS_MINOR does.
 MAX_ABS_MINOR = 10**15
+# The ledger's bound: the sum of |amount_minor| over every posting, all currencies together. Every
+# sum the ledger and the marts take (a balance, a day's inflow, total debits, a P&L converted to the
+# reporting currency at up to ~9 reporting minor units per posting minor unit) is at most this
+# times its rate, so it fits BIGINT (9.2e18) and no SUM(...)::BIGINT can overflow. Booking refuses
+# a transaction that would pass it (core.ledger.booking).
+LEDGER_MAX_GROSS_MINOR = 10**18
 
 
 def exponent(currency: str) -> int:
@@ -78,6 +86,15 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
             f"amount {amount!r} {currency} is a {type(amount).__name__}: pass a decimal string such as "
             f"'{amount}' so it is read exactly"
         )
+    if isinstance(amount, str) and not amount.isascii():
+        # Decimal reads any Unicode decimal digit ("١٢" is 12): an amount the operator sees as other
+        # text must not book silently as a number.
+        odd = next((c for c in amount if c.isdecimal() and not c.isascii()), None)
+        if odd is not None:
+            raise MoneyError(
+                f"amount {amount!r} {currency} has the non-ASCII digit {odd!r} (U+{ord(odd):04X} "
+                f"{unicodedata.name(odd, 'unnamed')}): write amounts with the ASCII digits 0-9"
+            )
     try:
         value = Decimal(amount.strip()) if isinstance(amount, str) else Decimal(amount)
     except (InvalidOperation, TypeError, ValueError):

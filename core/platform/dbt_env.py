@@ -17,9 +17,21 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 _VENV_BIN = Path(sys.executable).parent
 
 
+# dbt sends anonymous usage events (and writes a .user.yml cookie) unless told not to. Off in
+# dbt_project.yml's flags, and here too, since an inherited DBT_SEND_ANONYMOUS_USAGE_STATS=true
+# would override the project: every dbt this code starts (dagster-dbt, its preparer,
+# `ventureloop dbt`) gets its environment from dbt_env_for.
+NO_USAGE_STATS = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+
+
 def dbt_env_for(warehouse_url: str) -> dict[str, str]:
     """`duckdb:///path` -> DBT_TARGET=duckdb and VENTURELOOP_WAREHOUSE_PATH;
-    `postgresql[+driver]://user:password@host:port/db` -> DBT_TARGET=postgres and PG* variables."""
+    `postgresql[+driver]://user:password@host:port/db` -> DBT_TARGET=postgres and PG* variables;
+    both with dbt's anonymous usage statistics off (NO_USAGE_STATS)."""
+    return {**_connection_env(warehouse_url), **NO_USAGE_STATS}
+
+
+def _connection_env(warehouse_url: str) -> dict[str, str]:
     warehouse = Warehouse(warehouse_url)
     if warehouse.backend == "duckdb":
         if warehouse.duckdb_path == ":memory:":

@@ -5,6 +5,7 @@ connectors run the same code offline as online."""
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pybreaker
@@ -24,9 +25,76 @@ DEFAULT_RATE_PER_MINUTE = 10.0
 DEFAULT_BURST = 50
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
-# Query parameters and headers that carry credentials: never written to snapshots or logs.
-SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token", "client_secret", "sig"})
+# Query parameters and headers that carry credentials: never stored (raw tables, quarantine,
+# snapshots) or logged. A parameter is secret when one of its words is one of these (api_key,
+# access_token, client_secret, X-Api-Key, authToken, auth_key); "author" or "keywords" is not.
+SECRET_WORDS = frozenset(
+    {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "sig", "signature", "credential"}
+    | {"credentials", "auth", "authorization", "oauth", "authkey", "authtoken", "accesstoken", "apitoken"}
+)
 SECRET_HEADERS = frozenset({"authorization", "x-subscription-token", "x-api-key", "cookie", "freelancer-oauth-v1"})
+# Cursors, not credentials: X pages by next_token, and the key of each page's snapshot needs it.
+PAGINATION_PARAMS = frozenset({"next_token", "nexttoken", "page_token", "pagetoken", "pagination_token"})
+REDACTED = "***"
+# A shorter value would be masked wherever those characters happen to appear in a body.
+MIN_SECRET_LENGTH_IN_BODY = 6
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter or header of this name carries a credential."""
+    lowered = name.lower()
+    if lowered in PAGINATION_PARAMS:
+        return False
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return lowered in SECRET_HEADERS or any(word in SECRET_WORDS for word in words)
+
+
+def redact_url(url: str) -> str:
+    """`url` with the value of every secret query parameter replaced by ***; everything else is
+    kept byte for byte (the stored request_url is the URL that was fetched, but for the secret)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = parts.query.split("&")
+    masked = [
+        f"{name}={REDACTED}" if is_secret_name(unquote_plus(name)) else pair
+        for pair in pairs
+        for name in [pair.split("=", 1)[0]]
+    ]
+    if masked == pairs:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(masked), parts.fragment))
+
+
+def with_secrets_of(url: str, original: str) -> str:
+    """`url` (read from a redacted body, such as a feed's next page) with each *** secret
+    parameter given back its value from `original`, the URL the caller was configured with."""
+    known = {k: v for k, v in parse_qsl(urlsplit(original).query, keep_blank_values=True) if is_secret_name(k)}
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(v == REDACTED and k in known for k, v in pairs):
+        return url
+    query = [(k, known[k] if v == REDACTED and k in known else v) for k, v in pairs]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def secret_values(request: httpx.Request) -> list[str]:
+    """The credentials a request carries (secret query parameters, secret headers' values, and
+    the token of a `Bearer`/`Basic` header), longest first."""
+    values = [v for k, v in request.url.params.multi_items() if is_secret_name(k)]
+    for name, value in request.headers.items():
+        if is_secret_name(name):
+            values += [value, value.split(" ", 1)[-1]]
+    return sorted({v for v in values if len(v) >= MIN_SECRET_LENGTH_IN_BODY}, key=len, reverse=True)
+
+
+def redact_body(body: bytes, secrets: list[str]) -> bytes:
+    """`body` with each of `secrets` (as sent, and percent-encoded) replaced by ***: an API that
+    echoes the request URL (a JSON Feed's `next_url`, a `self` link) must not store the key."""
+    for secret in secrets:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            body = body.replace(form.encode(), REDACTED.encode())
+    return body
 
 
 class SourceHTTPError(RuntimeError):
@@ -317,13 +385,15 @@ class SourceClient:
             with self.breaker.calling():
                 return self._retrying(self._send, method, url, params, headers, json_body, data)
         except SnapshotMissing as error:
-            raise SourceHTTPError(self.source, url, str(error)) from error
+            raise SourceHTTPError(self.source, redact_url(url), str(error)) from error
         except pybreaker.CircuitBreakerError as error:
-            raise SourceHTTPError(self.source, url, _open_reason(self.breaker)) from error
+            raise SourceHTTPError(self.source, redact_url(url), _open_reason(self.breaker)) from error
         except httpx.TimeoutException as error:
-            raise SourceHTTPError(self.source, url, f"timed out after retries: {type(error).__name__}") from error
+            raise SourceHTTPError(
+                self.source, redact_url(url), f"timed out after retries: {type(error).__name__}"
+            ) from error
         except httpx.TransportError as error:
-            raise SourceHTTPError(self.source, url, f"transport error after retries: {error}") from error
+            raise SourceHTTPError(self.source, redact_url(url), f"transport error after retries: {error}") from error
 
     def _send(
         self,
@@ -337,11 +407,15 @@ class SourceClient:
         self.bucket.acquire()
         self.requests_made += 1
         with self._http.stream(method, url, params=params, headers=headers, json=json_body, data=data) as response:
+            # Everything a Fetched or an error carries is stored (raw.responses, raw.records,
+            # quarantine) or logged: the credentials the request carried are masked here, once.
+            secrets = secret_values(response.request)
+            stored_url = redact_url(str(response.url))
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise SourceHTTPError(
                     self.source,
-                    str(response.url),
+                    stored_url,
                     f"response of {declared} bytes exceeds the {self.max_body_bytes} byte limit",
                     response.status_code,
                 )
@@ -351,12 +425,12 @@ class SourceClient:
                 if len(body) > self.max_body_bytes:
                     raise SourceHTTPError(
                         self.source,
-                        str(response.url),
+                        stored_url,
                         f"response exceeds the {self.max_body_bytes} byte limit",
                         response.status_code,
-                        bytes(body[:4096]),
+                        redact_body(bytes(body[:4096]), secrets),
                     )
-        fetched = Fetched(str(response.url), response.status_code, dict(response.headers), bytes(body))
+        fetched = Fetched(stored_url, response.status_code, dict(response.headers), redact_body(bytes(body), secrets))
         pause = _retry_after_seconds(response.headers)
         if pause and response.status_code < 400:
             self.bucket.drain_until(min(pause, self.max_retry_after))
@@ -388,7 +462,7 @@ class SourceClient:
 def snapshot_key(method: str, url: str, body: bytes = b"") -> str:
     """A stable name for a request: method, host, path, sorted non-secret query, and body hash."""
     parts = urlsplit(url)
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS)
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_name(k))
     canonical = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
     digest = hashlib.sha256(f"{method.upper()} {canonical}\n".encode() + body).hexdigest()[:16]
     return digest
@@ -406,15 +480,26 @@ class SnapshotTransport(httpx.BaseTransport):
         path = self.directory / f"{key}.json"
         if not path.exists():
             raise SnapshotMissing(
-                f"no snapshot for {request.method} {_redacted(str(request.url))} "
+                f"no snapshot for {request.method} {redact_url(str(request.url))} "
                 f"(expected {path}); record one with `ventureloop discovery record`"
             )
+        try:
+            return self._replay(path, request)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError, binascii.Error
+            raise SnapshotCorrupt(
+                f"snapshot {path} (for {request.method} {redact_url(str(request.url))}) is not a readable "
+                f"recording: {type(error).__name__}: {error}. Restore it (git checkout -- {path}) or record "
+                f"it again with `ventureloop discovery record`"
+            ) from error
+
+    @staticmethod
+    def _replay(path: Path, request: httpx.Request) -> httpx.Response:
+        import base64
+
         recorded = json.loads(path.read_text(encoding="utf-8"))
         response = recorded["response"]
         if "body_base64" in response:
-            import base64
-
-            body = base64.b64decode(response["body_base64"])
+            body = base64.b64decode(response["body_base64"], validate=True)
         elif "body_json" in response:
             body = json.dumps(response["body_json"]).encode("utf-8")
         else:
@@ -430,6 +515,11 @@ class SnapshotMissing(httpx.TransportError):
     pass
 
 
+class SnapshotCorrupt(SnapshotMissing):
+    """A snapshot file that does not parse: like a missing one, not retried, and its source fails
+    with a message naming the file."""
+
+
 class RecordingTransport(httpx.BaseTransport):
     """Passes requests to the live network and saves each response as a snapshot (secrets removed)."""
 
@@ -440,7 +530,7 @@ class RecordingTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        response.read()
+        content = redact_body(response.read(), secret_values(request))
         body = request.read()
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{snapshot_key(request.method, str(request.url), body)}.json"
@@ -459,11 +549,11 @@ class RecordingTransport(httpx.BaseTransport):
             )
         }
         recorded: dict[str, Any] = {
-            "request": {"method": request.method, "url": _redacted(str(request.url))},
+            "request": {"method": request.method, "url": redact_url(str(request.url))},
             "response": {"status_code": response.status_code, "headers": keep},
         }
         try:
-            text = response.content.decode("utf-8")
+            text = content.decode("utf-8")
             try:
                 recorded["response"]["body_json"] = _without_secrets(json.loads(text))
             except json.JSONDecodeError:
@@ -471,7 +561,7 @@ class RecordingTransport(httpx.BaseTransport):
         except UnicodeDecodeError:
             import base64
 
-            recorded["response"]["body_base64"] = base64.b64encode(response.content).decode("ascii")
+            recorded["response"]["body_base64"] = base64.b64encode(content).decode("ascii")
         path.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         self.saved.append(path)
         return response
@@ -487,9 +577,3 @@ def _without_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]
     return value
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))

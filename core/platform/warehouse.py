@@ -27,6 +27,10 @@ class WarehouseError(RuntimeError):
     pass
 
 
+class WarehouseLocked(WarehouseError):
+    """Another process holds the DuckDB file's lock; the message names the file and what to do."""
+
+
 def default_home() -> Path:
     return Path(os.environ.get("VENTURELOOP_HOME", ".ventureloop")).resolve()
 
@@ -39,6 +43,24 @@ def _checked(table: str) -> str:
     if not _IDENTIFIER.match(table):
         raise WarehouseError(f"invalid table name {table!r}: use schema.table in lower case")
     return table
+
+
+def _open_duckdb(path: str) -> Any:
+    import duckdb
+
+    try:
+        return duckdb.connect(path)
+    except duckdb.IOException as error:
+        if "Could not set lock" not in str(error):
+            raise
+        # DuckDB's own text names the file but reads like a crash; say who holds it and what to do.
+        holder = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", str(error))
+        raise WarehouseLocked(
+            f"the DuckDB warehouse {path} is locked by another process"
+            f"{f' ({holder.group(1)})' if holder else ''}: a DuckDB file has one writer at a time. "
+            f"Stop the other one (`make dev`, `dagster dev`, or a `ventureloop` or `dagster` command still "
+            f"running) and try again, or set WAREHOUSE_URL to PostgreSQL to share the warehouse"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -74,12 +96,10 @@ class Warehouse:
     def connect(self) -> Iterator[Any]:
         """A DB-API connection inside one transaction: committed on success, rolled back on error."""
         if self.backend == "duckdb":
-            import duckdb
-
             path = self.duckdb_path
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(path)
+            conn = _open_duckdb(path)
             try:
                 conn.execute("BEGIN TRANSACTION")
                 yield conn

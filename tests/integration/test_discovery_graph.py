@@ -1,5 +1,6 @@
 """The discovery graph materialized for real, on DuckDB and on PostgreSQL, from the snapshots."""
 
+import json
 import shutil
 
 import dagster as dg
@@ -237,3 +238,33 @@ def test_experiment_proposals_come_from_the_top_scored_leads_once(materialized_w
     )
     assert (again["created"], again["unchanged"]) == (0, 5)
     assert warehouse.count("experiments.experiments") == 5
+
+
+def test_a_response_nested_100000_deep_is_quarantined_and_the_others_still_build(
+    warehouse: Warehouse, tmp_path, monkeypatch
+):
+    hackernews = next(a for a in raw_assets if a.key.path[-1] == "hackernews")
+    source = next(s for s in SOURCES if s.name == "hackernews")
+    recorded = tmp_path / "hackernews"
+    shutil.copytree(source.snapshot_dir, recorded)
+    # The first Show HN page: json.loads gives up at ~1,000 levels with RecursionError, not JSONDecodeError.
+    first_page = recorded / "2e9ffe01b038bd2d.json"
+    snapshot = json.loads(first_page.read_text(encoding="utf-8"))
+    snapshot["response"].pop("body_json")
+    snapshot["response"]["body"] = "[" * 100_000 + "]" * 100_000
+    first_page.write_text(json.dumps(snapshot), encoding="utf-8")
+    monkeypatch.setattr(type(source), "snapshot_dir", property(lambda self: recorded))
+
+    result = dg.materialize(
+        [hackernews, *raw_assets[1:2], opportunities],
+        resources={"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="snapshot")},
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    parse_problems = warehouse.read("quarantine.records", "WHERE source = 'hackernews' AND stage = 'parse'")
+    deep = parse_problems[parse_problems["reason"].str.contains("nested")]
+    assert len(deep) == 1, parse_problems[["origin", "reason"]]
+    assert "search_by_date?tags=show_hn" in deep["origin"].item() and "page=0" in deep["origin"].item()
+    assert deep["payload"].item().startswith("[[[")  # kept verbatim, for replay
+    other = raw_assets[1].key.path[-1]
+    landed = set(warehouse.read("core.opportunities")["source"])
+    assert other in landed and "hackernews" in landed  # ask_hn and the front page still landed

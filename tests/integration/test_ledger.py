@@ -375,3 +375,18 @@ def test_any_balanced_batch_keeps_every_currency_at_zero(warehouse: Warehouse, b
 def test_ensure_schema_is_repeatable(warehouse: Warehouse):
     ensure_schema(warehouse)
     assert warehouse.table_exists("ledger.budget_limits")
+
+
+def test_a_booking_that_would_take_the_ledger_past_its_gross_bound_is_refused(warehouse: Warehouse):
+    # 9,224 postings of the per-posting maximum (10**15) to one account would overflow BIGINT in every
+    # SUM(...)::BIGINT (balances, trial balance, cash flow); the ledger's gross bound stops far before.
+    from core.ledger.money import LEDGER_MAX_GROSS_MINOR, MAX_ABS_MINOR
+
+    up_to_the_bound = LEDGER_MAX_GROSS_MINOR // (2 * MAX_ABS_MINOR)  # each sale posts 2 x 10**15
+    book_many(warehouse, [sale(f"stripe:big_{n}", MAX_ABS_MINOR) for n in range(up_to_the_bound)])
+    assert balance(warehouse, "assets:cash:stripe:usd", "USD") == LEDGER_MAX_GROSS_MINOR // 2
+
+    with pytest.raises(LedgerError, match=r"'stripe:one_more'.*past 1000000000000000000.*overflow 64-bit"):
+        book(warehouse, sale("stripe:one_more", 1, currency="EUR"))  # the bound spans currencies
+    assert warehouse.count("ledger.transactions") == up_to_the_bound
+    assert balances(warehouse)["balance_minor"].abs().max() == LEDGER_MAX_GROSS_MINOR // 2

@@ -63,3 +63,39 @@ def test_url_scheme_is_validated():
     with pytest.raises(WarehouseError, match="use duckdb:///path or postgresql"):
         _ = Warehouse("mysql://x").backend
     assert Warehouse("postgresql://u:secret@h/db").describe() == "postgresql://u:***@h/db"
+
+
+def test_a_duckdb_file_locked_by_another_process_is_a_message_naming_it_and_what_to_do(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    from core.platform.warehouse import WarehouseLocked
+    from orchestration.cli import main
+
+    path = tmp_path / "warehouse.duckdb"
+    hold = f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('ready', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseLocked) as locked, Warehouse(f"duckdb:///{path}").connect():
+            pass
+        message = str(locked.value)
+        assert str(path) in message and f"PID {holder.pid}" in message and "make dev" in message
+
+        # The shell prints that message, not a traceback, and exits 1.
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{path}")
+        monkeypatch.setattr(sys, "argv", ["ventureloop", "quarantine", "list"])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"the DuckDB warehouse {path} is locked") and "Traceback" not in err
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ def test_duckdb_url_gives_the_duckdb_target_and_an_absolute_file():
     assert dbt_env_for("duckdb:////data/w.duckdb") == {
         "DBT_TARGET": "duckdb",
         "VENTURELOOP_WAREHOUSE_PATH": "/data/w.duckdb",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     # dbt runs inside dbt_project/: a relative path is resolved where the caller stands.
     assert dbt_env_for("duckdb:///rel/w.duckdb")["VENTURELOOP_WAREHOUSE_PATH"] == str(Path("rel/w.duckdb").resolve())
@@ -23,6 +25,7 @@ def test_postgres_url_gives_the_pg_variables_decoded_and_defaulted():
         "PGUSER": "ann",
         "PGPASSWORD": "p@ss",
         "PGDATABASE": "ledger",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     assert dbt_env_for("postgresql://localhost/vl") == {
         "DBT_TARGET": "postgres",
@@ -31,6 +34,7 @@ def test_postgres_url_gives_the_pg_variables_decoded_and_defaulted():
         "PGUSER": "postgres",
         "PGPASSWORD": "",
         "PGDATABASE": "vl",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
 
 
@@ -63,3 +67,18 @@ def test_the_dbt_currency_seed_is_core_money_exponents():
     seed = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds" / "currencies.csv"
     with seed.open() as rows:
         assert {row["code"]: int(row["exponent"]) for row in csv.DictReader(rows)} == CURRENCY_EXPONENTS
+
+
+def test_dbt_anonymous_usage_stats_are_off_in_the_project_and_every_dbt_environment(monkeypatch):
+    from dbt.config.project import read_project_flags
+
+    from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_environment
+
+    # dbt's own reader of dbt_project.yml's flags, as every dbt command runs it at start-up.
+    assert read_project_flags(str(DBT_PROJECT_DIR), str(DBT_PROJECT_DIR)).send_anonymous_usage_stats is False
+    # An inherited opt-in would override the project's flag: the environment dbt is started with wins.
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "true")
+    for url in ("duckdb:///tmp/w.duckdb", "postgresql://localhost/vl"):
+        with dbt_environment(url):
+            assert os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "false"
+    assert os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "true"  # restored afterwards

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 import pytest
@@ -77,3 +78,19 @@ def test_format_then_parse_round_trips_exactly(amount, currency):
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-(10**9), max_value=10**9))
 def test_two_place_decimals_are_exact_cents(value):
     assert to_minor(str(value), "USD") == int(value * 100)
+
+
+@pytest.mark.parametrize(
+    ("amount", "named"),
+    [
+        ("\u0661\u0662.\u0663\u0664", "U+0661 ARABIC-INDIC DIGIT ONE"),
+        ("\u06f5", "U+06F5 EXTENDED ARABIC-INDIC DIGIT FIVE"),
+        ("1\uff10", "U+FF10 FULLWIDTH DIGIT ZERO"),
+        ("\u0967\u0966", "U+0967 DEVANAGARI DIGIT ONE"),
+    ],
+)
+def test_non_ascii_digits_are_refused_not_read_as_numbers(amount, named):
+    # Decimal itself reads "١٢.٣٤" as 12.34: to_minor must not.
+    with pytest.raises(MoneyError, match=re.escape(named)) as refused:
+        to_minor(amount, "USD")
+    assert "ASCII digits 0-9" in str(refused.value)

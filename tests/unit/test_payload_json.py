@@ -78,3 +78,28 @@ def test_damaged_texts_fail_or_parse_as_json_does(value, position, junk):
 )
 def test_texts_where_orjson_differs_from_json(text):
     _same_as_json(text)
+
+
+def test_a_record_nested_past_json_s_depth_limit_is_quarantined_not_raised():
+    import pandas as pd
+
+    from core.discovery.opportunities import normalize_records
+    from core.discovery.sources.hackernews import HackerNews
+
+    good = {"objectID": "1", "title": "Show HN: a thing", "url": "https://example.com/", "created_at_i": 1_700_000_000}
+    deep = '{"objectID": "2", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    records = pd.DataFrame(
+        {
+            "record_id": ["r1", "r2"],
+            "response_id": ["p", "p"],
+            "source": "hackernews",
+            "external_id": ["1", "2"],
+            "payload": [json.dumps(good), deep],
+            "fetched_at": pd.Timestamp("2026-01-01", tz="UTC"),
+        }
+    )
+    frame, problems = normalize_records(HackerNews({}), records)
+    assert frame["external_id"].tolist() == ["1"]
+    [problem] = problems
+    assert problem.origin == "raw.records/r2 (hackernews 2)"
+    assert "nested too deeply" in problem.reason and problem.payload == deep

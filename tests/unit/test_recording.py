@@ -31,3 +31,20 @@ def test_github_spent_quota_403_is_retried(tmp_path):
     with SourceClient("github", httpx.MockTransport(lambda r: next(answers)), sleep=waits.append) as client:
         assert client.get("https://api.github.com/search/repositories").status_code == 200
     assert client.requests_made == 2
+
+
+def test_a_corrupted_snapshot_fails_its_request_naming_the_file(tmp_path):
+    import pytest
+
+    from core.platform.http import SourceHTTPError
+
+    recorder = RecordingTransport(tmp_path, inner=httpx.MockTransport(lambda request: httpx.Response(200, json=[1])))
+    with SourceClient("hackernews", recorder, sleep=lambda s: None) as client:
+        client.get("https://hn.algolia.com/api/v1/search", params={"q": "x"})
+    [saved] = recorder.saved
+    saved.write_text(saved.read_text()[:40], encoding="utf-8")  # cut off mid-file, as a bad merge might
+    client = SourceClient("hackernews", SnapshotTransport(tmp_path), sleep=lambda s: None)
+    with client, pytest.raises(SourceHTTPError) as failed:
+        client.get("https://hn.algolia.com/api/v1/search", params={"q": "x"})
+    assert f"snapshot {saved} (for GET https://hn.algolia.com/api/v1/search?q=x)" in failed.value.reason
+    assert "JSONDecodeError" in failed.value.reason and "ventureloop discovery record" in failed.value.reason

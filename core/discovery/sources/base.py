@@ -36,6 +36,10 @@ FAMILIES = (
 )
 
 
+# The reason given for JSON that Python's json cannot walk (its recursion limit, ~1,000 levels).
+TOO_DEEP = "JSON nested too deeply to parse (more than ~1,000 levels of arrays or objects)"
+
+
 class BadRecord(ValueError):
     """An item that cannot become an opportunity; the message says which field and why."""
 
@@ -118,6 +122,9 @@ def parse_json(fetched: Fetched) -> tuple[Any, Problem | None]:
             f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}",
             fetched.body,
         )
+    except RecursionError:
+        # json raises this, not JSONDecodeError, past ~1,000 levels: still this response's problem.
+        return None, Problem("parse", fetched.url, TOO_DEEP, fetched.body)
 
 
 def items_from(fetched: Fetched, entries: Any, id_field: str, where: str) -> tuple[list[RawItem], list[Problem]]:

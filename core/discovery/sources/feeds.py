@@ -46,7 +46,7 @@ from core.discovery.sources.base import (
     parse_json,
     timestamp,
 )
-from core.platform.http import Fetched, RateLimit, SourceClient
+from core.platform.http import Fetched, RateLimit, SourceClient, redact_url, with_secrets_of
 
 DEFAULT_FEEDS_FILE = Path(__file__).resolve().parent.parent / "config" / "feeds.yaml"
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
@@ -148,7 +148,7 @@ def feed_class(config: FeedConfig) -> type["FeedSource"]:
             "name": config.name,
             "family": config.family,
             "feed": config,
-            "description": config.description or f"{config.family} feed {config.url}",
+            "description": config.description or f"{config.family} feed {redact_url(config.url)}",
             "__module__": __name__,
         },
     )
@@ -197,9 +197,12 @@ class FeedSource(Source):
                     page.items.append(RawItem(external_id, entry))
             remaining -= min(len(entries), remaining)
             yield page
-            if remaining <= 0 or not next_url or next_url in seen:
+            if remaining <= 0 or not next_url:
                 return
-            url = next_url
+            # The client masked the feed's own key in the body it returned: page on with the real one.
+            url = with_secrets_of(next_url, self.feed.url)
+            if url in seen:
+                return
 
     def normalize(self, payload: Mapping[str, Any]) -> Normalized:
         if payload.get("_format") == "json_feed":
