@@ -381,11 +381,13 @@ def test_the_budgets_file_holds_the_spend_window(tmp_path):
         budget_config.load_spend_window(path)
 
 
-def test_the_cli_spend_parses_amounts_like_the_imports(warehouse: Warehouse, tmp_path, monkeypatch):
+def test_the_cli_spend_parses_amounts_like_the_imports(duckdb_url: str, tmp_path, monkeypatch):
+    """Parsing happens before any backend is touched, so one backend is enough."""
     from typer.testing import CliRunner
 
     from orchestration.cli import app
 
+    warehouse = Warehouse(duckdb_url)
     monkeypatch.chdir(tmp_path)  # no ./.env
     monkeypatch.setenv("WAREHOUSE_URL", warehouse.url)
     monkeypatch.delenv("VENTURELOOP_BUDGETS_FILE", raising=False)
