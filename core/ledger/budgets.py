@@ -7,8 +7,8 @@ database transaction, so two spenders can never both see the same headroom:
   applicable budget rows until it commits;
 - on DuckDB (one writer process) a process-level lock spans the whole transaction.
 
-Spend in a window = the sum of expense postings in the budget's currency whose occurred_at falls in
-the UTC hour/day/month containing the spend's occurred_at; the category of an expense is the
+Spend in a window = the expense postings in the budget's currency whose occurred_at falls in the
+UTC hour/day/month containing the spend's occurred_at, counted as below; the category of an expense is the
 second segment of its account (expenses:ads:... -> ads); its experiment is the transaction's
 experiment_id (or the account's experiment:<id> segment).
 
