@@ -65,6 +65,13 @@ def _fraud_rules():
     return load_rules(os.environ.get("VENTURELOOP_FRAUD_RULES_FILE") or None)
 
 
+def _spend_window():
+    from core.ledger.budget_config import load_spend_window
+
+    configured = os.environ.get("VENTURELOOP_BUDGETS_FILE")
+    return load_spend_window(Path(configured) if configured else None)
+
+
 @instance_app.command("init")
 def instance_init() -> None:
     """Write $DAGSTER_HOME/dagster.yaml from the repository's dagster.yaml and the environment."""
@@ -309,7 +316,16 @@ def quarantine_replay(source: str = typer.Option(None, help="Only this source.")
     warehouse = _warehouse()
     reports = [
         ("discovery", replay(warehouse, all_sources(), source)),
-        ("ledger imports", replay_imports(warehouse, [_inbox() / "archive"], source=source, rules=_fraud_rules())),
+        (
+            "ledger imports",
+            replay_imports(
+                warehouse,
+                [_inbox() / "archive"],
+                source=source,
+                rules=_fraud_rules(),
+                spend_window=_spend_window(),
+            ),
+        ),
     ]
     for name, report in reports:
         typer.echo(
@@ -340,9 +356,9 @@ def ledger_import(
 
     warehouse = _warehouse()
     failed = False
-    rules = _fraud_rules()
+    rules, spend_window = _fraud_rules(), _spend_window()
     for path in paths:
-        report = import_file(warehouse, path, rules=rules)
+        report = import_file(warehouse, path, rules=rules, spend_window=spend_window)
         typer.echo(report.summary())
         for status in ("held", "quarantined"):
             for message in report.messages(status)[:show]:
@@ -586,14 +602,14 @@ def ledger_spend(
 ) -> None:
     """Spend through every applicable budget, atomically: booked, or refused with the budget and by how much."""
     from core.ledger.budgets import expense, spend
-    from core.ledger.money import to_minor
+    from core.ledger.imports.detect import decimal_minor
 
     occurred = (at or datetime.now(UTC)).astimezone(UTC)
     try:
         request = expense(
             key,
             account,
-            to_minor(amount, currency),
+            decimal_minor(amount, currency, "amount"),  # the imports' parser: no exponents, separators or symbols
             currency,
             occurred,
             paid_from=paid_from,
@@ -601,7 +617,7 @@ def ledger_spend(
             experiment_id=experiment,
             source="cli",
         )
-        result = spend(_warehouse(), request)
+        result = spend(_warehouse(), request, spend_window=_spend_window())
     except ValueError as error:  # LedgerError, IdempotencyConflict, MoneyError: all say what and why
         typer.echo(f"refused: {error}", err=True)
         raise typer.Exit(1) from error

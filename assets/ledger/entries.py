@@ -104,6 +104,7 @@ def ledger_entries(
 ) -> dg.MaterializeResult:
     from datetime import UTC, datetime, timedelta
 
+    from core.ledger import budget_config
     from core.ledger.audit import chain_head, chain_id
     from core.ledger.fraud import load_rules
     from core.ledger.holds import expire_holds
@@ -116,6 +117,9 @@ def ledger_entries(
     now = datetime.now(UTC)
     expired = expire_holds(client, now)
     rules = load_rules(ledger_inputs.fraud_rules_file)
+    spend_window = budget_config.load_spend_window(
+        Path(ledger_inputs.budgets_file) if ledger_inputs.budgets_file else None
+    )
     simulate = (
         config.simulate_payments
         if config.simulate_payments is not None
@@ -127,7 +131,7 @@ def ledger_entries(
     reports = []
     for name in config.inbox_files:
         path = Path(name)
-        report = import_file(client, path, run_id=context.run.run_id, rules=rules)
+        report = import_file(client, path, run_id=context.run.run_id, rules=rules, spend_window=spend_window)
         context.log.info(f"{path.name}: {report.summary()}")
         reports.append(report)
         archive(path)

@@ -2,11 +2,12 @@
 every creation and change is versioned and audited like one made by hand."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
-from core.ledger.budgets import GLOBAL_KEY, Budget, set_budget
+from core.ledger.budgets import GLOBAL_KEY, Budget, SpendWindow, set_budget
 from core.platform.warehouse import Warehouse
 
 DEFAULT_FILE = Path(__file__).parent / "config" / "budgets.yaml"
@@ -43,6 +44,29 @@ def load(path: Path) -> list[BudgetLine]:
             )
         )
     return lines
+
+
+def load_spend_window(path: Path | None = None) -> SpendWindow:
+    """The file's spend_window ({past_days, future_minutes}); a missing key keeps SpendWindow's default."""
+    path = path or DEFAULT_FILE
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    section = data.get("spend_window") or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: spend_window must be a mapping of past_days and future_minutes, got {section!r}")
+    unknown = sorted(set(section) - {"past_days", "future_minutes"})
+    if unknown:
+        raise ValueError(f"{path}: spend_window has unknown keys {unknown}; allowed: ['future_minutes', 'past_days']")
+    default = SpendWindow()
+    values = {}
+    for name, unit, fallback in (("past_days", "days", default.past), ("future_minutes", "minutes", default.future)):
+        value = section.get(name)
+        if value is None:
+            values[name] = fallback
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{path}: spend_window.{name} must be a whole number >= 0, got {value!r}")
+        values[name] = timedelta(**{unit: value})
+    return SpendWindow(values["past_days"], values["future_minutes"])
 
 
 def apply(warehouse: Warehouse, path: Path | None = None) -> list[Budget]:

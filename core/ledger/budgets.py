@@ -7,12 +7,19 @@ database transaction, so two spenders can never both see the same headroom:
   applicable budget rows until it commits;
 - on DuckDB (one writer process) a process-level lock spans the whole transaction.
 
-Spend in a window = the sum of expense postings in the budget's currency whose occurred_at falls in
-the UTC hour/day/month containing the spend's occurred_at; the category of an expense is the
+Spend in a window = the expense postings in the budget's currency whose occurred_at falls in the
+UTC hour/day/month containing the spend's occurred_at, counted as below; the category of an expense is the
 second segment of its account (expenses:ads:... -> ads); its experiment is the transaction's
-experiment_id (or the account's experiment:<id> segment). Reversals count negatively, so a
-refunded spend frees its budget. Limits are never updated in place: a change appends a version to
-ledger.budget_limits and an audit record.
+experiment_id (or the account's experiment:<id> segment).
+
+Usage can never go below what was truly spent in a window: only debits to expenses count, at their
+own occurred_at, and the one credit that frees budget is a reversal of a spend (reverse_spend: the
+exact mirror of the original, at most once), counted in the ORIGINAL spend's window. A spend with
+a negative expense posting is refused, and so is one dated outside the SpendWindow around the
+clock's now, so a backdated or future-dated spend cannot borrow another window's headroom.
+Transactions imported from Stripe (fees, adjustments) neither count nor are checked: Stripe took
+them from money already received (docs/imports.md, "Budgets").
+Limits are never updated in place: a change appends a version to ledger.budget_limits and an audit record.
 """
 
 import uuid
@@ -24,11 +31,12 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.ledger.audit import Clock, append_events, utc_iso, utc_now, write_transaction
-from core.ledger.booking import book_prepared, retry_on_unique_race
+from core.ledger.booking import book_prepared, get_transaction, retry_on_unique_race, reverse
 from core.ledger.money import check_currency, check_minor, format_minor
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import (
     ACCOUNT_SEGMENT,
+    BookingResult,
     LedgerError,
     Posting,
     Prepared,
@@ -45,6 +53,8 @@ GLOBAL_KEY = "*"
 _ADJECTIVE = {"hour": "hourly", "day": "daily", "month": "monthly"}
 BUDGET_CREATED = "budget.created"
 BUDGET_CHANGED = "budget.changed"
+# Sources whose expense postings neither count against budgets nor are checked (see the docstring).
+UNBUDGETED_SOURCES = ("stripe",)
 
 
 class BudgetError(ValueError):
@@ -88,11 +98,36 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class SpendWindow:
+    """How far a spend's occurred_at may lie before or after the clock's now (budgets.yaml,
+    spend_window). Outside it the spend is refused: dated into another hour, day or month, it would
+    be checked against that window's headroom instead of the one the money leaves in."""
+
+    past: timedelta = timedelta(days=7)
+    future: timedelta = timedelta(minutes=5)
+
+    def problem(self, occurred_at: datetime, now: datetime) -> str | None:
+        if occurred_at < now - self.past:
+            return (
+                f"occurred_at {occurred_at.isoformat()} is more than {self.past} before now ({now.isoformat()}): "
+                f"a spend is booked when it happens; to book an older cost, widen spend_window.past_days "
+                f"in the budgets file and replay it"
+            )
+        if occurred_at > now + self.future:
+            return (
+                f"occurred_at {occurred_at.isoformat()} is more than {self.future} after now ({now.isoformat()}): "
+                f"a spend cannot be booked ahead of time into a later budget window"
+            )
+        return None
+
+
+@dataclass(frozen=True)
 class SpendResult:
     status: Literal["booked", "duplicate", "refused"]
     idempotency_key: str
     transaction_id: str | None
     refusals: tuple[Refusal, ...] = ()
+    problem: str | None = None  # refused for its date (SpendWindow), not by a budget
 
     @property
     def ok(self) -> bool:
@@ -100,13 +135,16 @@ class SpendResult:
 
     @property
     def message(self) -> str:
-        return "Within budget" if self.ok else "; ".join(r.message for r in self.refusals)
+        if self.ok:
+            return "Within budget"
+        return self.problem or "; ".join(r.message for r in self.refusals)
 
 
 class _Refused(Exception):
-    def __init__(self, refusals: list[Refusal]):
+    def __init__(self, refusals: list[Refusal], problem: str | None = None):
         super().__init__("refused")
         self.refusals = refusals
+        self.problem = problem
 
 
 def window(period: str, at: datetime) -> tuple[datetime, datetime]:
@@ -341,19 +379,29 @@ def _deltas(prepared: Prepared) -> dict[tuple[str, str, str], int]:
 
 
 def _spent(conn: Any, budget: Budget, at: datetime) -> int:
+    """Debits to expenses dated in the window, less reversals of spends dated in it (a reversal
+    counts where its original does, so it never frees another window); other credits never count."""
+    unbudgeted = ", ".join(["%s"] * len(UNBUDGETED_SOURCES))
     sql = (
-        "SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM ledger.postings "
-        "WHERE currency = %s AND split_part(account_id, ':', 1) = 'expenses'"
+        "SELECT CAST(coalesce(sum(p.amount_minor), 0) AS BIGINT) FROM ledger.postings p "
+        "JOIN ledger.transactions t ON t.transaction_id = p.transaction_id "
+        "LEFT JOIN ledger.transactions o ON o.transaction_id = t.reverses_transaction_id "
+        f"WHERE p.currency = %s AND split_part(p.account_id, ':', 1) = 'expenses' AND t.source NOT IN ({unbudgeted})"
     )
-    params: list[Any] = [budget.currency]
+    params: list[Any] = [budget.currency, *UNBUDGETED_SOURCES]
     if budget.scope == "category":
-        sql += " AND split_part(account_id, ':', 2) = %s"
+        sql += " AND split_part(p.account_id, ':', 2) = %s"
         params.append(budget.scope_key)
     elif budget.scope == "experiment":
-        sql += " AND experiment_id = %s"
+        sql += " AND p.experiment_id = %s"
         params.append(budget.scope_key)
-    sql += " AND occurred_at >= %s AND occurred_at < %s"
-    params += list(window(budget.period, at))
+    sql += (
+        " AND ((t.reverses_transaction_id IS NULL AND p.amount_minor > 0"
+        " AND p.occurred_at >= %s AND p.occurred_at < %s)"
+        " OR (t.reverses_transaction_id IS NOT NULL AND p.amount_minor < 0"
+        " AND o.occurred_at >= %s AND o.occurred_at < %s))"
+    )
+    params += [*window(budget.period, at), *window(budget.period, at)]
     return int(run_sql(conn, sql, params).fetchone()[0])
 
 
@@ -383,29 +431,93 @@ def _refusals(conn: Any, backend: str, prepared: Prepared) -> list[Refusal]:
     return sorted(refusals, key=lambda r: (SCOPES.index(r.budget.scope), PERIODS.index(r.budget.period)))
 
 
-def spend(
-    warehouse: Warehouse, request: TransactionRequest, *, tax: TaxCalculator | None = None, clock: Clock = utc_now
-) -> SpendResult:
-    """Book a spend if every applicable budget allows it, atomically; otherwise book nothing and say
-    which budgets refused and by how much. A repeated key returns the original (no re-check).
+def counts_against_budgets(prepared: Prepared) -> bool:
+    """Whether booking this transaction must go through the budget check (spend_prepared)."""
+    return prepared.request.source not in UNBUDGETED_SOURCES and bool(_deltas(prepared))
 
-    The windows are those containing the spend's occurred_at; `clock` stamps its recorded_at."""
-    prepared = prepare(request, tax)
+
+def _check_spend(prepared: Prepared) -> None:
+    request = prepared.request
     if not _deltas(prepared):
         raise LedgerError(
             f"spend {prepared.key!r} has no expense posting (expenses:<category>:...): book it with ledger.book instead"
         )
+    if request.reverses_transaction_id:
+        raise LedgerError(
+            f"spend {prepared.key!r} reverses {request.reverses_transaction_id}: undo a spend with reverse_spend()"
+        )
+    for posting in request.postings:
+        if account_type(posting.account) == "expense" and posting.amount_minor < 0:
+            raise LedgerError(
+                f"spend {prepared.key!r} credits {posting.account} by "
+                f"{format_minor(posting.amount_minor, posting.currency)}: "
+                f"a spend is a positive amount; a spend that was undone is a reversal of it (reverse_spend), "
+                f"which never frees more than the original"
+            )
+
+
+def spend_prepared(
+    warehouse: Warehouse, prepared: Prepared, *, clock: Clock = utc_now, spend_window: SpendWindow | None = None
+) -> SpendResult:
+    """spend() for a transaction already prepared (the imports' cost rows)."""
+    _check_spend(prepared)
+    spend_window = spend_window or SpendWindow()
 
     def check(conn: Any, backend: str, new: list[Prepared]) -> None:
-        refusals = _refusals(conn, backend, new[0]) if new else []
+        if not new:
+            return  # a repeated key: the original stands, however old it is now
+        problem = spend_window.problem(new[0].request.occurred_at, clock())
+        if problem:
+            raise _Refused([], problem)
+        refusals = _refusals(conn, backend, new[0])
         if refusals:
             raise _Refused(refusals)
 
     try:
         result = book_prepared(warehouse, [prepared], check, clock=clock)[0]
     except _Refused as refused:
-        return SpendResult("refused", prepared.key, None, tuple(refused.refusals))
+        return SpendResult("refused", prepared.key, None, tuple(refused.refusals), refused.problem)
     return SpendResult(result.status, prepared.key, result.transaction_id)
+
+
+def spend(
+    warehouse: Warehouse,
+    request: TransactionRequest,
+    *,
+    tax: TaxCalculator | None = None,
+    clock: Clock = utc_now,
+    spend_window: SpendWindow | None = None,
+) -> SpendResult:
+    """Book a spend if every applicable budget allows it, atomically; otherwise book nothing and say
+    which budgets refused and by how much. A repeated key returns the original (no re-check).
+
+    The windows are those containing the spend's occurred_at, which must lie within `spend_window`
+    (default SpendWindow(); the budgets file's is budget_config.load_spend_window) of the clock's
+    now; `clock` also stamps its recorded_at. Every expense posting must be positive."""
+    return spend_prepared(warehouse, prepare(request, tax), clock=clock, spend_window=spend_window)
+
+
+def reverse_spend(
+    warehouse: Warehouse,
+    transaction_id: str,
+    idempotency_key: str,
+    reason: str,
+    *,
+    occurred_at: datetime | None = None,
+    clock: Clock = utc_now,
+) -> BookingResult:
+    """Undo a spend: its exact mirror, linked to it, at most once (core.ledger.booking.reverse). It
+    frees the budget of the window the spend was counted in, never more than the spend."""
+    original = get_transaction(warehouse, transaction_id)
+    if original is None:
+        raise LedgerError(f"cannot reverse spend {transaction_id}: no such transaction in ledger.transactions")
+    debits = [p for p in original["postings"] if account_type(p[0]) == "expense" and int(p[2]) > 0]
+    if original["source"] in UNBUDGETED_SOURCES or original["reverses_transaction_id"] or not debits:
+        raise LedgerError(
+            f"cannot reverse spend {transaction_id}: it is not a spend counted against budgets "
+            f"(kind {original['kind']!r}, source {original['source']!r}); use core.ledger.booking.reverse"
+        )
+    return reverse(warehouse, transaction_id, idempotency_key, reason, occurred_at=occurred_at, clock=clock)
 
 
 def utilization(warehouse: Warehouse, at: datetime | None = None) -> pd.DataFrame:

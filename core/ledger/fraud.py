@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from core.ledger.money import format_minor
+from core.ledger.money import MoneyError, format_minor, to_minor
 from core.platform.warehouse import Warehouse
 
 DEFAULT_RULES_PATH = Path(__file__).parent / "config" / "fraud_rules.yaml"
@@ -57,11 +57,25 @@ class RevenueEvent:
 # -- rules -----------------------------------------------------------------------------------------
 
 
+# A new source (fewer than min_previous revenue amounts in a currency) has no median to compare
+# with, so its revenue is held above this absolute ceiling instead (minor units per currency).
+DEFAULT_NEW_SOURCE_CEILING: tuple[tuple[str, int], ...] = (
+    ("EUR", 1_000_000),
+    ("GBP", 1_000_000),
+    ("JPY", 1_500_000),
+    ("USD", 1_000_000),
+)
+
+
 @dataclass(frozen=True)
 class AmountOutlierRule:
     enabled: bool = True
     multiple: Decimal = Decimal("10")
     min_previous: int = 5
+    new_source_ceiling: tuple[tuple[str, int], ...] = DEFAULT_NEW_SOURCE_CEILING  # (currency, minor units)
+
+    def ceiling(self, currency: str) -> int | None:
+        return dict(self.new_source_ceiling).get(currency)
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,26 @@ def _enabled(section: Mapping[str, Any], where: str) -> bool:
     return value
 
 
+def _ceilings(value: Any, where: str) -> tuple[tuple[str, int], ...]:
+    """{CURRENCY: "10000.00"} in major units, read exactly, as (currency, minor units) pairs."""
+    if value is None:
+        return DEFAULT_NEW_SOURCE_CEILING
+    if not isinstance(value, Mapping) or not value:
+        raise FraudRulesError(f'{where} must map currencies to amounts in major units, e.g. {{USD: "10000.00"}}')
+    pairs = []
+    for currency, amount in value.items():
+        if isinstance(amount, (float, bool)) or not isinstance(amount, (int, str)):
+            raise FraudRulesError(f'{where}.{currency} is {amount!r}; give a quoted decimal ("10000.00")')
+        try:
+            minor = to_minor(str(amount), str(currency))
+        except MoneyError as error:
+            raise FraudRulesError(f"{where}.{currency}: {error}") from None
+        if minor <= 0:
+            raise FraudRulesError(f"{where}.{currency} must be positive, got {amount!r}")
+        pairs.append((str(currency), minor))
+    return tuple(sorted(pairs))
+
+
 def load_rules(path: Path | str | None = None) -> FraudRules:
     """Read and validate the rules file; every mistake names the file and the key."""
     path = Path(path or DEFAULT_RULES_PATH)
@@ -153,7 +187,9 @@ def load_rules(path: Path | str | None = None) -> FraudRules:
     unknown = sorted(set(document) - top)
     if unknown:
         raise FraudRulesError(f"{path}: unknown keys {unknown}; allowed: {sorted(top)}")
-    amount = _section(document, "amount_outlier", path, {"enabled", "multiple", "min_previous"})
+    amount = _section(
+        document, "amount_outlier", path, {"enabled", "multiple", "min_previous", "new_source_ceiling"}
+    )
     velocity = _section(
         document, "velocity", path, {"enabled", "window_minutes", "max_per_experiment", "max_per_customer"}
     )
@@ -164,6 +200,7 @@ def load_rules(path: Path | str | None = None) -> FraudRules:
             _enabled(amount, f"{path}: amount_outlier"),
             _decimal(amount.get("multiple", "10"), f"{path}: amount_outlier.multiple"),
             _positive_int(amount.get("min_previous", 5), f"{path}: amount_outlier.min_previous"),
+            _ceilings(amount.get("new_source_ceiling"), f"{path}: amount_outlier.new_source_ceiling"),
         ),
         velocity=VelocityRule(
             _enabled(velocity, f"{path}: velocity"),
@@ -203,9 +240,12 @@ def median(sorted_amounts: Sequence[int]) -> Fraction:
 def amount_outlier(
     amount_minor: int, currency: str, source: str, previous_sorted: Sequence[int], rule: AmountOutlierRule
 ) -> str | None:
-    """> multiple x the median of the source's previous revenue amounts in this currency."""
-    if not rule.enabled or len(previous_sorted) < rule.min_previous:
+    """> multiple x the median of the source's previous revenue amounts in this currency; while
+    there are fewer than min_previous of them, above the rule's new-source ceiling instead."""
+    if not rule.enabled:
         return None
+    if len(previous_sorted) < rule.min_previous:
+        return _above_new_source_ceiling(amount_minor, currency, source, len(previous_sorted), rule)
     mid = median(previous_sorted)
     if amount_minor <= Fraction(rule.multiple) * mid:
         return None
@@ -215,6 +255,24 @@ def amount_outlier(
         f"amount_outlier: {format_minor(amount_minor, currency)} is "
         f"{f'{float(times):.1f}x' if times is not None else 'far above'} the median {shown} of "
         f"{len(previous_sorted)} previous {source} revenue amounts in {currency} (limit {rule.multiple}x)"
+    )
+
+
+def _above_new_source_ceiling(
+    amount_minor: int, currency: str, source: str, previous: int, rule: AmountOutlierRule
+) -> str | None:
+    history = f"{source} has {previous} previous revenue amounts in {currency}, fewer than {rule.min_previous}"
+    ceiling = rule.ceiling(currency)
+    if ceiling is None:
+        return (
+            f"amount_outlier: {format_minor(amount_minor, currency)} from a new source ({history}) and no "
+            f"new_source_ceiling for {currency} in the fraud rules: add one to hold only large amounts"
+        )
+    if amount_minor <= ceiling:
+        return None
+    return (
+        f"amount_outlier: {format_minor(amount_minor, currency)} is above the new-source ceiling "
+        f"{format_minor(ceiling, currency)} ({history})"
     )
 
 

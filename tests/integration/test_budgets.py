@@ -3,9 +3,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.ledger.audit import fixed_clock
+from core.ledger.audit import fixed_clock, utc_now
 from core.ledger.balances import balance
-from core.ledger.booking import reverse
+from core.ledger.booking import book, reverse
 from core.ledger.budgets import BudgetError, expense, list_budgets, set_budget, spend, utilization, window
 from core.ledger.validation import LedgerError, Posting, TransactionRequest
 from core.ledger.verify import verify
@@ -166,9 +166,10 @@ def test_windows_are_utc_hour_day_and_month(warehouse: Warehouse):
         changed_by="alice",
         at=AT,
     )
-    assert spend(warehouse, ad_spend("ads:1", 1_000, at=datetime(2026, 11, 2, 10, 59, 59, tzinfo=UTC)), clock=CLOCK).ok
-    assert not spend(warehouse, ad_spend("ads:2", 1, at=datetime(2026, 11, 2, 10, 0, tzinfo=UTC)), clock=CLOCK).ok
-    assert spend(warehouse, ad_spend("ads:3", 1_000, at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC)), clock=CLOCK).ok
+    later = fixed_clock(datetime(2026, 11, 2, 11, 30, tzinfo=UTC))  # every spend below lies in its past
+    assert spend(warehouse, ad_spend("ads:1", 1_000, at=datetime(2026, 11, 2, 10, 59, 59, tzinfo=UTC)), clock=later).ok
+    assert not spend(warehouse, ad_spend("ads:2", 1, at=datetime(2026, 11, 2, 10, 0, tzinfo=UTC)), clock=later).ok
+    assert spend(warehouse, ad_spend("ads:3", 1_000, at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC)), clock=later).ok
     assert window("day", datetime(2026, 11, 2, 23, 30, tzinfo=UTC))[1] == datetime(2026, 11, 3, tzinfo=UTC)
     assert window("month", datetime(2026, 12, 31, 23, 0, tzinfo=UTC)) == (
         datetime(2026, 12, 1, tzinfo=UTC),
@@ -271,6 +272,218 @@ def test_concurrent_spenders_never_overspend_on_duckdb(duckdb_url: str):
 def test_budgets_in_other_time_zones_use_utc_windows(warehouse: Warehouse):
     set_budget(warehouse, scope="global", period="day", currency="JPY", limit_minor=1_000, changed_by="alice", at=AT)
     tokyo_morning = datetime(2026, 11, 3, 8, 0, tzinfo=__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))  # Nov 2 UTC
-    assert spend(warehouse, ad_spend("jp:1", 1_000, at=AT, currency="JPY"), clock=CLOCK).ok
-    assert not spend(warehouse, ad_spend("jp:2", 1, at=tokyo_morning, currency="JPY"), clock=CLOCK).ok
+    evening = fixed_clock(datetime(2026, 11, 2, 23, 30, tzinfo=UTC))
+    assert spend(warehouse, ad_spend("jp:1", 1_000, at=AT, currency="JPY"), clock=evening).ok
+    refused = spend(warehouse, ad_spend("jp:2", 1, at=tokyo_morning, currency="JPY"), clock=evening)
+    assert "Global budget exceeded (1001 > 1000)" in refused.message
     assert timedelta(0) == window("day", tokyo_morning)[0] - datetime(2026, 11, 2, tzinfo=UTC)
+
+
+# -- budgets cannot be bypassed (issue 11) -----------------------------------------------------------
+
+
+def _daily(warehouse: Warehouse, limit: int, **extra) -> None:
+    set_budget(
+        warehouse,
+        scope="experiment",
+        scope_key="exp-1",
+        period="day",
+        currency="USD",
+        limit_minor=limit,
+        changed_by="alice",
+        at=AT,
+        **extra,
+    )
+
+
+def test_a_negative_spend_is_refused_and_frees_no_budget(warehouse: Warehouse):
+    _daily(warehouse, 1_500)
+    assert spend(warehouse, ad_spend("ads:1", 1_500), clock=CLOCK).status == "booked"
+    with pytest.raises(LedgerError, match=r"credits expenses:ads:google by -20.00 USD: a spend is a positive amount"):
+        spend(warehouse, ad_spend("ads:credit", -2_000), clock=CLOCK)
+    refused = spend(warehouse, ad_spend("ads:2", 2_000), clock=CLOCK)  # 35.00 against 15.00 stays refused
+    assert refused.status == "refused" and "Experiment budget exceeded (3500 > 1500)" in refused.message
+    assert utilization(warehouse, AT).iloc[0].spent_minor == 1_500
+    assert warehouse.count("ledger.transactions") == 1
+
+
+def test_a_reversal_frees_only_the_window_of_its_spend_and_only_once(warehouse: Warehouse):
+    from core.ledger.budgets import reverse_spend
+
+    _daily(warehouse, 1_000)
+    yesterday = AT - timedelta(days=1)
+    old = spend(warehouse, ad_spend("ads:old", 1_000, at=yesterday), clock=fixed_clock(yesterday))
+    assert spend(warehouse, ad_spend("ads:today", 1_000), clock=CLOCK).ok
+    # Reversed today, yesterday's spend gives yesterday's budget back, never today's.
+    reverse_spend(warehouse, old.transaction_id, "ads:old:undo", "campaign cancelled", clock=CLOCK)
+    refused = spend(warehouse, ad_spend("ads:more", 1_000), clock=CLOCK)
+    assert "Experiment budget exceeded (2000 > 1000)" in refused.message
+    assert utilization(warehouse, AT).iloc[0].spent_minor == 1_000
+    assert utilization(warehouse, yesterday).iloc[0].spent_minor == 0
+    with pytest.raises(LedgerError, match="already reversed"):
+        reverse_spend(warehouse, old.transaction_id, "ads:old:undo-again", "twice", clock=CLOCK)
+    today = warehouse.scalar("SELECT transaction_id FROM ledger.transactions WHERE idempotency_key = 'ads:today'")
+    bigger = TransactionRequest(
+        "ads:today:undo",
+        "reversal",
+        "more than was spent",
+        AT,
+        [Posting("expenses:ads:google", "USD", -5_000), Posting("liabilities:card:amex", "USD", 5_000)],
+        experiment_id="exp-1",
+        reverses_transaction_id=today,
+    )
+    with pytest.raises(LedgerError, match="must mirror the original"):
+        book(warehouse, bigger, clock=CLOCK)
+    with pytest.raises(LedgerError, match="undo a spend with reverse_spend"):
+        spend(warehouse, bigger, clock=CLOCK)
+    sale = book(
+        warehouse,
+        TransactionRequest(
+            "sale:1", "revenue", "sale", AT, [Posting("assets:cash:x", "USD", 5), Posting("revenue:x", "USD", -5)]
+        ),
+        clock=CLOCK,
+    )
+    with pytest.raises(LedgerError, match="not a spend counted against budgets"):
+        reverse_spend(warehouse, sale.transaction_id, "sale:1:undo", "not a spend", clock=CLOCK)
+    assert verify(warehouse).ok
+
+
+def test_a_spend_dated_outside_the_spend_window_is_refused(warehouse: Warehouse):
+    from core.ledger.budgets import SpendWindow
+
+    _daily(warehouse, 1_000)
+    assert spend(warehouse, ad_spend("ads:1", 1_000), clock=CLOCK).ok  # today's window is full
+    future = spend(warehouse, ad_spend("ads:future", 1_000, at=AT + timedelta(days=30)), clock=CLOCK)
+    assert future.status == "refused" and future.refusals == ()
+    assert "is more than 0:05:00 after now (2026-11-02T10:30:00+00:00)" in future.message
+    past = spend(warehouse, ad_spend("ads:past", 1_000, at=AT - timedelta(days=30)), clock=CLOCK)
+    assert "is more than 7 days, 0:00:00 before now" in past.message and "spend_window.past_days" in past.message
+    wide = SpendWindow(past=timedelta(days=31), future=timedelta(0))
+    assert spend(warehouse, ad_spend("ads:past", 1_000, at=AT - timedelta(days=30)), clock=CLOCK, spend_window=wide).ok
+    # A retry of a booked spend is the original, however old it has become.
+    assert spend(warehouse, ad_spend("ads:1", 1_000), clock=fixed_clock(AT + timedelta(days=60))).status == "duplicate"
+    assert warehouse.count("ledger.transactions") == 2
+
+
+def test_the_budgets_file_holds_the_spend_window(tmp_path):
+    from core.ledger import budget_config
+    from core.ledger.budgets import SpendWindow
+
+    assert budget_config.load_spend_window() == SpendWindow() == SpendWindow(timedelta(days=7), timedelta(minutes=5))
+    path = tmp_path / "budgets.yaml"
+    path.write_text("budgets: []\nspend_window: {past_days: 2}\n")
+    assert budget_config.load_spend_window(path) == SpendWindow(timedelta(days=2), timedelta(minutes=5))
+    path.write_text("spend_window: {past_days: 1.5}\n")
+    with pytest.raises(ValueError, match=r"spend_window.past_days must be a whole number >= 0, got 1.5"):
+        budget_config.load_spend_window(path)
+    path.write_text("spend_window: {past: 1}\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['past'\]"):
+        budget_config.load_spend_window(path)
+
+
+def test_the_cli_spend_parses_amounts_like_the_imports(duckdb_url: str, tmp_path, monkeypatch):
+    """Parsing happens before any backend is touched, so one backend is enough."""
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    warehouse = Warehouse(duckdb_url)
+    monkeypatch.chdir(tmp_path)  # no ./.env
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse.url)
+    monkeypatch.delenv("VENTURELOOP_BUDGETS_FILE", raising=False)
+    now = utc_now().strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+    def run(amount: str):
+        args = ["ledger", "spend", "--key", f"cli:{amount}", "--at", now, "--", "expenses:ads:google", amount]
+        return CliRunner().invoke(app, args)
+
+    exponent = run("1e1")
+    assert exponent.exit_code == 1 and "'1e1' is not a decimal number like 29.00" in exponent.output
+    negative = run("-35.00")
+    assert negative.exit_code == 1 and "a spend is a positive amount" in negative.output
+    assert run("10.00").exit_code == 0
+    assert list(warehouse.read("ledger.postings").amount_minor.abs()) == [1_000, 1_000]
+
+
+HEADER = (
+    "event_id,occurred_at,kind,amount,currency,experiment_id,account,cash_account,counterparty,description,"
+    "customer_country\n"
+)
+
+
+def test_generic_csv_costs_go_through_the_budgets_and_a_refused_row_replays(warehouse: Warehouse, tmp_path):
+    from core.ledger.imports import import_file, import_objects
+    from core.ledger.imports.replay import replay_imports
+
+    set_budget(
+        warehouse,
+        scope="category",
+        scope_key="ads",
+        period="day",
+        currency="USD",
+        limit_minor=5_000,
+        changed_by="alice",
+        at=AT,
+    )
+    set_budget(
+        warehouse,
+        scope="category",
+        scope_key="fees",
+        period="day",
+        currency="USD",
+        limit_minor=0,
+        changed_by="alice",
+        at=AT,
+    )
+    path = tmp_path / "costs.csv"
+    path.write_text(
+        HEADER
+        + "ads-1,2026-11-02T08:00:00Z,cost,40.00,USD,exp-1,expenses:ads:google,,Google,,\n"
+        + "ads-2,2026-11-02T09:00:00Z,cost,20.00,USD,exp-1,expenses:ads:google,,Google,,\n"
+        + "ads-old,2026-10-01T09:00:00Z,cost,1.00,USD,exp-1,expenses:ads:google,,Google,,\n"
+        + "sale-1,2026-11-02T09:30:00Z,revenue,15.00,USD,exp-1,,,buyer@example.com,,\n"
+    )
+    report = import_file(warehouse, path, now=AT)
+    assert [(row.origin.rsplit(":", 1)[1], row.status) for row in report.rows] == [
+        ("2", "booked"),
+        ("3", "quarantined"),
+        ("4", "quarantined"),
+        ("5", "booked"),
+    ]
+    refused, old = report.messages("quarantined")
+    assert "refused by the budgets: Category budget exceeded (6000 > 5000)" in refused
+    assert "more than 7 days, 0:00:00 before now" in old and "spend_window.past_days" in old
+    assert utilization(warehouse, AT).set_index("scope_key").spent_minor.to_dict() == {"ads": 4_000, "fees": 0}
+
+    # Stripe fees do not count against budgets: a fees budget of 0 refuses nothing Stripe withheld.
+    charge = {
+        "id": "txn_fee_1",
+        "object": "balance_transaction",
+        "amount": 2_900,
+        "fee": 114,
+        "net": 2_786,
+        "currency": "usd",
+        "created": int(AT.timestamp()),
+        "type": "charge",
+        "metadata": {},
+    }
+    assert import_objects(warehouse, [charge], now=AT).booked == 1
+    assert utilization(warehouse, AT).set_index("scope_key").spent_minor.to_dict() == {"ads": 4_000, "fees": 0}
+
+    set_budget(
+        warehouse,
+        scope="category",
+        scope_key="ads",
+        period="day",
+        currency="USD",
+        limit_minor=6_000,
+        changed_by="alice",
+        reason="more room",
+        at=AT,
+    )
+    replayed = replay_imports(warehouse, now=AT)
+    assert (replayed.replayed, replayed.still_failing) == (1, 1), replayed.reasons
+    assert balance(warehouse, "expenses:ads:google", "USD") == 6_000
+    pending = warehouse.query("SELECT origin FROM quarantine.records WHERE replayed_at IS NULL")
+    assert pending.origin.tolist() == [f"{path}:4"]
+    assert verify(warehouse).ok

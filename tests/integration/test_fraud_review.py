@@ -211,3 +211,20 @@ def test_review_decisions_must_be_explicit(warehouse: Warehouse):
         reject(warehouse, reservation.hold_id, "alice", "not mine")
     assert [v.hold_id for v in list_holds(warehouse, now=NOW)] == [view.hold_id]
     assert warehouse.count("ledger.hold_decisions") == 0
+
+
+def test_a_new_sources_first_revenue_above_the_ceiling_is_held(warehouse: Warehouse):
+    data = (
+        b"event_id,occurred_at,kind,amount,currency\n"
+        b"first-1,2026-11-02T08:00:00Z,revenue,10000000000000.00,USD\n"
+        b"first-2,2026-11-02T09:00:00Z,revenue,29.00,USD\n"
+    )
+    report = import_bytes(warehouse, data, name="new-source.csv", now=NOW)
+    assert [row.status for row in report.rows] == ["held", "booked"], report.messages()
+    [view] = list_holds(warehouse, now=NOW)
+    assert (view.idempotency_key, view.amounts) == ("csv:first-1", "10000000000000.00 USD")
+    assert view.reason == (
+        "amount_outlier: 10000000000000.00 USD is above the new-source ceiling 10000.00 USD "
+        "(csv has 0 previous revenue amounts in USD, fewer than 5)"
+    )
+    assert booked_keys(warehouse) == {"csv:first-2"}

@@ -52,7 +52,8 @@ def test_median_is_exact():
 
 def test_amount_outlier_needs_five_previous_and_more_than_ten_times_the_median():
     rule = AmountOutlierRule()
-    assert amount_outlier(1_000_000, "USD", "stripe", [2_900] * 4, rule) is None  # too little history
+    # Too little history for a median: only the new-source ceiling (10,000.00 USD) applies.
+    assert amount_outlier(1_000_000, "USD", "stripe", [2_900] * 4, rule) is None
     assert amount_outlier(29_000, "USD", "stripe", [2_900] * 5, rule) is None  # exactly 10x is allowed
     reason = amount_outlier(29_001, "USD", "stripe", [2_900] * 5, rule)
     assert reason == (
@@ -60,6 +61,23 @@ def test_amount_outlier_needs_five_previous_and_more_than_ten_times_the_median()
         "in USD (limit 10x)"
     )
     assert amount_outlier(29_001, "USD", "stripe", [2_900] * 5, AmountOutlierRule(enabled=False)) is None
+
+
+def test_a_new_source_is_held_above_its_absolute_ceiling():
+    rule = AmountOutlierRule()
+    huge = 10**15  # 10,000,000,000,000.00 USD: the row of issue 11, booked unreviewed before
+    assert amount_outlier(huge, "USD", "csv", [], rule) == (
+        "amount_outlier: 10000000000000.00 USD is above the new-source ceiling 10000.00 USD "
+        "(csv has 0 previous revenue amounts in USD, fewer than 5)"
+    )
+    assert amount_outlier(1_000_001, "USD", "csv", [2_900] * 4, rule).startswith("amount_outlier: 10000.01 USD")
+    assert amount_outlier(1_500_000, "JPY", "csv", [], rule) is None  # at the ceiling is allowed
+    assert "no new_source_ceiling for KWD" in amount_outlier(5, "KWD", "csv", [], rule)
+    assert amount_outlier(huge, "USD", "csv", [], AmountOutlierRule(enabled=False)) is None
+    # With enough history the median rule decides instead: 10x of 2,000.00 USD is above the ceiling.
+    assert amount_outlier(2_000_000, "USD", "csv", [200_000] * 5, rule) is None
+    incoming = [event("big", huge, source="csv"), event("small", 2_900, minutes=1, source="csv")]
+    assert [bool(v) for v in evaluate([], incoming, FraudRules())] == [True, False]
 
 
 def test_velocity_counts_the_window_inclusive_of_the_candidate():
@@ -188,6 +206,10 @@ def test_the_shipped_rules_file_loads(tmp_path):
     assert rules.velocity.window == timedelta(minutes=10)
     assert rules.refund_ratio.max_ratio == Decimal("0.30")
     assert rules.hold_days == 14
+    assert rules.amount_outlier.new_source_ceiling == fraud.DEFAULT_NEW_SOURCE_CEILING
+    path = tmp_path / "rules.yaml"
+    path.write_text("amount_outlier: {new_source_ceiling: {USD: '50.00', KWD: 2}}")
+    assert load_rules(path).amount_outlier.new_source_ceiling == (("KWD", 2_000), ("USD", 5_000))
 
 
 @pytest.mark.parametrize(
@@ -199,6 +221,10 @@ def test_the_shipped_rules_file_loads(tmp_path):
         ("currency_mismatch: {enabled: 'yes'}", "currency_mismatch.enabled must be true or false"),
         ("velocity: {max_per_minute: 3}", "velocity has unknown keys ['max_per_minute']"),
         ("amount_outliers: {}", "unknown keys ['amount_outliers']"),
+        ("amount_outlier: {new_source_ceiling: {USD: 10.5}}", "new_source_ceiling.USD is 10.5; give a quoted"),
+        ("amount_outlier: {new_source_ceiling: {USD: '0'}}", "new_source_ceiling.USD must be positive"),
+        ("amount_outlier: {new_source_ceiling: {usd: '10'}}", "new_source_ceiling.usd: unknown currency 'usd'"),
+        ("amount_outlier: {new_source_ceiling: {USD: '1.001'}}", "more decimals than USD allows"),
     ],
 )
 def test_a_bad_rules_file_names_the_key(tmp_path, text, message):

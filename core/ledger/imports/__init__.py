@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from core.ledger.budgets import SpendWindow
 from core.ledger.fraud import FraudRules
 from core.ledger.imports import generic_csv, stripe
 from core.ledger.imports.booking import Candidate, ImportReport, RowOutcome, book_candidates
@@ -72,11 +73,15 @@ def import_bytes(
     tax: TaxCalculator | None = None,
     rules: FraudRules | None = None,
     now: datetime | None = None,
+    spend_window: SpendWindow | None = None,
 ) -> ImportReport:
-    """Import one file's content; `name` is used in origins ("<name>:<line>")."""
+    """Import one file's content; `name` is used in origins ("<name>:<line>"). Cost rows go through
+    the budgets, dated within `spend_window` of `now` (default: budgets.SpendWindow())."""
     source, kind, candidates = candidates_from_bytes(data, name)
     report = ImportReport(source, name, kind, run_id)
-    return book_candidates(warehouse, source, candidates, report, tax=tax, rules=rules, now=now)
+    return book_candidates(
+        warehouse, source, candidates, report, tax=tax, rules=rules, now=now, spend_window=spend_window
+    )
 
 
 def candidates_from_bytes(data: bytes, name: str) -> tuple[str, str, list[Candidate]]:
@@ -120,11 +125,21 @@ def import_file(
     tax: TaxCalculator | None = None,
     rules: FraudRules | None = None,
     now: datetime | None = None,
+    spend_window: SpendWindow | None = None,
 ) -> ImportReport:
     """Import a Stripe CSV export, a saved Stripe list response, Stripe JSON lines or a generic CSV;
     the format is detected from the content, not the extension."""
     path = Path(path)
-    return import_bytes(warehouse, path.read_bytes(), name=str(path), run_id=run_id, tax=tax, rules=rules, now=now)
+    return import_bytes(
+        warehouse,
+        path.read_bytes(),
+        name=str(path),
+        run_id=run_id,
+        tax=tax,
+        rules=rules,
+        now=now,
+        spend_window=spend_window,
+    )
 
 
 def import_objects(

@@ -9,7 +9,9 @@ One pass per import, in this order:
    are duplicates, or conflicts when their content differs: a rejected hold is never re-booked by
    re-importing its file;
 4. the fraud rules (core.ledger.fraud) look at the new revenue against the booked history; what they flag
-   becomes a hold of kind fraud_review, the rest is booked in bulk through core.ledger.book_prepared.
+   becomes a hold of kind fraud_review, the rest is booked in bulk through core.ledger.book_prepared,
+   except what counts against budgets (generic CSV costs): each goes through the budget check
+   (core.ledger.budgets.spend_prepared) and a refused one is quarantined with the refusal.
 Nothing is dropped: every record ends as booked, duplicate, held or quarantined, with a message.
 """
 
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.ledger import fraud
+from core.ledger import budgets, fraud
 from core.ledger.audit import Clock, fixed_clock, utc_now
 from core.ledger.booking import book_prepared, get_transaction
 from core.ledger.holds import hold
@@ -210,11 +212,13 @@ def book_candidates(
     tax: TaxCalculator | None = None,
     rules: fraud.FraudRules | None = None,
     now: datetime | None = None,
+    spend_window: budgets.SpendWindow | None = None,
 ) -> ImportReport:
     """Book, hold or quarantine every candidate; appends one RowOutcome per candidate to `report`.
 
     `now` is when the import runs (default: the wall clock): the fraud history and the holds' expiry
-    count from it. Given, it also stamps what the import writes, so a test's import is reproducible."""
+    count from it, and costs must lie within `spend_window` of it. Given, it also stamps what the
+    import writes, so a test's import is reproducible."""
     clock = utc_now if now is None else fixed_clock(now)
     now = clock()
     rules = rules or fraud.default_rules()
@@ -323,6 +327,9 @@ def book_candidates(
             origin, "held", f"held for review as hold {result.hold_id}: {'; '.join(reasons)}", p.key
         )
     to_book = [index for index in new if index not in verdicts]
+    budgeted = {index for index in to_book if budgets.counts_against_budgets(prepared[index])}
+    _book_budgeted(warehouse, sorted(budgeted), prepared, candidates, outcomes, reject, clock, spend_window)
+    to_book = [index for index in to_book if index not in budgeted]
     for start in range(0, len(to_book), BATCH_SIZE):
         _book_batch(
             warehouse,
@@ -336,6 +343,37 @@ def book_candidates(
     _quarantine(warehouse, source, problems, report.run_id)
     report.rows.extend(outcome for outcome in outcomes if outcome is not None)
     return report
+
+
+def _book_budgeted(
+    warehouse: Warehouse,
+    indexes: list[int],
+    prepared: Mapping[int, Prepared],
+    candidates: Sequence[Candidate],
+    outcomes: list[RowOutcome | None],
+    reject: Any,
+    clock: Clock,
+    spend_window: budgets.SpendWindow | None,
+) -> None:
+    """Costs one at a time through the budget check, as core.ledger.budgets.spend books them: a
+    refused one is quarantined with why (replayed once the budget or its window allows it)."""
+    for index in indexes:
+        p = prepared[index]
+        try:
+            result = budgets.spend_prepared(warehouse, p, clock=clock, spend_window=spend_window)
+        except LedgerError as error:
+            reject(index, str(error), p.key)
+            continue
+        if not result.ok:
+            reject(index, f"refused by the budgets: {result.message}", p.key)
+            continue
+        message = (
+            f"booked as transaction {result.transaction_id} (within budget)"
+            if result.status == "booked"
+            else f"{p.key} was booked meanwhile as transaction {result.transaction_id}"
+        )
+        status: Status = "booked" if result.status == "booked" else "duplicate"
+        outcomes[index] = RowOutcome(candidates[index].origin, status, message, p.key)
 
 
 def _book_batch(

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.ledger.budgets import SpendWindow
 from core.ledger.fraud import FraudRules
 from core.ledger.imports import candidates_from_bytes, object_candidate, stripe
 from core.ledger.imports.booking import STAGE, Candidate, ImportReport, book_candidates
@@ -36,6 +37,7 @@ def replay_imports(
     tax: TaxCalculator | None = None,
     rules: FraudRules | None = None,
     now: datetime | None = None,
+    spend_window: SpendWindow | None = None,
 ) -> ReplayReport:
     """Every pending import record (of `source`, e.g. stripe or generic_csv, if given); a CSV row's
     file is looked for where it was imported from and in `archive_dirs` (the inbox's archive)."""
@@ -59,6 +61,7 @@ def replay_imports(
             tax=tax,
             rules=rules,
             now=now,
+            spend_window=spend_window,
         )
         whole_file_again = [o for o in booked.rows if o.origin == row.origin and o.status == "quarantined"]
         if whole_file_again or not booked.rows:
