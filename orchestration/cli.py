@@ -10,9 +10,32 @@ from pathlib import Path
 
 import typer
 
-from core.platform.warehouse import Warehouse, WarehouseError, default_home, default_warehouse_url
+from core.platform.warehouse import PROJECT_ROOT, Warehouse, WarehouseError, default_home, default_warehouse_url
 
-app = typer.Typer(help="ventureloop: revenue experiments as a closed loop.", no_args_is_help=True)
+# Shown by `ventureloop --help`; every variable, with its default, is in .env.example.
+ENVIRONMENT_HELP = """Configuration is environment variables, applied first from ./.env (or, if the current \
+directory has none, the repository's .env); .env.example lists every one. The main ones:
+
+VENTURELOOP_HOME      project home; default .ventureloop in the repository
+WAREHOUSE_URL         duckdb:///path or postgresql://...;
+                      default $VENTURELOOP_HOME/warehouse.duckdb
+DAGSTER_HOME          Dagster instance; default $VENTURELOOP_HOME/dagster
+DAGSTER_POSTGRES_URL  Dagster runs in PostgreSQL; default SQLite
+DAGSTER_POOL_LIMIT    warehouse writers at once; default 1 on DuckDB,
+                      4 on a PostgreSQL warehouse
+DAGSTER_MAX_CONCURRENT_RUNS  queued runs at once; default 4
+DAGSTER_EXECUTOR      in_process (default) or multiprocess
+VENTURELOOP_INBOX     files the inbox sensor imports;
+                      default $VENTURELOOP_HOME/inbox
+DISCOVERY_MODE        snapshot (default, offline) or live
+
+Relative paths are made absolute against the .env that sets them, else the current directory. \
+The home never follows the current directory, and a command that reads the warehouse never \
+creates one: it names the path it looked at and how to create it (`make demo`)."""
+
+app = typer.Typer(
+    help="ventureloop: revenue experiments as a closed loop.", epilog=ENVIRONMENT_HELP, no_args_is_help=True
+)
 instance_app = typer.Typer(help="The Dagster instance under $DAGSTER_HOME.", no_args_is_help=True)
 discovery_app = typer.Typer(help="Discovery sources and their recorded snapshots.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records that could not be used, and replaying them.", no_args_is_help=True)
@@ -33,15 +56,27 @@ def apply_env_file() -> None:
     load_env_file(Path.cwd())
 
 
+# Paths Dagster or a sensor needs absolute (Dagster refuses a relative DAGSTER_HOME).
+PATH_VARIABLES = ("VENTURELOOP_HOME", "DAGSTER_HOME", "VENTURELOOP_INBOX")
+
+
 def load_env_file(directory: Path) -> dict[str, str]:
-    """The variables of `directory`/.env, applied the way Dagster's own CLI applies them (the
-    file's values win over the shell's), so `ventureloop`, `make dev` and `dagster` commands run
-    in one directory see one configuration: the same instance, warehouse and sources."""
+    """The variables of `directory`/.env (or, if it has none, the repository's .env), applied the
+    way Dagster's own CLI applies them (the file's values win over the shell's), so `ventureloop`,
+    `make demo`, `make dev` and `dagster` commands see one configuration: the same instance,
+    warehouse and sources. Relative paths become absolute (against the file that set them, else
+    the current directory), so child processes (dagster dev, dbt) agree on them too."""
     from dotenv import dotenv_values
 
     path = directory / ".env"
+    if not path.is_file():
+        path = PROJECT_ROOT / ".env"
     values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
     os.environ.update(values)
+    for name in PATH_VARIABLES:
+        value = os.environ.get(name)
+        if value and not Path(value).is_absolute():
+            os.environ[name] = str(((path.parent if name in values else Path.cwd()) / value).resolve())
     return values
 
 
@@ -51,10 +86,26 @@ def dagster_home() -> Path:
     return home
 
 
-def _warehouse() -> Warehouse:
+def _warehouse(create: bool = False) -> Warehouse:
+    """This environment's warehouse, its tables created if missing, named on stderr. Only a command
+    that writes new data (create=True) may start a new DuckDB file: one that reads or changes what
+    is there refuses a missing file, so a wrong directory or home is an error, not an empty ledger."""
     from core.platform.schema import ensure_schema
 
     warehouse = Warehouse(default_warehouse_url())
+    if not create and not warehouse.exists():
+        origin = next(
+            (f"from {name}" for name in ("WAREHOUSE_URL", "VENTURELOOP_HOME") if os.environ.get(name)),
+            "the default: VENTURELOOP_HOME and WAREHOUSE_URL are unset",
+        )
+        typer.echo(
+            f"no warehouse at {warehouse.duckdb_path} ({origin}): create it with `make demo` (or "
+            "`ventureloop demo`, or `ventureloop ledger import FILE`), or point VENTURELOOP_HOME or "
+            "WAREHOUSE_URL at an existing one",
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.echo(f"warehouse: {warehouse.describe()}", err=True)
     ensure_schema(warehouse)
     return warehouse
 
@@ -77,8 +128,21 @@ def instance_init() -> None:
     """Write $DAGSTER_HOME/dagster.yaml from the repository's dagster.yaml and the environment."""
     from orchestration import instance
 
-    path = instance.write(dagster_home())
-    typer.echo(f"wrote {path}")
+    home = dagster_home()
+    before = instance.storage_of(instance.read(home))
+    path = instance.write(home)
+    config = instance.read(home)
+    typer.echo(
+        f"wrote {path}: runs in {instance.describe_storage(home, config)}, "
+        f"pool limit {config['concurrency']['pools']['default_limit']}"
+    )
+    if before == "postgres" and instance.storage_of(config) == "sqlite":
+        typer.echo(
+            "warning: this instance kept runs in PostgreSQL and now keeps them in SQLite, because "
+            "DAGSTER_POSTGRES_URL is unset here: the runs in PostgreSQL no longer show in the UI. Set it "
+            "(in .env, so every command sees it) and run `ventureloop instance init` again.",
+            err=True,
+        )
 
 
 @app.command()
@@ -88,6 +152,7 @@ def dev(
 ) -> None:
     """The Dagster webserver and daemon (`dagster dev`) on the instance and warehouse of `demo`."""
     instance_init()
+    typer.echo(f"warehouse: {Warehouse(default_warehouse_url()).describe()}")
     dagster = Path(sys.executable).parent / "dagster"
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)])
@@ -101,7 +166,7 @@ def dbt(ctx: typer.Context) -> None:
 
     from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_env_for, dbt_target_for, installed_dbt
 
-    warehouse = _warehouse()  # dbt reads the ledger tables: create them if this warehouse is new
+    warehouse = _warehouse(create=True)  # dbt reads the ledger tables: create them if this warehouse is new
     try:
         dbt_target_for(warehouse.url, os.environ.get("DBT_TARGET"))
     except WarehouseError as error:
@@ -127,7 +192,7 @@ def demo() -> None:
 
     # Both code locations' assets in one run, as `make dev` shows them in one graph.
     defs = location(discovery.definitions(live=discovery_is_live()), experiments.defs, ledger.defs, ledger_marts.defs)
-    warehouse = _warehouse()
+    warehouse = _warehouse(create=True)
     typer.echo(f"warehouse: {warehouse.describe()}\nDagster instance: {os.environ['DAGSTER_HOME']}")
     job = defs.resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.get() as instance:
@@ -354,7 +419,7 @@ def ledger_import(
     """Book payment files: prints what was booked, skipped as a duplicate, held, or quarantined."""
     from core.ledger.imports import import_file
 
-    warehouse = _warehouse()
+    warehouse = _warehouse(create=True)
     failed = False
     rules, spend_window = _fraud_rules(), _spend_window()
     for path in paths:
@@ -379,7 +444,7 @@ def ledger_import_stripe(days: int = typer.Option(30, help="Balance transactions
     since = int((datetime.now(UTC) - timedelta(days=days)).timestamp())
     try:
         report = import_stripe_api(
-            _warehouse(), os.environ.get("STRIPE_API_KEY"), created_gte=since, rules=_fraud_rules()
+            _warehouse(create=True), os.environ.get("STRIPE_API_KEY"), created_gte=since, rules=_fraud_rules()
         )
     except StripeAPIError as error:
         if error.report is not None:
@@ -504,7 +569,7 @@ def ledger_fx_load(
     """Store FX rates from files; a (date, currency) already stored is kept, never overwritten."""
     from core.ledger.fx import FxError, load_extra_rates, store_rates
 
-    warehouse = _warehouse()
+    warehouse = _warehouse(create=True)
     for path in paths:
         try:
             frame = load_extra_rates(path)
@@ -569,7 +634,7 @@ def ledger_budget_set(
 
     try:
         budget = set_budget(
-            _warehouse(),
+            _warehouse(create=True),
             scope=scope,
             scope_key=key,
             period=period,

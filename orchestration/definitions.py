@@ -4,7 +4,13 @@ Loading it must stay fast (the webserver, the daemon and every multiprocess step
 nothing here imports pandas, great_expectations or dbt; the dbt marts are a second code location,
 orchestration/marts_definitions.py. A new domain is one more argument to `location`."""
 
-from assets import discovery, experiments, ledger
-from orchestration.wiring import discovery_is_live, location
+from orchestration.instance import require_matching_storage
+
+# Refuse loudly, before anything else loads, rather than keep runs where this environment's UI
+# never looks (the instance file and DAGSTER_POSTGRES_URL disagree).
+require_matching_storage()
+
+from assets import discovery, experiments, ledger  # noqa: E402
+from orchestration.wiring import discovery_is_live, location  # noqa: E402
 
 defs = location(discovery.definitions(live=discovery_is_live()), experiments.defs, ledger.defs)

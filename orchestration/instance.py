@@ -1,7 +1,10 @@
-"""Render $DAGSTER_HOME/dagster.yaml from the repository's dagster.yaml and the environment.
+"""Render $DAGSTER_HOME/dagster.yaml from the repository's dagster.yaml and the environment, and
+check that an instance file still agrees with the environment.
 
 Dagster's instance file cannot choose a storage backend from an environment variable, so the
-choice is made here, once, before the webserver or daemon start."""
+choice is made here, once, before the webserver or daemon start; every code location then checks
+it (`require_matching_storage`), so a `dagster` command whose environment asks for PostgreSQL
+storage refuses to run on an instance that would keep the run in SQLite."""
 
 import os
 from collections.abc import Mapping
@@ -10,7 +13,18 @@ from typing import Any
 
 import yaml
 
+from core.platform.warehouse import Warehouse
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
+# Pool limit on a PostgreSQL warehouse unless DAGSTER_POOL_LIMIT says otherwise: the server takes
+# concurrent writers, and with limit 1 the multiprocess executor ran the demo graph in 6.5 minutes
+# (one step at a time, each paying a process start) where in-process took 49 s. A DuckDB file
+# allows one writer process, so its pool stays at 1.
+POSTGRES_POOL_LIMIT = 4
+
+
+class InstanceMismatch(RuntimeError):
+    """$DAGSTER_HOME/dagster.yaml stores runs elsewhere than the environment asks."""
 
 
 def _check_postgres_url(url: str) -> None:
@@ -23,6 +37,11 @@ def _check_postgres_url(url: str) -> None:
         )
 
 
+def default_pool_limit(env: Mapping[str, str]) -> int:
+    warehouse_url = env.get("WAREHOUSE_URL") or "duckdb:///default"
+    return 1 if Warehouse(warehouse_url).backend == "duckdb" else POSTGRES_POOL_LIMIT
+
+
 def render(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     config = yaml.safe_load(TEMPLATE.read_text())
@@ -32,8 +51,9 @@ def render(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         config["storage"] = {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
     if runs := env.get("DAGSTER_MAX_CONCURRENT_RUNS"):
         config["concurrency"]["runs"]["max_concurrent_runs"] = _positive_int("DAGSTER_MAX_CONCURRENT_RUNS", runs)
-    if limit := env.get("DAGSTER_POOL_LIMIT"):
-        config["concurrency"]["pools"]["default_limit"] = _positive_int("DAGSTER_POOL_LIMIT", limit)
+    limit = env.get("DAGSTER_POOL_LIMIT")
+    pools = config["concurrency"]["pools"]
+    pools["default_limit"] = _positive_int("DAGSTER_POOL_LIMIT", limit) if limit else default_pool_limit(env)
     return config
 
 
@@ -49,3 +69,50 @@ def write(dagster_home: Path, env: Mapping[str, str] | None = None) -> Path:
     header = "# Written by `ventureloop instance init` from the repository's dagster.yaml; edit that instead.\n"
     path.write_text(header + yaml.safe_dump(render(env), sort_keys=False))
     return path
+
+
+def read(dagster_home: Path) -> dict[str, Any] | None:
+    """The instance file under `dagster_home`, or None if there is none (Dagster then uses SQLite)."""
+    path = dagster_home / "dagster.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
+
+
+def storage_of(config: Mapping[str, Any] | None) -> str:
+    return "postgres" if "postgres" in ((config or {}).get("storage") or {}) else "sqlite"
+
+
+def describe_storage(dagster_home: Path, config: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> str:
+    """Where this instance keeps runs and events, the password hidden: for the operator to read."""
+    env = os.environ if env is None else env
+    if storage_of(config) == "postgres":
+        url = env.get("DAGSTER_POSTGRES_URL")
+        return f"PostgreSQL {Warehouse(url).describe()}" if url else "PostgreSQL (DAGSTER_POSTGRES_URL unset)"
+    return f"SQLite under {dagster_home}"
+
+
+def require_matching_storage(env: Mapping[str, str] | None = None) -> None:
+    """Raise InstanceMismatch if $DAGSTER_HOME/dagster.yaml does not store runs where the
+    environment asks (DAGSTER_POSTGRES_URL set or not). One small yaml read: every code location
+    calls it on load, so `dagster asset materialize`, `dagster dev` and the daemon refuse loudly
+    instead of running on storage the UI of the other configuration never shows."""
+    env = os.environ if env is None else env
+    wants_postgres = bool(env.get("DAGSTER_POSTGRES_URL"))
+    fix = "run `ventureloop instance init` with this environment (make dev and make demo do it)"
+    home = env.get("DAGSTER_HOME")
+    if not home:
+        if wants_postgres:
+            raise InstanceMismatch(
+                "DAGSTER_POSTGRES_URL is set but DAGSTER_HOME is not, so Dagster would keep this run in a "
+                f"temporary SQLite instance: export DAGSTER_HOME (an absolute path) and {fix}"
+            )
+        return
+    has = storage_of(read(Path(home)))
+    if wants_postgres and has == "sqlite":
+        raise InstanceMismatch(
+            f"DAGSTER_POSTGRES_URL is set but {home}/dagster.yaml keeps runs in SQLite under {home}: {fix}"
+        )
+    if not wants_postgres and has == "postgres":
+        raise InstanceMismatch(
+            f"{home}/dagster.yaml keeps runs in PostgreSQL (DAGSTER_POSTGRES_URL) but DAGSTER_POSTGRES_URL is "
+            f"unset: set it, or {fix} to switch this instance to SQLite"
+        )

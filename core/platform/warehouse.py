@@ -31,8 +31,17 @@ class WarehouseLocked(WarehouseError):
     """Another process holds the DuckDB file's lock; the message names the file and what to do."""
 
 
+# The checkout this package runs from (installed editable, as `make` does); the project home is
+# found from it, never from the current directory, so every folder sees the same warehouse.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
 def default_home() -> Path:
-    return Path(os.environ.get("VENTURELOOP_HOME", ".ventureloop")).resolve()
+    """$VENTURELOOP_HOME, else .ventureloop in the repository (~/.ventureloop if installed without one)."""
+    if configured := os.environ.get("VENTURELOOP_HOME"):
+        return Path(configured).resolve()
+    root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.home()
+    return root / ".ventureloop"
 
 
 def default_warehouse_url() -> str:
@@ -87,6 +96,11 @@ class Warehouse:
     def postgres_dsn(self) -> str:
         parts = urlsplit(self.url)
         return parts._replace(scheme="postgresql").geturl()
+
+    def exists(self) -> bool:
+        """False for a DuckDB file that is not there: a reader must not create an empty warehouse
+        (connect() would). A PostgreSQL database is never created here, so it counts as there."""
+        return self.backend != "duckdb" or self.duckdb_path == ":memory:" or Path(self.duckdb_path).is_file()
 
     def describe(self) -> str:
         """The URL without its password, safe for logs and metadata."""

@@ -50,3 +50,46 @@ def test_postgres_instance_storage_runs_a_job(tmp_path, postgres_url, monkeypatc
     with dg.DagsterInstance.from_config(str(tmp_path)) as again:
         assert again.get_runs_count() == 1
         assert again.get_latest_materialization_event(tiny_asset.key) is not None
+
+
+def test_the_default_pool_limit_follows_the_warehouse_backend():
+    def limit(env: dict[str, str]) -> int:
+        return instance.render(env)["concurrency"]["pools"]["default_limit"]
+
+    assert limit({}) == 1  # a DuckDB file allows one writer process
+    assert limit({"WAREHOUSE_URL": "duckdb:///tmp/w.duckdb"}) == 1
+    assert limit({"WAREHOUSE_URL": "postgresql://u@h/db"}) == instance.POSTGRES_POOL_LIMIT > 1
+    assert limit({"WAREHOUSE_URL": "postgresql://u@h/db", "DAGSTER_POOL_LIMIT": "2"}) == 2
+
+
+def test_an_instance_that_disagrees_with_the_environment_is_refused(tmp_path):
+    postgres = {"DAGSTER_POSTGRES_URL": "postgresql://u:secret@h/db"}
+    home = {"DAGSTER_HOME": str(tmp_path)}
+    instance.require_matching_storage({})  # no instance, no PostgreSQL asked: Dagster's own default
+    instance.require_matching_storage(home)  # no dagster.yaml yet: SQLite, as asked
+    with pytest.raises(instance.InstanceMismatch, match="DAGSTER_HOME is not"):
+        instance.require_matching_storage(postgres)
+    with pytest.raises(instance.InstanceMismatch, match="keeps runs in SQLite.*ventureloop instance init"):
+        instance.require_matching_storage({**home, **postgres})
+    instance.write(tmp_path, env={})
+    with pytest.raises(instance.InstanceMismatch, match="keeps runs in SQLite"):
+        instance.require_matching_storage({**home, **postgres})
+    instance.write(tmp_path, env=postgres)
+    instance.require_matching_storage({**home, **postgres})
+    with pytest.raises(instance.InstanceMismatch, match="DAGSTER_POSTGRES_URL is unset"):
+        instance.require_matching_storage(home)
+    config = instance.read(tmp_path)
+    assert instance.describe_storage(tmp_path, config, postgres) == "PostgreSQL postgresql://u:***@h/db"
+    assert instance.describe_storage(tmp_path, None, {}) == f"SQLite under {tmp_path}"
+
+
+@pytest.mark.parametrize("module", ["orchestration.definitions", "orchestration.marts_definitions"])
+def test_each_code_location_refuses_to_load_on_the_wrong_storage(tmp_path, monkeypatch, module):
+    """What `dagster asset materialize` with DAGSTER_POSTGRES_URL exported but no `instance init` hits."""
+    import runpy
+
+    instance.write(tmp_path, env={})
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u@h/db")
+    with pytest.raises(instance.InstanceMismatch, match="ventureloop instance init"):
+        runpy.run_module(module)

@@ -1,6 +1,7 @@
 """Every variable the code reads is documented in .env.example, and everything documented there
 is read by something: a user configures the platform by that file alone (README, "Configuration")."""
 
+import os
 import re
 from pathlib import Path
 
@@ -27,12 +28,13 @@ READ = re.compile(
 )
 
 
+# A variable with no default is documented commented out (`# NAME=example`), so that a copy of the
+# file sets nothing the user did not choose.
+ASSIGNMENT = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=")
+
+
 def documented() -> set[str]:
-    return {
-        line.split("=", 1)[0]
-        for line in (ROOT / ".env.example").read_text().splitlines()
-        if re.match(r"^[A-Z][A-Z0-9_]*=", line)
-    }
+    return {match[1] for line in (ROOT / ".env.example").read_text().splitlines() if (match := ASSIGNMENT.match(line))}
 
 
 def read_by_code() -> set[str]:
@@ -52,3 +54,59 @@ def test_every_variable_the_code_reads_is_in_env_example():
 def test_env_example_lists_nothing_the_code_ignores():
     stale = documented() - read_by_code()
     assert not stale, f"in .env.example but read by nothing: {sorted(stale)}"
+
+
+# -- the project home and the env file (issue 12) --------------------------------------------------
+
+
+def test_the_project_home_is_the_repository_whatever_the_current_directory(tmp_path, monkeypatch):
+    from core.platform.warehouse import default_home, default_warehouse_url
+
+    monkeypatch.delenv("VENTURELOOP_HOME", raising=False)
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_home() == ROOT / ".ventureloop"
+    assert default_warehouse_url() == f"duckdb:///{ROOT / '.ventureloop' / 'warehouse.duckdb'}"
+
+
+def test_a_read_command_on_a_missing_warehouse_names_it_and_creates_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    monkeypatch.setenv("VENTURELOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    for command in (["ledger", "balances"], ["ledger", "budgets"], ["experiments", "list"], ["quarantine", "list"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert f"no warehouse at {tmp_path / 'home' / 'warehouse.duckdb'}" in result.stderr
+        assert "make demo" in result.stderr
+    assert not (tmp_path / "home").exists()
+
+
+def test_relative_homes_in_the_env_file_become_absolute_against_it(tmp_path, monkeypatch):
+    from orchestration.cli import load_env_file
+
+    for name in ("VENTURELOOP_HOME", "DAGSTER_HOME", "VENTURELOOP_INBOX"):
+        monkeypatch.delenv(name, raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("VENTURELOOP_HOME=./state\nDAGSTER_HOME=${VENTURELOOP_HOME}/dagster\n")
+    monkeypatch.chdir(tmp_path)  # not the project: relative to the file, not to where the command runs
+    load_env_file(project)
+    assert os.environ["VENTURELOOP_HOME"] == str(project / "state")
+    assert os.environ["DAGSTER_HOME"] == str(project / "state" / "dagster")
+    monkeypatch.setenv("VENTURELOOP_INBOX", "drop")  # from the shell: relative to the current directory
+    load_env_file(tmp_path / "nowhere")
+    assert os.environ["VENTURELOOP_INBOX"] == str(tmp_path / "drop")
+
+
+def test_help_lists_the_environment_variables():
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    shown = CliRunner().invoke(app, ["--help"], terminal_width=120).output
+    for name in ("VENTURELOOP_HOME", "WAREHOUSE_URL", "DAGSTER_HOME", "DAGSTER_POSTGRES_URL", "DAGSTER_POOL_LIMIT"):
+        assert name in shown and name in documented()
