@@ -13,8 +13,10 @@ VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
 # uv installs the locked set exactly (--frozen: never re-resolve); it lives in its own tool venv
 # so that syncing the project environment cannot uninstall it.
 $(BIN)/dagster: pyproject.toml uv.lock
-	@test -x .tools/bin/uv || ($(PYTHON) -m venv .tools && .tools/bin/pip install -q uv==$(UV_VERSION))
-	UV_PROJECT_ENVIRONMENT=$(VENV) .tools/bin/uv sync --frozen --python $(PYTHON) --quiet
+# Not --quiet: the first install takes a while, and uv shows its progress (packages prepared, installed).
+	@test -x .tools/bin/uv || (echo "installing uv $(UV_VERSION) into .tools/" && $(PYTHON) -m venv .tools && .tools/bin/pip install -q uv==$(UV_VERSION))
+	@echo "installing the locked environment (uv.lock) into $(VENV)/"
+	UV_PROJECT_ENVIRONMENT=$(VENV) .tools/bin/uv sync --frozen --python $(PYTHON)
 	@touch $@
 
 # The dbt manifest the marts code location reads (assets/ledger_marts/project.py), prepared by

@@ -161,6 +161,12 @@ def _dbt_cli_resource(project_dir: str, target: str, executable: str) -> "DbtCli
     return DbtCliResource(project_dir=project_dir, profiles_dir=project_dir, target=target, dbt_executable=executable)
 
 
+def warehouse_kind() -> str:
+    """The storage kind the UI shows on every asset that writes the warehouse: `duckdb` or
+    `postgres`, from WAREHOUSE_URL (or the embedded default) when the code location loads."""
+    return Warehouse(default_warehouse_url()).backend
+
+
 def warehouse_pool() -> str:
     # A DuckDB file allows one writer process: every asset that writes it shares a pool of 1.
     return "duckdb" if Warehouse(default_warehouse_url()).backend == "duckdb" else "warehouse"

@@ -4,7 +4,6 @@ instance as the UI (WAREHOUSE_URL, DAGSTER_HOME), so what it does shows up there
 import os
 import re
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -182,113 +181,13 @@ def dbt(ctx: typer.Context) -> None:
 
 @app.command()
 def demo() -> None:
-    """Materialize the whole asset graph on this machine and print what it found."""
-    import dagster as dg
+    """Materialize the whole asset graph on this machine and print what it found (orchestration/demo.py):
+    one line per stage on the terminal, the full log in $VENTURELOOP_HOME/logs/."""
+    from orchestration import demo as demo_run
 
     instance_init()
-    started = time.monotonic()
-    from assets import discovery, experiments, ledger, ledger_marts
-    from orchestration.wiring import discovery_is_live, location
-
-    # Both code locations' assets in one run, as `make dev` shows them in one graph.
-    defs = location(discovery.definitions(live=discovery_is_live()), experiments.defs, ledger.defs, ledger_marts.defs)
-    warehouse = _warehouse(create=True)
-    typer.echo(f"warehouse: {warehouse.describe()}\nDagster instance: {os.environ['DAGSTER_HOME']}")
-    job = defs.resolve_implicit_global_asset_job_def()
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-    metadata = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
-    _print_summary(warehouse, metadata)
-    typer.echo(
-        f"\nrun {result.run_id} {'succeeded' if result.success else 'FAILED'} in "
-        f"{time.monotonic() - started:.1f} s; inspect it with `make dev` (http://127.0.0.1:3000)"
-    )
-    if not result.success:
+    if not demo_run.run(_warehouse(create=True)):
         raise typer.Exit(1)
-
-
-def _print_summary(warehouse: Warehouse, metadata: dict[str, dict]) -> None:
-    from tabulate import tabulate
-
-    per_source = metadata.get("opportunities", {}).get("per_source_json", {})
-    rows = []
-    for key, values in sorted(metadata.items()):
-        if not key.startswith("raw/"):
-            continue
-        name = key.removeprefix("raw/")
-        ingested = per_source.get(name, {})
-        rows.append(
-            [
-                name,
-                values.get("family"),
-                values.get("status"),
-                values.get("items", 0),
-                ingested.get("new", 0),
-                ingested.get("duplicates", 0),
-                ingested.get("near_duplicates", 0),
-                values.get("quarantined", 0) + ingested.get("quarantined", 0),
-            ]
-        )
-    typer.echo("\nDiscovery")
-    typer.echo(
-        tabulate(
-            rows, headers=["source", "family", "status", "fetched", "new", "duplicates", "near-dup", "quarantined"]
-        )
-    )
-    if warehouse.table_exists("core.scored_opportunities"):
-        top = warehouse.query(
-            "SELECT rank, score, source, cluster_size AS seen_in, opportunity_type AS type, "
-            "title, why FROM core.scored_opportunities WHERE is_cluster_lead "
-            "ORDER BY rank LIMIT 10"
-        )
-        top["title"] = top["title"].str.slice(0, 60)
-        typer.echo("\nTop 10 opportunities (one per near-duplicate cluster; seen_in = sources in the cluster)")
-        typer.echo(tabulate(top.values.tolist(), headers=list(top.columns), floatfmt=".3f"))
-    proposals = metadata.get("experiment_proposals")
-    if proposals:
-        typer.echo(
-            f"\nExperiments: {proposals['created']} proposed from the top leads ({proposals['unchanged']} already "
-            f"were), {proposals['auto_approved']} auto-approved, {proposals['waiting_for_approval']} waiting for "
-            "`ventureloop experiments approve`"
-        )
-    entries = metadata.get("ledger_entries")
-    if entries:
-        typer.echo(
-            f"\nLedger: {entries['booked']} transactions booked, {entries['duplicates']} duplicates, "
-            f"{entries['held']} held for review, {entries['quarantined']} quarantined"
-        )
-    if warehouse.table_exists("analytics.revenue_summary"):
-        summary = warehouse.query(
-            "SELECT experiment_id, total_revenue_cents, total_cost_cents, net_profit_cents, "
-            "event_count FROM analytics.revenue_summary ORDER BY net_profit_cents DESC"
-        )
-        rows = [
-            [
-                r.experiment_id,
-                _usd(r.total_revenue_cents),
-                _usd(r.total_cost_cents),
-                _usd(r.net_profit_cents),
-                r.event_count,
-            ]
-            for r in summary.itertuples()
-        ]
-        typer.echo("\nRevenue summary (dbt mart analytics.revenue_summary, USD)")
-        typer.echo(
-            tabulate(
-                rows,
-                headers=["experiment", "revenue", "cost", "net profit", "events"],
-                colalign=("left", "right", "right", "right", "right"),
-            )
-        )
-
-
-def _usd(cents) -> str:
-    from core.ledger.money import format_minor
-
-    return format_minor(int(cents), "USD")
 
 
 @discovery_app.command("list")

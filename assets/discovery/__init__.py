@@ -3,6 +3,7 @@ quality checks, the discovery job and its hourly schedule."""
 
 import dagster as dg
 
+from assets import with_code_references
 from assets.discovery.checks import (
     every_source_has_opportunities,
     opportunities_pass_quality_suite,
@@ -40,7 +41,8 @@ def hourly_discovery(live: bool) -> dg.ScheduleDefinition:
 
 def definitions(live: bool) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*raw_assets, opportunities, opportunity_features, scored_opportunities],
+        # The UI links each asset to the file and line of its definition.
+        assets=with_code_references([*raw_assets, opportunities, opportunity_features, scored_opportunities]),
         asset_checks=[opportunities_pass_quality_suite, every_source_has_opportunities, scores_within_unit_interval],
         jobs=[discovery_job],
         schedules=[hourly_discovery(live)],

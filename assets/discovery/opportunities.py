@@ -9,20 +9,42 @@ from pathlib import Path
 import dagster as dg
 import pydantic
 
-from assets.discovery.raw import SOURCES, raw_assets
-from assets.resources import DiscoveryResource, WarehouseResource, warehouse_pool
+from assets.discovery.raw import OWNER, SOURCES, raw_assets
+from assets.resources import DiscoveryResource, WarehouseResource, warehouse_kind, warehouse_pool
 from core.discovery.weights import Weights
 
 DEFAULT_WEIGHTS = Weights()
 
-SHOWN = ["rank", "score", "title", "source", "opportunity_type", "why"]
+# The asset page renders a markdown value in place only below this many characters (dagster-webserver
+# 1.13, MetadataEntry's expandSmallValues); longer, it is a "[Show Markdown]" link to click.
+INLINE_MARKDOWN_LIMIT = 1000
+
+
+def top_ten_markdown(scored, limit: int = INLINE_MARKDOWN_LIMIT) -> str:
+    """The ten best cluster leads as a markdown table short enough to show on the asset page without
+    a click: rank, score, source and the title, shortened until the table fits."""
+    leads = scored[scored["is_cluster_lead"]] if "is_cluster_lead" in scored else scored
+    top = leads.nsmallest(10, "rank")
+    for width in (60, 48, 40, 32, 24, 16):
+        rows = [f"| {r.rank} | {r.score:.3f} | {r.source} | {_cell(r.title, width)} |" for r in top.itertuples()]
+        text = "| rank | score | source | title |\n|---:|---:|---|---|\n" + "\n".join(rows)
+        if len(text) < limit:
+            return text
+    return text
+
+
+def _cell(text: str, width: int) -> str:
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @dg.asset(
     group_name="opportunities",
-    kinds={"python"},
+    owners=[OWNER],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     deps=[a.key for a in raw_assets],
+    metadata={"dagster/table_name": "core.opportunities"},
     description="Every source normalized into one table; exact duplicates share a fingerprint "
     "(unique key), near-duplicates share a cluster_id (MinHash LSH).",
 )
@@ -45,7 +67,8 @@ def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             "duplicates": sum(s.duplicates for s in stats.values()),
             "near_duplicates": sum(s.near_duplicates for s in stats.values()),
             "quarantined": sum(s.quarantined for s in stats.values()),
-            "total_rows": client.count("core.opportunities"),
+            "total_rows": (total := client.count("core.opportunities")),
+            "dagster/row_count": total,
             "per_source": dg.MetadataValue.md(
                 "| source | fetched | new | duplicates | near-duplicates | quarantined |\n|---|---|---|---|---|---|\n"
                 + table
@@ -57,9 +80,11 @@ def opportunities(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 @dg.asset(
     group_name="opportunities",
-    kinds={"python"},
+    owners=[OWNER],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     deps=[opportunities],
+    metadata={"dagster/table_name": "core.opportunity_features"},
     description="Type, capability match, revenue signals, engagement velocity and age per opportunity.",
 )
 def opportunity_features(warehouse: WarehouseResource, discovery: DiscoveryResource) -> dg.MaterializeResult:
@@ -75,6 +100,7 @@ def opportunity_features(warehouse: WarehouseResource, discovery: DiscoveryResou
     return dg.MaterializeResult(
         metadata={
             "rows": len(features),
+            "dagster/row_count": len(features),
             "types": dg.MetadataValue.json(features["opportunity_type"].value_counts().to_dict()),
             "revenue_signals": dg.MetadataValue.json(features["revenue_signal"].value_counts().to_dict()),
         }
@@ -107,9 +133,11 @@ class ScoringConfig(dg.Config):
 
 @dg.asset(
     group_name="opportunities",
-    kinds={"python"},
+    owners=[OWNER],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     deps=[opportunity_features],
+    metadata={"dagster/table_name": "core.scored_opportunities"},
     description="The seed's formula over every opportunity, with one column per weighted factor and why.",
 )
 def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -122,7 +150,8 @@ def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) ->
     return dg.MaterializeResult(
         metadata={
             "rows": len(scored),
+            "dagster/row_count": len(scored),
             "weights": dg.MetadataValue.json(vars(weights)),
-            "top_10": dg.MetadataValue.md(scored.head(10)[SHOWN].to_markdown(index=False)),
+            "top_10": dg.MetadataValue.md(top_ten_markdown(scored)),
         }
     )

@@ -5,8 +5,10 @@ its failure shows in the metadata and in its `fetch_succeeded` check."""
 
 import dagster as dg
 
-from assets.resources import DiscoveryResource, WarehouseResource, warehouse_pool
+from assets.resources import DiscoveryResource, WarehouseResource, warehouse_kind, warehouse_pool
 from core.discovery.sources import Source, all_sources
+
+OWNER = "team:discovery"
 
 
 def discovery_asset(source: Source) -> dg.AssetsDefinition:
@@ -15,10 +17,12 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name="discovery",
-        kinds={"python"},
+        owners=[OWNER],
+        kinds={"python", warehouse_kind()},
         pool=warehouse_pool(),
         description=f"Raw items from {source.name} ({source.family}). {source.description}".strip(),
         tags={"family": source.family},
+        metadata={"dagster/table_name": "raw.records"},
         check_specs=[
             dg.AssetCheckSpec("fetch_succeeded", asset=key, description="The source answered and its responses parsed.")
         ],

@@ -4,7 +4,7 @@ approval policy (core/experiments/config/approval.yaml) approves those it may.""
 import dagster as dg
 
 from assets.discovery.opportunities import scored_opportunities
-from assets.resources import WarehouseResource, warehouse_pool
+from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
 
 
 class ExperimentProposalsConfig(dg.Config):
@@ -15,9 +15,11 @@ class ExperimentProposalsConfig(dg.Config):
 
 @dg.asset(
     group_name="experiments",
-    kinds={"python"},
+    owners=["team:experiments"],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     deps=[scored_opportunities],
+    metadata={"dagster/table_name": "experiments.experiments"},
     description="One proposed experiment per top-scored opportunity (idempotent: a rerun creates none "
     "twice), with its hypothesis, budget, success criteria and playbook; auto-approved by the policy "
     "when cheap and promising enough, otherwise waiting for `ventureloop experiments approve`.",
@@ -47,6 +49,7 @@ def experiment_proposals(
             "skipped": dg.MetadataValue.md("\n".join(f"- {m}" for m in report.skipped) or "none"),
             "policy": f"auto-approve at most {policy.max_budget_minor} {policy.currency} minor units "
             f"and a score of at least {policy.min_score}",
-            "experiments_total": client.count("experiments.experiments"),
+            "experiments_total": (experiments := client.count("experiments.experiments")),
+            "dagster/row_count": experiments,
         }
     )

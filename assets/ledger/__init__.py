@@ -3,6 +3,7 @@ audit check, the import job and the inbox sensor that launches it."""
 
 import dagster as dg
 
+from assets import with_code_references
 from assets.ledger.entries import budgets, fx_rates, ledger_entries, ledger_verifies
 from assets.ledger.inbox import build_inbox_sensor
 
@@ -14,7 +15,7 @@ ledger_import_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[fx_rates, budgets, ledger_entries],
+    assets=with_code_references([fx_rates, budgets, ledger_entries]),
     asset_checks=[ledger_verifies],
     jobs=[ledger_import_job],
     sensors=[build_inbox_sensor(ledger_import_job)],

@@ -6,16 +6,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.resources import LedgerInputsResource, WarehouseResource, warehouse_pool
+from assets.resources import LedgerInputsResource, WarehouseResource, warehouse_kind, warehouse_pool
 
 HEAD_KEY, CHAIN_KEY = "audit_chain_head", "audit_chain_id"
 PUBLISHED_HEADS_CHECKED = 5
+OWNER = "team:ledger"
 
 
 @dg.asset(
     group_name="ledger",
-    kinds={"python"},
+    owners=[OWNER],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
+    metadata={"dagster/table_name": "ledger.fx_rates"},
     description="ECB euro reference rates: the bundled snapshot, or today's rates from the ECB when "
     "FX_RATES_SOURCE=ecb; plus FX_EXTRA_RATES_FILE for currencies the ECB does not publish. "
     "A (date, currency) once stored is never overwritten.",
@@ -45,14 +48,17 @@ def fx_rates(
             "rates_in_file": len(frame),
             "currencies": dg.MetadataValue.json(sorted(frame["currency"].unique().tolist())),
             "last_rate_date": str(max(frame["rate_date"])) if len(frame) else "none",
+            "dagster/row_count": client.count("ledger.fx_rates"),
         }
     )
 
 
 @dg.asset(
     group_name="ledger",
-    kinds={"python"},
+    owners=[OWNER],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
+    metadata={"dagster/table_name": "ledger.budgets"},
     description="Spend limits from core/ledger/config/budgets.yaml (VENTURELOOP_BUDGETS_FILE): global, category "
     "and experiment budgets per hour, day and month; each change is versioned and audited.",
 )
@@ -70,6 +76,7 @@ def budgets(warehouse: WarehouseResource, ledger_inputs: LedgerInputsResource) -
         metadata={
             "file": str(path),
             "budgets": len(applied),
+            "dagster/row_count": client.count("ledger.budgets"),
             "utilization": dg.MetadataValue.md(table.drop(columns=["budget_id"]).to_markdown(index=False)),
         }
     )
@@ -90,9 +97,11 @@ class LedgerEntriesConfig(dg.Config):
 
 @dg.asset(
     group_name="ledger",
-    kinds={"python"},
+    owners=[OWNER],
+    kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     deps=[fx_rates, budgets],
+    metadata={"dagster/table_name": "ledger.transactions"},
     description="Transactions and postings: inbox files (Stripe exports and API dumps, the generic CSV) "
     "and simulated Stripe payments, through fraud review; bad rows are quarantined.",
 )
@@ -172,7 +181,8 @@ def ledger_entries(
             "expired_holds": len(expired),
             "files": len(config.inbox_files),
             "reports": dg.MetadataValue.md("\n".join(f"- {r.summary()}" for r in reports) or "nothing to book"),
-            "transactions_total": client.count("ledger.transactions"),
+            "transactions_total": (transactions := client.count("ledger.transactions")),
+            "dagster/row_count": transactions,
             # Published outside the warehouse, so a later check can tell if the newest records were cut off.
             HEAD_KEY: "{}:{}".format(*chain_head(client)),
             CHAIN_KEY: chain_id(client) or "",

@@ -24,6 +24,7 @@ from assets.ledger_marts.project import ledger_dbt_project, prepare_if_stale
 from assets.resources import DbtResource, warehouse_pool
 
 GROUP = "ledger_marts"
+OWNER = "team:ledger"
 # A layer per resource type; models take the folder under models/ (staging, marts).
 LAYERS = {"seed": "seeds", "snapshot": "snapshots"}
 
@@ -45,14 +46,21 @@ class LedgerDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
         return GROUP
 
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return [OWNER]
+
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         # eager: requested when a dependency (a ledger writer, or a model that is itself being
         # requested) updates, never while one is missing or running, and once per update.
         return None if dbt_resource_props["resource_type"] == "source" else dg.AutomationCondition.eager()
 
 
-# Three sources (accounts, transactions, postings) are all written by `ledger_entries`.
-TRANSLATOR = LedgerDbtTranslator(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+# Three sources (accounts, transactions, postings) are all written by `ledger_entries`. Code
+# references link each model to its .sql file. The column schema shown for each model is dagster-dbt's
+# default from the manifest: the columns and descriptions of models/*/_*.yml.
+TRANSLATOR = LedgerDbtTranslator(
+    DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True, enable_code_references=True)
+)
 
 prepare_if_stale()
 
@@ -69,7 +77,9 @@ def ledger_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtResource) -> It
     """`dbt build` of the selected models and seeds of dbt_project/, with their tests."""
     invocation = dbt.cli(["build"], context=context)
     try:
-        yield from invocation.stream()
+        # dagster/row_count of each table model (views are not counted: that would run their query).
+        # On DuckDB dagster-dbt counts once dbt has exited and released the file.
+        yield from invocation.stream().fetch_row_counts()
     finally:
         log_run_results(invocation, context)
 

@@ -73,6 +73,27 @@ def test_demo_prints_every_family_and_the_top_ten(demo):
     assert (demo / "home" / "warehouse.duckdb").exists()
 
 
+def test_demo_prints_stages_and_a_clean_summary_and_logs_the_rest(demo):
+    out = (demo / "stdout.txt").read_text()
+    # One line per finished stage, with the time since the start; nothing of Dagster's or dbt's own chatter.
+    assert re.search(r"^ +\d+\.\d s  raw/hackernews: done$", out, re.MULTILINE), out[:3000]
+    assert re.search(r"^ +\d+\.\d s  dbt build of the ledger marts .*: done$", out, re.MULTILINE)
+    assert re.search(r"^ +\d+\.\d s  check fetch_succeeded on raw/hackernews: done$", out, re.MULTILINE)
+    assert "DEBUG" not in out and "STEP_SUCCESS" not in out and "\x1b[" not in out
+    # Money in major units with the exact cents beside it; rank and quarantine explained.
+    assert re.search(r"revenue \$[\d,]+\.\d\d \((\d+) cents\), cost", out)
+    assert "rank: position by score among all" in out
+    assert "quarantined: 10 records from the recorded snapshots that failed validation" in out
+    assert "`ventureloop quarantine list`" in out and "`ventureloop quarantine replay`" in out
+    # The detail is in the log file the demo names, under the home.
+    named = re.search(r"^full log \(Dagster events, dbt output\): (.+)$", out, re.MULTILINE)
+    log = Path(named[1])
+    assert log.parent == demo / "home" / "logs" and log.name.startswith("demo-"), named[1]
+    detail = log.read_text()
+    assert "DEBUG" in detail and "STEP_SUCCESS" in detail and "RUN_SUCCESS" in detail
+    assert "Completed successfully" in detail or "PASS=" in detail  # dbt's own summary line
+
+
 def test_dagster_cli_validates_and_materializes_everything(tmp_path):
     env = _env(tmp_path)
     _run([str(BIN / "ventureloop"), "instance", "init"], env)

@@ -30,6 +30,29 @@ def describe(defs: dg.Definitions) -> dict:
         "schedules": sorted(f"{s.name} {s.cron_schedule} -> {s.job_name}" for s in defs.schedules or []),
         "sensors": sorted(s.name for s in defs.sensors or []),
         "resources": sorted(defs.resources or {}),
+        "presentation": {
+            key.to_user_string(): presentation(graph.get(key))
+            for key in graph.get_all_asset_keys()
+            if graph.get(key).is_executable
+        },
+    }
+
+
+def presentation(node) -> dict:
+    """What the UI shows of an asset beside its key: owners, kinds (the warehouse's kind, which follows
+    WAREHOUSE_URL, as `warehouse`), a link to its code, its table and how many columns are documented."""
+    from assets.resources import warehouse_kind
+
+    metadata = node.metadata
+    table = metadata.get("dagster/table_name")
+    schema = metadata.get("dagster/column_schema")
+    return {
+        "owners": sorted(node.owners),
+        "kinds": sorted("warehouse" if kind == warehouse_kind() else kind for kind in node.kinds),
+        "code_reference": "dagster/code_references" in metadata,
+        # schema.table: dbt prefixes the database, whose name depends on the warehouse.
+        "table": ".".join(str(getattr(table, "value", table)).split(".")[-2:]),
+        "columns": len(schema.columns) if schema else 0,
     }
 
 
