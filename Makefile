@@ -4,8 +4,10 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 VENV := .venv
 BIN := $(VENV)/bin
-# Not exported: `ventureloop` applies ./.env itself and derives DAGSTER_HOME from VENTURELOOP_HOME,
-# so `make demo`, `make dev` and the Dagster CLI agree on one instance and warehouse.
+# Not exported: `ventureloop` is the one loader of ./.env (the repository's when run elsewhere),
+# resolves the home from the repository when VENTURELOOP_HOME is unset and derives DAGSTER_HOME
+# from it, so `make demo`, `make dev` and the Dagster CLI agree on one instance and warehouse.
+# Here it only tells `make clean` what to remove.
 VENTURELOOP_HOME ?= $(CURDIR)/.ventureloop
 
 .PHONY: env demo lint format test test-thorough dev lock bench clean

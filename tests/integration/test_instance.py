@@ -93,3 +93,24 @@ def test_each_code_location_refuses_to_load_on_the_wrong_storage(tmp_path, monke
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u@h/db")
     with pytest.raises(instance.InstanceMismatch, match="ventureloop instance init"):
         runpy.run_module(module)
+
+
+def test_instance_init_says_where_runs_go_and_warns_when_postgres_is_dropped(tmp_path, monkeypatch):
+    """`make dev` in a shell without DAGSTER_POSTGRES_URL used to switch the instance to SQLite silently."""
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u:secret@h/db")
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql://u:secret@h/warehouse")
+    first = CliRunner().invoke(app, ["instance", "init"])
+    assert first.exit_code == 0, first.output
+    assert "runs in PostgreSQL postgresql://u:***@h/db, pool limit 4" in first.stdout and "secret" not in first.output
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL")
+    monkeypatch.delenv("WAREHOUSE_URL")
+    second = CliRunner().invoke(app, ["instance", "init"])
+    assert second.exit_code == 0, second.output
+    assert f"runs in SQLite under {tmp_path / 'dagster'}, pool limit 1" in second.stdout
+    assert "kept runs in PostgreSQL and now keeps them in SQLite" in second.stderr

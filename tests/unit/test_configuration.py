@@ -68,6 +68,18 @@ def test_the_project_home_is_the_repository_whatever_the_current_directory(tmp_p
     assert default_home() == ROOT / ".ventureloop"
     assert default_warehouse_url() == f"duckdb:///{ROOT / '.ventureloop' / 'warehouse.duckdb'}"
 
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    # A command run from elsewhere: the repository's warehouse (or, if there is none yet, an error
+    # naming it), never a new one in the current directory. A copy of the environment, as the
+    # command applies the repository's .env if there is one.
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    result = CliRunner().invoke(app, ["ledger", "balances"])
+    assert str(ROOT / ".ventureloop" / "warehouse.duckdb") in result.stderr or os.environ.get("WAREHOUSE_URL")
+    assert list(tmp_path.iterdir()) == []
+
 
 def test_a_read_command_on_a_missing_warehouse_names_it_and_creates_nothing(tmp_path, monkeypatch):
     from typer.testing import CliRunner
