@@ -187,9 +187,7 @@ def load_rules(path: Path | str | None = None) -> FraudRules:
     unknown = sorted(set(document) - top)
     if unknown:
         raise FraudRulesError(f"{path}: unknown keys {unknown}; allowed: {sorted(top)}")
-    amount = _section(
-        document, "amount_outlier", path, {"enabled", "multiple", "min_previous", "new_source_ceiling"}
-    )
+    amount = _section(document, "amount_outlier", path, {"enabled", "multiple", "min_previous", "new_source_ceiling"})
     velocity = _section(
         document, "velocity", path, {"enabled", "window_minutes", "max_per_experiment", "max_per_customer"}
     )
