@@ -298,3 +298,23 @@ def test_cli_verify_checks_against_the_last_head_it_knows(tmp_path: Path, monkey
     assert verify(warehouse).ok
     cut = runner.invoke(app, ["ledger", "verify"])
     assert cut.exit_code == 1 and "the newest records were removed" in cut.stdout
+
+
+def test_cli_verify_says_when_it_cannot_read_the_dagster_instance(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VENTURELOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("storage: [not, a, mapping]\n")
+    (tmp_path / "home").mkdir()
+    warehouse = Warehouse(f"duckdb:///{tmp_path}/home/warehouse.duckdb")
+    ensure_schema(warehouse)
+    book(warehouse, sale("stripe:txn_1"), clock=CLOCK)
+    failed = CliRunner().invoke(app, ["ledger", "verify"])
+    assert failed.exit_code == 2
+    assert "cannot read the heads published in the Dagster instance" in failed.stderr and "--head" in failed.stderr
