@@ -261,14 +261,22 @@ def test_a_hold_decided_twice_is_refused_by_the_database_and_reported(warehouse:
 
 
 def test_ledgers_written_before_the_audit_records_carried_more_still_verify(duckdb_url: str):
-    """FX loads and budget records from before table_digest and changed_at: still verifiable, by counts."""
+    """FX loads and budget records from before table_digest and changed_at still verify; what they
+    record is still checked (rate counts, limits)."""
     warehouse = Warehouse(duckdb_url)
     ensure_schema(warehouse)
     with write_transaction(warehouse) as conn:
         run_sql(conn, "INSERT INTO ledger.fx_rates VALUES ('2026-11-02', 'USD', 1.1562, 'ecb')", None)
         append_events(conn, "duckdb", [(FX_RATES_LOADED, {"rows": 1, "digest": "x"})])
-    set_budget(warehouse, scope="global", period="day", currency="USD", limit_minor=100, changed_by="ops", at=AT)
+        run_sql(conn, "INSERT INTO ledger.budgets VALUES ('b1', 'global', '*', 'day', 'USD', 100, %s)", [AT])
+        run_sql(conn, "INSERT INTO ledger.budget_limits VALUES ('b1', 1, 100, %s, 'ops', '')", [AT])
+        legacy = {"budget_id": "b1", "scope": "global", "scope_key": "*", "period": "day", "currency": "USD"}
+        legacy |= {"limit_minor": 100, "version": 1, "changed_by": "ops", "reason": ""}  # no changed_at
+        append_events(conn, "duckdb", [("budget.created", legacy)])
     assert verify(warehouse).ok
+    warehouse.execute("UPDATE ledger.budget_limits SET limit_minor = 900")
+    assert "limit_minor differ from its audit record" in verify(warehouse).summary()
+    warehouse.execute("UPDATE ledger.budget_limits SET limit_minor = 100")
     warehouse.execute("DELETE FROM ledger.fx_rates")
     assert "0 rows, but its fx.rates_loaded audit records added 1" in verify(warehouse).summary()
 
