@@ -451,8 +451,16 @@ def _known_heads(chain: str | None) -> list[tuple[int, str]]:
 
         from assets.ledger.entries import PUBLISHED_HEADS_CHECKED, published_heads
 
-        with dg.DagsterInstance.get() as instance:
-            heads += published_heads(instance, chain, limit=PUBLISHED_HEADS_CHECKED)
+        try:
+            with dg.DagsterInstance.get() as instance:
+                heads += published_heads(instance, chain, limit=PUBLISHED_HEADS_CHECKED)
+        except Exception as error:  # noqa: BLE001 - any storage failure: say so rather than check less
+            typer.echo(
+                f"cannot read the heads published in the Dagster instance at {home}: {error}; "
+                f"fix it, or pass the heads you trust with --head",
+                err=True,
+            )
+            raise typer.Exit(2) from None
     return sorted(set(heads))
 
 

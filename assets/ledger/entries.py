@@ -193,7 +193,9 @@ def ledger_entries(
 @dg.asset_check(
     asset=ledger_entries,
     blocking=True,
-    description="The audit hash chain is intact and every transaction balances per currency.",
+    description="core.ledger.verify: the audit hash chain is intact and holds the heads recent materializations "
+    "published; every transaction balances and matches its hash; hold decisions, budget limits and FX rates "
+    "match their audit records.",
 )
 def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from core.ledger.audit import chain_id

@@ -109,6 +109,11 @@ def test_quarantine_commands_list_and_replay(demo, tmp_path):
     replayed = _run([str(BIN / "ventureloop"), "quarantine", "replay"], env).stdout
     # The bundled bad items are still bad: replay reports them, nothing is lost or double-counted.
     assert "replayed 0" in replayed and "still failing" in replayed
+    # On the same copy of the demo's home (saving a copy): with no --head and no `ledger head` run,
+    # `ledger verify` checks against the head the demo's ledger_entries materialization published.
+    verified = _run([str(BIN / "ventureloop"), "ledger", "verify"], env).stdout
+    assert re.search(r"checked against the last published head \d+:[0-9a-f]{64} \(1 known\)", verified), verified
+    assert "ledger verified" in verified
 
 
 def _free_port() -> int:

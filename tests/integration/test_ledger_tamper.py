@@ -261,14 +261,22 @@ def test_a_hold_decided_twice_is_refused_by_the_database_and_reported(warehouse:
 
 
 def test_ledgers_written_before_the_audit_records_carried_more_still_verify(duckdb_url: str):
-    """FX loads and budget records from before table_digest and changed_at: still verifiable, by counts."""
+    """FX loads and budget records from before table_digest and changed_at still verify; what they
+    record is still checked (rate counts, limits)."""
     warehouse = Warehouse(duckdb_url)
     ensure_schema(warehouse)
     with write_transaction(warehouse) as conn:
         run_sql(conn, "INSERT INTO ledger.fx_rates VALUES ('2026-11-02', 'USD', 1.1562, 'ecb')", None)
         append_events(conn, "duckdb", [(FX_RATES_LOADED, {"rows": 1, "digest": "x"})])
-    set_budget(warehouse, scope="global", period="day", currency="USD", limit_minor=100, changed_by="ops", at=AT)
+        run_sql(conn, "INSERT INTO ledger.budgets VALUES ('b1', 'global', '*', 'day', 'USD', 100, %s)", [AT])
+        run_sql(conn, "INSERT INTO ledger.budget_limits VALUES ('b1', 1, 100, %s, 'ops', '')", [AT])
+        legacy = {"budget_id": "b1", "scope": "global", "scope_key": "*", "period": "day", "currency": "USD"}
+        legacy |= {"limit_minor": 100, "version": 1, "changed_by": "ops", "reason": ""}  # no changed_at
+        append_events(conn, "duckdb", [("budget.created", legacy)])
     assert verify(warehouse).ok
+    warehouse.execute("UPDATE ledger.budget_limits SET limit_minor = 900")
+    assert "limit_minor differ from its audit record" in verify(warehouse).summary()
+    warehouse.execute("UPDATE ledger.budget_limits SET limit_minor = 100")
     warehouse.execute("DELETE FROM ledger.fx_rates")
     assert "0 rows, but its fx.rates_loaded audit records added 1" in verify(warehouse).summary()
 
@@ -298,3 +306,23 @@ def test_cli_verify_checks_against_the_last_head_it_knows(tmp_path: Path, monkey
     assert verify(warehouse).ok
     cut = runner.invoke(app, ["ledger", "verify"])
     assert cut.exit_code == 1 and "the newest records were removed" in cut.stdout
+
+
+def test_cli_verify_says_when_it_cannot_read_the_dagster_instance(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VENTURELOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("storage: [not, a, mapping]\n")
+    (tmp_path / "home").mkdir()
+    warehouse = Warehouse(f"duckdb:///{tmp_path}/home/warehouse.duckdb")
+    ensure_schema(warehouse)
+    book(warehouse, sale("stripe:txn_1"), clock=CLOCK)
+    failed = CliRunner().invoke(app, ["ledger", "verify"])
+    assert failed.exit_code == 2
+    assert "cannot read the heads published in the Dagster instance" in failed.stderr and "--head" in failed.stderr
