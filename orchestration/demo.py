@@ -147,8 +147,8 @@ def run(warehouse: Warehouse) -> bool:
         )
         with dg.DagsterInstance.get() as instance:
             result = job.execute_in_process(
-                # A logger runs only when the run config names it.
-                run_config={"loggers": {"console": {}, "stages": {}}},
+                # A logger runs only when the run config names it; the file gets every event (DEBUG).
+                run_config={"loggers": {"console": {"config": {"log_level": "DEBUG"}}, "stages": {}}},
                 instance=instance,
                 raise_on_error=False,
                 # The run's target in the UI: every asset by key, not an anonymous job.

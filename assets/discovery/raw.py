@@ -40,7 +40,14 @@ def discovery_asset(source: Source) -> dg.AssetsDefinition:
         log(f"{source.name}: {result.status}: {result.message}")
         severity = dg.AssetCheckSeverity.WARN if result.status == "skipped" else dg.AssetCheckSeverity.ERROR
         return dg.MaterializeResult(
-            metadata={**result.as_metadata(), "warehouse": client.describe()},
+            metadata={
+                **result.as_metadata(),
+                "warehouse": client.describe(),
+                # This source's share of raw.records, every run so far.
+                "dagster/row_count": int(
+                    client.scalar("SELECT count(*) FROM raw.records WHERE source = %s", [source.name])
+                ),
+            },
             check_results=[
                 dg.AssetCheckResult(
                     check_name="fetch_succeeded",

@@ -22,6 +22,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from assets.ledger_marts.project import ledger_dbt_project, prepare_if_stale
 from assets.resources import DbtResource, warehouse_pool
+from core.platform.warehouse import Warehouse
 
 GROUP = "ledger_marts"
 OWNER = "team:ledger"
@@ -77,11 +78,43 @@ def ledger_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtResource) -> It
     """`dbt build` of the selected models and seeds of dbt_project/, with their tests."""
     invocation = dbt.cli(["build"], context=context)
     try:
-        # dagster/row_count of each table model (views are not counted: that would run their query).
-        # On DuckDB dagster-dbt counts once dbt has exited and released the file.
-        yield from invocation.stream().fetch_row_counts()
+        yield from with_row_counts(invocation.stream(), context, dbt.warehouse.client())
     finally:
         log_run_results(invocation, context)
+
+
+# Tables are counted; a view is not (counting it runs its query), nor is an ephemeral model.
+COUNTED = ("table", "incremental", "seed", "snapshot")
+
+
+def with_row_counts(events: Iterator[Any], context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[Any]:
+    """dbt's events, each model's output with `dagster/row_count`, counted once dbt has exited.
+
+    Not dagster-dbt's `fetch_row_counts`: it counts through a dbt adapter that stays connected to
+    the DuckDB file with another configuration, and every later step of an in-process run (the
+    demo) then fails to connect. If dbt fails, what it built is still reported, without counts."""
+    built = []
+    try:
+        built.extend(events)
+    except Exception:
+        yield from built
+        raise
+    for event in built:
+        if isinstance(event, dg.Output):
+            spec = context.assets_def.specs_by_key[context.asset_key_for_output(event.output_name)]
+            count = row_count(spec, warehouse)
+            if count is not None:
+                event = event.with_metadata({**event.metadata, "dagster/row_count": count})
+        yield event
+
+
+def row_count(spec: dg.AssetSpec, warehouse: Warehouse) -> int | None:
+    kind = spec.metadata.get("dagster-dbt/materialization_type")
+    table = spec.metadata.get("dagster/table_name")
+    if str(getattr(kind, "value", kind)) not in COUNTED or table is None:
+        return None
+    # database.schema.table: the warehouse client is connected to the database already.
+    return warehouse.count(".".join(str(getattr(table, "value", table)).split(".")[-2:]))
 
 
 def log_run_results(invocation: DbtCliInvocation, context: dg.AssetExecutionContext) -> None:

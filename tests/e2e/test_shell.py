@@ -78,7 +78,7 @@ def test_demo_prints_stages_and_a_clean_summary_and_logs_the_rest(demo):
     # One line per finished stage, with the time since the start; nothing of Dagster's or dbt's own chatter.
     assert re.search(r"^ +\d+\.\d s  raw/hackernews: done$", out, re.MULTILINE), out[:3000]
     assert re.search(r"^ +\d+\.\d s  dbt build of the ledger marts .*: done$", out, re.MULTILINE)
-    assert re.search(r"^ +\d+\.\d s  check fetch_succeeded on raw/hackernews: done$", out, re.MULTILINE)
+    assert re.search(r"^ +\d+\.\d s  check ledger_verifies on ledger_entries: done$", out, re.MULTILINE)
     assert "DEBUG" not in out and "STEP_SUCCESS" not in out and "\x1b[" not in out
     # Money in major units with the exact cents beside it; rank and quarantine explained.
     assert re.search(r"revenue \$[\d,]+\.\d\d \((\d+) cents\), cost", out)

@@ -927,6 +927,15 @@ def test_dagster_materializes_the_dbt_assets_and_reports_dbt_tests_as_checks(
     assert checks[(dg.AssetKey(["staging", "stg_postings"]), "transactions_balance_per_currency")].passed
     summary = warehouse.query("SELECT * FROM analytics.revenue_summary WHERE experiment_id = 'exp-a'")
     assert summary[["total_revenue_cents", "total_cost_cents"]].astype(int).values.tolist() == [[10_000, 2_702]]
+    # Each table's row count is on its materialization (the UI's dagster/row_count), counted after dbt
+    # exited by a connection that leaves the DuckDB file usable by the rest of the process (above).
+    counts = {
+        e.asset_key: e.materialization.metadata.get("dagster/row_count")
+        for e in result.get_asset_materialization_events()
+    }
+    assert counts[mart("revenue_summary")].value == warehouse.count("analytics.revenue_summary") > 0
+    assert counts[dg.AssetKey(["seeds", "currencies"])].value == warehouse.count("analytics_staging.currencies")
+    assert counts[dg.AssetKey(["staging", "stg_postings"])] is None  # a view: counting would run its query
 
     ledger.book(
         [("assets:cash:stripe:usd", "USD", 1_000), ("revenue:experiment:exp-a", "USD", -900)],

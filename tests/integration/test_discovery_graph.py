@@ -11,7 +11,12 @@ from assets.discovery.checks import (
     opportunities_pass_quality_suite,
     scores_within_unit_interval,
 )
-from assets.discovery.opportunities import opportunities, opportunity_features, scored_opportunities
+from assets.discovery.opportunities import (
+    INLINE_MARKDOWN_LIMIT,
+    opportunities,
+    opportunity_features,
+    scored_opportunities,
+)
 from assets.discovery.raw import SOURCES, raw_assets
 from assets.resources import DiscoveryResource, WarehouseResource
 from core.discovery.sources.base import FAMILIES
@@ -89,6 +94,16 @@ def test_ten_families_flow_to_scored_opportunities_and_reruns_add_nothing(wareho
     )
     assert by_rank["opportunity_id"].tolist() == expected["opportunity_id"].tolist()
     assert by_rank["score"].iloc[0] == scored["score"].max()
+
+    # What the asset pages show: row counts of the tables written, the top 10 without a click.
+    assert _metadata(first, "opportunities")["dagster/row_count"] == len(opportunities_table)
+    scored_meta = _metadata(first, "scored_opportunities")
+    assert scored_meta["dagster/row_count"] == len(scored)
+    assert len(scored_meta["top_10"]) < INLINE_MARKDOWN_LIMIT and scored_meta["top_10"].count("\n") == 11
+    raw_rows = warehouse.query("SELECT source, count(*) AS n FROM raw.records GROUP BY source")
+    assert {s.name: _metadata(first, f"raw/{s.name}")["dagster/row_count"] for s in SOURCES} == dict(
+        zip(raw_rows["source"], raw_rows["n"].astype(int), strict=True)
+    )
 
     # The same launch on several sites is one cluster, not dropped.
     invoicebolt = opportunities_table[opportunities_table["canonical_url"].str.startswith("https://invoicebolt.io")]
