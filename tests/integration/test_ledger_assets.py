@@ -154,3 +154,29 @@ def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Wareho
         )
         assert result.success and _entries_metadata(result)["files"] == 2
         assert inbox_files(inbox) == []
+
+
+def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_file_too(duckdb_url, tmp_path):
+    from core.ledger.imports.archive import NAME_MAX
+    from core.platform.schema import ensure_schema
+
+    warehouse = Warehouse(duckdb_url)
+    ensure_schema(warehouse)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    long_name = inbox / ("s" * 246 + ".csv")  # legal (250 bytes), but not with the archive's digest prefix
+    shutil.copy(FIXTURES / "stripe_export.csv", long_name)
+    shutil.copy(FIXTURES / "generic_events.csv", inbox / "generic_events.csv")
+    resources = {
+        "warehouse": WarehouseResource(url=duckdb_url),
+        "ledger_inputs": LedgerInputsResource(inbox_dir=str(inbox)),
+    }
+    files = [str(long_name), str(inbox / "generic_events.csv")]
+    config = {"ops": {"ledger_entries": {"config": {"inbox_files": files, "simulate_payments": False}}}}
+    result = dg.materialize(LEDGER, resources=resources, run_config=config)
+    assert result.success
+    metadata = _entries_metadata(result)
+    assert metadata["files"] == 2 and metadata["not_archived"] == []
+    assert inbox_files(inbox) == []
+    archived = sorted(p.name for p in (inbox / "archive").rglob("*.csv"))
+    assert len(archived) == 2 and max(len(n.encode()) for n in archived) == NAME_MAX
