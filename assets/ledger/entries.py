@@ -137,13 +137,17 @@ def ledger_entries(
     pull_stripe = (
         config.pull_stripe_api if config.pull_stripe_api is not None else ledger_inputs.outcomes_source == "stripe"
     )
-    reports = []
+    reports, not_archived = [], []
     for name in config.inbox_files:
         path = Path(name)
         report = import_file(client, path, run_id=context.run.run_id, rules=rules, spend_window=spend_window)
         context.log.info(f"{path.name}: {report.summary()}")
         reports.append(report)
-        archive(path)
+        try:
+            archive(path)
+        except OSError as error:  # booked already: the next file must still be imported
+            not_archived.append(f"{path}: {error}")
+            context.log.warning(f"{path} was imported but could not be archived ({error}); move it out of the inbox")
     if pull_stripe:
         from core.ledger.imports import import_stripe_api
 
@@ -180,6 +184,7 @@ def ledger_entries(
             **totals,
             "expired_holds": len(expired),
             "files": len(config.inbox_files),
+            "not_archived": dg.MetadataValue.json(not_archived),
             "reports": dg.MetadataValue.md("\n".join(f"- {r.summary()}" for r in reports) or "nothing to book"),
             "transactions_total": (transactions := client.count("ledger.transactions")),
             "dagster/row_count": transactions,
@@ -231,14 +236,17 @@ def published_heads(instance: dg.DagsterInstance, chain: str | None, limit: int)
 
 
 def archive(path: Path) -> Path:
-    """Move an imported file to inbox/archive/<UTC day>/ under a name that cannot collide."""
+    """Move an imported file to inbox/archive/<UTC day>/ under a name that cannot collide (and fits
+    the file system: core.ledger.imports.archive)."""
     import hashlib
     from datetime import UTC, datetime
 
+    from core.ledger.imports.archive import archived_name
+
     if not path.exists():
         return path
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    target = path.parent / "archive" / datetime.now(UTC).strftime("%Y-%m-%d") / f"{digest}-{path.name}"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    target = path.parent / "archive" / datetime.now(UTC).strftime("%Y-%m-%d") / archived_name(path.name, digest)
     target.parent.mkdir(parents=True, exist_ok=True)
     path.replace(target)
     return target

@@ -1,6 +1,8 @@
 """The inbox sensor: the files dropped in the inbox since its last poll are imported by one run,
 then archived. Each file is launched once (its content hash and modification time are remembered
-in the cursor); the run's key is made of the files' keys, so a launch cannot be repeated either."""
+in the cursor); the run's key is made of the files' keys, so a launch cannot be repeated either.
+A run that failed or was canceled is launched again for its files still in the inbox, under a new
+run key, up to MAX_ATTEMPTS times; the cursor remembers each launch until its run has ended."""
 
 import hashlib
 import json
@@ -13,6 +15,10 @@ from assets.resources import LedgerInputsResource
 # Files still being written by their producer: never pick them up half-written.
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
 REMEMBERED = 1000
+MAX_ATTEMPTS = 3
+RUN_KEY_TAG = "dagster/run_key"  # the tag Dagster gives a run launched from a run request's key
+RETRIED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+ENDED = (*RETRIED, dg.DagsterRunStatus.SUCCESS)
 
 
 def inbox_files(directory: Path) -> list[Path]:
@@ -42,30 +48,55 @@ def build_inbox_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
         "all of one poll in one run.",
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, ledger_inputs: LedgerInputsResource) -> dg.SensorResult:
-        seen: list[str] = json.loads(context.cursor) if context.cursor else []
-        new: dict[str, Path] = {}
+        seen, launched = _cursor(context.cursor)
+        present: dict[str, Path] = {}
         for path in inbox_files(ledger_inputs.inbox):
-            key = file_key(path)
-            if key not in seen and key not in new:
-                new[key] = path
-        if not new:
-            return dg.SensorResult(skip_reason=f"no new files in {ledger_inputs.inbox}")
-        run_key = hashlib.sha256("\n".join(sorted(new)).encode()).hexdigest()
-        request = dg.RunRequest(
-            run_key=run_key,
-            run_config={
-                "ops": {
-                    "ledger_entries": {
-                        "config": {
-                            "inbox_files": [str(p) for p in new.values()],
-                            "simulate_payments": False,
-                            "pull_stripe_api": False,
-                        }
-                    }
-                }
-            },
-            tags={"ventureloop/inbox_files": str(len(new))},
-        )
-        return dg.SensorResult(run_requests=[request], cursor=json.dumps([*seen, *new][-REMEMBERED:]))
+            present.setdefault(file_key(path), path)
+        requests = []
+        for run_key, launch in list(launched.items()):
+            runs = context.instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+            if not runs or runs[0].status not in ENDED:
+                continue  # not started yet, or still running
+            del launched[run_key]
+            left = {key: present[key] for key in launch["keys"] if key in present}
+            if runs[0].status in RETRIED and left and launch["attempt"] < MAX_ATTEMPTS:
+                requests.append(_request(left, launch["attempt"] + 1, launched))
+        new = {key: path for key, path in present.items() if key not in seen}
+        if new:
+            requests.append(_request(new, 1, launched))
+        recent = dict(list(launched.items())[-REMEMBERED:])
+        cursor = json.dumps({"seen": [*seen, *new][-REMEMBERED:], "launched": recent})
+        if not requests:
+            return dg.SensorResult(skip_reason=f"no new files in {ledger_inputs.inbox}", cursor=cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return inbox_sensor
+
+
+def _cursor(text: str | None) -> tuple[list[str], dict[str, dict]]:
+    """(file keys seen, run key -> {keys, attempt} of the launches whose run has not ended)."""
+    state = json.loads(text) if text else []
+    if isinstance(state, list):  # the cursor before retries: only the keys seen
+        return state, {}
+    return state["seen"], state["launched"]
+
+
+def _request(files: dict[str, Path], attempt: int, launched: dict[str, dict]) -> dg.RunRequest:
+    keys = sorted(files)
+    run_key = hashlib.sha256(("\n".join(keys) + (f"\nattempt {attempt}" if attempt > 1 else "")).encode()).hexdigest()
+    launched[run_key] = {"keys": keys, "attempt": attempt}
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config={
+            "ops": {
+                "ledger_entries": {
+                    "config": {
+                        "inbox_files": [str(files[key]) for key in keys],
+                        "simulate_payments": False,
+                        "pull_stripe_api": False,
+                    }
+                }
+            }
+        },
+        tags={"ventureloop/inbox_files": str(len(files)), "ventureloop/inbox_attempt": str(attempt)},
+    )

@@ -3,7 +3,7 @@ nothing, so that importing one of them stays cheap.
 
     validation          Posting, TransactionRequest, prepare, account_type, content_hash; the ledger's errors
     booking             book, book_many, book_prepared, reverse, get_transaction: idempotent, append-only
-    holds               hold, post_hold, void_hold, expire_holds, pending_holds
+    holds               hold, hold_many, post_hold, void_hold, expire_holds, pending_holds
     balances            balances, balance: per account and currency, optionally as of an instant
     verify              verify: the audit chain and every ledger invariant, read-only
     audit               the hash-chained audit log and write_transaction, which every audited write uses

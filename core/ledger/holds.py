@@ -16,12 +16,14 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.ledger.audit import Clock, append_events, canonical_json, utc_iso, utc_now, write_transaction
+from core.ledger.booking import _select_in as select_in  # the same package's bulk IN look-up
 from core.ledger.booking import book_in_transaction, booked_keys, idempotency_conflict, retry_on_unique_race
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import (
     HoldError,
     HoldExpired,
     IdempotencyConflict,
+    LedgerError,
     Prepared,
     TransactionRequest,
     prepare,
@@ -50,6 +52,16 @@ class HoldDecision:
     note: str | None = None
 
 
+@dataclass(frozen=True)
+class HoldProposal:
+    """One transaction to hold, validated already (core.ledger.validation.prepare)."""
+
+    prepared: Prepared
+    reason: str
+    expires_at: datetime
+    kind: str = "review"
+
+
 def hold(
     warehouse: Warehouse,
     request: TransactionRequest,
@@ -63,64 +75,94 @@ def hold(
     """Propose a transaction without booking it (fraud review, reservation) until it is decided.
 
     The hold shares the transaction's idempotency key: posting it books exactly that transaction."""
-    prepared = prepare(request, tax)
-    if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
-        raise HoldError(f"hold {prepared.key!r}: expires_at must be a timezone-aware datetime")
-    proposed = {"content": prepared.content, "content_hash": prepared.content_hash}
+    [outcome] = hold_many(warehouse, [HoldProposal(prepare(request, tax), reason, expires_at, kind)], clock=clock)
+    if isinstance(outcome, LedgerError):
+        raise outcome
+    return outcome
+
+
+def hold_many(
+    warehouse: Warehouse, proposals: Sequence[HoldProposal], *, clock: Clock = utc_now
+) -> list[HoldResult | LedgerError]:
+    """Propose many holds in one write transaction (one insert per table, one audit append), as
+    bookings are batched. Each proposal gets its own outcome, in order: its HoldResult, or the
+    error that refuses it alone (HoldError: already booked; IdempotencyConflict: held with other
+    content, kind, reason or expiry), so one refused hold never fails the others."""
+    outcomes: list[HoldResult | LedgerError | None] = [None] * len(proposals)
+    for index, proposal in enumerate(proposals):
+        expires_at = proposal.expires_at
+        if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+            outcomes[index] = HoldError(f"hold {proposal.prepared.key!r}: expires_at must be a timezone-aware datetime")
+    keys = sorted({p.prepared.key for i, p in enumerate(proposals) if outcomes[i] is None})
+    if not keys:
+        return [o for o in outcomes if o is not None]
     with write_transaction(warehouse) as conn:
         backend = warehouse.backend
-        booked = booked_keys(conn, backend, [prepared.key]).get(prepared.key)
-        if booked:
-            raise HoldError(
-                f"idempotency key {prepared.key} is already booked as transaction {booked[0]}: "
-                f"there is nothing left to hold"
+        booked = booked_keys(conn, backend, keys)
+        stored = {
+            row[0]: row[1:]
+            for row in select_in(
+                conn,
+                backend,
+                "SELECT idempotency_key, hold_id, kind, reason, proposed, expires_at FROM ledger.holds WHERE {match}",
+                "idempotency_key",
+                keys,
             )
-        row = run_sql(
-            conn,
-            "SELECT hold_id, kind, reason, proposed, expires_at FROM ledger.holds WHERE idempotency_key = %s",
-            [prepared.key],
-        ).fetchone()
-        if row:
-            _same_hold(prepared, row, kind, reason, expires_at)
-            return HoldResult(row[0], "duplicate", prepared.key)
-        hold_id, now = str(uuid.uuid4()), clock()
-        append_frame(
-            conn,
-            backend,
-            "ledger.holds",
-            pd.DataFrame(
-                [
-                    {
-                        "hold_id": hold_id,
-                        "idempotency_key": prepared.key,
-                        "kind": kind,
-                        "reason": reason,
-                        "proposed": canonical_json(proposed),
-                        "created_at": now,
-                        "expires_at": expires_at.astimezone(UTC),
-                    }
-                ]
-            ),
-        )
-        append_events(
-            conn,
-            backend,
-            [
+        }
+        now = clock()
+        rows, events = [], []
+        for index, proposal in enumerate(proposals):
+            if outcomes[index] is not None:
+                continue
+            prepared = proposal.prepared
+            key = prepared.key
+            if key in booked:
+                outcomes[index] = HoldError(
+                    f"idempotency key {key} is already booked as transaction {booked[key][0]}: "
+                    f"there is nothing left to hold"
+                )
+                continue
+            if key in stored:  # held before, or earlier in this batch
+                try:
+                    _same_hold(prepared, stored[key], proposal.kind, proposal.reason, proposal.expires_at)
+                except LedgerError as error:
+                    outcomes[index] = error
+                    continue
+                outcomes[index] = HoldResult(stored[key][0], "duplicate", key)
+                continue
+            hold_id = str(uuid.uuid4())
+            proposed = canonical_json({"content": prepared.content, "content_hash": prepared.content_hash})
+            expires_at = proposal.expires_at.astimezone(UTC)
+            stored[key] = (hold_id, proposal.kind, proposal.reason, proposed, expires_at)
+            rows.append(
+                {
+                    "hold_id": hold_id,
+                    "idempotency_key": key,
+                    "kind": proposal.kind,
+                    "reason": proposal.reason,
+                    "proposed": proposed,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                }
+            )
+            events.append(
                 (
                     HOLD_CREATED,
                     {
                         "hold_id": hold_id,
-                        "idempotency_key": prepared.key,
+                        "idempotency_key": key,
                         "content_hash": prepared.content_hash,
-                        "kind": kind,
-                        "reason": reason,
+                        "kind": proposal.kind,
+                        "reason": proposal.reason,
                         "expires_at": utc_iso(expires_at),
                     },
                 )
-            ],
-            now,
-        )
-    return HoldResult(hold_id, "held", prepared.key)
+            )
+            outcomes[index] = HoldResult(hold_id, "held", key)
+        if rows:
+            append_frame(conn, backend, "ledger.holds", pd.DataFrame(rows))
+            append_events(conn, backend, events, now)
+    return [o for o in outcomes if o is not None]
 
 
 def _same_hold(prepared: Prepared, row: Sequence[Any], kind: str, reason: str, expires_at: datetime) -> None:

@@ -5,8 +5,6 @@ files each end as quarantined records with a reason and their exact bytes; the g
 import json
 from datetime import UTC, datetime
 
-import pytest
-
 from core.ledger.imports import import_bytes
 from core.platform.quarantine import decode_payload
 from core.platform.warehouse import Warehouse
@@ -29,29 +27,15 @@ def booked(warehouse: Warehouse) -> list[str]:
     return sorted(warehouse.read("ledger.transactions")["idempotency_key"])
 
 
-def test_a_nul_byte_in_a_bad_row_is_quarantined_with_its_exact_bytes(warehouse: Warehouse):
+def test_nul_bytes_quarantine_their_row_only_with_its_exact_bytes(warehouse: Warehouse):
+    # In a row that is bad anyway: quarantined, its payload the exact bytes (base64 in the table).
     bad = b"bad-1,2026-11-02T12:00:00Z,sale\x00,1.00,USD,x\n"
-    report = import_bytes(warehouse, HEADER + bad + GOOD, name="nul.csv", now=NOW)
+    report = import_bytes(warehouse, HEADER + bad + GOOD, name="bad.csv", now=NOW)
     assert (report.booked, report.quarantined) == (1, 1)
-    reason, payload = stored(warehouse)["nul.csv:2"]
-    assert payload == bad and reason.startswith("kind 'sale\\x00' is not one of")
-    assert booked(warehouse) == ["csv:good-1"]
-
-
-def test_a_nul_byte_in_a_good_row_quarantines_that_row_only(warehouse: Warehouse):
+    # In a row that would book: refused on both backends, naming the field.
     nul = b"nul-1,2026-11-02T12:00:00Z,revenue,1.00,USD,a\x00b\n"
-    report = import_bytes(warehouse, HEADER + nul + GOOD, name="nul.csv", now=NOW)
-    assert (report.booked, report.quarantined) == (1, 1)
-    reason, payload = stored(warehouse)["nul.csv:2"]
-    assert payload == nul
-    assert reason == (
-        "description holds a NUL byte (0x00), which a PostgreSQL text column cannot store: "
-        "remove it from the source and replay"
-    )
-    assert booked(warehouse) == ["csv:good-1"]
-
-
-def test_a_nul_byte_in_json_metadata_is_named_by_its_field(warehouse: Warehouse):
+    report = import_bytes(warehouse, HEADER + nul + GOOD, name="good.csv", now=NOW)
+    assert (report.booked, report.duplicates, report.quarantined) == (0, 1, 1)
     line = {
         "id": "txn_nul",
         "object": "balance_transaction",
@@ -65,45 +49,52 @@ def test_a_nul_byte_in_json_metadata_is_named_by_its_field(warehouse: Warehouse)
     }
     report = import_bytes(warehouse, json.dumps(line).encode() + b"\n", name="nul.jsonl", now=NOW)
     assert report.quarantined == 1
-    assert report.rows[0].message.startswith("metadata.customer_id holds a NUL byte")
-
-
-def test_an_unknown_format_whose_first_line_is_not_utf8_is_one_record(warehouse: Warehouse):
-    data = b"caf\xe9,na\xefve\n1,2\n"
-    report = import_bytes(warehouse, data, name="latin1.csv", now=NOW)
-    assert (report.format, report.quarantined) == ("unknown", 1)
-    reason, payload = stored(warehouse)["latin1.csv:1"]
-    assert payload == data
-    assert reason.startswith("not a known import format, and its first line is not UTF-8: byte 0xE9 at column 4")
-
-
-@pytest.mark.parametrize(
-    ("occurred_at", "why"),
-    [
-        ("0001-01-01T00:00:00+01:00", "outside the years 1-9999 once converted to UTC"),
-        ("9999-12-31T23:59:59-01:00", "outside the years 1-9999 once converted to UTC"),
-        ("0001-01-01T00:00:00-01:00", "is before 1970-01-01 (UTC)"),
-    ],
-)
-def test_a_time_utc_cannot_hold_quarantines_its_row(warehouse: Warehouse, occurred_at: str, why: str):
-    row = f"far-1,{occurred_at},revenue,1.00,USD,x\n".encode()
-    report = import_bytes(warehouse, HEADER + row + GOOD, name="far.csv", now=NOW)
-    assert (report.booked, report.quarantined) == (1, 1)
-    assert why in stored(warehouse)["far.csv:2"][0]
-
-
-def test_a_stripe_export_time_before_1970_quarantines_its_row(warehouse: Warehouse):
-    header = b"id,Type,Amount,Fee,Net,Currency,Created (UTC)\n"
-    rows = (
-        b"txn_old,charge,1.00,0.00,1.00,usd,0001-01-01 00:00:00\n"
-        b"txn_new,charge,1.00,0.00,1.00,usd,2026-11-02 09:00:00\n"
+    kept = stored(warehouse)
+    assert kept["bad.csv:2"][1] == bad and kept["bad.csv:2"][0].startswith("kind 'sale\\x00' is not one of")
+    assert kept["good.csv:2"] == (
+        "description holds a NUL byte (0x00), which a PostgreSQL text column cannot store: "
+        "remove it from the source and replay",
+        nul,
     )
-    report = import_bytes(warehouse, header + rows, name="export.csv", now=NOW)
-    assert (report.booked, report.quarantined) == (1, 1)
-    assert "Created (UTC) '0001-01-01 00:00:00' is before 1970-01-01" in stored(warehouse)["export.csv:2"][0]
+    assert kept["nul.jsonl:1"][0].startswith("metadata.customer_id holds a NUL byte")
+    assert booked(warehouse) == ["csv:good-1"]
+
+
+def test_unknown_non_utf8_and_empty_files_are_one_record_each_once(warehouse: Warehouse):
+    latin1 = b"caf\xe9,na\xefve\n1,2\n"
+    for _again in range(2):
+        assert import_bytes(warehouse, latin1, name="latin1.csv", now=NOW).quarantined == 1
+        assert import_bytes(warehouse, b"", name="empty.csv", now=NOW).quarantined == 1
+        assert import_bytes(warehouse, b"\n  \n", name="blank.csv", now=NOW).quarantined == 1
+    kept = stored(warehouse)
+    assert set(kept) == {"latin1.csv:1", "empty.csv:1", "blank.csv:1"}
+    reason, payload = kept["latin1.csv:1"]
+    assert payload == latin1
+    assert reason.startswith("not a known import format, and its first line is not UTF-8: byte 0xE9 at column 4")
+    assert kept["empty.csv:1"] == ("the file is empty", b"")
+    assert kept["blank.csv:1"] == ("the file is empty", b"\n  \n")
+
+
+def test_times_utc_cannot_hold_or_before_1970_quarantine_their_row(warehouse: Warehouse):
+    rows = [
+        b"far-1,0001-01-01T00:00:00+01:00,revenue,1.00,USD,x\n",
+        b"far-2,9999-12-31T23:59:59-01:00,revenue,1.00,USD,x\n",
+        b"far-3,0001-01-01T00:00:00-01:00,revenue,1.00,USD,x\n",
+    ]
+    report = import_bytes(warehouse, HEADER + b"".join(rows) + GOOD, name="far.csv", now=NOW)
+    assert (report.booked, report.quarantined) == (1, 3)
+    header = b"id,Type,Amount,Fee,Net,Currency,Created (UTC)\n"
+    export = b"txn_old,charge,1.00,0.00,1.00,usd,0001-01-01 00:00:00\n"
+    assert import_bytes(warehouse, header + export, name="export.csv", now=NOW).quarantined == 1
+    reasons = {origin: reason for origin, (reason, _payload) in stored(warehouse).items()}
+    assert "outside the years 1-9999 once converted to UTC" in reasons["far.csv:2"]
+    assert "outside the years 1-9999 once converted to UTC" in reasons["far.csv:3"]
+    assert "is before 1970-01-01 (UTC)" in reasons["far.csv:4"]
+    assert "Created (UTC) '0001-01-01 00:00:00' is before 1970-01-01" in reasons["export.csv:2"]
 
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_LINE = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
 CHARGE = json.dumps(
     {
         "id": "txn_ok",
@@ -118,30 +109,16 @@ CHARGE = json.dumps(
 ).encode()
 
 
-DEEP_LINE = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
-
-
-@pytest.mark.parametrize(
-    ("name", "data", "origin", "payload"),
-    [
+def test_json_nested_past_the_parser_limit_is_quarantined(warehouse: Warehouse):
+    files = [  # name, content, origin and payload of the quarantined record
         ("deep.json", DEEP, "deep.json:1", DEEP[1:]),  # the items after the opening bracket
         ("deep_list.json", b"[" + CHARGE + b",\n" + DEEP + b"]", "deep_list.json:2", DEEP + b"]"),
         ("deep.jsonl", CHARGE + b"\n" + DEEP_LINE + b"\n", "deep.jsonl:2", DEEP_LINE),
-    ],
-)
-def test_json_nested_past_the_parser_limit_is_quarantined(
-    warehouse: Warehouse, name: str, data: bytes, origin: str, payload: bytes
-):
-    report = import_bytes(warehouse, data, name=name, now=NOW)
-    assert report.quarantined == 1
-    reason, kept = stored(warehouse)[origin]
-    assert "nested more than about 1,000 levels deep" in reason and kept == payload
-    assert report.booked == (0 if name == "deep.json" else 1)
-
-
-@pytest.mark.parametrize("data", [b"", b"\n  \n"])
-def test_an_empty_file_is_one_quarantined_record_once(warehouse: Warehouse, data: bytes):
-    first = import_bytes(warehouse, data, name="empty.csv", now=NOW)
-    again = import_bytes(warehouse, data, name="empty.csv", now=NOW)
-    assert (first.format, first.quarantined, again.quarantined) == ("unknown", 1, 1)
-    assert stored(warehouse) == {"empty.csv:1": ("the file is empty", data)}
+    ]
+    for name, data, _origin, _payload in files:
+        assert import_bytes(warehouse, data, name=name, now=NOW).quarantined == 1
+    kept = stored(warehouse)
+    for _name, _data, origin, payload in files:
+        reason, stored_payload = kept[origin]
+        assert "nested more than about 1,000 levels deep" in reason and stored_payload == payload
+    assert booked(warehouse) == ["stripe:txn_ok"]

@@ -147,3 +147,19 @@ def test_discovery_replay_leaves_import_rows_to_the_importer(warehouse: Warehous
     import_objects(warehouse, [transfer("txn_transfer_2")], origin="api", now=NOW)
     report = replay(warehouse, [])
     assert report.not_replayable == 0 and not any("rematerialize" in reason for reason in report.reasons)
+
+
+def test_a_row_of_a_file_with_a_name_at_the_limit_is_found_in_the_archive(warehouse: Warehouse, tmp_path, ship_the_fix):
+    from core.ledger.imports.archive import NAME_MAX, archived_name
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    dropped = inbox / ("e" * 246 + ".csv")  # a legal 250-byte name
+    shutil.copy(FIXTURES / "generic_events_bad.csv", dropped)
+    import_file(warehouse, dropped, now=NOW)
+    archived = inbox / "archive" / "2026-11-06" / archived_name(dropped.name, "0123456789abcdef")
+    assert len(archived.name.encode()) == NAME_MAX and archived.name.endswith(".csv")
+    archived.parent.mkdir(parents=True)
+    dropped.replace(archived)
+    ship_the_fix()
+    assert replay_imports(warehouse, [inbox / "archive"], now=NOW).replayed == 1

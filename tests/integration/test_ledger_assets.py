@@ -154,3 +154,75 @@ def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Wareho
         )
         assert result.success and _entries_metadata(result)["files"] == 2
         assert inbox_files(inbox) == []
+
+
+def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_file_too(duckdb_url, tmp_path):
+    from core.ledger.imports.archive import NAME_MAX
+    from core.platform.schema import ensure_schema
+
+    warehouse = Warehouse(duckdb_url)
+    ensure_schema(warehouse)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    long_name = inbox / ("s" * 246 + ".csv")  # legal (250 bytes), but not with the archive's digest prefix
+    shutil.copy(FIXTURES / "stripe_export.csv", long_name)
+    shutil.copy(FIXTURES / "generic_events.csv", inbox / "generic_events.csv")
+    resources = {
+        "warehouse": WarehouseResource(url=duckdb_url),
+        "ledger_inputs": LedgerInputsResource(inbox_dir=str(inbox)),
+    }
+    files = [str(long_name), str(inbox / "generic_events.csv")]
+    config = {"ops": {"ledger_entries": {"config": {"inbox_files": files, "simulate_payments": False}}}}
+    result = dg.materialize(LEDGER, resources=resources, run_config=config)
+    assert result.success
+    metadata = _entries_metadata(result)
+    assert metadata["files"] == 2 and metadata["not_archived"] == []
+    assert inbox_files(inbox) == []
+    archived = sorted(p.name for p in (inbox / "archive").rglob("*.csv"))
+    assert len(archived) == 2 and max(len(n.encode()) for n in archived) == NAME_MAX
+
+
+def test_inbox_sensor_launches_a_failed_runs_files_again_up_to_a_limit(tmp_path, duckdb_url):
+    from dagster._core.test_utils import create_run_for_test
+
+    from assets.ledger.inbox import MAX_ATTEMPTS, RUN_KEY_TAG
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
+    resources = {
+        "warehouse": WarehouseResource(url=duckdb_url),
+        "ledger_inputs": LedgerInputsResource(inbox_dir=str(inbox)),
+    }
+    defs = dg.Definitions.merge(ledger.defs, dg.Definitions(resources=resources))
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources)
+            return sensor(context)
+
+        def ended(status, run_key):
+            create_run_for_test(instance, "ledger_import_job", status=status, tags={RUN_KEY_TAG: run_key})
+
+        result = tick(None)
+        launches = [result.run_requests[0]]
+        assert tick(result.cursor).run_requests == []  # its run has not ended: nothing to do
+        for _attempt in range(MAX_ATTEMPTS):
+            ended(dg.DagsterRunStatus.FAILURE, launches[-1].run_key)
+            result = tick(result.cursor)
+            launches += result.run_requests
+        # Launched again after each failure, under a new key, the same file, until the limit.
+        assert len(launches) == MAX_ATTEMPTS and len({r.run_key for r in launches}) == MAX_ATTEMPTS
+        assert {tuple(r.run_config["ops"]["ledger_entries"]["config"]["inbox_files"]) for r in launches} == {
+            (str(inbox / "stripe_export.csv"),)
+        }
+        assert tick(result.cursor).run_requests == []
+
+        # A success ends it: its file was archived, and nothing is launched again.
+        shutil.copy(FIXTURES / "generic_events.csv", inbox / "generic_events.csv")
+        result = tick(result.cursor)
+        [fresh] = result.run_requests
+        (inbox / "generic_events.csv").unlink()
+        ended(dg.DagsterRunStatus.SUCCESS, fresh.run_key)
+        assert tick(result.cursor).run_requests == []

@@ -18,7 +18,7 @@ Nothing is dropped: every record ends as booked, duplicate, held or quarantined,
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -26,7 +26,7 @@ import pandas as pd
 from core.ledger import budgets, fraud
 from core.ledger.audit import Clock, fixed_clock, utc_now
 from core.ledger.booking import book_prepared, get_transaction
-from core.ledger.holds import hold
+from core.ledger.holds import HoldProposal, hold_many
 from core.ledger.tax import TaxCalculator
 from core.ledger.validation import IdempotencyConflict, LedgerError, Prepared, TransactionRequest, prepare
 from core.platform.quarantine import Problem, quarantine
@@ -216,9 +216,9 @@ def book_candidates(
 ) -> ImportReport:
     """Book, hold or quarantine every candidate; appends one RowOutcome per candidate to `report`.
 
-    `now` is when the import runs (default: the wall clock): the fraud history and the holds' expiry
-    count from it, and costs must lie within `spend_window` of it. Given, it also stamps what the
-    import writes, so a test's import is reproducible."""
+    `now` is when the import runs (default: the wall clock): the fraud history counts from it (a
+    hold's expiry from its payment's time), and costs must lie within `spend_window` of it. Given, it
+    also stamps what the import writes, so a test's import is reproducible."""
     clock = utc_now if now is None else fixed_clock(now)
     now = clock()
     rules = rules or fraud.default_rules()
@@ -313,19 +313,26 @@ def book_candidates(
         history = fraud.load_history(warehouse, min(earliest, now) - timedelta(days=rules.history_days))
         found = fraud.evaluate(history, [event for _i, event in incoming], rules)
         verdicts = {index: reasons for (index, _e), reasons in zip(incoming, found, strict=False) if reasons}
-    expires = now + timedelta(days=rules.hold_days)
-    for index, reasons in verdicts.items():
-        p, origin = prepared[index], candidates[index].origin
-        try:
-            result = hold(
-                warehouse, p.request, reason="; ".join(reasons), expires_at=expires, kind=fraud.HOLD_KIND, clock=clock
-            )
-        except LedgerError as error:
-            reject(index, f"could not be held for review: {error}", p.key)
-            continue
-        outcomes[index] = RowOutcome(
-            origin, "held", f"held for review as hold {result.hold_id}: {'; '.join(reasons)}", p.key
-        )
+    # The expiry derives from the row (when the payment occurred), never the clock: every process
+    # importing the same file proposes the same hold, so a concurrent import finds a duplicate.
+    proposals = [
+        (index, HoldProposal(p, "; ".join(reasons), _hold_expiry(p, rules), fraud.HOLD_KIND))
+        for index, reasons in verdicts.items()
+        for p in [prepared[index]]
+    ]
+    for start in range(0, len(proposals), BATCH_SIZE):
+        batch = proposals[start : start + BATCH_SIZE]
+        results = hold_many(warehouse, [proposal for _i, proposal in batch], clock=clock)
+        for (index, proposal), result in zip(batch, results, strict=True):
+            key = proposal.prepared.key
+            if isinstance(result, LedgerError):
+                reject(index, f"could not be held for review: {result}", key)
+            elif result.status == "duplicate":
+                message = f"{key} was held meanwhile as hold {result.hold_id}"
+                outcomes[index] = RowOutcome(candidates[index].origin, "duplicate", message, key)
+            else:
+                message = f"held for review as hold {result.hold_id}: {proposal.reason}"
+                outcomes[index] = RowOutcome(candidates[index].origin, "held", message, key)
     to_book = [index for index in new if index not in verdicts]
     budgeted = {index for index in to_book if budgets.counts_against_budgets(prepared[index])}
     _book_budgeted(warehouse, sorted(budgeted), prepared, candidates, outcomes, reject, clock, spend_window)
@@ -374,6 +381,14 @@ def _book_budgeted(
         )
         status: Status = "booked" if result.status == "booked" else "duplicate"
         outcomes[index] = RowOutcome(candidates[index].origin, status, message, p.key)
+
+
+def _hold_expiry(p: Prepared, rules: fraud.FraudRules) -> datetime:
+    """hold_days after the payment occurred (the latest time UTC holds, for a payment near year 9999)."""
+    occurred = p.request.occurred_at.astimezone(UTC)
+    latest = datetime.max.replace(tzinfo=UTC)
+    days = timedelta(days=rules.hold_days)
+    return latest if latest - occurred < days else occurred + days
 
 
 def _book_batch(

@@ -23,6 +23,7 @@ from pathlib import Path
 from core.ledger.budgets import SpendWindow
 from core.ledger.fraud import FraudRules
 from core.ledger.imports import candidates_from_bytes, object_candidate, stripe
+from core.ledger.imports.archive import archived_pattern
 from core.ledger.imports.booking import STAGE, Candidate, ImportReport, book_candidates
 from core.ledger.tax import TaxCalculator
 from core.platform.quarantine import ReplayReport, decode_payload, mark_replayed, pending
@@ -120,7 +121,7 @@ def _candidates(origin: str, payload: bytes, archive_dirs: Sequence[Path]) -> tu
 def _file_holding(path: Path, line: int, row: str, archive_dirs: Sequence[Path]) -> Path | None:
     """The file the row was imported from, or its archived copy, if it holds `row` at `line`."""
     row = row.rstrip("\r\n")
-    options = [path, *(copy for d in archive_dirs for copy in sorted(Path(d).glob(f"*/*-{path.name}")))]
+    options = [path, *(copy for d in archive_dirs for copy in sorted(Path(d).glob(archived_pattern(path.name))))]
     for option in options:
         if not option.is_file():
             continue
