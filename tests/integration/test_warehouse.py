@@ -95,7 +95,8 @@ def test_a_duckdb_file_locked_by_another_process_is_a_message_naming_it_and_what
             main()
         assert exited.value.code == 1
         err = capsys.readouterr().err
-        assert err.startswith(f"the DuckDB warehouse {path} is locked") and "Traceback" not in err
+        # The command names its warehouse first (on stderr), then says it is locked.
+        assert f"\nthe DuckDB warehouse {path} is locked" in err and "Traceback" not in err
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
