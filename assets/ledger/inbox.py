@@ -15,6 +15,7 @@ from assets.resources import LedgerInputsResource
 # Files still being written by their producer: never pick them up half-written.
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
 REMEMBERED = 1000
+LAUNCHES_WATCHED = 100  # launches whose run has not ended yet, looked up once a tick each
 MAX_ATTEMPTS = 3
 RUN_KEY_TAG = "dagster/run_key"  # the tag Dagster gives a run launched from a run request's key
 RETRIED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -64,7 +65,7 @@ def build_inbox_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
         new = {key: path for key, path in present.items() if key not in seen}
         if new:
             requests.append(_request(new, 1, launched))
-        recent = dict(list(launched.items())[-REMEMBERED:])
+        recent = dict(list(launched.items())[-LAUNCHES_WATCHED:])
         cursor = json.dumps({"seen": [*seen, *new][-REMEMBERED:], "launched": recent})
         if not requests:
             return dg.SensorResult(skip_reason=f"no new files in {ledger_inputs.inbox}", cursor=cursor)

@@ -149,8 +149,12 @@ def test_discovery_replay_leaves_import_rows_to_the_importer(warehouse: Warehous
     assert report.not_replayable == 0 and not any("rematerialize" in reason for reason in report.reasons)
 
 
-def test_a_row_of_a_file_with_a_name_at_the_limit_is_found_in_the_archive(warehouse: Warehouse, tmp_path, ship_the_fix):
+def test_a_row_of_a_file_with_a_name_at_the_limit_is_found_in_the_archive(duckdb_url, tmp_path, ship_the_fix):
     from core.ledger.imports.archive import NAME_MAX, archived_name
+    from core.platform.schema import ensure_schema
+
+    warehouse = Warehouse(duckdb_url)  # names and files: the same on either backend
+    ensure_schema(warehouse)
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -156,7 +156,10 @@ def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Wareho
         assert inbox_files(inbox) == []
 
 
-def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_file_too(duckdb_url, tmp_path):
+def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_file_too(
+    duckdb_url, tmp_path, monkeypatch
+):
+    from assets.ledger import entries
     from core.ledger.imports.archive import NAME_MAX
     from core.platform.schema import ensure_schema
 
@@ -165,21 +168,33 @@ def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_fil
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     long_name = inbox / ("s" * 246 + ".csv")  # legal (250 bytes), but not with the archive's digest prefix
+    locked = inbox / "locked.csv"  # one the archive cannot move (a permission, a full disk)
     shutil.copy(FIXTURES / "stripe_export.csv", long_name)
+    shutil.copy(FIXTURES / "generic_events_bad.csv", locked)
     shutil.copy(FIXTURES / "generic_events.csv", inbox / "generic_events.csv")
+    real_archive = entries.archive
+
+    def archive(path: Path) -> Path:
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_archive(path)
+
+    monkeypatch.setattr(entries, "archive", archive)
     resources = {
         "warehouse": WarehouseResource(url=duckdb_url),
         "ledger_inputs": LedgerInputsResource(inbox_dir=str(inbox)),
     }
-    files = [str(long_name), str(inbox / "generic_events.csv")]
+    files = [str(long_name), str(locked), str(inbox / "generic_events.csv")]
     config = {"ops": {"ledger_entries": {"config": {"inbox_files": files, "simulate_payments": False}}}}
-    result = dg.materialize(LEDGER, resources=resources, run_config=config)
+    result = dg.materialize(LEDGER, resources=resources, run_config=config, selection=[ledger_entries])
     assert result.success
     metadata = _entries_metadata(result)
-    assert metadata["files"] == 2 and metadata["not_archived"] == []
-    assert inbox_files(inbox) == []
+    assert metadata["files"] == 3
+    assert metadata["not_archived"] == [f"{locked}: [Errno 13] Permission denied: '{locked}'"]
+    assert inbox_files(inbox) == [locked]
     archived = sorted(p.name for p in (inbox / "archive").rglob("*.csv"))
     assert len(archived) == 2 and max(len(n.encode()) for n in archived) == NAME_MAX
+    assert warehouse.scalar("SELECT count(*) FROM ledger.transactions WHERE source = 'csv'") > 0  # the last file
 
 
 def test_inbox_sensor_launches_a_failed_runs_files_again_up_to_a_limit(tmp_path, duckdb_url):
