@@ -589,7 +589,7 @@ def ledger_spend(
             experiment_id=experiment,
             source="cli",
         )
-        result = spend(_warehouse(), request, spend_window=_spend_window())
+        result = spend(_warehouse(create=True), request, spend_window=_spend_window())
     except ValueError as error:  # LedgerError, IdempotencyConflict, MoneyError: all say what and why
         typer.echo(f"refused: {error}", err=True)
         raise typer.Exit(1) from error
