@@ -40,8 +40,11 @@ def check_stages(check_keys) -> dict[str, str]:
 
 def money(cents: int) -> str:
     """US cents for a reader: `123456` -> `$1,234.56 (123456 cents)`; a loss keeps its sign."""
+    cents = int(cents)
+    # Integer arithmetic: a float division rounds amounts above 2**53 cents.
+    dollars, rest = divmod(abs(cents), 100)
     sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(int(cents)) / 100:,.2f} ({int(cents)} cents)"
+    return f"{sign}${dollars:,}.{rest:02d} ({cents} cents)"
 
 
 class StageProgress(logging.Handler):

@@ -86,4 +86,6 @@ def test_the_image_installs_exactly_the_lock_and_parses_the_manifest():
     assert f"uv=={uv_version}" in dockerfile
     assert "dagster-dbt project prepare-and-package --file assets/ledger_marts/project.py" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".venv", ".env", ".ventureloop", "dbt_project/target"} <= set(ignored)
+    assert {".venv", ".env*", "!.env.example", ".ventureloop", "dbt_project/target"} <= set(ignored)
+    # Every .env variant (.env.local, .env.prod) may hold secrets; only the example is documentation.
+    assert ignored.index("!.env.example") > ignored.index(".env*")

@@ -16,6 +16,8 @@ def test_money_shows_dollars_and_the_exact_cents():
     assert money(5) == "$0.05 (5 cents)"
     assert money(-1200) == "-$12.00 (-1200 cents)"
     assert money(0) == "$0.00 (0 cents)"
+    # Past 2**53 a float division would round the cents away.
+    assert money(12345678901234567891) == "$123,456,789,012,345,678.91 (12345678901234567891 cents)"
 
 
 def test_top_ten_fits_the_asset_page_without_a_click_and_shows_leads_only():
