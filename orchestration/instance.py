@@ -7,6 +7,7 @@ it (`require_matching_storage`), so a `dagster` command whose environment asks f
 storage refuses to run on an instance that would keep the run in SQLite."""
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,19 @@ def write(dagster_home: Path, env: Mapping[str, str] | None = None) -> Path:
     dagster_home.mkdir(parents=True, exist_ok=True)
     path = dagster_home / "dagster.yaml"
     header = "# Written by `ventureloop instance init` from the repository's dagster.yaml; edit that instead.\n"
-    path.write_text(header + yaml.safe_dump(render(env), sort_keys=False))
+    text = header + yaml.safe_dump(render(env), sort_keys=False)
+    # compose.yaml runs `instance init` in several services at once on one volume, while code
+    # servers read the file: write a temporary file beside it and rename it over, so a reader sees
+    # the old file or the new one, never half of one.
+    handle, temporary = tempfile.mkstemp(dir=dagster_home, prefix=".dagster.yaml.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; the file holds no secret (URLs by reference)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -77,8 +90,31 @@ def read(dagster_home: Path) -> dict[str, Any] | None:
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
 
 
+# `storage:` is what `instance init` writes; Dagster's Helm chart writes the three separate blocks,
+# each `module: dagster_postgres.<...>` / `class: Postgres...Storage`.
+STORAGE_BLOCKS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
+
+
+def _is_postgres(block: Any) -> bool:
+    if not isinstance(block, Mapping):
+        return False
+    return (
+        "postgres" in block
+        or str(block.get("module") or "").startswith("dagster_postgres")
+        or str(block.get("class") or "").startswith("Postgres")
+    )
+
+
 def storage_of(config: Mapping[str, Any] | None) -> str:
-    return "postgres" if "postgres" in ((config or {}).get("storage") or {}) else "sqlite"
+    config = config or {}
+    return "postgres" if any(_is_postgres(config.get(name)) for name in STORAGE_BLOCKS) else "sqlite"
+
+
+def pool_limit_of(config: Mapping[str, Any] | None) -> int | None:
+    """The instance's default pool limit, or None if the file sets none."""
+    pools = (((config or {}).get("concurrency") or {}).get("pools")) or {}
+    limit = pools.get("default_limit")
+    return limit if isinstance(limit, int) else None
 
 
 def describe_storage(dagster_home: Path, config: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> str:
@@ -106,7 +142,8 @@ def require_matching_storage(env: Mapping[str, str] | None = None) -> None:
                 f"temporary SQLite instance: export DAGSTER_HOME (an absolute path) and {fix}"
             )
         return
-    has = storage_of(read(Path(home)))
+    config = read(Path(home))
+    has = storage_of(config)
     if wants_postgres and has == "sqlite":
         raise InstanceMismatch(
             f"DAGSTER_POSTGRES_URL is set but {home}/dagster.yaml keeps runs in SQLite under {home}: {fix}"
@@ -115,4 +152,12 @@ def require_matching_storage(env: Mapping[str, str] | None = None) -> None:
         raise InstanceMismatch(
             f"{home}/dagster.yaml keeps runs in PostgreSQL (DAGSTER_POSTGRES_URL) but DAGSTER_POSTGRES_URL is "
             f"unset: set it, or {fix} to switch this instance to SQLite"
+        )
+    limit = pool_limit_of(config)
+    if limit is not None and limit > 1 and default_pool_limit(env) == 1:
+        # Rendered for a PostgreSQL warehouse, then WAREHOUSE_URL switched to DuckDB: the duckdb
+        # pool would run several writer processes on a file that allows one.
+        raise InstanceMismatch(
+            f"{home}/dagster.yaml sets pool limit {limit} but the warehouse is DuckDB, which allows one "
+            f"writer process: {fix}"
         )

@@ -114,3 +114,46 @@ def test_instance_init_says_where_runs_go_and_warns_when_postgres_is_dropped(tmp
     assert second.exit_code == 0, second.output
     assert f"runs in SQLite under {tmp_path / 'dagster'}, pool limit 1" in second.stdout
     assert "kept runs in PostgreSQL and now keeps them in SQLite" in second.stderr
+
+
+def test_write_replaces_the_file_whole_so_a_reader_never_sees_half_of_one(tmp_path):
+    """compose.yaml runs `instance init` in several services on one volume while code servers read."""
+    path = instance.write(tmp_path, env={})
+    before = yaml.safe_load(path.read_text())
+    with path.open() as held:  # a reader that opened the file before the rewrite
+        instance.write(tmp_path, env={"DAGSTER_POSTGRES_URL": "postgresql://u@h/db"})
+        assert yaml.safe_load(held.read()) == before  # a new file was renamed over, not truncated
+    assert instance.storage_of(yaml.safe_load(path.read_text())) == "postgres"
+    assert [p.name for p in tmp_path.iterdir()] == ["dagster.yaml"]  # no temporary file left
+
+
+def test_a_helm_shaped_instance_counts_as_postgres_storage(tmp_path):
+    """Dagster's Helm chart writes run_storage / event_log_storage / schedule_storage, not storage."""
+    postgres_config = {"postgres_db": {"username": "u", "password": {"env": "P"}, "hostname": "h", "db_name": "d"}}
+    helm = {
+        name: {"module": f"dagster_postgres.{module}", "class": cls, "config": postgres_config}
+        for name, module, cls in (
+            ("run_storage", "run_storage", "PostgresRunStorage"),
+            ("event_log_storage", "event_log", "PostgresEventLogStorage"),
+            ("schedule_storage", "schedule_storage", "PostgresScheduleStorage"),
+        )
+    }
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(helm))
+    home = {"DAGSTER_HOME": str(tmp_path)}
+    assert instance.storage_of(instance.read(tmp_path)) == "postgres"
+    assert instance.storage_of({"event_log_storage": {"postgres": {"postgres_url": "x"}}}) == "postgres"
+    instance.require_matching_storage({**home, "DAGSTER_POSTGRES_URL": "postgresql://u@h/db"})
+    with pytest.raises(instance.InstanceMismatch, match="DAGSTER_POSTGRES_URL is unset"):
+        instance.require_matching_storage(home)
+
+
+def test_a_pool_limit_rendered_for_postgres_is_refused_on_a_duckdb_warehouse(tmp_path):
+    """init with a PostgreSQL WAREHOUSE_URL, then a switch to DuckDB without re-running it."""
+    home = {"DAGSTER_HOME": str(tmp_path)}
+    instance.write(tmp_path, env={"WAREHOUSE_URL": "postgresql://u@h/db"})
+    instance.require_matching_storage({**home, "WAREHOUSE_URL": "postgresql://u@h/db"})
+    for duckdb in ({}, {"WAREHOUSE_URL": "duckdb:///w.duckdb"}):
+        with pytest.raises(instance.InstanceMismatch, match="pool limit 4 .*DuckDB.*ventureloop instance init"):
+            instance.require_matching_storage({**home, **duckdb})
+    instance.write(tmp_path, env={})
+    instance.require_matching_storage(home)
