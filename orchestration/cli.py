@@ -76,6 +76,13 @@ def load_env_file(directory: Path) -> dict[str, str]:
         value = os.environ.get(name)
         if value and not Path(value).is_absolute():
             os.environ[name] = str(((path.parent if name in values else Path.cwd()) / value).resolve())
+    # duckdb:///w.duckdb is relative (duckdb:////srv/w.duckdb absolute, as in SQLAlchemy): the same
+    # rule, so dbt, which runs in dbt_project/, opens the file this .env means.
+    url = os.environ.get("WAREHOUSE_URL") or ""
+    scheme, _, file = url.partition(":///")
+    if scheme == "duckdb" and file and file != ":memory:" and not Path(file).is_absolute():
+        base = path.parent if "WAREHOUSE_URL" in values else Path.cwd()
+        os.environ["WAREHOUSE_URL"] = f"duckdb:///{(base / file).resolve()}"
     return values
 
 

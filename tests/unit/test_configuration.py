@@ -114,6 +114,32 @@ def test_relative_homes_in_the_env_file_become_absolute_against_it(tmp_path, mon
     assert os.environ["VENTURELOOP_INBOX"] == str(tmp_path / "drop")
 
 
+def test_a_relative_duckdb_warehouse_in_the_env_file_becomes_absolute_against_it(tmp_path, monkeypatch):
+    from core.platform.warehouse import Warehouse
+    from orchestration.cli import load_env_file
+
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(tmp_path)
+    for written, meant in (
+        ("duckdb:///state/w.duckdb", project / "state" / "w.duckdb"),
+        ("duckdb:///../w.duckdb", tmp_path / "w.duckdb"),
+        ("duckdb:////srv/vl/w.duckdb", Path("/srv/vl/w.duckdb")),  # four slashes: absolute already
+    ):
+        (project / ".env").write_text(f"WAREHOUSE_URL={written}\n")
+        load_env_file(project)
+        assert Warehouse(os.environ["WAREHOUSE_URL"]).duckdb_path == str(meant)
+    for untouched in ("duckdb:///:memory:", "postgresql://u@h:5432/db"):
+        (project / ".env").write_text(f"WAREHOUSE_URL={untouched}\n")
+        load_env_file(project)
+        assert os.environ["WAREHOUSE_URL"] == untouched
+    (project / ".env").write_text("")
+    monkeypatch.setenv("WAREHOUSE_URL", "duckdb:///shell.duckdb")  # from the shell: the current directory
+    load_env_file(project)
+    assert os.environ["WAREHOUSE_URL"] == f"duckdb:///{tmp_path / 'shell.duckdb'}"
+
+
 def test_help_lists_the_environment_variables():
     from typer.testing import CliRunner
 
