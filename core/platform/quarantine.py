@@ -20,6 +20,10 @@ from core.platform.warehouse import Warehouse, insert_new_rows, run_sql, stage_f
 if TYPE_CHECKING:  # pandas loads when a frame is built: sources import Problem at start-up
     import pandas as pd
 
+# The reason for JSON that Python's json cannot walk: it recurses once per level and raises
+# RecursionError (not ValueError) past ~1,000. One text for every source and import file.
+TOO_DEEP = "JSON nested too deeply to parse (more than about 1,000 levels of arrays or objects)"
+
 TABLE = "quarantine.records"
 
 

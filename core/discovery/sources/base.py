@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.platform.http import Fetched, RateLimit, SourceClient
-from core.platform.quarantine import Problem
+from core.platform.quarantine import TOO_DEEP, Problem
 
 SNAPSHOT_ROOT = Path(__file__).parent / "snapshots"
 
@@ -34,10 +34,6 @@ FAMILIES = (
     "hacker_news",
     "indie_hackers",
 )
-
-
-# The reason given for JSON that Python's json cannot walk (its recursion limit, ~1,000 levels).
-TOO_DEEP = "JSON nested too deeply to parse (more than ~1,000 levels of arrays or objects)"
 
 
 class BadRecord(ValueError):

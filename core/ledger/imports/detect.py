@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.ledger.money import MoneyError, check_currency, to_minor
+from core.platform.quarantine import TOO_DEEP
 
 Format = Literal["stripe_csv", "generic_csv", "stripe_json", "stripe_jsonl", "unknown"]
 
@@ -27,8 +28,6 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 _LIST_PREFIX = re.compile(r'"object"\s*:\s*"list"')
 _DECODER = json.JSONDecoder()
 
-# Python's JSON parser recurses once per level and raises RecursionError (not ValueError) past ~1,000.
-TOO_DEEP = "nested more than about 1,000 levels deep, which no payment record is"
 # A payment time before the Unix epoch is not one (Stripe's own times are Unix timestamps), and it
 # keeps every window the fraud rules subtract from a time far from datetime.min.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
