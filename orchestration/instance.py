@@ -128,7 +128,8 @@ def describe_storage(dagster_home: Path, config: Mapping[str, Any] | None, env: 
 
 def require_matching_storage(env: Mapping[str, str] | None = None) -> None:
     """Raise InstanceMismatch if $DAGSTER_HOME/dagster.yaml does not store runs where the
-    environment asks (DAGSTER_POSTGRES_URL set or not). One small yaml read: every code location
+    environment asks (DAGSTER_POSTGRES_URL set or not), or lets several writers at a DuckDB
+    warehouse (pool limit above 1). One small yaml read: every code location
     calls it on load, so `dagster asset materialize`, `dagster dev` and the daemon refuse loudly
     instead of running on storage the UI of the other configuration never shows."""
     env = os.environ if env is None else env
@@ -159,5 +160,5 @@ def require_matching_storage(env: Mapping[str, str] | None = None) -> None:
         # pool would run several writer processes on a file that allows one.
         raise InstanceMismatch(
             f"{home}/dagster.yaml sets pool limit {limit} but the warehouse is DuckDB, which allows one "
-            f"writer process: {fix}"
+            f"writer process: {fix}, with DAGSTER_POOL_LIMIT unset or 1"
         )
