@@ -624,7 +624,8 @@ def ledger_balances(
 
 
 def _by_option() -> str:
-    return typer.Option(os.environ.get("USER", ""), "--by", help="Who moves it (audited).")
+    # Read from $USER when the command runs (not when this module is imported).
+    return typer.Option("", "--by", envvar="USER", show_envvar=False, help="Who moves it (audited; default $USER).")
 
 
 @experiments_app.command("list")

@@ -854,10 +854,10 @@ def ledgers(draw: st.DrawFn) -> tuple[Ledger, str, datetime]:
     return ledger, draw(st.sampled_from(["USD", "EUR", "JPY"])), as_of
 
 
-# Each example is a whole dbt build (seconds): few examples, no deadline, and no shrinking, which
-# would rebuild hundreds of times; a failure reports its example unshrunk.
+# Each example is a whole dbt build (seconds): few examples (3 in CI's profile, 62 in thorough), no
+# deadline, and no shrinking, which would rebuild hundreds of times; a failure reports its example unshrunk.
 @settings(
-    max_examples=5,
+    max_examples=max(3, settings().max_examples // 16),
     deadline=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
