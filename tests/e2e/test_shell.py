@@ -31,6 +31,18 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess
     return done
 
 
+def _cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    """`ventureloop ARGS` in this process, with exactly `env` as its environment (typer's runner)."""
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    unset = {k: None for k in os.environ if k not in env}
+    done = CliRunner().invoke(app, args, env={**unset, **env}, catch_exceptions=False)
+    assert not check or done.exit_code == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return subprocess.CompletedProcess(args, done.exit_code, done.stdout, done.stderr)
+
+
 @pytest.fixture(scope="session")
 def demo(build_once) -> Path:
     """`ventureloop demo` run once per test run (about 30 s), not once per test: its directory holds the
@@ -170,6 +182,7 @@ def test_make_dev_serves_both_code_locations_as_one_graph(tmp_path):
 
 
 def test_ledger_commands_import_review_and_verify(tmp_path):
+    # The first command through the installed entry point; the rest in-process (about 2 s saved each).
     env = _env(tmp_path)
     fixtures = ROOT / "tests" / "fixtures" / "imports"
     vl = str(BIN / "ventureloop")
@@ -178,31 +191,28 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
     ).stdout
     assert "7 booked" in out and "2 booked" in out
     assert "generic_events_bad.csv:5" in out and "unknown currency 'XYZ'" in out  # file:line and why
-    again = _run([vl, "ledger", "import", str(fixtures / "stripe_export.csv")], env).stdout
+    again = _cli(["ledger", "import", str(fixtures / "stripe_export.csv")], env).stdout
     assert "0 booked, 7 duplicates" in again
-    assert "no holds to review" in _run([vl, "ledger", "review"], env).stdout
-    head = _run([vl, "ledger", "head"], env).stdout.strip()  # printed and recorded under VENTURELOOP_HOME
-    verified = _run([vl, "ledger", "verify"], env).stdout
+    assert "no holds to review" in _cli(["ledger", "review"], env).stdout
+    head = _cli(["ledger", "head"], env).stdout.strip()  # printed and recorded under VENTURELOOP_HOME
+    verified = _cli(["ledger", "verify"], env).stdout
     assert f"checked against the last published head {head}" in verified and "ledger verified" in verified
     ahead = f"{int(head.split(':')[0]) + 1}:{'0' * 64}"  # a head the chain never reached: as if cut off
-    cut = subprocess.run([vl, "ledger", "verify", "--head", ahead], cwd=ROOT, env=env, capture_output=True, text=True)
+    cut = _cli(["ledger", "verify", "--head", ahead], env, check=False)
     assert cut.returncode == 1 and "the newest records were removed" in cut.stdout
-    malformed = subprocess.run(
-        [vl, "ledger", "verify", "--head", "7"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    malformed = _cli(["ledger", "verify", "--head", "7"], env, check=False)
     assert malformed.returncode == 2 and "should be SEQ:HASH" in malformed.stderr
-    assert "revenue:" in _run([vl, "ledger", "balances", "--prefix", "revenue:"], env).stdout
+    assert "revenue:" in _cli(["ledger", "balances", "--prefix", "revenue:"], env).stdout
     kwd = tmp_path / "kwd.csv"
     kwd.write_text("Date,KWD,\n2026-11-02,0.35670,\n")
-    assert "1 new rates of 1 (KWD)" in _run([vl, "ledger", "fx-load", str(kwd)], env).stdout
-    assert "0 new rates of 1 (KWD)" in _run([vl, "ledger", "fx-load", str(kwd)], env).stdout
+    assert "1 new rates of 1 (KWD)" in _cli(["ledger", "fx-load", str(kwd)], env).stdout
+    assert "0 new rates of 1 (KWD)" in _cli(["ledger", "fx-load", str(kwd)], env).stdout
     kwd.write_text("Date,KWD\n2026-11-02,lots\n")
-    bad_rate = subprocess.run([vl, "ledger", "fx-load", str(kwd)], cwd=ROOT, env=env, capture_output=True, text=True)
+    bad_rate = _cli(["ledger", "fx-load", str(kwd)], env, check=False)
     assert bad_rate.returncode == 1 and "line 2 KWD: rate 'lots' is not a number" in bad_rate.stderr
 
-    _run(
+    _cli(
         [
-            vl,
             "ledger",
             "budget-set",
             "--scope",
@@ -224,7 +234,6 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
     spend = [
-        vl,
         "ledger",
         "spend",
         "expenses:ads:experiment:exp-1",
@@ -235,13 +244,13 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
         now,
         "--key",
     ]
-    assert "booked" in _run([*spend, "ad-1"], env).stdout
-    assert "duplicate" in _run([*spend, "ad-1"], env).stdout  # the same key never spends twice
-    refused = subprocess.run([*spend, "ad-2"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "booked" in _cli([*spend, "ad-1"], env).stdout
+    assert "duplicate" in _cli([*spend, "ad-1"], env).stdout  # the same key never spends twice
+    refused = _cli([*spend, "ad-2"], env, check=False)
     assert refused.returncode == 1
     assert "category:ads" in refused.stdout and "over by 1000 (10.00 USD)" in refused.stdout
     # Spent in the window of the spend's --at, even when UTC midnight passed since it was taken.
-    assert "3000" in _run([vl, "ledger", "budgets", "--at", now], env).stdout
+    assert "3000" in _cli(["ledger", "budgets", "--at", now], env).stdout
 
     import duckdb
 
@@ -250,6 +259,6 @@ def test_ledger_commands_import_review_and_verify(tmp_path):
             "UPDATE ledger.postings SET amount_minor = amount_minor + 1 WHERE line = 1 "
             "AND transaction_id = (SELECT min(transaction_id) FROM ledger.transactions)"
         )
-    broken = subprocess.run([vl, "ledger", "verify"], cwd=ROOT, env=env, capture_output=True, text=True)
+    broken = _cli(["ledger", "verify"], env, check=False)
     assert broken.returncode == 1
     assert "BROKEN" in broken.stdout
