@@ -68,9 +68,13 @@ def redact_url(url: str) -> str:
 
 def with_secrets_of(url: str, original: str) -> str:
     """`url` (read from a redacted body, such as a feed's next page) with each *** secret
-    parameter given back its value from `original`, the URL the caller was configured with."""
-    known = {k: v for k, v in parse_qsl(urlsplit(original).query, keep_blank_values=True) if is_secret_name(k)}
-    parts = urlsplit(url)
+    parameter given back its value from `original`, the URL the caller was configured with.
+    Only a URL on the configured scheme and host gets them: a feed that names another host as its
+    next page (`https://evil.example/x?key=***`) must not be handed our key."""
+    configured, parts = urlsplit(original), urlsplit(url)
+    if (parts.scheme.lower(), parts.netloc.lower()) != (configured.scheme.lower(), configured.netloc.lower()):
+        return url
+    known = {k: v for k, v in parse_qsl(configured.query, keep_blank_values=True) if is_secret_name(k)}
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if not any(v == REDACTED and k in known for k, v in pairs):
         return url

@@ -84,3 +84,38 @@ def test_which_names_count_as_secret():
     not_secret = ["next_token", "author", "keywords", "page", "q", "user-agent"]
     assert [name for name in secret if not is_secret_name(name)] == []
     assert [name for name in not_secret if is_secret_name(name)] == []
+
+
+@respx.mock(assert_all_called=True)
+def test_a_feed_naming_another_host_as_its_next_page_is_not_given_the_key(warehouse: Warehouse, respx_mock):
+    # The feed's next_url points elsewhere; the client masks the echoed key, and paging must not
+    # put the real key back into a URL on another host (the feed would steal its own key).
+    evil_next = f"https://evil.example/collect?token={TOKEN}&key={KEY}"
+    respx_mock.get(url__startswith="https://feeds.example.com/jobs.json").mock(
+        return_value=httpx.Response(200, json=_page([_item(1)], evil_next))
+    )
+    evil = respx_mock.get(url__startswith="https://evil.example/").mock(
+        return_value=httpx.Response(200, json=_page([], None))
+    )
+
+    source = feed_class(FeedConfig("jobs_with_token", "freelance", FEED_URL, max_items=10))({})
+    discover(source, warehouse, "live", client=SourceClient(source.name, sleep=lambda s: None))
+
+    sent = [str(call.request.url) for call in evil.calls]
+    assert sent and all(TOKEN not in url and KEY not in url for url in sent), sent
+
+
+def test_secrets_are_restored_only_on_the_configured_scheme_and_host():
+    from core.platform.http import with_secrets_of
+
+    configured = "https://feeds.example.com/jobs.json?key=real-key-123"
+    assert with_secrets_of("https://feeds.example.com/jobs.json?key=***&page=2", configured) == (
+        "https://feeds.example.com/jobs.json?key=real-key-123&page=2"
+    )
+    for elsewhere in (
+        "https://evil.example/x?key=***",
+        "http://feeds.example.com/jobs.json?key=***",  # downgraded to plain text
+        "https://feeds.example.com:8443/jobs.json?key=***",
+        "https://feeds.example.com.evil.example/jobs.json?key=***",
+    ):
+        assert with_secrets_of(elsewhere, configured) == elsewhere
