@@ -53,17 +53,18 @@ def redact_url(url: str) -> str:
     """`url` with the value of every secret query parameter replaced by ***; everything else is
     kept byte for byte (the stored request_url is the URL that was fetched, but for the secret)."""
     parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = parts.query.split("&")
+    # A password in the userinfo (https://user:pw@host/) is masked like Warehouse.describe does.
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{hostport}" if at and ":" in userinfo else parts.netloc
+    pairs = parts.query.split("&") if parts.query else []
     masked = [
         f"{name}={REDACTED}" if is_secret_name(unquote_plus(name)) else pair
         for pair in pairs
         for name in [pair.split("=", 1)[0]]
     ]
-    if masked == pairs:
+    if masked == pairs and netloc == parts.netloc:
         return url
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(masked), parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(masked), parts.fragment))
 
 
 def with_secrets_of(url: str, original: str) -> str:
@@ -72,20 +73,31 @@ def with_secrets_of(url: str, original: str) -> str:
     Only a URL on the configured scheme and host gets them: a feed that names another host as its
     next page (`https://evil.example/x?key=***`) must not be handed our key."""
     configured, parts = urlsplit(original), urlsplit(url)
-    if (parts.scheme.lower(), parts.netloc.lower()) != (configured.scheme.lower(), configured.netloc.lower()):
+    try:
+        if (parts.scheme.lower(), parts.hostname, parts.port) != (
+            configured.scheme.lower(),
+            configured.hostname,
+            configured.port,
+        ):
+            return url
+    except ValueError:  # an unparseable port: not the configured host
         return url
     known = {k: v for k, v in parse_qsl(configured.query, keep_blank_values=True) if is_secret_name(k)}
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(v == REDACTED and k in known for k, v in pairs):
+    masked_password = parts.password == REDACTED and configured.password is not None
+    if not masked_password and not any(v == REDACTED and k in known for k, v in pairs):
         return url
+    netloc = configured.netloc if masked_password else parts.netloc
     query = [(k, known[k] if v == REDACTED and k in known else v) for k, v in pairs]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def secret_values(request: httpx.Request) -> list[str]:
     """The credentials a request carries (secret query parameters, secret headers' values, and
     the token of a `Bearer`/`Basic` header), longest first."""
     values = [v for k, v in request.url.params.multi_items() if is_secret_name(k)]
+    if request.url.password:
+        values.append(request.url.password)
     for name, value in request.headers.items():
         if is_secret_name(name):
             values += [value, value.split(" ", 1)[-1]]

@@ -119,3 +119,42 @@ def test_secrets_are_restored_only_on_the_configured_scheme_and_host():
         "https://feeds.example.com.evil.example/jobs.json?key=***",
     ):
         assert with_secrets_of(elsewhere, configured) == elsewhere
+
+
+PASSWORD = "pw-9c41d7e2f0"
+BASIC_FEED_URL = f"https://reader:{PASSWORD}@feeds.example.com/private.json?lang=en"
+
+
+@respx.mock(assert_all_called=True)
+def test_a_password_in_the_feed_urls_userinfo_is_masked_in_stored_urls_and_errors(warehouse: Warehouse, respx_mock):
+    answers = iter([httpx.Response(200, json=_page([_item(1)], None)), httpx.Response(404)])
+    respx_mock.get(url__startswith="https://feeds.example.com/private.json").mock(
+        side_effect=lambda request: next(answers)
+    )
+    source = feed_class(FeedConfig("private_feed", "freelance", BASIC_FEED_URL, max_items=10))({})
+    ok = discover(source, warehouse, "live", client=SourceClient(source.name, sleep=lambda s: None))
+    failed = discover(source, warehouse, "live", client=SourceClient(source.name, sleep=lambda s: None))
+
+    assert ok.status == "ok", ok.message
+    assert failed.status != "ok" and PASSWORD not in failed.message and "reader:***@" in failed.message
+    urls = warehouse.read("raw.responses")["request_url"].tolist()
+    assert urls and all(url.startswith("https://reader:***@feeds.example.com/private.json") for url in urls), urls
+    for schema, table in warehouse.query(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('raw', 'core', 'quarantine', 'ops')"
+    ).itertuples(index=False):
+        assert PASSWORD not in warehouse.read(f"{schema}.{table}").to_csv(), f"{schema}.{table} stores the password"
+
+
+def test_redact_url_masks_the_userinfo_password_and_keeps_the_rest():
+    from core.platform.http import redact_url, with_secrets_of
+
+    assert redact_url("https://user:s3cret@host.example/a?q=1&key=k") == "https://user:***@host.example/a?q=1&key=***"
+    assert redact_url("https://user@host.example/a") == "https://user@host.example/a"
+    assert redact_url("https://host.example/a?q=1") == "https://host.example/a?q=1"
+    # A next page the client masked gets the configured password back, on the configured host only.
+    configured = "https://user:s3cret@host.example/a"
+    assert with_secrets_of("https://user:***@host.example/a?page=2", configured) == (
+        "https://user:s3cret@host.example/a?page=2"
+    )
+    assert with_secrets_of("https://user:***@evil.example/a", configured) == "https://user:***@evil.example/a"
