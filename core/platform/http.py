@@ -26,17 +26,27 @@ DEFAULT_BURST = 50
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
 # Query parameters and headers that carry credentials: never stored (raw tables, quarantine,
-# snapshots) or logged. A parameter is secret when one of its words is one of these (api_key,
-# access_token, client_secret, X-Api-Key, authToken, auth_key); "author" or "keywords" is not.
-SECRET_WORDS = frozenset(
-    {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "sig", "signature", "credential"}
-    | {"credentials", "auth", "authorization", "oauth", "authkey", "authtoken", "accesstoken", "apitoken"}
+# snapshots) or logged. A name is split into words (api_key, X-Api-Key and apiKey are all
+# "api key"); it is secret when it is one of SECRET_NAMES as a whole, or its last word is one of
+# SECRET_LAST_WORDS, or it ends in "<qualifier> key" (api_key, access_key, Ocp-Apim-Subscription-Key).
+# Only the last word counts, so a name about a credential (auth_mode, sig_version) or a cursor
+# (page_key, sort_key) stays in the snapshot key, and "author" or "keywords" never matches.
+SECRET_NAMES = frozenset(
+    {"key", "apikey", "sig", "signature", "auth", "authorization", "oauth", "authkey", "pwd", "pass", "passwd"}
+    | {"token", "authtoken", "accesstoken", "apitoken", "secret", "password", "credential", "credentials"}
 )
+SECRET_LAST_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "signature", "credential", "credentials", "apikey", "authkey"}
+)
+KEY_QUALIFIERS = frozenset({"api", "access", "auth", "secret", "private", "client", "app", "consumer", "subscription"})
 SECRET_HEADERS = frozenset({"authorization", "x-subscription-token", "x-api-key", "cookie", "freelancer-oauth-v1"})
 # Cursors, not credentials: X pages by next_token, and the key of each page's snapshot needs it.
 PAGINATION_PARAMS = frozenset({"next_token", "nexttoken", "page_token", "pagetoken", "pagination_token"})
 REDACTED = "***"
-# A shorter value would be masked wherever those characters happen to appear in a body.
+# Secrets shorter than this are left in bodies: a body is masked by plain substring replacement,
+# so a 3-5 character value (a short test key, a PIN) would also mask every unrelated occurrence of
+# those characters in the payload (ids, words, numbers) and corrupt the record. Real API keys and
+# tokens are far longer; the URL and headers are masked by name whatever the value's length.
 MIN_SECRET_LENGTH_IN_BODY = 6
 
 
@@ -45,8 +55,14 @@ def is_secret_name(name: str) -> bool:
     lowered = name.lower()
     if lowered in PAGINATION_PARAMS:
         return False
-    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
-    return lowered in SECRET_HEADERS or any(word in SECRET_WORDS for word in words)
+    if lowered in SECRET_HEADERS:
+        return True
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
+    if not words:
+        return False
+    if "".join(words) in SECRET_NAMES or words[-1] in SECRET_LAST_WORDS:
+        return True
+    return words[-1] == "key" and len(words) > 1 and words[-2] in KEY_QUALIFIERS
 
 
 def redact_url(url: str) -> str:

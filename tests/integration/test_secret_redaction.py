@@ -81,7 +81,11 @@ def test_which_names_count_as_secret():
     from core.platform.http import is_secret_name
 
     secret = ["api_key", "access_token", "authToken", "X-Api-Key", "sig", "password", "client_secret", "token", "key"]
-    not_secret = ["next_token", "author", "keywords", "page", "q", "user-agent"]
+    secret += ["apikey", "apiKey", "signature", "auth", "Authorization", "x-subscription-token", "secret_key"]
+    secret += ["Ocp-Apim-Subscription-Key", "refresh_token", "oauth", "credentials", "pwd"]
+    not_secret = ["next_token", "author", "keywords", "page", "q", "user-agent", "page_token", "monkey"]
+    # About a credential, or a cursor, but not one: they must stay in the snapshot key.
+    not_secret += ["page_key", "sort_key", "auth_mode", "sig_version", "token_type", "key_id", "signed", "tokens"]
     assert [name for name in secret if not is_secret_name(name)] == []
     assert [name for name in not_secret if is_secret_name(name)] == []
 
