@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 
 from core.ledger.audit import (
+    PublishedHead,
     append_events,
     chain_head,
+    chain_id,
     fixed_clock,
     read_events,
     record_hash,
@@ -121,6 +123,13 @@ def forge_spend_and_recompute(w: Warehouse) -> None:
     rewrite_chain_from(w, int(seq))
 
 
+def rewrite_chain_from_its_first_record(w: Warehouse) -> None:
+    """Forge the spend, then give seq 1 a new event id and rehash everything: a new chain_id."""
+    forge_spend_and_recompute(w)
+    w.execute("UPDATE audit.events SET event_id = '00000000-0000-4000-8000-000000000001' WHERE seq = 1")
+    rewrite_chain_from(w, 1)
+
+
 def sql(*statements: str) -> Callable[[Warehouse], None]:
     def tamper(w: Warehouse) -> None:
         tid = spend_id(w) if any("{spend}" in s for s in statements) else ""
@@ -218,6 +227,7 @@ TAMPERS: list[tuple[str, Callable[[Warehouse], None], str, bool]] = [
         True,
     ),
     ("recompute-chain", forge_spend_and_recompute, "cut and rewritten after it was published", False),
+    ("rewrite-from-first-record", rewrite_chain_from_its_first_record, "rewritten from its first record", False),
 ]
 
 
@@ -225,7 +235,8 @@ TAMPERS: list[tuple[str, Callable[[Warehouse], None], str, bool]] = [
     ("tamper", "expected", "chain_shows_it"), [t[1:] for t in TAMPERS], ids=[t[0] for t in TAMPERS]
 )
 def test_verify_catches_the_tamper(ledger: Warehouse, tamper, expected: str, chain_shows_it: bool):
-    published = chain_head(ledger)  # as ledger_entries publishes it before anyone tampers (build_ledger verified)
+    # As ledger_entries publishes it before anyone tampers (build_ledger verified): with its chain and warehouse.
+    published = PublishedHead(chain_head(ledger), chain_id(ledger), ledger.describe())
     tamper(ledger)
     with_head = verify(ledger, [published])
     assert not with_head.ok and expected in with_head.summary(), with_head.summary()
@@ -306,6 +317,11 @@ def test_cli_verify_checks_against_the_last_head_it_knows(tmp_path: Path, monkey
     assert verify(warehouse).ok
     cut = runner.invoke(app, ["ledger", "verify"])
     assert cut.exit_code == 1 and "the newest records were removed" in cut.stdout
+    # Rehashed from seq 1, the chain has a new chain_id: the recorded head still names this warehouse.
+    rewrite_chain_from_its_first_record(warehouse)
+    assert verify(warehouse).ok
+    rewritten = runner.invoke(app, ["ledger", "verify"])
+    assert rewritten.exit_code == 1 and "the chain was rewritten from its first record" in rewritten.stdout
 
 
 def test_cli_verify_says_when_it_cannot_read_the_dagster_instance(tmp_path: Path, monkeypatch):
