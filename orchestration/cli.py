@@ -485,6 +485,7 @@ def ledger_fx_load(
 ) -> None:
     """Store FX rates from files; a (date, currency) already stored is kept, never overwritten."""
     from core.ledger.fx import FxError, load_extra_rates, store_rates
+    from core.ledger.validation import LedgerError
 
     warehouse = _warehouse(create=True)
     for path in paths:
@@ -493,7 +494,11 @@ def ledger_fx_load(
         except (FxError, OSError) as error:
             typer.echo(f"{path}: not loaded: {error}", err=True)
             raise typer.Exit(1) from None
-        stored = store_rates(warehouse, frame)
+        try:
+            stored = store_rates(warehouse, frame)
+        except LedgerError as error:  # the stored table was edited: load nothing onto it
+            typer.echo(f"{path}: not loaded: {error}", err=True)
+            raise typer.Exit(1) from None
         currencies = ", ".join(sorted(set(frame["currency"])))
         typer.echo(f"{path}: {stored} new rates of {len(frame)} ({currencies})")
 

@@ -414,7 +414,18 @@ def _fx_problem(rates: Sequence[Sequence[Any]], decoded: Sequence[tuple[int, str
         for seq, event_type, payload in decoded
         if event_type == FX_RATES_LOADED and isinstance(payload, dict)
     ]
-    expected = sum(int(payload.get("rows", 0)) for _seq, payload in loads)
+    expected = 0
+    for seq, payload in loads:
+        expected += int(payload.get("rows", 0))
+        # Each load recorded the table's size after it: rows added or removed by hand before a
+        # later load are caught here even though that load's digest covers them.
+        if "table_rows" in payload and int(payload["table_rows"]) != expected:
+            return Problem(
+                "ledger.fx_rates",
+                f"audit.events seq {seq}",
+                f"this FX load recorded a table of {payload['table_rows']} rows, but the loads up to it added "
+                f"{expected}: rows were inserted or deleted by hand before it",
+            )
     if len(rates) != expected:
         return Problem(
             "ledger.fx_rates",

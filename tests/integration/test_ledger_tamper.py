@@ -29,7 +29,7 @@ from core.ledger.booking import book, get_transaction
 from core.ledger.budgets import expense, set_budget, spend
 from core.ledger.fx import FX_RATES_LOADED, store_rates
 from core.ledger.holds import HOLD_DECIDED, expire_holds, hold, post_hold, void_hold
-from core.ledger.validation import HoldError, Posting, TransactionRequest, content_hash
+from core.ledger.validation import HoldError, LedgerError, Posting, TransactionRequest, content_hash
 from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse, run_sql
@@ -130,6 +130,16 @@ def rewrite_chain_from_its_first_record(w: Warehouse) -> None:
     rewrite_chain_from(w, 1)
 
 
+def edit_a_rate_then_load_more(w: Warehouse) -> None:
+    """Edit a rate, then try a legitimate load: it is refused, so its digest cannot cover the edit."""
+    sql("UPDATE ledger.fx_rates SET per_eur = per_eur * 1.01 WHERE currency = 'JPY'")(w)
+    events = w.count("audit.events")
+    more = pd.DataFrame({"rate_date": [date(2026, 11, 3)], "currency": ["USD"], "per_eur": [1.16], "source": ["ecb"]})
+    with pytest.raises(LedgerError, match=r"ledger.fx_rates no longer matches .*ventureloop ledger verify"):
+        store_rates(w, more)
+    assert w.count("audit.events") == events and w.count("ledger.fx_rates") == 2  # nothing loaded
+
+
 def sql(*statements: str) -> Callable[[Warehouse], None]:
     def tamper(w: Warehouse) -> None:
         tid = spend_id(w) if any("{spend}" in s for s in statements) else ""
@@ -207,6 +217,7 @@ TAMPERS: list[tuple[str, Callable[[Warehouse], None], str, bool]] = [
         "table digest",
         True,
     ),
+    ("fx-rate-then-load", edit_a_rate_then_load_more, "table digest", True),
     ("fx-rate-deleted", sql("DELETE FROM ledger.fx_rates WHERE currency = 'JPY'"), "1 rows, but", True),
     ("hold-decision-deleted", sql("DELETE FROM ledger.hold_decisions"), "has no row for it", True),
     ("hold-decision-edited", sql("UPDATE ledger.hold_decisions SET decided_by = 'mallory'"), "decided_by", True),
@@ -290,6 +301,13 @@ def test_ledgers_written_before_the_audit_records_carried_more_still_verify(duck
     warehouse.execute("UPDATE ledger.budget_limits SET limit_minor = 100")
     warehouse.execute("DELETE FROM ledger.fx_rates")
     assert "0 rows, but its fx.rates_loaded audit records added 1" in verify(warehouse).summary()
+    # A rate added by hand after the legacy load, then a load that records the table (which the
+    # legacy record cannot refuse): the new load's table_rows names the load the hand edit preceded.
+    warehouse.execute("INSERT INTO ledger.fx_rates VALUES ('2026-11-02', 'USD', 1.1562, 'ecb')")
+    warehouse.execute("INSERT INTO ledger.fx_rates VALUES ('2026-11-02', 'JPY', 177.05, 'ecb')")
+    more = pd.DataFrame({"rate_date": [date(2026, 11, 3)], "currency": ["USD"], "per_eur": [1.16], "source": ["ecb"]})
+    assert store_rates(warehouse, more) == 1
+    assert "this FX load recorded a table of 3 rows, but the loads up to it added 2" in verify(warehouse).summary()
 
 
 def test_cli_verify_checks_against_the_last_head_it_knows(tmp_path: Path, monkeypatch):
