@@ -6,10 +6,14 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from core.platform.warehouse import PROJECT_ROOT, Warehouse, WarehouseError, default_home, default_warehouse_url
+
+if TYPE_CHECKING:
+    from core.ledger.audit import PublishedHead
 
 # Shown by `ventureloop --help`; every variable, with its default, is in .env.example.
 ENVIRONMENT_HELP = """Configuration is environment variables, applied first from ./.env (or, if the current \
@@ -414,7 +418,7 @@ def ledger_verify(
 
     Without --head it checks against the heads published earlier that it knows: those `ledger head`
     recorded and those the ledger_entries materializations of the Dagster instance carry."""
-    from core.ledger.audit import chain_id, parse_head
+    from core.ledger.audit import PublishedHead, chain_id, parse_head
     from core.ledger.verify import verify
 
     try:
@@ -422,16 +426,21 @@ def ledger_verify(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--head") from None
     warehouse = _warehouse()
+    published: list[tuple[int, str] | PublishedHead] = list(heads)
     if heads:
         typer.echo(f"checked against the given head(s): {', '.join(f'{s}:{h[:12]}...' for s, h in heads)}")
     else:
-        heads = _known_heads(chain_id(warehouse))
-        if heads:
-            seq, digest = max(heads)
-            typer.echo(f"checked against the last published head {seq}:{digest} ({len(heads)} known)")
+        published = list(_known_heads())
+        chain = chain_id(warehouse)
+        current = sorted({h.head for h in published if isinstance(h, PublishedHead) and h.chain_id == chain})
+        if current:
+            seq, digest = current[-1]
+            typer.echo(f"checked against the last published head {seq}:{digest} ({len(current)} known)")
+        elif published:
+            typer.echo(f"no published head of this chain known ({len(published)} of other chains); verify tells why")
         else:
             typer.echo("no published head known; checked the chain only")
-    report = verify(warehouse, heads)
+    report = verify(warehouse, published)
     typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
@@ -442,25 +451,26 @@ def _heads_file() -> Path:
     return default_home() / "audit_heads.jsonl"
 
 
-def _known_heads(chain: str | None) -> list[tuple[int, str]]:
-    """The heads of this chain published earlier: recorded by `ledger head`, and in the metadata of
-    the newest ledger_entries materializations when $DAGSTER_HOME holds a Dagster instance."""
+def _known_heads() -> "list[PublishedHead]":
+    """The heads published earlier, with their chain and warehouse (verify picks this warehouse's):
+    recorded by `ledger head`, and in the metadata of the newest ledger_entries materializations
+    when $DAGSTER_HOME holds a Dagster instance."""
     from core.ledger.audit import recorded_heads
 
     try:
-        heads = recorded_heads(_heads_file(), chain)
+        heads = recorded_heads(_heads_file())
     except ValueError as error:
         typer.echo(f"cannot read the recorded heads: {error}", err=True)
         raise typer.Exit(2) from None
     home = dagster_home()
-    if chain and ((home / "dagster.yaml").is_file() or (home / "storage").is_dir()):
+    if (home / "dagster.yaml").is_file() or (home / "storage").is_dir():
         import dagster as dg
 
         from assets.ledger.entries import PUBLISHED_HEADS_CHECKED, published_heads
 
         try:
             with dg.DagsterInstance.get() as instance:
-                heads += published_heads(instance, chain, limit=PUBLISHED_HEADS_CHECKED)
+                heads += published_heads(instance, limit=PUBLISHED_HEADS_CHECKED)
         except Exception as error:  # noqa: BLE001 - any storage failure: say so rather than check less
             typer.echo(
                 f"cannot read the heads published in the Dagster instance at {home}: {error}; "
@@ -468,7 +478,7 @@ def _known_heads(chain: str | None) -> list[tuple[int, str]]:
                 err=True,
             )
             raise typer.Exit(2) from None
-    return sorted(set(heads))
+    return heads
 
 
 @ledger_app.command("fx-load")
@@ -482,6 +492,7 @@ def ledger_fx_load(
 ) -> None:
     """Store FX rates from files; a (date, currency) already stored is kept, never overwritten."""
     from core.ledger.fx import FxError, load_extra_rates, store_rates
+    from core.ledger.validation import LedgerError
 
     warehouse = _warehouse(create=True)
     for path in paths:
@@ -490,7 +501,11 @@ def ledger_fx_load(
         except (FxError, OSError) as error:
             typer.echo(f"{path}: not loaded: {error}", err=True)
             raise typer.Exit(1) from None
-        stored = store_rates(warehouse, frame)
+        try:
+            stored = store_rates(warehouse, frame)
+        except LedgerError as error:  # the stored table was edited: load nothing onto it
+            typer.echo(f"{path}: not loaded: {error}", err=True)
+            raise typer.Exit(1) from None
         currencies = ", ".join(sorted(set(frame["currency"])))
         typer.echo(f"{path}: {stored} new rates of {len(frame)} ({currencies})")
 
@@ -504,7 +519,7 @@ def ledger_head() -> None:
     warehouse = _warehouse()
     seq, digest = chain_head(warehouse)
     if seq:
-        record_head(_heads_file(), chain_id(warehouse), (seq, digest), datetime.now(UTC))
+        record_head(_heads_file(), chain_id(warehouse), (seq, digest), datetime.now(UTC), warehouse.describe())
     typer.echo(f"{seq}:{digest}")
 
 

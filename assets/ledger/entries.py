@@ -3,12 +3,16 @@ outcomes). Every write goes through core/ and is audited there; these assets onl
 write and describe it."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from assets.resources import LedgerInputsResource, WarehouseResource, warehouse_kind, warehouse_pool
 
-HEAD_KEY, CHAIN_KEY = "audit_chain_head", "audit_chain_id"
+if TYPE_CHECKING:
+    from core.ledger.audit import PublishedHead
+
+HEAD_KEY, CHAIN_KEY, WAREHOUSE_KEY = "audit_chain_head", "audit_chain_id", "audit_warehouse"
 PUBLISHED_HEADS_CHECKED = 5
 OWNER = "team:ledger"
 
@@ -191,6 +195,7 @@ def ledger_entries(
             # Published outside the warehouse, so a later check can tell if the newest records were cut off.
             HEAD_KEY: "{}:{}".format(*chain_head(client)),
             CHAIN_KEY: chain_id(client) or "",
+            WAREHOUSE_KEY: client.describe(),
         }
     )
 
@@ -203,11 +208,10 @@ def ledger_entries(
     "match their audit records.",
 )
 def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from core.ledger.audit import chain_id
     from core.ledger.verify import verify
 
     client = warehouse.client()
-    heads = published_heads(context.instance, chain_id(client), limit=PUBLISHED_HEADS_CHECKED)
+    heads = published_heads(context.instance, limit=PUBLISHED_HEADS_CHECKED)
     report = verify(client, heads)
     return dg.AssetCheckResult(
         passed=report.ok,
@@ -222,16 +226,18 @@ def ledger_verifies(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     )
 
 
-def published_heads(instance: dg.DagsterInstance, chain: str | None, limit: int) -> list[tuple[int, str]]:
-    """The audit chain heads that the newest ledger_entries materializations of this chain recorded
-    in Dagster's own storage. Each implies every record before it, so a few cover the whole chain."""
-    from core.ledger.audit import parse_head
+def published_heads(instance: dg.DagsterInstance, limit: int) -> "list[PublishedHead]":
+    """The audit chain heads that the newest ledger_entries materializations recorded in Dagster's
+    own storage, with their chain and warehouse (verify checks those of its chain). Each implies
+    every record before it, so a few cover the whole chain."""
+    from core.ledger.audit import PublishedHead, parse_head
 
     heads = []
     for record in instance.fetch_materializations(ledger_entries.key, limit=limit).records:
         metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-        if HEAD_KEY in metadata and CHAIN_KEY in metadata and metadata[CHAIN_KEY].value == chain:
-            heads.append(parse_head(metadata[HEAD_KEY].value))
+        if HEAD_KEY in metadata and CHAIN_KEY in metadata:
+            warehouse = metadata[WAREHOUSE_KEY].value if WAREHOUSE_KEY in metadata else None
+            heads.append(PublishedHead(parse_head(metadata[HEAD_KEY].value), metadata[CHAIN_KEY].value, warehouse))
     return heads
 
 

@@ -278,17 +278,58 @@ def chain_head(warehouse: Warehouse) -> tuple[int, str]:
     return (int(head[0]), head[1]) if head else (0, GENESIS_HASH)
 
 
-def record_head(path: Path, chain: str | None, head: tuple[int, str], at: datetime) -> None:
+@dataclass(frozen=True)
+class PublishedHead:
+    """A head as it was published, with the chain (the hash of seq 1) and the warehouse
+    (Warehouse.describe()) it was read from: verify checks the heads of the current chain, and
+    when this warehouse's heads are all of another chain, its chain was rewritten from seq 1."""
+
+    head: tuple[int, str]
+    chain_id: str | None
+    warehouse: str | None  # None: published before heads named their warehouse
+
+
+def check_published(
+    rows: Sequence[Sequence[Any]], warehouse: str, published: Sequence[tuple[int, str] | PublishedHead]
+) -> Problem | None:
+    """check_heads on the plain heads (given by hand) and the published heads of the current chain;
+    then, if this warehouse published heads and none is of its current chain, report the rewrite: a
+    forger who recomputes the chain from its first record gets a new chain_id, and every head
+    published before would otherwise be dismissed as another warehouse's."""
+    chain = next((row[5] for row in rows if int(row[0]) == 1), None)
+    plain = [head for head in published if not isinstance(head, PublishedHead)]
+    ours = [head.head for head in published if isinstance(head, PublishedHead) and head.chain_id == chain]
+    problem = check_heads(rows, plain + ours)
+    if problem or ours:
+        return problem
+    # A head at seq 0 (published while the chain was empty) attests nothing.
+    orphaned = [h for h in published if isinstance(h, PublishedHead) and h.warehouse == warehouse and h.head[0] > 0]
+    if not orphaned:
+        return None
+    newest = max(orphaned, key=lambda h: h.head)
+    return Problem(
+        "audit.chain",
+        "audit.events seq 1",
+        f"{len(orphaned)} head(s) were published for this warehouse, the newest {newest.head[0]}:"
+        f"{newest.head[1][:12]}... on a chain whose first record hashed to {(newest.chain_id or '')[:12]}..., "
+        f"and none on its current chain ({(chain or 'no records')[:12]}...): the chain was rewritten from its "
+        f"first record (if the warehouse was deliberately recreated, move the recorded heads aside)",
+    )
+
+
+def record_head(path: Path, chain: str | None, head: tuple[int, str], at: datetime, warehouse: str) -> None:
     """Append a published head to a JSON-lines file outside the warehouse (`ledger head` keeps one
     under VENTURELOOP_HOME), so a later verify can check the chain still reaches it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = canonical_json({"chain_id": chain, "head": f"{head[0]}:{head[1]}", "recorded_at": utc_iso(at)})
+    line = canonical_json(
+        {"chain_id": chain, "head": f"{head[0]}:{head[1]}", "recorded_at": utc_iso(at), "warehouse": warehouse}
+    )
     with path.open("a", encoding="utf-8") as file:
         file.write(line + "\n")
 
 
-def recorded_heads(path: Path, chain: str | None) -> list[tuple[int, str]]:
-    """The heads record_head wrote for this chain (others' are for another warehouse), oldest first."""
+def recorded_heads(path: Path) -> list[PublishedHead]:
+    """Every head record_head wrote (of any chain and warehouse: verify picks), oldest first."""
     if not path.is_file():
         return []
     heads = []
@@ -297,8 +338,7 @@ def recorded_heads(path: Path, chain: str | None) -> list[tuple[int, str]]:
             continue
         try:
             entry = json.loads(text)
-            if entry["chain_id"] == chain:
-                heads.append(parse_head(entry["head"]))
-        except (ValueError, TypeError, KeyError) as error:
+            heads.append(PublishedHead(parse_head(entry["head"]), entry["chain_id"], entry.get("warehouse")))
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ValueError(f"{path}:{number}: not a recorded audit chain head ({error})") from None
     return heads

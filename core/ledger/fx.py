@@ -15,6 +15,7 @@ import bisect
 import csv
 import hashlib
 import io
+import json
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import pandas as pd
 
 from core.ledger.audit import append_events, canonical_json, write_transaction
 from core.ledger.money import MoneyError, check_minor, exponent
+from core.ledger.validation import LedgerError
 from core.platform.warehouse import Warehouse, append_frame, run_sql
 
 ECB_DAILY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
@@ -180,6 +182,7 @@ def store_rates(warehouse: Warehouse, frame: pd.DataFrame) -> int:
         ]
         inserted = frame[fresh]
         if len(inserted):
+            _check_table_unchanged(conn)
             append_frame(conn, warehouse.backend, "ledger.fx_rates", inserted)
             table_rows = int(run_sql(conn, "SELECT count(*) FROM ledger.fx_rates", None).fetchone()[0])
             append_events(
@@ -203,6 +206,31 @@ def store_rates(warehouse: Warehouse, frame: pd.DataFrame) -> int:
                 ],
             )
     return len(inserted)
+
+
+def _check_table_unchanged(conn: Any) -> None:
+    """Refuse to load onto a table that no longer is what the last load recorded: the new load's
+    table_digest would cover the edit, and verify (which compares the newest) would no longer see it."""
+    last = run_sql(
+        conn,
+        "SELECT seq, payload FROM audit.events WHERE event_type = %s ORDER BY seq DESC LIMIT 1",
+        [FX_RATES_LOADED],
+    ).fetchone()
+    if last is None:
+        return
+    try:
+        recorded = json.loads(last[1])
+    except (TypeError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict) or "table_digest" not in recorded:
+        return  # recorded before loads carried the table's digest: verify checks the count
+    rows = stored_rows(conn)
+    if len(rows) != int(recorded.get("table_rows", len(rows))) or rates_digest(rows) != recorded["table_digest"]:
+        raise LedgerError(
+            f"ledger.fx_rates no longer matches the table recorded by the last FX load (audit seq {last[0]}: "
+            f"{recorded.get('table_rows')} rows, now {len(rows)}): a rate was edited, inserted or deleted outside "
+            f"the ledger. Nothing was loaded; run `ventureloop ledger verify` and restore the table first"
+        )
 
 
 def _digest(frame: pd.DataFrame) -> str:

@@ -17,7 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from core.ledger.audit import Problem, check_heads, decoded_events, read_events, utc_iso, verify_chain
+from core.ledger.audit import (
+    Problem,
+    PublishedHead,
+    check_published,
+    decoded_events,
+    read_events,
+    utc_iso,
+    verify_chain,
+)
 from core.ledger.booking import TRANSACTION_BOOKED, TRANSACTION_COLUMNS, content_from_row
 from core.ledger.budgets import BUDGET_CHANGED, BUDGET_CREATED
 from core.ledger.fx import FX_RATES_LOADED, rates_digest, stored_rows
@@ -51,14 +59,16 @@ class VerifyReport:
         )
 
 
-def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str]] = ()) -> VerifyReport:
+def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str] | PublishedHead] = ()) -> VerifyReport:
     """Check the audit chain and the ledger invariants; report the first broken record of each kind.
 
     Read-only, in one snapshot. The checks: the chain (seq gap-free, prev_hash links, hashes);
     each transaction balances per currency, has no zero posting, valid accounts and currencies,
     content matching its content_hash and its audit record; reversals mirror their original;
     postings reference existing transactions; hold decisions reference holds and bookings; every
-    chain head published earlier (`published_heads`, from audit.chain_head) is still in the chain."""
+    chain head published earlier (`published_heads`, from audit.chain_head) is still in the chain:
+    a plain (seq, hash) always, a PublishedHead when it is of the current chain; and heads this
+    warehouse published only on another chain mean the chain was rewritten from its first record."""
     with warehouse.connect() as conn:
         if warehouse.backend == "postgres":
             run_sql(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", None)
@@ -102,7 +112,7 @@ def verify(warehouse: Warehouse, published_heads: Sequence[tuple[int, str]] = ()
         copies[tid].append((account, *copied))
     holds = {row[0]: row[1] for row in hold_rows}
     decoded = decoded_events(events)  # once: each cross-check below reads its own event types
-    problems = [verify_chain(events), check_heads(events, published_heads)]
+    problems = [verify_chain(events), check_published(events, warehouse.describe(), published_heads)]
     problems += _ledger_problems(transactions, by_tx, copies, events, decoded)
     problems += _reference_problems(transactions, by_tx, accounts, set(holds), decisions)
     problems.append(_hold_problem(hold_rows, decoded))
@@ -404,7 +414,18 @@ def _fx_problem(rates: Sequence[Sequence[Any]], decoded: Sequence[tuple[int, str
         for seq, event_type, payload in decoded
         if event_type == FX_RATES_LOADED and isinstance(payload, dict)
     ]
-    expected = sum(int(payload.get("rows", 0)) for _seq, payload in loads)
+    expected = 0
+    for seq, payload in loads:
+        expected += int(payload.get("rows", 0))
+        # Each load recorded the table's size after it: rows added or removed by hand before a
+        # later load are caught here even though that load's digest covers them.
+        if "table_rows" in payload and int(payload["table_rows"]) != expected:
+            return Problem(
+                "ledger.fx_rates",
+                f"audit.events seq {seq}",
+                f"this FX load recorded a table of {payload['table_rows']} rows, but the loads up to it added "
+                f"{expected}: rows were inserted or deleted by hand before it",
+            )
     if len(rates) != expected:
         return Problem(
             "ledger.fx_rates",

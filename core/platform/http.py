@@ -26,17 +26,27 @@ DEFAULT_BURST = 50
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
 # Query parameters and headers that carry credentials: never stored (raw tables, quarantine,
-# snapshots) or logged. A parameter is secret when one of its words is one of these (api_key,
-# access_token, client_secret, X-Api-Key, authToken, auth_key); "author" or "keywords" is not.
-SECRET_WORDS = frozenset(
-    {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "sig", "signature", "credential"}
-    | {"credentials", "auth", "authorization", "oauth", "authkey", "authtoken", "accesstoken", "apitoken"}
+# snapshots) or logged. A name is split into words (api_key, X-Api-Key and apiKey are all
+# "api key"); it is secret when it is one of SECRET_NAMES as a whole, or its last word is one of
+# SECRET_LAST_WORDS, or it ends in "<qualifier> key" (api_key, access_key, Ocp-Apim-Subscription-Key).
+# Only the last word counts, so a name about a credential (auth_mode, sig_version) or a cursor
+# (page_key, sort_key) stays in the snapshot key, and "author" or "keywords" never matches.
+SECRET_NAMES = frozenset(
+    {"key", "apikey", "sig", "signature", "auth", "authorization", "oauth", "authkey", "pwd", "pass", "passwd"}
+    | {"token", "authtoken", "accesstoken", "apitoken", "secret", "password", "credential", "credentials"}
 )
+SECRET_LAST_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "signature", "credential", "credentials", "apikey", "authkey"}
+)
+KEY_QUALIFIERS = frozenset({"api", "access", "auth", "secret", "private", "client", "app", "consumer", "subscription"})
 SECRET_HEADERS = frozenset({"authorization", "x-subscription-token", "x-api-key", "cookie", "freelancer-oauth-v1"})
 # Cursors, not credentials: X pages by next_token, and the key of each page's snapshot needs it.
 PAGINATION_PARAMS = frozenset({"next_token", "nexttoken", "page_token", "pagetoken", "pagination_token"})
 REDACTED = "***"
-# A shorter value would be masked wherever those characters happen to appear in a body.
+# Secrets shorter than this are left in bodies: a body is masked by plain substring replacement,
+# so a 3-5 character value (a short test key, a PIN) would also mask every unrelated occurrence of
+# those characters in the payload (ids, words, numbers) and corrupt the record. Real API keys and
+# tokens are far longer; the URL and headers are masked by name whatever the value's length.
 MIN_SECRET_LENGTH_IN_BODY = 6
 
 
@@ -45,43 +55,65 @@ def is_secret_name(name: str) -> bool:
     lowered = name.lower()
     if lowered in PAGINATION_PARAMS:
         return False
-    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
-    return lowered in SECRET_HEADERS or any(word in SECRET_WORDS for word in words)
+    if lowered in SECRET_HEADERS:
+        return True
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
+    if not words:
+        return False
+    if "".join(words) in SECRET_NAMES or words[-1] in SECRET_LAST_WORDS:
+        return True
+    return words[-1] == "key" and len(words) > 1 and words[-2] in KEY_QUALIFIERS
 
 
 def redact_url(url: str) -> str:
     """`url` with the value of every secret query parameter replaced by ***; everything else is
     kept byte for byte (the stored request_url is the URL that was fetched, but for the secret)."""
     parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = parts.query.split("&")
+    # A password in the userinfo (https://user:pw@host/) is masked like Warehouse.describe does.
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{hostport}" if at and ":" in userinfo else parts.netloc
+    pairs = parts.query.split("&") if parts.query else []
     masked = [
         f"{name}={REDACTED}" if is_secret_name(unquote_plus(name)) else pair
         for pair in pairs
         for name in [pair.split("=", 1)[0]]
     ]
-    if masked == pairs:
+    if masked == pairs and netloc == parts.netloc:
         return url
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(masked), parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(masked), parts.fragment))
 
 
 def with_secrets_of(url: str, original: str) -> str:
     """`url` (read from a redacted body, such as a feed's next page) with each *** secret
-    parameter given back its value from `original`, the URL the caller was configured with."""
-    known = {k: v for k, v in parse_qsl(urlsplit(original).query, keep_blank_values=True) if is_secret_name(k)}
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(v == REDACTED and k in known for k, v in pairs):
+    parameter given back its value from `original`, the URL the caller was configured with.
+    Only a URL on the configured scheme and host gets them: a feed that names another host as its
+    next page (`https://evil.example/x?key=***`) must not be handed our key."""
+    configured, parts = urlsplit(original), urlsplit(url)
+    try:
+        if (parts.scheme.lower(), parts.hostname, parts.port) != (
+            configured.scheme.lower(),
+            configured.hostname,
+            configured.port,
+        ):
+            return url
+    except ValueError:  # an unparseable port: not the configured host
         return url
+    known = {k: v for k, v in parse_qsl(configured.query, keep_blank_values=True) if is_secret_name(k)}
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    masked_password = parts.password == REDACTED and configured.password is not None
+    if not masked_password and not any(v == REDACTED and k in known for k, v in pairs):
+        return url
+    netloc = configured.netloc if masked_password else parts.netloc
     query = [(k, known[k] if v == REDACTED and k in known else v) for k, v in pairs]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def secret_values(request: httpx.Request) -> list[str]:
     """The credentials a request carries (secret query parameters, secret headers' values, and
     the token of a `Bearer`/`Basic` header), longest first."""
     values = [v for k, v in request.url.params.multi_items() if is_secret_name(k)]
+    if request.url.password:
+        values.append(request.url.password)
     for name, value in request.headers.items():
         if is_secret_name(name):
             values += [value, value.split(" ", 1)[-1]]

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 
 from core.ledger.audit import (
+    PublishedHead,
     append_events,
     chain_head,
+    chain_id,
     fixed_clock,
     read_events,
     record_hash,
@@ -27,7 +29,7 @@ from core.ledger.booking import book, get_transaction
 from core.ledger.budgets import expense, set_budget, spend
 from core.ledger.fx import FX_RATES_LOADED, store_rates
 from core.ledger.holds import HOLD_DECIDED, expire_holds, hold, post_hold, void_hold
-from core.ledger.validation import HoldError, Posting, TransactionRequest, content_hash
+from core.ledger.validation import HoldError, LedgerError, Posting, TransactionRequest, content_hash
 from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse, run_sql
@@ -121,6 +123,23 @@ def forge_spend_and_recompute(w: Warehouse) -> None:
     rewrite_chain_from(w, int(seq))
 
 
+def rewrite_chain_from_its_first_record(w: Warehouse) -> None:
+    """Forge the spend, then give seq 1 a new event id and rehash everything: a new chain_id."""
+    forge_spend_and_recompute(w)
+    w.execute("UPDATE audit.events SET event_id = '00000000-0000-4000-8000-000000000001' WHERE seq = 1")
+    rewrite_chain_from(w, 1)
+
+
+def edit_a_rate_then_load_more(w: Warehouse) -> None:
+    """Edit a rate, then try a legitimate load: it is refused, so its digest cannot cover the edit."""
+    sql("UPDATE ledger.fx_rates SET per_eur = per_eur * 1.01 WHERE currency = 'JPY'")(w)
+    events = w.count("audit.events")
+    more = pd.DataFrame({"rate_date": [date(2026, 11, 3)], "currency": ["USD"], "per_eur": [1.16], "source": ["ecb"]})
+    with pytest.raises(LedgerError, match=r"ledger.fx_rates no longer matches .*ventureloop ledger verify"):
+        store_rates(w, more)
+    assert w.count("audit.events") == events and w.count("ledger.fx_rates") == 2  # nothing loaded
+
+
 def sql(*statements: str) -> Callable[[Warehouse], None]:
     def tamper(w: Warehouse) -> None:
         tid = spend_id(w) if any("{spend}" in s for s in statements) else ""
@@ -198,6 +217,7 @@ TAMPERS: list[tuple[str, Callable[[Warehouse], None], str, bool]] = [
         "table digest",
         True,
     ),
+    ("fx-rate-then-load", edit_a_rate_then_load_more, "table digest", True),
     ("fx-rate-deleted", sql("DELETE FROM ledger.fx_rates WHERE currency = 'JPY'"), "1 rows, but", True),
     ("hold-decision-deleted", sql("DELETE FROM ledger.hold_decisions"), "has no row for it", True),
     ("hold-decision-edited", sql("UPDATE ledger.hold_decisions SET decided_by = 'mallory'"), "decided_by", True),
@@ -218,6 +238,7 @@ TAMPERS: list[tuple[str, Callable[[Warehouse], None], str, bool]] = [
         True,
     ),
     ("recompute-chain", forge_spend_and_recompute, "cut and rewritten after it was published", False),
+    ("rewrite-from-first-record", rewrite_chain_from_its_first_record, "rewritten from its first record", False),
 ]
 
 
@@ -225,7 +246,8 @@ TAMPERS: list[tuple[str, Callable[[Warehouse], None], str, bool]] = [
     ("tamper", "expected", "chain_shows_it"), [t[1:] for t in TAMPERS], ids=[t[0] for t in TAMPERS]
 )
 def test_verify_catches_the_tamper(ledger: Warehouse, tamper, expected: str, chain_shows_it: bool):
-    published = chain_head(ledger)  # as ledger_entries publishes it before anyone tampers (build_ledger verified)
+    # As ledger_entries publishes it before anyone tampers (build_ledger verified): with its chain and warehouse.
+    published = PublishedHead(chain_head(ledger), chain_id(ledger), ledger.describe())
     tamper(ledger)
     with_head = verify(ledger, [published])
     assert not with_head.ok and expected in with_head.summary(), with_head.summary()
@@ -279,6 +301,13 @@ def test_ledgers_written_before_the_audit_records_carried_more_still_verify(duck
     warehouse.execute("UPDATE ledger.budget_limits SET limit_minor = 100")
     warehouse.execute("DELETE FROM ledger.fx_rates")
     assert "0 rows, but its fx.rates_loaded audit records added 1" in verify(warehouse).summary()
+    # A rate added by hand after the legacy load, then a load that records the table (which the
+    # legacy record cannot refuse): the new load's table_rows names the load the hand edit preceded.
+    warehouse.execute("INSERT INTO ledger.fx_rates VALUES ('2026-11-02', 'USD', 1.1562, 'ecb')")
+    warehouse.execute("INSERT INTO ledger.fx_rates VALUES ('2026-11-02', 'JPY', 177.05, 'ecb')")
+    more = pd.DataFrame({"rate_date": [date(2026, 11, 3)], "currency": ["USD"], "per_eur": [1.16], "source": ["ecb"]})
+    assert store_rates(warehouse, more) == 1
+    assert "this FX load recorded a table of 3 rows, but the loads up to it added 2" in verify(warehouse).summary()
 
 
 def test_cli_verify_checks_against_the_last_head_it_knows(tmp_path: Path, monkeypatch):
@@ -306,6 +335,11 @@ def test_cli_verify_checks_against_the_last_head_it_knows(tmp_path: Path, monkey
     assert verify(warehouse).ok
     cut = runner.invoke(app, ["ledger", "verify"])
     assert cut.exit_code == 1 and "the newest records were removed" in cut.stdout
+    # Rehashed from seq 1, the chain has a new chain_id: the recorded head still names this warehouse.
+    rewrite_chain_from_its_first_record(warehouse)
+    assert verify(warehouse).ok
+    rewritten = runner.invoke(app, ["ledger", "verify"])
+    assert rewritten.exit_code == 1 and "the chain was rewritten from its first record" in rewritten.stdout
 
 
 def test_cli_verify_says_when_it_cannot_read_the_dagster_instance(tmp_path: Path, monkeypatch):

