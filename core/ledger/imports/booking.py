@@ -373,7 +373,7 @@ def _book_budgeted(
             reject(index, str(error), p.key)
             continue
         if not result.ok:
-            reject(index, f"refused by the budgets: {result.message}", p.key)
+            reject(index, f"refused by the budgets: {result.reason}", p.key)  # stable: a quarantine key part
             continue
         message = (
             f"booked as transaction {result.transaction_id} (within budget)"
