@@ -96,6 +96,15 @@ class Refusal:
             f"{self.spent_minor} already spent, {self.requested_minor} requested"
         )
 
+    @property
+    def reason(self) -> str:
+        """The refusal without the running total: what a quarantined row stores (it is part of the
+        quarantine's pending key, so each re-import of a refused row finds the one already stored)."""
+        return (
+            f"{self.budget.scope.capitalize()} budget exceeded: {self.budget.label} has no room for "
+            f"{self.requested_minor} ({format_minor(self.requested_minor, self.budget.currency)}) in its window"
+        )
+
 
 @dataclass(frozen=True)
 class SpendWindow:
@@ -107,15 +116,17 @@ class SpendWindow:
     future: timedelta = timedelta(minutes=5)
 
     def problem(self, occurred_at: datetime, now: datetime) -> str | None:
+        """Why occurred_at is outside the window around now, or None. The text never names now: it
+        is what a quarantined row stores, and each re-import must store the same reason."""
         if occurred_at < now - self.past:
             return (
-                f"occurred_at {occurred_at.isoformat()} is more than {self.past} before now ({now.isoformat()}): "
+                f"occurred_at {occurred_at.isoformat()} is more than {self.past} before now: "
                 f"a spend is booked when it happens; to book an older cost, widen spend_window.past_days "
                 f"in the budgets file and replay it"
             )
         if occurred_at > now + self.future:
             return (
-                f"occurred_at {occurred_at.isoformat()} is more than {self.future} after now ({now.isoformat()}): "
+                f"occurred_at {occurred_at.isoformat()} is more than {self.future} after now: "
                 f"a spend cannot be booked ahead of time into a later budget window"
             )
         return None
@@ -128,6 +139,7 @@ class SpendResult:
     transaction_id: str | None
     refusals: tuple[Refusal, ...] = ()
     problem: str | None = None  # refused for its date (SpendWindow), not by a budget
+    checked_at: datetime | None = None  # the clock's now when it was refused
 
     @property
     def ok(self) -> bool:
@@ -135,9 +147,19 @@ class SpendResult:
 
     @property
     def message(self) -> str:
+        """For people: with the running totals, and the time a date was checked against."""
         if self.ok:
             return "Within budget"
-        return self.problem or "; ".join(r.message for r in self.refusals)
+        if self.problem:
+            return self.problem + (f" (now was {self.checked_at.isoformat()})" if self.checked_at else "")
+        return "; ".join(r.message for r in self.refusals)
+
+    @property
+    def reason(self) -> str:
+        """For a quarantined row: the same for every attempt at the same spend (no clock, no totals)."""
+        if self.ok:
+            return "Within budget"
+        return self.problem or "; ".join(r.reason for r in self.refusals)
 
 
 class _Refused(Exception):
@@ -438,6 +460,13 @@ def counts_against_budgets(prepared: Prepared) -> bool:
 
 def _check_spend(prepared: Prepared) -> None:
     request = prepared.request
+    if request.source in UNBUDGETED_SOURCES:
+        # _spent never counts these sources, so a spend tagged with one would pass every check.
+        raise LedgerError(
+            f"spend {prepared.key!r} has source {request.source!r}, which budgets never count "
+            f"({', '.join(UNBUDGETED_SOURCES)}: the processor's own fees, booked by its import); "
+            f"a spend needs another source"
+        )
     if not _deltas(prepared):
         raise LedgerError(
             f"spend {prepared.key!r} has no expense posting (expenses:<category>:...): book it with ledger.book instead"
@@ -463,10 +492,13 @@ def spend_prepared(
     _check_spend(prepared)
     spend_window = spend_window or SpendWindow()
 
+    checked: list[datetime] = []
+
     def check(conn: Any, backend: str, new: list[Prepared]) -> None:
         if not new:
             return  # a repeated key: the original stands, however old it is now
-        problem = spend_window.problem(new[0].request.occurred_at, clock())
+        checked.append(clock())
+        problem = spend_window.problem(new[0].request.occurred_at, checked[-1])
         if problem:
             raise _Refused([], problem)
         refusals = _refusals(conn, backend, new[0])
@@ -476,7 +508,8 @@ def spend_prepared(
     try:
         result = book_prepared(warehouse, [prepared], check, clock=clock)[0]
     except _Refused as refused:
-        return SpendResult("refused", prepared.key, None, tuple(refused.refusals), refused.problem)
+        at = checked[-1] if checked else None
+        return SpendResult("refused", prepared.key, None, tuple(refused.refusals), refused.problem, at)
     return SpendResult(result.status, prepared.key, result.transaction_id)
 
 

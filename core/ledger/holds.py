@@ -87,7 +87,8 @@ def hold_many(
     """Propose many holds in one write transaction (one insert per table, one audit append), as
     bookings are batched. Each proposal gets its own outcome, in order: its HoldResult, or the
     error that refuses it alone (HoldError: already booked; IdempotencyConflict: held with other
-    content, kind, reason or expiry), so one refused hold never fails the others."""
+    content or kind), so one refused hold never fails the others. A re-proposal with the same
+    content and kind is a duplicate whatever its reason and expiry: the first stored ones stand."""
     outcomes: list[HoldResult | LedgerError | None] = [None] * len(proposals)
     for index, proposal in enumerate(proposals):
         expires_at = proposal.expires_at
@@ -124,7 +125,7 @@ def hold_many(
                 continue
             if key in stored:  # held before, or earlier in this batch
                 try:
-                    _same_hold(prepared, stored[key], proposal.kind, proposal.reason, proposal.expires_at)
+                    _same_hold(prepared, stored[key], proposal.kind)
                 except LedgerError as error:
                     outcomes[index] = error
                     continue
@@ -165,21 +166,19 @@ def hold_many(
     return [o for o in outcomes if o is not None]
 
 
-def _same_hold(prepared: Prepared, row: Sequence[Any], kind: str, reason: str, expires_at: datetime) -> None:
+def _same_hold(prepared: Prepared, row: Sequence[Any], kind: str) -> None:
+    """A re-proposal of the same content and kind is the same hold: the first stored expiry and
+    reason stand. Both derive from the proposing process (its clock, the history it sees), so two
+    processes importing one file at once may differ there without meaning different holds."""
     stored = json.loads(row[3])
     if stored["content_hash"] != prepared.content_hash:
         raise idempotency_conflict(prepared.key, stored["content"], prepared.content, "for a hold ")
-    for name, old, new in (
-        ("kind", row[1], kind),
-        ("reason", row[2], reason),
-        ("expires_at", utc_iso(row[4]), utc_iso(expires_at)),
-    ):
-        if old != new:
-            raise IdempotencyConflict(
-                prepared.key,
-                name,
-                f"idempotency key {prepared.key} was used for a hold with {name} {old!r}, now {new!r}",
-            )
+    if row[1] != kind:
+        raise IdempotencyConflict(
+            prepared.key,
+            "kind",
+            f"idempotency key {prepared.key} was used for a hold with kind {row[1]!r}, now {kind!r}",
+        )
 
 
 def _held_transaction(hold_id: str, proposed: Mapping[str, Any]) -> Prepared:

@@ -1,4 +1,5 @@
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -218,6 +219,13 @@ def test_a_zero_budget_stops_spend_and_non_spend_is_refused(warehouse: Warehouse
     assert warehouse.count("ledger.transactions") == 0
 
 
+def test_a_spend_tagged_with_an_unbudgeted_source_is_refused(warehouse: Warehouse):
+    _daily(warehouse, 0)  # budgets never count a Stripe row: tagged "stripe", any spend would pass
+    with pytest.raises(LedgerError, match="has source 'stripe', which budgets never count"):
+        spend(warehouse, replace(ad_spend("ads:1", 500), source="stripe"), clock=CLOCK)
+    assert warehouse.count("ledger.transactions") == 0
+
+
 def _race(url: str, spenders: int = 40, attempts: int = 2, limit: int = 10_000, amount: int = 333) -> None:
     """`spenders` threads, each with its own connections, race `attempts` spends each for one budget."""
     warehouse = Warehouse(url)
@@ -355,7 +363,8 @@ def test_a_spend_dated_outside_the_spend_window_is_refused(warehouse: Warehouse)
     assert spend(warehouse, ad_spend("ads:1", 1_000), clock=CLOCK).ok  # today's window is full
     future = spend(warehouse, ad_spend("ads:future", 1_000, at=AT + timedelta(days=30)), clock=CLOCK)
     assert future.status == "refused" and future.refusals == ()
-    assert "is more than 0:05:00 after now (2026-11-02T10:30:00+00:00)" in future.message
+    assert "is more than 0:05:00 after now: " in future.message
+    assert future.message.endswith("(now was 2026-11-02T10:30:00+00:00)") and "now was" not in future.reason
     past = spend(warehouse, ad_spend("ads:past", 1_000, at=AT - timedelta(days=30)), clock=CLOCK)
     assert "is more than 7 days, 0:00:00 before now" in past.message and "spend_window.past_days" in past.message
     wide = SpendWindow(past=timedelta(days=31), future=timedelta(0))
@@ -451,7 +460,7 @@ def test_generic_csv_costs_go_through_the_budgets_and_a_refused_row_replays(ware
         ("5", "booked"),
     ]
     refused, old = report.messages("quarantined")
-    assert "refused by the budgets: Category budget exceeded (6000 > 5000)" in refused
+    assert "refused by the budgets: Category budget exceeded: daily USD budget category:ads" in refused
     assert "more than 7 days, 0:00:00 before now" in old and "spend_window.past_days" in old
     assert utilization(warehouse, AT).set_index("scope_key").spent_minor.to_dict() == {"ads": 4_000, "fees": 0}
 
@@ -487,3 +496,21 @@ def test_generic_csv_costs_go_through_the_budgets_and_a_refused_row_replays(ware
     pending = warehouse.query("SELECT origin FROM quarantine.records WHERE replayed_at IS NULL")
     assert pending.origin.tolist() == [f"{path}:4"]
     assert verify(warehouse).ok
+
+
+def test_a_refused_cost_row_imported_again_is_quarantined_once(warehouse: Warehouse, tmp_path):
+    from core.ledger.imports import import_file
+
+    _daily(warehouse, 1_000)
+    path = tmp_path / "costs.csv"
+    path.write_text(
+        HEADER
+        + "ads-old,2026-10-01T09:00:00Z,cost,1.00,USD,exp-1,expenses:ads:google,,Google,,\n"
+        + "ads-big,2026-11-02T09:00:00Z,cost,20.00,USD,exp-1,expenses:ads:google,,Google,,\n"
+    )
+    first = import_file(warehouse, path, now=AT)
+    assert spend(warehouse, ad_spend("ads:between", 300), clock=CLOCK).ok  # the window's total moves on
+    again = import_file(warehouse, path, now=AT + timedelta(minutes=7))  # another clock, same refusals
+    assert (first.quarantined, again.quarantined) == (2, 2)
+    assert first.messages("quarantined") == again.messages("quarantined")
+    assert warehouse.count("quarantine.records") == 2  # the reasons name no clock and no running total

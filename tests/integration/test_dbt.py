@@ -110,6 +110,8 @@ class Ledger:
         recorded_at: datetime | None = None,
         experiment_id: str | None = None,
         kind: str = "test",
+        source: str = "test",
+        reverses: str | None = None,
     ) -> str:
         """legs: (account_id, currency, signed amount_minor). Not checked: some tests book unbalanced ones."""
         transaction_id = f"tx-{len(self.transactions):04d}"
@@ -122,11 +124,11 @@ class Ledger:
                 "kind": kind,
                 "description": kind,
                 "experiment_id": experiment_id,
-                "source": "test",
+                "source": source,
                 "external_ref": None,
                 "occurred_at": occurred_at,
                 "recorded_at": recorded_at,
-                "reverses_transaction_id": None,
+                "reverses_transaction_id": reverses,
                 "metadata": "{}",
             }
         )
@@ -237,19 +239,27 @@ def converted_postings(ledger: Ledger, reporting: str) -> list[dict[str, Any]]:
 
 
 def budget_windows(ledger: Ledger, postings: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
-    """Each budget in each window with spend and in the window containing as_of."""
+    """Each budget in each window with spend and in the window containing as_of. Spend is
+    core/ledger/budgets.py's: debits to expenses, not from a Stripe import; a reversal's credit
+    counts in the window of the spend it reverses; other credits never count."""
+    transactions = {t["transaction_id"]: t for t in ledger.transactions}
     spent: dict[tuple[str, datetime | None], list[int]] = {}
     for budget in ledger.budgets:
         for p in postings:
             if p["account_type"] != "expense" or p["currency"] != budget["currency"]:
                 continue
+            transaction = transactions[p["transaction_id"]]
+            reverses = transaction["reverses_transaction_id"]
+            if transaction["source"] == "stripe" or (p["amount_minor"] < 0) == (reverses is None):
+                continue
+            counted_at = transactions[reverses]["occurred_at"] if reverses else p["occurred_at"]
             key = {
                 "global": budget["scope_key"],
                 "category": p["account_id"].split(":")[1],
                 "experiment": p["experiment_id"],
             }[budget["scope"]]
             if key == budget["scope_key"]:
-                cell = spent.setdefault((budget["budget_id"], window(budget["period"], p["occurred_at"])[0]), [0, 0])
+                cell = spent.setdefault((budget["budget_id"], window(budget["period"], counted_at)[0]), [0, 0])
                 cell[0] += p["amount_minor"]
                 cell[1] += 1
     rows = []
@@ -713,6 +723,58 @@ def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(
     assert second.failed() == {"trial_balance_nets_to_zero"}
     assert second.status("transactions_balance_per_currency") == "warn"  # and it names the transaction
     assert second.results["trial_balance_nets_to_zero"]["failures"] == 1  # one currency, USD, is off
+
+
+def test_budget_marts_count_spend_as_the_ledger_does(built_small_ledger: BuiltLedger, tmp_path: Path):
+    """analytics.budget_utilization(_history) equal core.ledger.budgets.utilization() on a ledger
+    with a Stripe fee, a credit to an expense and a reversal dated after its spend's window."""
+    from core.ledger.budgets import utilization
+
+    warehouse, ledger = built_small_ledger.warehouse, built_small_ledger.ledger
+    late = at(10)  # recorded after everything built: the incremental models pick the rows up
+    ledger.book(
+        [("expenses:fees:stripe", "EUR", 120), ("assets:cash:stripe:eur", "EUR", -120)],
+        at(1, 11),
+        late,
+        kind="fee",
+        source="stripe",
+    )
+    ledger.book(
+        [("assets:cash:bank:eur", "EUR", 400), ("expenses:ads:experiment:exp-a", "EUR", -400)],
+        at(1, 12),
+        late,
+        experiment_id="exp-a",
+        kind="ad_credit",
+    )
+    hosting = next(t["transaction_id"] for t in ledger.transactions if t["kind"] == "hosting")  # Monday 20:00
+    ledger.book(
+        [("expenses:hosting", "EUR", -300), ("assets:cash:bank:eur", "EUR", 300)],
+        at(1, 9),
+        late,
+        kind="reversal",
+        reverses=hosting,
+    )
+    ledger.write(warehouse)
+    # core/ledger/budgets.py has no "total" period, so its utilization() cannot report that budget.
+    total = [b["budget_id"] for b in ledger.budgets if b["period"] == "total"]
+    ledger.budgets = [b for b in ledger.budgets if b["period"] != "total"]
+    for table in ("budget_limits", "budgets"):
+        warehouse.execute(f"DELETE FROM ledger.{table} WHERE budget_id = %s", total)
+    build(warehouse, tmp_path / "target", as_of=SMALL_AS_OF)
+    assert_marts_equal(warehouse, ledger, "USD", SMALL_AS_OF)
+
+    def spent(frame: pd.DataFrame) -> dict[str, int]:
+        return {row.budget_id: int(row.spent_minor) for row in frame.itertuples(index=False)}
+
+    current = spent(warehouse.query("SELECT budget_id, spent_minor FROM analytics.budget_utilization"))
+    assert current == spent(utilization(warehouse, at=SMALL_AS_OF))
+    assert current == {"b-000": 2_500, "b-001": 2_500}  # no fee, no credit, no reversal on Tuesday
+    monday = at(0, 21)
+    history = warehouse.query(
+        "SELECT spent_minor FROM analytics.budget_utilization_history WHERE budget_id = 'b-001' AND window_start = %s",
+        [monday.replace(hour=0)],
+    )
+    assert int(history.iloc[0, 0]) == spent(utilization(warehouse, at=monday))["b-001"] == 0  # the hosting, reversed
 
 
 def test_a_posting_without_a_recent_rate_fails_the_build_rather_than_use_a_stale_rate(

@@ -1,5 +1,6 @@
-"""Held rows of an import: written in one transaction like booked rows, with an expiry that derives
-from the row, so that re-imports and concurrent imports of one file agree on every hold."""
+"""Held rows of an import: written in one transaction like booked rows, expiring hold_days after the
+import, and a re-proposal of the same hold (re-import, concurrent import) is a duplicate whatever its
+expiry and reason."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,8 @@ import core.ledger.holds as holds_module
 from core.ledger.booking import book
 from core.ledger.holds import HOLD_CREATED, HoldProposal, hold_many
 from core.ledger.imports import import_bytes
-from core.ledger.validation import HoldError, Posting, TransactionRequest, prepare
+from core.ledger.review import list_holds, release
+from core.ledger.validation import HoldError, IdempotencyConflict, Posting, TransactionRequest, prepare
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
@@ -46,14 +48,44 @@ def test_held_rows_are_written_in_one_transaction(warehouse: Warehouse, monkeypa
     assert warehouse.scalar("SELECT count(*) FROM audit.events WHERE event_type = %s", [HOLD_CREATED]) == 57
 
 
-def test_a_hold_expires_hold_days_after_its_payment_whatever_the_clock(warehouse: Warehouse):
-    start = NOW - timedelta(hours=1)
-    data = csv(burst(start, 4))
+def test_an_old_flagged_payment_is_held_pending_and_releasable(warehouse: Warehouse):
+    start = NOW - timedelta(days=30)  # a backfill: the payments occurred longer ago than hold_days
+    first = import_bytes(warehouse, csv(burst(start, 4)), name="burst.csv", now=NOW)
+    assert (first.booked, first.held, first.quarantined) == (3, 1, 0)
+    assert warehouse.scalar("SELECT expires_at FROM ledger.holds") == NOW + timedelta(days=14)
+    [view] = list_holds(warehouse, now=NOW + timedelta(hours=1))
+    assert view.status == "pending"
+    decision = release(warehouse, view.hold_id, "alice@example.com", "checked", at=NOW + timedelta(hours=1))
+    assert decision.decision == "posted" and decision.transaction_id is not None
+    assert warehouse.count("ledger.transactions") == 4
+
+
+def test_a_re_import_later_keeps_the_first_hold(warehouse: Warehouse):
+    data = csv(burst(NOW - timedelta(hours=1), 4))
     first = import_bytes(warehouse, data, name="burst.csv", now=NOW)
     again = import_bytes(warehouse, data, name="burst.csv", now=NOW + timedelta(minutes=5))
     assert (first.held, again.duplicates, again.quarantined) == (1, 4, 0)
-    expires = warehouse.scalar("SELECT expires_at FROM ledger.holds")
-    assert expires == start + timedelta(seconds=3, days=14)
+    assert warehouse.scalar("SELECT expires_at FROM ledger.holds") == NOW + timedelta(days=14)
+
+
+def test_a_hold_proposed_again_with_another_expiry_and_reason_is_a_duplicate(warehouse: Warehouse):
+    request = TransactionRequest(
+        "csv:again",
+        "revenue",
+        "sale",
+        NOW,
+        [Posting("assets:cash:bank:usd", "USD", 100), Posting("revenue:unattributed", "USD", -100)],
+    )
+    [first] = hold_many(warehouse, [HoldProposal(prepare(request), "velocity", NOW + timedelta(days=14))])
+    later = NOW + timedelta(minutes=3)
+    proposal = HoldProposal(prepare(request), "velocity; new card", later + timedelta(days=14))
+    [again] = hold_many(warehouse, [proposal], clock=lambda: later)
+    assert (first.status, again.status, again.hold_id) == ("held", "duplicate", first.hold_id)
+    stored = warehouse.query("SELECT reason, expires_at FROM ledger.holds").to_dict("records")
+    assert [(r["reason"], r["expires_at"]) for r in stored] == [("velocity", NOW + timedelta(days=14))]
+    other_kind = HoldProposal(prepare(request), "velocity", NOW + timedelta(days=14), "other_review")
+    [conflict] = hold_many(warehouse, [other_kind])
+    assert isinstance(conflict, IdempotencyConflict) and "kind" in str(conflict)
 
 
 def test_one_refused_hold_does_not_refuse_the_others(warehouse: Warehouse):

@@ -1,7 +1,9 @@
 """The ledger's Dagster side: assets, the verification check and the inbox sensor, on both backends."""
 
+import csv
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +16,19 @@ from core.platform.warehouse import Warehouse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 LEDGER = [fx_rates, budgets, ledger_entries, ledger_verifies]
+
+
+def _recent_generic_events(path: Path) -> None:
+    """generic_events.csv with every occurred_at moved so its latest row is an hour ago: the assets
+    import on the wall clock, and its cost rows must lie within the budgets' 7-day spend window."""
+    with (FIXTURES / "generic_events.csv").open(newline="") as source:
+        rows = list(csv.DictReader(source))
+    shift = datetime.now(UTC) - timedelta(hours=1) - max(datetime.fromisoformat(r["occurred_at"]) for r in rows)
+    with path.open("w", newline="") as target:
+        writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "occurred_at": (datetime.fromisoformat(row["occurred_at"]) + shift).isoformat()})
 
 
 def _entries_metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -133,8 +148,8 @@ def test_inbox_sensor_imports_each_drop_once_and_archives_it(warehouse: Warehous
 def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Warehouse, asset_resources):
     inbox = asset_resources["ledger_inputs"].inbox
     inbox.mkdir()
-    for name in ("stripe_export.csv", "generic_events.csv"):
-        shutil.copy(FIXTURES / name, inbox / name)
+    shutil.copy(FIXTURES / "stripe_export.csv", inbox / "stripe_export.csv")
+    _recent_generic_events(inbox / "generic_events.csv")
     defs = dg.Definitions.merge(ledger.defs, dg.Definitions(resources=asset_resources))
     sensor = defs.resolve_sensor_def("inbox_sensor")
     with dg.instance_for_test() as instance:
@@ -152,7 +167,9 @@ def test_inbox_sensor_launches_one_run_for_all_files_of_a_poll(warehouse: Wareho
         result = defs.resolve_job_def("ledger_import_job").execute_in_process(
             run_config=request.run_config, instance=instance
         )
-        assert result.success and _entries_metadata(result)["files"] == 2
+        metadata = _entries_metadata(result)
+        assert result.success and metadata["files"] == 2
+        assert (metadata["booked"], metadata["quarantined"]) == (13, 0)  # 7 Stripe rows, 6 generic ones
         assert inbox_files(inbox) == []
 
 
@@ -171,7 +188,7 @@ def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_fil
     locked = inbox / "locked.csv"  # one the archive cannot move (a permission, a full disk)
     shutil.copy(FIXTURES / "stripe_export.csv", long_name)
     shutil.copy(FIXTURES / "generic_events_bad.csv", locked)
-    shutil.copy(FIXTURES / "generic_events.csv", inbox / "generic_events.csv")
+    _recent_generic_events(inbox / "generic_events.csv")
     real_archive = entries.archive
 
     def archive(path: Path) -> Path:
@@ -194,7 +211,9 @@ def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_fil
     assert inbox_files(inbox) == [locked]
     archived = sorted(p.name for p in (inbox / "archive").rglob("*.csv"))
     assert len(archived) == 2 and max(len(n.encode()) for n in archived) == NAME_MAX
-    assert warehouse.scalar("SELECT count(*) FROM ledger.transactions WHERE source = 'csv'") > 0  # the last file
+    last = str(inbox / "generic_events.csv")
+    assert warehouse.scalar("SELECT count(*) FROM ledger.transactions WHERE source = 'csv'") > 0
+    assert warehouse.scalar("SELECT count(*) FROM quarantine.records WHERE origin LIKE %s", [f"{last}:%"]) == 0
 
 
 def test_inbox_sensor_launches_a_failed_runs_files_again_up_to_a_limit(tmp_path, duckdb_url):

@@ -313,10 +313,11 @@ def book_candidates(
         history = fraud.load_history(warehouse, min(earliest, now) - timedelta(days=rules.history_days))
         found = fraud.evaluate(history, [event for _i, event in incoming], rules)
         verdicts = {index: reasons for (index, _e), reasons in zip(incoming, found, strict=False) if reasons}
-    # The expiry derives from the row (when the payment occurred), never the clock: every process
-    # importing the same file proposes the same hold, so a concurrent import finds a duplicate.
+    # The expiry counts from the import (the clock), so a payment imported long after it occurred
+    # is still reviewable; concurrent imports may propose different expiries, and hold_many treats
+    # those as the same hold (the first stored expiry stands).
     proposals = [
-        (index, HoldProposal(p, "; ".join(reasons), _hold_expiry(p, rules), fraud.HOLD_KIND))
+        (index, HoldProposal(p, "; ".join(reasons), _hold_expiry(now, rules), fraud.HOLD_KIND))
         for index, reasons in verdicts.items()
         for p in [prepared[index]]
     ]
@@ -372,7 +373,7 @@ def _book_budgeted(
             reject(index, str(error), p.key)
             continue
         if not result.ok:
-            reject(index, f"refused by the budgets: {result.message}", p.key)
+            reject(index, f"refused by the budgets: {result.reason}", p.key)  # stable: a quarantine key part
             continue
         message = (
             f"booked as transaction {result.transaction_id} (within budget)"
@@ -383,12 +384,12 @@ def _book_budgeted(
         outcomes[index] = RowOutcome(candidates[index].origin, status, message, p.key)
 
 
-def _hold_expiry(p: Prepared, rules: fraud.FraudRules) -> datetime:
-    """hold_days after the payment occurred (the latest time UTC holds, for a payment near year 9999)."""
-    occurred = p.request.occurred_at.astimezone(UTC)
+def _hold_expiry(now: datetime, rules: fraud.FraudRules) -> datetime:
+    """hold_days after the import (the latest time UTC holds, for a clock near year 9999)."""
+    start = now.astimezone(UTC)
     latest = datetime.max.replace(tzinfo=UTC)
     days = timedelta(days=rules.hold_days)
-    return latest if latest - occurred < days else occurred + days
+    return latest if latest - start < days else start + days
 
 
 def _book_batch(
