@@ -68,6 +68,10 @@ def validated(item: Normalized) -> tuple:
         raise BadRecord("field 'created_at' has no timezone")
     if item.points < 0 or item.comments < 0:
         raise BadRecord(f"negative engagement: points={item.points} comments={item.comments}")
+    # PostgreSQL's TEXT cannot hold U+0000: kept, it would fail the write of every source's batch.
+    for name in ("external_id", "url", "title", "body", "author"):
+        if "\x00" in (getattr(item, name) or ""):
+            raise BadRecord(f"field {name!r} holds a NUL character (U+0000), which no text column stores")
     return (
         item.external_id,
         item.url.strip(),

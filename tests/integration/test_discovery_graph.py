@@ -283,3 +283,28 @@ def test_a_response_nested_100000_deep_is_quarantined_and_the_others_still_build
     other = raw_assets[1].key.path[-1]
     landed = set(warehouse.read("core.opportunities")["source"])
     assert other in landed and "hackernews" in landed  # ask_hn and the front page still landed
+
+
+def test_a_nul_byte_in_a_record_never_fails_the_batch(warehouse: Warehouse, tmp_path, monkeypatch):
+    # PostgreSQL TEXT and JSONB cannot hold NUL: a record carrying one must not break the source's writes.
+    hackernews = next(a for a in raw_assets if a.key.path[-1] == "hackernews")
+    source = next(s for s in SOURCES if s.name == "hackernews")
+    recorded = tmp_path / "hackernews"
+    shutil.copytree(source.snapshot_dir, recorded)
+    first_page = recorded / "2e9ffe01b038bd2d.json"
+    snapshot = json.loads(first_page.read_text(encoding="utf-8"))
+    hit = snapshot["response"]["body_json"]["hits"][0]
+    hit["title"] = "Show HN: a\x00title with a NUL byte"
+    first_page.write_text(json.dumps(snapshot), encoding="utf-8")
+    monkeypatch.setattr(type(source), "snapshot_dir", property(lambda self: recorded))
+
+    result = dg.materialize(
+        [hackernews, opportunities],
+        resources={"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource(mode="snapshot")},
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    titles = warehouse.read("core.opportunities", "WHERE source = 'hackernews'")["title"]
+    assert len(titles) > 1 and not titles.str.contains("\x00").any()
+    problems = warehouse.read("quarantine.records", "WHERE source = 'hackernews' AND stage = 'normalize'")
+    nul = problems[problems["reason"].str.contains("NUL")]
+    assert len(nul) == 1 and "field 'title'" in nul["reason"].item()  # kept, with why, for replay
