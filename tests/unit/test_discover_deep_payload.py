@@ -21,7 +21,7 @@ class _TwoItems(Source):
         yield Page(fetched, [RawItem("shallow", {"title": "ok"}), RawItem("deep", {"x": nested})])
 
     def normalize(self, payload) -> Normalized:
-        raise NotImplementedError  # not reached: discover only stores
+        raise AssertionError("discover only fetches and stores; it never normalizes")
 
 
 def test_an_item_too_deep_to_serialize_is_quarantined_and_the_rest_stored(duckdb_url):
