@@ -35,11 +35,6 @@ class Environment(Protocol):
         clock to `at`, booking what the market did on the way; a live one only compares."""
         ...
 
-    def metric(self, experiment: Mapping[str, Any], name: str, clock: Clock) -> float | None:
-        """The current value of a named metric for a `wait_until {metric, at_least}` step (None:
-        not known yet)."""
-        ...
-
     def http_client(self) -> "httpx.Client":
         """The client the http step sends webhooks with (the caller closes it)."""
         ...
