@@ -116,8 +116,19 @@ def log_path(now: datetime | None = None) -> Path:
     return default_home() / "logs" / f"demo-{stamp}.log"
 
 
+# The three parts of a demo run. The experiments play between the first and the last: their
+# outcomes and the marts are built over the ledger they filled.
+LATER_ASSETS = ("experiment_outcomes",)
+# A gated experiment takes two runs (one to its gate, one after it opens); a round more settles any
+# that a budget paused and the demo resumed.
+PLAY_ROUNDS = 6
+DEMO_ACTOR = "demo"
+
+
 def run(warehouse: Warehouse) -> bool:
-    """Materialize every asset of both code locations in one run; print progress and the summary."""
+    """Materialize every asset of both code locations, play the experiments the loop proposed on the
+    simulated market (one Dagster run each, as the launch sensor would start them), then build their
+    outcomes and the dbt marts; print progress and the summary."""
     started = time.monotonic()
     typer.echo("loading the code locations (discovery, experiments, ledger, dbt marts)...")
     import dagster as dg
@@ -127,12 +138,14 @@ def run(warehouse: Warehouse) -> bool:
     from orchestration.wiring import discovery_is_live, location
 
     live = discovery_is_live()
-    # Both code locations' assets in one run, as `make dev` shows them in one graph.
+    # Both code locations' assets in one graph, as `make dev` shows them.
     defs = location(discovery.definitions(live=live), experiments.defs, ledger.defs, ledger_marts.defs)
     graph = defs.resolve_asset_graph()
-    targets = sorted(
+    executable = sorted(
         (key for key in graph.get_all_asset_keys() if graph.get(key).is_executable), key=lambda k: k.to_user_string()
     )
+    marts = {key for key in executable if graph.get(key).group_name == "ledger_marts"}
+    later = marts | {dg.AssetKey(name) for name in LATER_ASSETS}
     dbt_target = dbt_target_for(warehouse.url, os.environ.get("DBT_TARGET"))
     path = log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,37 +153,133 @@ def run(warehouse: Warehouse) -> bool:
         f"warehouse: {warehouse.describe()} (dbt target {dbt_target})\n"
         f"Dagster instance: {os.environ['DAGSTER_HOME']}\n"
         f"full log: {path}\n"
-        f"materializing {len(targets)} assets; one line per finished stage:"
+        f"materializing {len(executable)} assets and playing the experiments; one line per finished stage:"
     )
+    tags = {"ventureloop/command": "demo", "warehouse": warehouse.backend, "dbt/target": dbt_target}
+    metadata: dict[str, dict] = {}
     progress = None
     with path.open("a", encoding="utf-8") as log, output_to(log) as terminal:
         progress = StageProgress(terminal, started, check_stages(graph.asset_check_keys))
-        job = defs.resolve_implicit_global_asset_job_def().with_logger_defs(
-            {"console": dg.colored_console_logger, "stages": progress_logger(progress)}
-        )
+        loggers = {"console": dg.colored_console_logger, "stages": progress_logger(progress)}
+        # A logger runs only when the run config names it; the file gets every event (DEBUG).
+        run_loggers = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}, "stages": {}}}
+        job = defs.resolve_implicit_global_asset_job_def().with_logger_defs(loggers)
         with dg.DagsterInstance.get() as instance:
-            result = job.execute_in_process(
-                # A logger runs only when the run config names it; the file gets every event (DEBUG).
-                run_config={"loggers": {"console": {"config": {"log_level": "DEBUG"}}, "stages": {}}},
-                instance=instance,
-                raise_on_error=False,
-                # The run's target in the UI: every asset by key, not an anonymous job.
-                asset_selection=targets,
-                tags={"ventureloop/command": "demo", "warehouse": warehouse.backend, "dbt/target": dbt_target},
-            )
-    metadata = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
+
+            def materialize(selection: list) -> bool:
+                result = job.execute_in_process(
+                    run_config=run_loggers,
+                    instance=instance,
+                    raise_on_error=False,
+                    # The run's target in the UI: its assets by key, not an anonymous job.
+                    asset_selection=selection,
+                    tags=tags,
+                )
+                for event in result.get_asset_materialization_events():
+                    materialization = event.step_materialization_data.materialization
+                    metadata[materialization.asset_key.to_user_string()] = {
+                        k: v.value for k, v in materialization.metadata.items()
+                    }
+                return result.success
+
+            ok = materialize([key for key in executable if key not in later])
+            played = play_experiments(defs, instance, warehouse, terminal, started, tags)
+            ok = materialize([key for key in executable if key in later]) and ok and played
     print_summary(warehouse, metadata, live=live)
+    print_experiments(warehouse)
     typer.echo(
-        f"\nrun {result.run_id} {'succeeded' if result.success else 'FAILED'} in "
-        f"{time.monotonic() - started:.1f} s"
+        f"\ndemo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s"
         + (f" (failed: {', '.join(progress.failed)})" if progress.failed else "")
         + f"\nfull log (Dagster events, dbt output): {path}"
-        "\ninspect the run and the assets with `make dev` (http://127.0.0.1:3000)"
+        "\ninspect the runs and the assets with `make dev` (http://127.0.0.1:3000)"
     )
-    return result.success
+    return ok
+
+
+def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, started: float, tags: dict) -> bool:
+    """What the daemon does in production, here in this process: the launch sensor's run requests,
+    each executed as a run of `experiment_run` on the simulated market. Between rounds the demo does
+    what a person would: it approves the proposals that wait for one, and opens manual gates."""
+    import dagster as dg
+
+    from core.experiments.checkpoints import open_gate
+    from core.experiments.lifecycle import APPROVED, PROPOSED, list_experiments, transition
+
+    def say(line: str) -> None:
+        terminal.write(f"  {time.monotonic() - started:6.1f} s  {line}\n")
+        terminal.flush()
+
+    waiting = list_experiments(warehouse, PROPOSED)
+    for experiment_id in waiting["experiment_id"]:
+        transition(
+            warehouse,
+            experiment_id,
+            APPROVED,
+            actor=DEMO_ACTOR,
+            reason="approved by `ventureloop demo` for a person (`ventureloop experiments approve ID`)",
+        )
+    if len(waiting):
+        say(f"{len(waiting)} proposals waited for a person: the demo approved them as {DEMO_ACTOR!r}")
+    allocations = defs.resolve_implicit_global_asset_job_def()
+    allocated = allocations.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("experiment_allocations")], tags=tags, raise_on_error=False
+    )
+    say(f"experiment_allocations: {'done' if allocated.success else 'FAILED (the log has why)'}")
+    sensor = defs.get_sensor_def("experiment_launcher")
+    job = defs.get_job_def("experiment_run")
+    ok = allocated.success
+    for _round in range(PLAY_ROUNDS):
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        requests = sensor.evaluate_tick(context).run_requests or []
+        if not requests:
+            break
+        for request in requests:
+            result = job.execute_in_process(
+                run_config=request.run_config,
+                instance=instance,
+                tags={**tags, **request.tags, "dagster/run_key": request.run_key},
+                raise_on_error=False,
+            )
+            ok = ok and result.success
+            experiment = request.tags.get("ventureloop/experiment", "?")
+            state = warehouse.query(
+                "SELECT state, title FROM experiments.experiments WHERE experiment_id = %s", [experiment]
+            )
+            title = str(state["title"].iloc[0])[:48] if len(state) else experiment
+            say(
+                f"experiment {title!r} ({request.run_key.rsplit(':', 2)[-2]} {request.run_key.rsplit(':', 1)[-1]}): "
+                f"{state['state'].iloc[0] if len(state) else 'unknown'}"
+            )
+        for gate in waiting_gates(warehouse):
+            open_gate(
+                warehouse,
+                gate["experiment_id"],
+                gate["step_id"],
+                actor=DEMO_ACTOR,
+                reason="opened by `ventureloop demo` for a person (`ventureloop experiments open-gate ID STEP`)",
+            )
+            say(f"manual gate {gate['step_id']!r} of {str(gate['title'])[:48]!r}: opened as {DEMO_ACTOR!r}")
+    return ok
+
+
+def waiting_gates(warehouse: Warehouse) -> list[dict]:
+    """Paused experiments whose next step is a manual gate nobody opened yet."""
+    import json
+
+    from core.experiments.checkpoints import load_checkpoints
+    from core.experiments.lifecycle import PAUSED
+    from core.experiments.playbook import validate_playbook
+
+    gates = []
+    for row in warehouse.query(
+        "SELECT experiment_id, title, playbook FROM experiments.experiments WHERE state = %s ORDER BY experiment_id",
+        [PAUSED],
+    ).itertuples():
+        done = load_checkpoints(warehouse, row.experiment_id)
+        pending = [step for step in validate_playbook(json.loads(row.playbook)) if step["id"] not in done]
+        if pending and pending[0]["type"] == "manual_gate":
+            gates.append({"experiment_id": row.experiment_id, "step_id": pending[0]["id"], "title": row.title})
+    return gates
 
 
 def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = False) -> None:
@@ -232,15 +341,26 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
         )
     summary = None
     if warehouse.table_exists("analytics.revenue_summary"):
+        # The mart keys by experiment id; the title is what a reader recognizes.
         summary = warehouse.query(
-            "SELECT experiment_id, total_revenue_cents, total_cost_cents, net_profit_cents, "
-            "event_count FROM analytics.revenue_summary ORDER BY net_profit_cents DESC"
+            "SELECT coalesce(e.title, r.experiment_id) AS experiment, r.total_revenue_cents, r.total_cost_cents, "
+            "r.net_profit_cents, r.event_count FROM analytics.revenue_summary r "
+            "LEFT JOIN experiments.experiments e ON e.experiment_id = r.experiment_id "
+            "ORDER BY r.net_profit_cents DESC, experiment"
         )
-    entries = metadata.get("ledger_entries")
-    if entries:
+    if warehouse.table_exists("ledger.transactions"):
+        ledger = warehouse.query(
+            "SELECT (SELECT count(*) FROM ledger.transactions) AS booked, "
+            "(SELECT count(*) FROM ledger.transactions WHERE source = 'stripe') AS payments, "
+            "(SELECT count(*) FROM ledger.transactions WHERE kind = 'spend') AS spends, "
+            "(SELECT count(*) FROM ledger.holds h WHERE NOT EXISTS (SELECT 1 FROM ledger.hold_decisions d "
+            "WHERE d.hold_id = h.hold_id)) AS held, "
+            "(SELECT count(*) FROM quarantine.records WHERE stage = 'import' AND replayed_at IS NULL) "
+            "AS quarantined"
+        ).iloc[0]
         typer.echo(
-            f"\nLedger: {entries['booked']} transactions booked, {entries['duplicates']} duplicates, "
-            f"{entries['held']} held for review, {entries['quarantined']} quarantined"
+            f"\nLedger: {ledger.booked} transactions booked ({ledger.payments} Stripe balance transactions, "
+            f"{ledger.spends} spends), {ledger.held} held for review, {ledger.quarantined} quarantined"
         )
         if summary is not None and len(summary):
             typer.echo(
@@ -250,7 +370,7 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
     if summary is not None:
         rows = [
             [
-                r.experiment_id,
+                str(r.experiment)[:40],
                 money(r.total_revenue_cents),
                 money(r.total_cost_cents),
                 money(r.net_profit_cents),
@@ -266,3 +386,57 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
                 colalign=("left", "right", "right", "right", "right"),
             )
         )
+
+
+def print_experiments(warehouse: Warehouse) -> None:
+    """Every experiment the loop proposed: how it ran on the simulated market and what it earned."""
+    from tabulate import tabulate
+
+    if not warehouse.table_exists("experiments.outcomes"):
+        return
+    frame = warehouse.query(
+        "SELECT e.title, e.category, e.state, e.allocated_budget_minor, e.started_at, e.finished_at, "
+        "o.revenue_minor, o.cost_minor, o.roi, o.succeeded FROM experiments.experiments e "
+        "LEFT JOIN experiments.outcomes o ON o.experiment_id = e.experiment_id "
+        "ORDER BY o.revenue_minor DESC NULLS LAST, e.title"
+    )
+    if frame.empty:
+        return
+    ran = frame[frame["started_at"].notna()]
+    typer.echo(f"\nExperiments on the simulated market: {len(ran)} of {len(frame)} ran")
+    if len(ran):
+        first, last = ran["started_at"].min(), ran["finished_at"].max()
+        if last == last:  # not NaT: at least one finished
+            days = (last - first).total_seconds() / 86_400
+            typer.echo(
+                f"  simulated time: {first:%Y-%m-%d} to {last:%Y-%m-%d}, {days:.0f} days ({days / 7:.1f} weeks), "
+                "played in this run"
+            )
+
+    def cents(value) -> str:
+        return "" if value != value or value is None else money(value)
+
+    rows = [
+        [
+            str(r.title)[:40],
+            r.category,
+            r.state,
+            cents(r.allocated_budget_minor),
+            cents(r.revenue_minor),
+            cents(r.cost_minor),
+            "" if r.roi != r.roi or r.roi is None else f"{r.roi:.2f}",
+            {True: "yes", False: "no"}.get(r.succeeded, ""),
+        ]
+        for r in frame.itertuples()
+    ]
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["experiment", "category", "state", "allocated", "revenue", "cost", "ROI", "succeeded"],
+            colalign=("left", "left", "left", "right", "right", "right", "right", "left"),
+        )
+    )
+    typer.echo(
+        "  (experiments.outcomes, USD; success is judged against each experiment's criteria: "
+        "`ventureloop experiments show ID`)"
+    )
