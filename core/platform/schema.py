@@ -225,6 +225,26 @@ EXPERIMENTS_DDL: list[str] = [
         transitioned_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (experiment_id, seq)
     )""",
+    # The contract's (ISSUE7.md) started_at / finished_at, owned by branch exec; repeated here
+    # (idempotent) because outcomes read them.
+    "ALTER TABLE experiments.experiments ADD COLUMN IF NOT EXISTS started_at TIMESTAMPTZ",
+    "ALTER TABLE experiments.experiments ADD COLUMN IF NOT EXISTS finished_at TIMESTAMPTZ",
+    # One row per finished experiment (completed, failed, rolled_back), upserted by record_outcomes:
+    # its money in the reporting currency and whether it met its success criteria.
+    """CREATE TABLE IF NOT EXISTS experiments.outcomes (
+        experiment_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        evaluated_at TIMESTAMPTZ NOT NULL,
+        succeeded BOOLEAN NOT NULL,
+        revenue_minor BIGINT NOT NULL,
+        cost_minor BIGINT NOT NULL,
+        net_minor BIGINT NOT NULL,
+        roi DOUBLE PRECISION,
+        duration_days DOUBLE PRECISION,
+        currency TEXT NOT NULL,
+        criteria TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
 ]
 
 ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL
