@@ -263,6 +263,22 @@ EXPERIMENTS_DDL: list[str] = [
         opened_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (experiment_id, step_id)
     )""",
+    # One row per finished experiment (completed, failed, rolled_back), upserted by record_outcomes:
+    # its money in the reporting currency and whether it met its success criteria.
+    """CREATE TABLE IF NOT EXISTS experiments.outcomes (
+        experiment_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        evaluated_at TIMESTAMPTZ NOT NULL,
+        succeeded BOOLEAN NOT NULL,
+        revenue_minor BIGINT NOT NULL,
+        cost_minor BIGINT NOT NULL,
+        net_minor BIGINT NOT NULL,
+        roi DOUBLE PRECISION,
+        duration_days DOUBLE PRECISION,
+        currency TEXT NOT NULL,
+        criteria TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
 ]
 
 ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL

@@ -725,6 +725,20 @@ def test_build_passes_and_the_trial_balance_test_fails_on_an_unbalanced_ledger(
     assert second.results["trial_balance_nets_to_zero"]["failures"] == 1  # one currency, USD, is off
 
 
+def test_experiment_totals_equal_experiment_pnl(built_small_ledger: BuiltLedger):
+    """core.experiments.outcomes.experiment_totals gives the mart's revenue and cost: a EUR cost, a
+    JPY sale on a day without its own rate, and the EUR sale whose conversion is a half-even tie."""
+    from core.experiments.outcomes import experiment_totals
+
+    warehouse = built_small_ledger.warehouse
+    mart = warehouse.query("SELECT experiment_id, revenue_minor, cost_minor FROM analytics.experiment_pnl")
+    assert sorted(mart["experiment_id"]) == list(EXPERIMENTS)
+    for row in mart.itertuples():
+        totals = experiment_totals(warehouse, row.experiment_id)
+        assert (totals.revenue_minor, totals.cost_minor) == (row.revenue_minor, row.cost_minor), row.experiment_id
+    assert experiment_totals(warehouse, "exp-c").revenue_minor == 16_210  # the tie, rounded to even
+
+
 def test_budget_marts_count_spend_as_the_ledger_does(built_small_ledger: BuiltLedger, tmp_path: Path):
     """analytics.budget_utilization(_history) equal core.ledger.budgets.utilization() on a ledger
     with a Stripe fee, a credit to an expense and a reversal dated after its spend's window."""
