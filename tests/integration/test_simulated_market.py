@@ -148,7 +148,7 @@ def test_28_days_book_revenue_and_ad_costs_within_the_allocation_and_once(wareho
 def test_the_same_seed_books_the_same_ledger_on_another_warehouse(warehouse: Warehouse, tmp_path):
     other = Warehouse(f"duckdb:///{tmp_path}/other.duckdb")
     for target in (warehouse, other):
-        run(SimulatedMarket(target, SEED, START), setup_experiments(target), 14)
+        run(SimulatedMarket(target, SEED, START), setup_experiments(target, count=2), 10)
     assert ledger_content(warehouse) == ledger_content(other)
     assert len(ledger_content(warehouse)) > 20
 
