@@ -86,7 +86,7 @@ class LedgerInputsResource(dg.ConfigurableResource):
     @classmethod
     def _known_outcomes(cls, value: str) -> str:
         return _one_of(
-            "OUTCOMES_SOURCE", value, OUTCOMES_SOURCES, "seeded simulated payments, the Stripe API, or inbox files only"
+            "OUTCOMES_SOURCE", value, OUTCOMES_SOURCES, "the market simulator, the Stripe API, or inbox files only"
         )
 
     @pydantic.field_validator("fx_rates_source")

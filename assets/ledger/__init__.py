@@ -1,4 +1,4 @@
-"""The ledger: FX rates, budgets and ledger entries (payment imports, simulated outcomes), the
+"""The ledger: FX rates, budgets and ledger entries (payment imports), the
 audit check, the import job and the inbox sensor that launches it."""
 
 import dagster as dg
@@ -10,7 +10,7 @@ from assets.ledger.inbox import build_inbox_sensor
 ledger_import_job = dg.define_asset_job(
     "ledger_import_job",
     selection=dg.AssetSelection.assets(ledger_entries),
-    description="Book what arrived (inbox files, the Stripe API or simulated payments). The ledger marts "
+    description="Book what arrived (inbox files or the Stripe API). The ledger marts "
     "follow it on their own: they are eager to rebuild when ledger_entries changes.",
 )
 

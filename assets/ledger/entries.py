@@ -1,6 +1,7 @@
-"""The ledger's writers: FX rates, budgets, and ledger entries (payment imports and simulated
-outcomes). Every write goes through core/ and is audited there; these assets only choose what to
-write and describe it."""
+"""The ledger's writers: FX rates, budgets, and ledger entries (payment imports). Every write goes
+through core/ and is audited there; these assets only choose what to write and describe it. The
+simulated market's outcomes are booked by the experiments that earn them, as they run
+(core.simulator.environment), not here."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,16 +88,13 @@ def budgets(warehouse: WarehouseResource, ledger_inputs: LedgerInputsResource) -
 
 
 class LedgerEntriesConfig(dg.Config):
-    """What to book in this run. The inbox sensor sets `inbox_files`. Left unset, the two switches
-    follow the ledger_inputs resource's outcomes_source (OUTCOMES_SOURCE): `simulator` (seeded
-    Stripe-shaped payments, until the market simulator arrives), `stripe` (the Stripe API with
-    STRIPE_API_KEY), or `none` (inbox files only)."""
+    """What to book in this run. The inbox sensor sets `inbox_files`. Left unset, pull_stripe_api
+    follows the ledger_inputs resource's outcomes_source (OUTCOMES_SOURCE): `stripe` pulls the
+    Stripe API with STRIPE_API_KEY; `simulator` and `none` book inbox files only (under `simulator`
+    the market simulator books each experiment's outcomes while the experiment runs)."""
 
     inbox_files: list[str] = []
-    simulate_payments: bool | None = None
     pull_stripe_api: bool | None = None
-    simulation_seed: int = 7
-    simulated_days: int = 7
 
 
 @dg.asset(
@@ -107,7 +105,7 @@ class LedgerEntriesConfig(dg.Config):
     deps=[fx_rates, budgets],
     metadata={"dagster/table_name": "ledger.transactions"},
     description="Transactions and postings: inbox files (Stripe exports and API dumps, the generic CSV) "
-    "and simulated Stripe payments, through fraud review; bad rows are quarantined.",
+    "and the Stripe API when OUTCOMES_SOURCE=stripe, through fraud review; bad rows are quarantined.",
 )
 def ledger_entries(
     context: dg.AssetExecutionContext,
@@ -121,8 +119,7 @@ def ledger_entries(
     from core.ledger.audit import chain_head, chain_id
     from core.ledger.fraud import load_rules
     from core.ledger.holds import expire_holds
-    from core.ledger.imports import import_file, import_objects
-    from core.ledger.simulated_payments import simulate_balance_transactions
+    from core.ledger.imports import import_file
     from core.platform.schema import ensure_schema
 
     client = warehouse.client()
@@ -132,11 +129,6 @@ def ledger_entries(
     rules = load_rules(ledger_inputs.fraud_rules_file)
     spend_window = budget_config.load_spend_window(
         Path(ledger_inputs.budgets_file) if ledger_inputs.budgets_file else None
-    )
-    simulate = (
-        config.simulate_payments
-        if config.simulate_payments is not None
-        else ledger_inputs.outcomes_source == "simulator"
     )
     pull_stripe = (
         config.pull_stripe_api if config.pull_stripe_api is not None else ledger_inputs.outcomes_source == "stripe"
@@ -167,19 +159,6 @@ def ledger_entries(
                 client, ledger_inputs.stripe_api_key, created_gte=since, run_id=context.run.run_id, rules=rules
             )
         )
-    if simulate:
-        for back in range(config.simulated_days, 0, -1):
-            day = (now - timedelta(days=back)).date()
-            objects = simulate_balance_transactions(config.simulation_seed, day)
-            reports.append(
-                import_objects(
-                    client,
-                    objects,
-                    origin=f"simulator:{config.simulation_seed}:{day}",
-                    run_id=context.run.run_id,
-                    rules=rules,
-                )
-            )
     totals = {
         field: sum(getattr(r, field) for r in reports) for field in ("booked", "duplicates", "held", "quarantined")
     }

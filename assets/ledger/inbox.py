@@ -93,7 +93,6 @@ def _request(files: dict[str, Path], attempt: int, launched: dict[str, dict]) ->
                 "ledger_entries": {
                     "config": {
                         "inbox_files": [str(files[key]) for key in keys],
-                        "simulate_payments": False,
                         "pull_stripe_api": False,
                     }
                 }

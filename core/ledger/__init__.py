@@ -11,7 +11,7 @@ nothing, so that importing one of them stays cheap.
     fraud, review       fraud rules over incoming revenue; listing, releasing and rejecting the holds they make
     imports             Stripe and generic CSV payment imports, with quarantine and fraud review
     money, tax, fx      integer minor units, the tax hook, ECB rates and exact conversion
-    simulated_payments  seeded Stripe balance transactions for the demo
+    simulated_payments  the Stripe balance transaction shape and fee the market simulator makes payments with
 
 See docs/ledger.md for the chart of accounts and the conventions.
 """

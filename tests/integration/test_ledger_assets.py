@@ -3,7 +3,7 @@
 import csv
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +13,8 @@ from assets.ledger.entries import budgets, fx_rates, ledger_entries, ledger_veri
 from assets.ledger.inbox import inbox_files
 from assets.resources import LedgerInputsResource, WarehouseResource
 from core.platform.warehouse import Warehouse
+from core.simulator.ground_truth import truth
+from core.simulator.market import Experiment, simulate_experiment_day
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 LEDGER = [fx_rates, budgets, ledger_entries, ledger_verifies]
@@ -31,6 +33,22 @@ def _recent_generic_events(path: Path) -> None:
             writer.writerow({**row, "occurred_at": (datetime.fromisoformat(row["occurred_at"]) + shift).isoformat()})
 
 
+def _market_file(directory: Path, days: int) -> str:
+    """The market simulator's Stripe objects of one running experiment over `days` days, as the JSON
+    lines a Stripe API dump holds (what the inbox receives); the same file every time."""
+    opportunity = {"opportunity_id": "opp-1", "opportunity_type": "saas", "est_monthly_revenue_cents": 2_000_000}
+    experiment = Experiment("exp-1", "opp-1", date(2026, 10, 1))
+    objects = [
+        obj
+        for n in range(days)
+        for obj in simulate_experiment_day(7, experiment, truth(7, opportunity), date(2026, 11, 2 + n)).objects
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"stripe-{days}-days.jsonl"
+    path.write_text("".join(json.dumps(obj) + "\n" for obj in objects), encoding="utf-8")
+    return str(path)
+
+
 def _entries_metadata(result: dg.ExecuteInProcessResult) -> dict:
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
@@ -39,26 +57,31 @@ def _entries_metadata(result: dg.ExecuteInProcessResult) -> dict:
     raise AssertionError("ledger_entries was not materialized")
 
 
-def test_simulated_payments_book_once_and_the_ledger_verifies(warehouse: Warehouse, asset_resources):
+def test_inbox_payments_book_once_and_the_ledger_verifies(warehouse: Warehouse, asset_resources, tmp_path):
     resources = asset_resources
-    config = {"ops": {"ledger_entries": {"config": {"simulate_payments": True, "simulated_days": 2}}}}
-    first = dg.materialize(LEDGER, resources=resources, run_config=config)
+
+    def config() -> dict:  # the file again: the first import archived it
+        return {"ops": {"ledger_entries": {"config": {"inbox_files": [_market_file(tmp_path / "inbox", 2)]}}}}
+
+    first = dg.materialize(LEDGER, resources=resources, run_config=config())
     assert first.success
     booked = _entries_metadata(first)
     assert booked["booked"] > 0 and booked["quarantined"] == 0
     assert all(e.passed for e in first.get_asset_check_evaluations())
     assert warehouse.count("ledger.fx_rates") > 0 and warehouse.count("ledger.budgets") == 4
 
-    again = dg.materialize(LEDGER, resources=resources, run_config=config)
+    again = dg.materialize(LEDGER, resources=resources, run_config=config())
     replay = _entries_metadata(again)
     assert replay["booked"] == 0
     assert replay["duplicates"] == booked["booked"] + booked["held"]
     assert warehouse.count("ledger.budget_limits") == 4  # re-applying the same budgets changes nothing
 
 
-def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(warehouse: Warehouse, asset_resources):
+def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(
+    warehouse: Warehouse, asset_resources, tmp_path
+):
     resources = asset_resources
-    config = {"ops": {"ledger_entries": {"config": {"simulate_payments": True, "simulated_days": 1}}}}
+    config = {"ops": {"ledger_entries": {"config": {"inbox_files": [_market_file(tmp_path / "inbox", 1)]}}}}
     instance = dg.DagsterInstance.ephemeral()
     first = dg.materialize(LEDGER, resources=resources, run_config=config, instance=instance)
     seq = int(_entries_metadata(first)["audit_chain_head"].split(":")[0])
@@ -69,7 +92,7 @@ def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(wareh
     warehouse.execute("DELETE FROM ledger.transactions WHERE transaction_id = %s", [tid])
     warehouse.execute("DELETE FROM audit.events WHERE seq = %s", [seq])
 
-    nothing_new = {"ops": {"ledger_entries": {"config": {"simulate_payments": False}}}}
+    nothing_new = {"ops": {"ledger_entries": {"config": {}}}}
     again = dg.materialize(LEDGER, resources=resources, run_config=nothing_new, instance=instance, raise_on_error=False)
     [evaluation] = again.get_asset_check_evaluations()
     assert not evaluation.passed
@@ -80,7 +103,7 @@ def test_the_check_compares_the_chain_with_heads_published_by_earlier_runs(wareh
         fresh = dg.materialize(
             LEDGER,
             resources={**resources, "warehouse": WarehouseResource(url=other.url)},
-            run_config=config,
+            run_config={"ops": {"ledger_entries": {"config": {"inbox_files": [_market_file(tmp_path / "again", 1)]}}}},
             instance=instance,
         )
         assert all(e.passed for e in fresh.get_asset_check_evaluations())
@@ -202,7 +225,7 @@ def test_a_file_whose_name_is_at_the_limit_is_imported_archived_and_the_next_fil
         "ledger_inputs": LedgerInputsResource(inbox_dir=str(inbox)),
     }
     files = [str(long_name), str(locked), str(inbox / "generic_events.csv")]
-    config = {"ops": {"ledger_entries": {"config": {"inbox_files": files, "simulate_payments": False}}}}
+    config = {"ops": {"ledger_entries": {"config": {"inbox_files": files}}}}
     result = dg.materialize(LEDGER, resources=resources, run_config=config, selection=[ledger_entries])
     assert result.success
     metadata = _entries_metadata(result)

@@ -11,11 +11,12 @@ from core.ledger.budgets import expense, set_budget, spend, utilization
 from core.ledger.fraud import FraudRules
 from core.ledger.holds import hold, post_hold
 from core.ledger.imports import import_objects
-from core.ledger.simulated_payments import simulate_balance_transactions
 from core.ledger.validation import HoldExpired, Posting, TransactionRequest
 from core.ledger.verify import verify
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
+from core.simulator.ground_truth import truth
+from core.simulator.market import Experiment, simulate_experiment_day
 
 MIDNIGHT = datetime(2026, 11, 3, tzinfo=UTC)
 LAST_OF_DAY = MIDNIGHT - timedelta(microseconds=1)  # 2026-11-02T23:59:59.999999Z
@@ -108,7 +109,9 @@ def test_a_spend_lands_in_the_window_of_the_injected_instant(ledger: Warehouse):
 
 
 def test_an_import_at_a_given_now_stamps_what_it_books_with_it(ledger: Warehouse):
-    objects = simulate_balance_transactions(7, date(2026, 11, 2))
+    opportunity = {"opportunity_id": "opp-1", "opportunity_type": "saas", "est_monthly_revenue_cents": 2_000_000}
+    experiment = Experiment("exp-1", "opp-1", date(2026, 10, 1))
+    objects = simulate_experiment_day(7, experiment, truth(7, opportunity), date(2026, 11, 2)).objects
     report = import_objects(ledger, objects, rules=FraudRules.disabled(), now=LAST_OF_DAY)
     assert report.booked == len(objects) > 0
     recorded = stamps(ledger, "ledger.transactions", "idempotency_key", "recorded_at")

@@ -7,7 +7,9 @@ reason is quarantined again with it, and its old row is marked replayed (it was:
 new row), so the record is pending once, with its latest reason.
 
 A record is replayed from what the quarantine kept:
-- a Stripe object (API page, JSON or JSON lines) is complete in its payload;
+- a Stripe object (API page, JSON or JSON lines) is complete in its payload, and so is a spend
+  refused by the budgets that code booked rather than a file (core.ledger.imports.spends: the
+  market simulator's ad costs);
 - a whole rejected file (origin `<file>:1`, the payload is the file) is imported again as a file;
 - a CSV row needs its file's header: it is read from the file at the row's origin, or from the
   copy the inbox sensor archived, checked to hold this very row at that line. When neither is
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from core.ledger.budgets import SpendWindow
 from core.ledger.fraud import FraudRules
-from core.ledger.imports import candidates_from_bytes, object_candidate, stripe
+from core.ledger.imports import candidates_from_bytes, object_candidate, spends, stripe
 from core.ledger.imports.archive import archived_pattern
 from core.ledger.imports.booking import STAGE, Candidate, ImportReport, book_candidates
 from core.ledger.tax import TaxCalculator
@@ -90,6 +92,8 @@ def _candidates(origin: str, payload: bytes, archive_dirs: Sequence[Path]) -> tu
             obj = json.loads(text)
         except (ValueError, RecursionError):
             obj = None
+        if isinstance(obj, dict) and obj.get("object") == spends.OBJECT:  # a refused spend booked by code
+            return str(obj.get("source") or "spend"), [spends.candidate(origin, obj, text)], None
         if isinstance(obj, dict):
             return stripe.SOURCE, [object_candidate(origin, obj)], None
     name, _, line = origin.rpartition(":")
