@@ -716,12 +716,13 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
     )
 
 
-def _move(experiment_id: str, to_state: str, by: str, reason: str, expected_from: str | None = None) -> None:
-    """One lifecycle transition from the shell: prints it, or says why not and exits 1."""
-    from core.experiments.lifecycle import LifecycleError, transition
+def _act(action: str, experiment_id: str, by: str, reason: str) -> None:
+    """One lifecycle action from the shell (lifecycle.act, as the UI's jobs): prints the move, or
+    says why not and exits 1."""
+    from core.experiments.lifecycle import LifecycleError, act
 
     try:
-        done = transition(_warehouse(), experiment_id, to_state, actor=by, reason=reason, expected_from=expected_from)
+        done = act(_warehouse(), action, experiment_id, actor=by, reason=reason)
     except LifecycleError as error:
         typer.echo(f"refused: {error}", err=True)
         raise typer.Exit(1) from error
@@ -735,7 +736,7 @@ def experiments_approve(
     reason: str = typer.Option(..., help="Why (audited; required)."),
 ) -> None:
     """Approve a proposed experiment."""
-    _move(experiment_id, "approved", by, reason)
+    _act("approve", experiment_id, by, reason)
 
 
 @experiments_app.command("reject")
@@ -745,7 +746,7 @@ def experiments_reject(
     reason: str = typer.Option(..., help="Why (audited; required)."),
 ) -> None:
     """Reject a proposed experiment (it is cancelled); any other state is refused: use cancel."""
-    _move(experiment_id, "cancelled", by, reason, expected_from="proposed")
+    _act("reject", experiment_id, by, reason)
 
 
 @experiments_app.command("cancel")
@@ -755,7 +756,7 @@ def experiments_cancel(
     reason: str = typer.Option(..., help="Why (audited; required)."),
 ) -> None:
     """Cancel an experiment that has not finished."""
-    _move(experiment_id, "cancelled", by, reason)
+    _act("cancel", experiment_id, by, reason)
 
 
 @experiments_app.command("pause")
@@ -765,7 +766,7 @@ def experiments_pause(
     reason: str = typer.Option("paused from the shell", help="Why (audited)."),
 ) -> None:
     """Pause a running experiment."""
-    _move(experiment_id, "paused", by, reason)
+    _act("pause", experiment_id, by, reason)
 
 
 @experiments_app.command("resume")
@@ -775,7 +776,7 @@ def experiments_resume(
     reason: str = typer.Option("resumed from the shell", help="Why (audited)."),
 ) -> None:
     """Resume a paused experiment (it runs again from its checkpoints)."""
-    _move(experiment_id, "running", by, reason, expected_from="paused")
+    _act("resume", experiment_id, by, reason)
 
 
 @experiments_app.command("open-gate")

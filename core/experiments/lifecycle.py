@@ -20,6 +20,10 @@ Concurrency: `transition` reads the current state inside write_transaction (whic
 audited writers: an advisory lock on PostgreSQL, a process lock on DuckDB) and updates it with a
 compare-and-set on (state, state_seq), so two transitions of one experiment from the same state
 never both succeed; `expected_from` lets a caller say which state it decided from.
+
+People move experiments with five actions (ACTIONS: approve, reject, cancel, pause, resume), from
+the shell (`ventureloop experiments approve ...`) and from the Dagster UI (the `approve_experiment`
+... jobs). Both call `act`, so the two can never disagree about what an action may move.
 """
 
 import uuid
@@ -68,6 +72,10 @@ class LifecycleError(ValueError):
 
 class UnknownExperiment(LifecycleError):
     pass
+
+
+class ActionNotAllowed(LifecycleError):
+    """An action asked of an experiment in a state it does not apply to; nothing changed."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,91 @@ def record_transition(conn: Any, backend: str, done: Transition) -> None:
         "reason": done.reason,
     }
     append_events(conn, backend, [(event, payload)], recorded_at=done.at)
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a person may do to an experiment: the state it moves to, and the states it moves from
+    (a subset of those the table allows into `to_state`; `allowed_from` says it in words)."""
+
+    name: str
+    to_state: str
+    from_states: frozenset[str]
+    allowed_from: str
+
+    def applies_to(self, state: str) -> bool:
+        return state in self.from_states
+
+
+def _into(to_state: str) -> frozenset[str]:
+    return frozenset(state for state, targets in ALLOWED.items() if to_state in targets)
+
+
+ACTIONS: Mapping[str, Action] = {
+    "approve": Action("approve", APPROVED, frozenset({PROPOSED}), "a proposed experiment"),
+    # A rejection is a cancel that only a proposal takes: rejecting what already runs would hide a
+    # cancel of spent money behind a word that means "never started".
+    "reject": Action("reject", CANCELLED, frozenset({PROPOSED}), "a proposed experiment"),
+    "cancel": Action("cancel", CANCELLED, _into(CANCELLED), "an experiment that has not finished (proposed to paused)"),
+    "pause": Action("pause", PAUSED, frozenset({RUNNING}), "a running experiment"),
+    # Only from paused: running -> running is not a move, and queued -> running is the executor's.
+    "resume": Action("resume", RUNNING, frozenset({PAUSED}), "a paused experiment"),
+}
+
+
+def actions_for(state: str) -> list[str]:
+    """The actions open to an experiment in `state`, in ACTIONS order."""
+    allowed_targets(state)  # names the states on a typo
+    return [name for name, action in ACTIONS.items() if action.applies_to(state)]
+
+
+def act(
+    warehouse: Warehouse,
+    action: str,
+    experiment_id: str,
+    *,
+    actor: str,
+    reason: str,
+    clock: Clock = utc_now,
+) -> Transition:
+    """Do one of ACTIONS to an experiment: the transition (history row and audit event) if the
+    action applies to its current state; otherwise ActionNotAllowed naming both states and the
+    actions that do apply, or UnknownExperiment. The CLI and the Dagster jobs both call this."""
+    if action not in ACTIONS:
+        raise LifecycleError(f"unknown experiment action {action!r}: the actions are {', '.join(ACTIONS)}")
+    spec = ACTIONS[action]
+    state = get_experiment(warehouse, experiment_id)["state"]
+    if not spec.applies_to(state):
+        raise ActionNotAllowed(_refusal(experiment_id, spec, state))
+    # Decided from `state`: if another writer moves it first, transition refuses (stale) instead of
+    # applying this action to a state it was not meant for.
+    return transition(
+        warehouse, experiment_id, spec.to_state, actor=actor, reason=reason, expected_from=state, clock=clock
+    )
+
+
+def _refusal(experiment_id: str, spec: Action, state: str) -> str:
+    message = (
+        f"experiment {experiment_id} is {state}, not {_in_words(spec.from_states)}: cannot {spec.name} it "
+        f"({spec.name} moves {spec.allowed_from} to {spec.to_state})"
+    )
+    try:
+        check_transition(state, spec.to_state)
+    except LifecycleError as error:
+        message += f"; {error}"
+    if open_actions := actions_for(state):
+        return f"{message}. Nothing changed; the actions open to it now: {', '.join(open_actions)}"
+    if state in TERMINAL:
+        return f"{message}. Nothing changed: {state} is final, and a changed plan is a new experiment"
+    return (
+        f"{message}. Nothing changed; no action applies to a {state} experiment: the executor moves it on "
+        f"(to {', '.join(allowed_targets(state))})"
+    )
+
+
+def _in_words(states: frozenset[str]) -> str:
+    ordered = [s for s in STATES if s in states]
+    return ordered[0] if len(ordered) == 1 else f"{', '.join(ordered[:-1])} or {ordered[-1]}"
 
 
 def get_experiment(warehouse: Warehouse, experiment_id: str) -> dict[str, Any]:
