@@ -132,11 +132,10 @@ class ExperimentEnvironmentResource(dg.ConfigurableResource):
         if self.outcomes_source == "simulator":
             from core.simulator.environment import SimulatedMarket, default_start
 
-            start = (
-                datetime.datetime.combine(datetime.date.fromisoformat(self.simulator_start), datetime.time(), datetime.UTC)
-                if self.simulator_start
-                else default_start
-            )
+            start = default_start
+            if self.simulator_start:
+                day = datetime.date.fromisoformat(self.simulator_start)
+                start = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
             return SimulatedMarket(warehouse, self.simulator_seed, start)
         from core.experiments.executor import LiveEnvironment
 

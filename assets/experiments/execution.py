@@ -115,9 +115,7 @@ def run_request(launch) -> dg.RunRequest:
         run_key=launch.run_key,
         run_config={
             "ops": {
-                "execute_experiment_run": {
-                    "config": {"experiment_id": launch.experiment_id, "attempt": launch.attempt}
-                }
+                "execute_experiment_run": {"config": {"experiment_id": launch.experiment_id, "attempt": launch.attempt}}
             }
         },
         tags={
