@@ -23,6 +23,13 @@ EXPERIMENT_TAG = "ventureloop/experiment"
 ATTEMPT_TAG = "ventureloop/attempt"
 LAUNCH_TAG = "ventureloop/launch"
 SENSOR_ACTOR = "sensor:experiment_launcher"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 # Webhook outages are short: the retries wait about 1, 3, 7 and 15 s (each +/- 1 s of jitter, so
 # experiments that failed together do not all call back at once), 26 s in all, then the run fails
@@ -152,9 +159,17 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
             context.log.error(f"experiment {experiment_id}: could not be failed after {reason}: {error}")
             continue
         context.log.warning(f"experiment {experiment_id}: {reason}; now {state}")
+    # An experiment whose Dagster run has not ended gets no other: between two op retries its
+    # experiments.runs row says failed, and a queued run has no row yet.
+    in_flight = {
+        run.tags.get(EXPERIMENT_TAG)
+        for run in context.instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: KIND}, statuses=IN_FLIGHT))
+    }
     requests = []
     now = utc_now()
     for launch in due_launches(client, now, limits):
+        if launch.experiment_id in in_flight:
+            continue
         if launch.reason == "approved":
             try:
                 queue_launch(client, launch, actor=SENSOR_ACTOR)
@@ -164,11 +179,11 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
         requests.append(run_request(launch))
         context.log.info(f"launching {launch.run_key} ({launch.reason})")
     if not requests:
-        return dg.SensorResult(skip_reason=_nothing_due(client, now))
+        return dg.SensorResult(skip_reason=_nothing_due(client, now, len(in_flight - {None})))
     return dg.SensorResult(run_requests=requests)
 
 
-def _nothing_due(client, now) -> str:
+def _nothing_due(client, now, in_flight: int) -> str:
     """Why no experiment is due, in terms an operator can act on."""
     waiting = client.scalar(
         "SELECT count(*) FROM experiments.experiments WHERE state = 'approved' "
@@ -176,6 +191,8 @@ def _nothing_due(client, now) -> str:
     )
     next_wake = client.scalar("SELECT min(wake_at) FROM experiments.experiments WHERE state = 'running'")
     parts = [f"no experiment due at {now.isoformat(timespec='seconds')}"]
+    if in_flight:
+        parts.append(f"{in_flight} with a run not yet ended")
     if waiting:
         parts.append(f"{waiting} approved without an allocated budget (materialize experiment_allocations)")
     if next_wake is not None:
