@@ -24,7 +24,6 @@ import yaml
 
 from core.experiments.checkpoints import (
     finish_run,
-    latest_checkpoint_at,
     load_checkpoints,
     set_wake_at,
     start_run,
@@ -152,7 +151,7 @@ def execute_experiment(
 ) -> ExecutionResult:
     """Run the experiment's playbook from its checkpoints until it completes, parks, pauses, stops
     or fails. Raises ExperimentBusy if another run holds its lock, RetryableStepError for a
-    transient step failure (the run is recorded failed; a retry of the same attempt continues)."""
+    transient step failure (the run stays running: a retry of the same attempt continues it)."""
     limits = limits or load_limits()
     actor = actor or f"run:{run_id}"
     deadline = time.monotonic() + limits.max_wall_seconds
@@ -170,6 +169,12 @@ def execute_experiment(
         start_run(warehouse, experiment_id, attempt, run_id, utc_now())
         try:
             result = _run(warehouse, experiment, environment, run_id, attempt, limits, actor, deadline)
+        except RetryableStepError as error:
+            # Still running: the Dagster op retries this attempt, and a run in progress keeps the
+            # launch sensor from starting another. Out of retries, the op records it failed
+            # (checkpoints.finish_run); if nothing does, it counts as failed after max_wall_seconds.
+            finish_run(warehouse, experiment_id, attempt, "running", f"retrying: {error}", None)
+            raise
         except BaseException as error:
             finish_run(warehouse, experiment_id, attempt, "failed", f"{type(error).__name__}: {error}", utc_now())
             raise
@@ -189,9 +194,10 @@ def _run(
     deadline: float,
 ) -> ExecutionResult:
     experiment_id = str(experiment["experiment_id"])
-    clock = environment.clock_for(experiment, latest_checkpoint_at(warehouse, experiment_id))
-    playbook = validate_playbook(json.loads(experiment["playbook"]))
     checkpoints = load_checkpoints(warehouse, experiment_id)
+    resume_at = max((c["completed_at"] for c in checkpoints.values()), default=None)
+    clock = environment.clock_for(experiment, resume_at)
+    playbook = validate_playbook(json.loads(experiment["playbook"]))
     if experiment["state"] == QUEUED:
         transition(
             warehouse,
