@@ -36,6 +36,7 @@ from core.ledger.booking import book
 from core.ledger.budgets import set_budget
 from core.ledger.validation import Posting, TransactionRequest
 from core.ledger.verify import verify
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -409,6 +410,7 @@ CHILD = """
 import sys
 from datetime import UTC, datetime
 from core.experiments.executor import LiveEnvironment, execute_experiment
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 clock = lambda: datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 execute_experiment(Warehouse(sys.argv[1]), sys.argv[2], LiveEnvironment(clock=clock), run_id="killed", attempt=1)
@@ -510,3 +512,12 @@ def test_a_metric_wait_parks_live_and_steps_through_the_window_simulated(warehou
     assert checkpoints["outcome"]["result"]["revenue_minor"] == 0
     assert {c["environment"] for c in checkpoints.values()} == {"simulator"}
     assert verify(warehouse).ok
+
+
+def test_a_warehouse_from_before_execution_upgrades(warehouse):
+    experiment_id = new_experiment(warehouse, [command("x", ["true"])])
+    for column in ("started_at", "wake_at", "finished_at", "outcome"):
+        warehouse.execute(f"ALTER TABLE experiments.experiments DROP COLUMN {column}")
+    ensure_schema(warehouse)  # what every asset and command runs first
+    assert execute_experiment(warehouse, experiment_id, live(Clock()), run_id="u", attempt=1).state == "completed"
+    assert pd.Timestamp(get_experiment(warehouse, experiment_id)["finished_at"]) == pd.Timestamp(T0)
