@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from core.experiments.checkpoints import (
+    RETRYING,
     finish_run,
     load_checkpoints,
     set_wake_at,
@@ -173,7 +174,7 @@ def execute_experiment(
             # Still running: the Dagster op retries this attempt, and a run in progress keeps the
             # launch sensor from starting another. Out of retries, the op records it failed
             # (checkpoints.finish_run); if nothing does, it counts as failed after max_wall_seconds.
-            finish_run(warehouse, experiment_id, attempt, "running", f"retrying: {error}", None)
+            finish_run(warehouse, experiment_id, attempt, "running", f"{RETRYING}{error}", None)
             raise
         except BaseException as error:
             finish_run(warehouse, experiment_id, attempt, "failed", f"{type(error).__name__}: {error}", utc_now())

@@ -336,6 +336,7 @@ def test_two_runs_of_one_experiment_never_execute_at_once(warehouse):
         time.sleep(0.05)
     with pytest.raises(ExperimentBusy, match=f"experiment {experiment_id} is being executed by another run"):
         execute_experiment(warehouse, experiment_id, live(Clock()), run_id="two", attempt=2)
+    assert due_launches(warehouse, T0, LIMITS) == []  # its run is alive: it holds the lock
     first.join()
     assert results[0].state == "completed"
     assert runs(warehouse, experiment_id)["run_id"].tolist() == ["one"]
@@ -440,6 +441,8 @@ def test_a_sigkilled_run_resumes_from_its_checkpoint(warehouse, tmp_path):
         child.wait()
     assert list(load_checkpoints(warehouse, experiment_id)) == ["ads"]
     assert runs(warehouse, experiment_id)["status"].tolist() == ["running"]  # it never said it ended
+    # Its lock died with it: the sensor sees a failed run and launches the next attempt.
+    assert due_launches(warehouse, T0, LIMITS) == [Launch(experiment_id, 2, "retry after failed run")]
 
     resumed = execute_experiment(warehouse, experiment_id, live(Clock()), run_id="resumed", attempt=2)
     assert (resumed.state, resumed.skipped_steps, resumed.completed_steps) == ("completed", ["ads"], ["slow"])
