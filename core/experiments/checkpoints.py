@@ -19,6 +19,7 @@ from core.ledger.audit import Clock, append_events, utc_now, write_transaction
 from core.platform.warehouse import Warehouse, run_sql
 
 GATE_OPENED = "experiment.gate_opened"
+RETRYING = "retrying: "  # the message of a run whose op retries a transient step failure
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -177,7 +178,10 @@ def start_run(warehouse: Warehouse, experiment_id: str, attempt: int, run_id: st
             )
 
 
-def finish_run(warehouse: Warehouse, experiment_id: str, attempt: int, status: str, message: str, at: datetime) -> None:
+def finish_run(
+    warehouse: Warehouse, experiment_id: str, attempt: int, status: str, message: str, at: datetime | None
+) -> None:
+    """Set the run's status (running|finished|failed) and message; `at` None: not finished."""
     warehouse.execute(
         "UPDATE experiments.runs SET status = %s, finished_at = %s, message = %s "
         "WHERE experiment_id = %s AND attempt = %s",

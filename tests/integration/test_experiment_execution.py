@@ -32,8 +32,11 @@ from core.experiments.launches import Launch, due_launches, exhausted, queue_lau
 from core.experiments.lifecycle import get_experiment, history, transition
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock
+from core.ledger.booking import book
 from core.ledger.budgets import set_budget
+from core.ledger.validation import Posting, TransactionRequest
 from core.ledger.verify import verify
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -147,11 +150,19 @@ def test_a_playbook_runs_to_completed_through_parks_and_a_retried_webhook(wareho
     experiment_id = new_experiment(warehouse, FULL)
     clock, seen = Clock(), []
     transport = ok_transport(seen, statuses=[500])
-    # The webhook answers 500: retryable, the run is recorded failed, nothing is checkpointed.
+    # The webhook answers 500: retryable, nothing is checkpointed, and the run stays running (the
+    # op retries it) so the sensor launches no other.
     with pytest.raises(RetryableStepError, match="answered 500"):
         execute_experiment(warehouse, experiment_id, live(clock, transport), run_id="r1", attempt=1)
     assert load_checkpoints(warehouse, experiment_id) == {}
-    assert runs(warehouse, experiment_id)["status"].tolist() == ["failed"]
+    assert runs(warehouse, experiment_id)[["status", "message"]].values.tolist() == [
+        [
+            "running",
+            "retrying: experiment " + experiment_id + " step launch (http): POST "
+            "https://hooks.example.test/launch answered 500; retried",
+        ]
+    ]
+    assert due_launches(warehouse, clock.now, LIMITS) == []
     # The op's retry (same attempt): 200, the spend is booked, the wait parks until T0 + 2 h.
     first = execute_experiment(warehouse, experiment_id, live(clock, transport), run_id="r1", attempt=1)
     assert (first.state, first.completed_steps, first.parked_until) == (
@@ -202,12 +213,12 @@ def test_a_playbook_runs_to_completed_through_parks_and_a_retried_webhook(wareho
     assert len(runs(warehouse, experiment_id)) == 3
 
 
+def crash(request: httpx.Request) -> httpx.Response:
+    raise RuntimeError("the run process died here")
+
+
 def test_a_resumed_run_skips_checkpointed_steps_and_books_no_spend_twice(warehouse):
     experiment_id = new_experiment(warehouse, [spend("ads", 1_000), http("launch", after=["ads"])])
-
-    def crash(request: httpx.Request) -> httpx.Response:
-        raise RuntimeError("the run process died here")
-
     clock = Clock()
     with pytest.raises(RuntimeError, match="died here"):
         execute_experiment(warehouse, experiment_id, live(clock, httpx.MockTransport(crash)), run_id="a", attempt=1)
@@ -325,6 +336,7 @@ def test_two_runs_of_one_experiment_never_execute_at_once(warehouse):
         time.sleep(0.05)
     with pytest.raises(ExperimentBusy, match=f"experiment {experiment_id} is being executed by another run"):
         execute_experiment(warehouse, experiment_id, live(Clock()), run_id="two", attempt=2)
+    assert due_launches(warehouse, T0, LIMITS) == []  # its run is alive: it holds the lock
     first.join()
     assert results[0].state == "completed"
     assert runs(warehouse, experiment_id)["run_id"].tolist() == ["one"]
@@ -350,18 +362,19 @@ def test_limits_cap_cost_wall_time_and_attempts(warehouse):
     out_of_time = execute_experiment(
         warehouse, slow_id, live(Clock()), run_id="slow", attempt=1, limits=ExecutionLimits(max_wall_seconds=1)
     )
-    assert out_of_time.state == "rolled_back" and "wall time ran out" in out_of_time.message
+    assert out_of_time.state == "rolled_back" and "max_wall_seconds" in out_of_time.message
     assert spends(warehouse, slow_id)["amount_minor"].sum() == 0
 
+    # Runs that crash (a bug, a lost database: not a step's verdict) count towards max_attempts.
     flaky_id = new_experiment(warehouse, [http("launch")])
     limits = ExecutionLimits(max_attempts=2)
     clock = Clock()
     for attempt in (1, 2):
-        with pytest.raises(RetryableStepError):
+        with pytest.raises(RuntimeError, match="died"):
             execute_experiment(
                 warehouse,
                 flaky_id,
-                live(clock, ok_transport(statuses=[503])),
+                live(clock, httpx.MockTransport(crash)),
                 run_id=f"x{attempt}",
                 attempt=attempt,
                 limits=limits,
@@ -398,6 +411,7 @@ CHILD = """
 import sys
 from datetime import UTC, datetime
 from core.experiments.executor import LiveEnvironment, execute_experiment
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 clock = lambda: datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 execute_experiment(Warehouse(sys.argv[1]), sys.argv[2], LiveEnvironment(clock=clock), run_id="killed", attempt=1)
@@ -427,9 +441,86 @@ def test_a_sigkilled_run_resumes_from_its_checkpoint(warehouse, tmp_path):
         child.wait()
     assert list(load_checkpoints(warehouse, experiment_id)) == ["ads"]
     assert runs(warehouse, experiment_id)["status"].tolist() == ["running"]  # it never said it ended
+    # Its lock died with it: the sensor sees a failed run and launches the next attempt.
+    assert due_launches(warehouse, T0, LIMITS) == [Launch(experiment_id, 2, "retry after failed run")]
 
     resumed = execute_experiment(warehouse, experiment_id, live(Clock()), run_id="resumed", attempt=2)
     assert (resumed.state, resumed.skipped_steps, resumed.completed_steps) == ("completed", ["ads"], ["slow"])
     assert spends(warehouse, experiment_id)["amount_minor"].tolist() == [700]
     assert runs(warehouse, experiment_id)["status"].tolist() == ["failed", "finished"]
     assert verify(warehouse).ok
+
+
+class SteppedMarket:
+    """A simulated environment in miniature: its clock jumps to each wait's moment."""
+
+    name = "simulator"
+
+    def __init__(self):
+        self.clock, self.waits = Clock(), []
+
+    def clock_for(self, experiment, resume_at):
+        return self.clock
+
+    def wait_until(self, experiment, clock, at):
+        self.waits.append(at)
+        self.clock.now = max(self.clock.now, at)
+        return True
+
+    def http_client(self):
+        raise AssertionError("no http step here")
+
+
+def book_revenue(warehouse: Warehouse, experiment_id: str, amount: int, at: datetime) -> None:
+    book(
+        warehouse,
+        TransactionRequest(
+            idempotency_key=f"sale-{uuid.uuid4().hex}",
+            kind="sale",
+            description="a sale",
+            occurred_at=at,
+            postings=[
+                Posting("assets:cash:usd", "USD", amount),
+                Posting(f"revenue:experiment:{experiment_id}", "USD", -amount),
+            ],
+            experiment_id=experiment_id,
+        ),
+        clock=fixed_clock(at),
+    )
+
+
+def test_a_metric_wait_parks_live_and_steps_through_the_window_simulated(warehouse):
+    metric = {"id": "sales", "type": "wait_until", "params": {"metric": "revenue_minor", "at_least": 5_000}}
+    outcome = {"id": "outcome", "type": "collect_outcome", "params": {"window_days": 3}, "after": ["sales"]}
+    live_id = new_experiment(warehouse, [metric, outcome])
+    clock = Clock()
+    parked = execute_experiment(warehouse, live_id, live(clock), run_id="l1", attempt=1)
+    assert parked.parked_until == T0 + timedelta(hours=1)
+    book_revenue(warehouse, live_id, 6_000, T0 + timedelta(minutes=30))
+    clock.advance(hours=1)
+    reached = execute_experiment(warehouse, live_id, live(clock), run_id="l2", attempt=2)
+    assert reached.completed_steps == ["sales"] and reached.parked_until == T0 + timedelta(days=3)
+    result = load_checkpoints(warehouse, live_id)["sales"]["result"]
+    assert (result["value"], result["reached"]) == (6_000, True)
+
+    # Never reached: the simulated clock goes a day at a time to the window's end, and the outcome
+    # records what there was.
+    market = SteppedMarket()
+    simulated_id = new_experiment(warehouse, [metric, outcome])
+    done = execute_experiment(warehouse, simulated_id, market, run_id="s1", attempt=1)
+    assert done.state == "completed"
+    assert market.waits == [T0 + timedelta(days=d) for d in (1, 2, 3, 3)]  # 3 days, then the outcome's wait
+    checkpoints = load_checkpoints(warehouse, simulated_id)
+    assert checkpoints["sales"]["result"]["reached"] is False
+    assert checkpoints["outcome"]["result"]["revenue_minor"] == 0
+    assert {c["environment"] for c in checkpoints.values()} == {"simulator"}
+    assert verify(warehouse).ok
+
+
+def test_a_warehouse_from_before_execution_upgrades(warehouse):
+    experiment_id = new_experiment(warehouse, [command("x", ["true"])])
+    for column in ("started_at", "wake_at", "finished_at", "outcome"):
+        warehouse.execute(f"ALTER TABLE experiments.experiments DROP COLUMN {column}")
+    ensure_schema(warehouse)  # what every asset and command runs first
+    assert execute_experiment(warehouse, experiment_id, live(Clock()), run_id="u", attempt=1).state == "completed"
+    assert pd.Timestamp(get_experiment(warehouse, experiment_id)["finished_at"]) == pd.Timestamp(T0)
