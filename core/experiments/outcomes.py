@@ -295,3 +295,15 @@ def record_outcomes(warehouse: Warehouse, *, clock: Clock = utc_now) -> pd.DataF
 
 def read_outcomes(warehouse: Warehouse) -> pd.DataFrame:
     return warehouse.query(f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM experiments.outcomes ORDER BY experiment_id")
+
+
+def missing_outcomes(warehouse: Warehouse) -> pd.DataFrame:
+    """Finished experiments without an outcome row for their current state (never recorded, or
+    recorded before a failed experiment was rolled back)."""
+    marks = ", ".join(["%s"] * len(FINISHED_STATES))
+    return warehouse.query(
+        "SELECT e.experiment_id, e.state, o.state AS outcome_state FROM experiments.experiments e "
+        "LEFT JOIN experiments.outcomes o ON o.experiment_id = e.experiment_id "
+        f"WHERE e.state IN ({marks}) AND (o.experiment_id IS NULL OR o.state <> e.state) ORDER BY e.experiment_id",
+        list(FINISHED_STATES),
+    )
