@@ -34,12 +34,12 @@ def experiment_outcomes(context: dg.AssetExecutionContext, warehouse: WarehouseR
     except OutcomeError as error:  # the others are recorded; completed_experiments_have_outcomes names the rest
         problems = str(error)
         context.log.warning(problems)
-        recorded = None
+        recorded = error.recorded
     outcomes = read_outcomes(client)
     succeeded = outcomes[outcomes["succeeded"].astype(bool)]
     return dg.MaterializeResult(
         metadata={
-            "evaluated": len(recorded) if recorded is not None else len(outcomes),
+            "evaluated": len(recorded),
             "succeeded": len(succeeded),
             "did_not_succeed": len(outcomes) - len(succeeded),
             "revenue_minor": int(outcomes["revenue_minor"].sum()),

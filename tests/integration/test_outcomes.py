@@ -252,6 +252,7 @@ def test_the_allocation_and_outcome_assets_materialize_and_check(ledger):
     again = dg.materialize(
         [experiment_outcomes, completed_experiments_have_outcomes], resources=resources, raise_on_error=False
     )
-    assert f"experiment {waiting}" in _metadata(again, "experiment_outcomes")["problems"]
+    problems = _metadata(again, "experiment_outcomes")
+    assert f"experiment {waiting}" in problems["problems"] and problems["evaluated"] == 3
     (check,) = again.get_asset_check_evaluations()
     assert not check.passed and waiting in check.metadata["experiments"].value
