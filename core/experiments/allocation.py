@@ -34,7 +34,7 @@ import pandas as pd
 
 from core.experiments.lifecycle import APPROVED, PAUSED, QUEUED, RUNNING
 from core.ledger.audit import Clock, append_events, utc_now, write_transaction
-from core.ledger.budgets import GLOBAL_KEY, utilization
+from core.ledger.budgets import GLOBAL_KEY, UNBUDGETED_SOURCES, utilization
 from core.platform.warehouse import Warehouse, run_sql
 
 EXPERIMENT_ALLOCATED = "experiment.allocated"
@@ -161,13 +161,17 @@ def _frame(conn: Any, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
 def _outstanding(conn: Any) -> list[dict[str, Any]]:
     """Allocated experiments still to run, with what they may yet spend (allocation less spend so far)."""
     marks = ", ".join(["%s"] * len(COMMITTED_STATES))
+    unbudgeted = ", ".join(["%s"] * len(UNBUDGETED_SOURCES))
+    # Its spend as budgets count it (net of reversals, not the processor's fees): what the allocation paid for.
     rows = _frame(
         conn,
         "SELECT e.experiment_id, e.currency, e.allocated_budget_minor, e.playbook, "
-        "CAST(coalesce((SELECT sum(p.amount_minor) FROM ledger.postings p WHERE p.experiment_id = e.experiment_id "
-        "  AND p.currency = e.currency AND split_part(p.account_id, ':', 1) = 'expenses'), 0) AS BIGINT) AS spent "
-        f"FROM experiments.experiments e WHERE e.state IN ({marks}) AND e.allocated_budget_minor > 0",
-        list(COMMITTED_STATES),
+        "CAST(coalesce((SELECT sum(p.amount_minor) FROM ledger.postings p "
+        "  JOIN ledger.transactions t ON t.transaction_id = p.transaction_id "
+        "  WHERE p.experiment_id = e.experiment_id AND p.currency = e.currency "
+        f"  AND split_part(p.account_id, ':', 1) = 'expenses' AND t.source NOT IN ({unbudgeted})), 0) AS BIGINT) "
+        f"AS spent FROM experiments.experiments e WHERE e.state IN ({marks}) AND e.allocated_budget_minor > 0",
+        [*UNBUDGETED_SOURCES, *COMMITTED_STATES],
     )
     return [
         {
