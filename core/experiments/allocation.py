@@ -34,7 +34,7 @@ import pandas as pd
 
 from core.experiments.lifecycle import APPROVED, PAUSED, QUEUED, RUNNING
 from core.ledger.audit import Clock, append_events, utc_now, write_transaction
-from core.ledger.budgets import GLOBAL_KEY, Budget, _current, _spent
+from core.ledger.budgets import GLOBAL_KEY, UNBUDGETED_SOURCES, utilization
 from core.platform.warehouse import Warehouse, run_sql
 
 EXPERIMENT_ALLOCATED = "experiment.allocated"
@@ -161,13 +161,17 @@ def _frame(conn: Any, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
 def _outstanding(conn: Any) -> list[dict[str, Any]]:
     """Allocated experiments still to run, with what they may yet spend (allocation less spend so far)."""
     marks = ", ".join(["%s"] * len(COMMITTED_STATES))
+    unbudgeted = ", ".join(["%s"] * len(UNBUDGETED_SOURCES))
+    # Its spend as budgets count it (net of reversals, not the processor's fees): what the allocation paid for.
     rows = _frame(
         conn,
         "SELECT e.experiment_id, e.currency, e.allocated_budget_minor, e.playbook, "
-        "CAST(coalesce((SELECT sum(p.amount_minor) FROM ledger.postings p WHERE p.experiment_id = e.experiment_id "
-        "  AND p.currency = e.currency AND split_part(p.account_id, ':', 1) = 'expenses'), 0) AS BIGINT) AS spent "
-        f"FROM experiments.experiments e WHERE e.state IN ({marks}) AND e.allocated_budget_minor > 0",
-        list(COMMITTED_STATES),
+        "CAST(coalesce((SELECT sum(p.amount_minor) FROM ledger.postings p "
+        "  JOIN ledger.transactions t ON t.transaction_id = p.transaction_id "
+        "  WHERE p.experiment_id = e.experiment_id AND p.currency = e.currency "
+        f"  AND split_part(p.account_id, ':', 1) = 'expenses' AND t.source NOT IN ({unbudgeted})), 0) AS BIGINT) "
+        f"AS spent FROM experiments.experiments e WHERE e.state IN ({marks}) AND e.allocated_budget_minor > 0",
+        [*UNBUDGETED_SOURCES, *COMMITTED_STATES],
     )
     return [
         {
@@ -180,31 +184,30 @@ def _outstanding(conn: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _in_scope(budget: Budget, commitment: dict[str, Any]) -> bool:
-    if commitment["currency"] != budget.currency:
+def _in_scope(budget: Mapping[str, Any], commitment: Mapping[str, Any]) -> bool:
+    if commitment["currency"] != budget["currency"]:
         return False
-    if budget.scope == "global":
+    if budget["scope"] == "global":
         return True
-    if budget.scope == "category":
-        return commitment["category"] == budget.scope_key
-    return commitment["experiment_id"] == budget.scope_key
+    if budget["scope"] == "category":
+        return commitment["category"] == budget["scope_key"]
+    return commitment["experiment_id"] == budget["scope_key"]
 
 
-def headroom(conn: Any, at: datetime) -> list[tuple[Budget, int, int, int]]:
-    """Each monthly budget with (spent this month, still committed, headroom), inside the caller's
-    transaction."""
+def headroom(warehouse: Warehouse, conn: Any, at: datetime) -> pd.DataFrame:
+    """Each monthly budget (core.ledger.budgets.utilization: its limit and this month's spend, counted
+    as spend() counts it) with what is still promised to allocated experiments and the headroom left.
+    Called inside the caller's write_transaction, which every spend waits for, so nothing moves
+    between this read and the allocations."""
     committed = _outstanding(conn)
-    result = []
-    for row in run_sql(
-        conn,
-        "SELECT budget_id, scope, scope_key, period, currency FROM ledger.budgets WHERE period = %s ORDER BY budget_id",
-        [PERIOD],
-    ).fetchall():
-        budget = _current(conn, row)
-        spent = _spent(conn, budget, at)
-        promised = sum(c["left"] for c in committed if _in_scope(budget, c))
-        result.append((budget, spent, promised, max(budget.limit_minor - spent - promised, 0)))
-    return result
+    budgets = utilization(warehouse, at)
+    budgets = budgets[budgets["period"] == PERIOD].reset_index(drop=True)
+    budgets["promised_minor"] = [
+        sum(c["left"] for c in committed if _in_scope(row, c)) for row in budgets.to_dict("records")
+    ]
+    left = budgets["limit_minor"] - budgets["spent_minor"] - budgets["promised_minor"]
+    budgets["headroom_minor"] = left.clip(lower=0).astype("int64")
+    return budgets
 
 
 def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.DataFrame:
@@ -223,22 +226,24 @@ def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.
         )
         if not candidates:
             return pd.DataFrame(columns=ALLOCATION_COLUMNS)
-        limits = headroom(conn, at)
+        limits = headroom(warehouse, conn, at)
         events = []
         for currency in sorted({c["currency"] for c in candidates}):
             mine = [c for c in candidates if c["currency"] == currency]
             room = {
-                (b.scope, b.scope_key): (b, left) for b, _spent_, _promised, left in limits if b.currency == currency
+                (b["scope"], b["scope_key"]): int(b["headroom_minor"])
+                for b in limits.to_dict("records")
+                if b["currency"] == currency
             }
             total = room.get(("global", GLOBAL_KEY))
-            group_caps = {key: left for (scope, key), (_b, left) in room.items() if scope == "category"}
+            group_caps = {key: left for (scope, key), left in room.items() if scope == "category"}
             claims = []
             for c in mine:
                 requested = int(c["requested_budget_minor"])
                 own = room.get(("experiment", c["experiment_id"]))
-                cap = min(requested, own[1]) if own else requested
+                cap = min(requested, own) if own is not None else requested
                 claims.append(Claim(c["experiment_id"], float(c["score"]), cap, spend_category(c["playbook"])))
-            given = shares(claims, total[1] if total else None, group_caps)
+            given = shares(claims, total, group_caps)
             by_group: dict[str | None, int] = defaultdict(int)
             for claim in claims:
                 by_group[claim.group] += given[claim.key]
@@ -251,7 +256,7 @@ def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.
                 elif claim.group in group_caps and by_group[claim.group] == group_caps[claim.group]:
                     limited_by = f"the monthly {claim.group} category budget ({group_caps[claim.group]} left)"
                 elif total is not None:
-                    limited_by = f"the monthly global budget ({total[1]} left)"
+                    limited_by = f"the monthly global budget ({total} left)"
                 else:
                     limited_by = "its score (water-filling)"
                 status = "waiting"

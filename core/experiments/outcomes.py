@@ -58,7 +58,11 @@ class CriteriaError(ValueError):
 
 
 class OutcomeError(ValueError):
-    """Experiments whose outcome could not be recorded, and why."""
+    """Experiments whose outcome could not be recorded, and why; `recorded` holds the others' rows."""
+
+    def __init__(self, message: str, recorded: pd.DataFrame):
+        super().__init__(message)
+        self.recorded = recorded
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,14 @@ def evaluate(criteria: dict[str, Any], totals: Totals, duration_days: float) -> 
                 f"totals in {totals.currency}; compute the totals in {rule['currency']}"
             )
         value = getattr(totals, metric)
+        late = "" if duration_days <= days else f", but over {duration_days:.2f} days > {days}"
         if value is None:
-            met, shown = False, f"{metric} undefined (no cost)"
+            met, text = False, f"{metric} undefined (no cost), needs at least {threshold}"
         else:
             met = value >= threshold and duration_days <= days
             shown = f"{metric} {value:.6f}" if metric == "roi" else f"{metric} {value} {totals.currency}"
-        late = "" if duration_days <= days else f", but over {duration_days:.2f} days > {days}"
-        verdicts.append((met, f"{shown} {'>=' if value is not None and value >= threshold else '<'} {threshold}{late}"))
+            text = f"{shown} {'>=' if value >= threshold else '<'} {threshold}{late}"
+        verdicts.append((met, text))
     succeeded = any(met for met, _ in verdicts)
     detail = "; ".join(("met: " if met else "not met: ") + text for met, text in verdicts)
     return succeeded, f"{'succeeded' if succeeded else 'did not succeed'} ({detail})"
@@ -286,12 +291,26 @@ def record_outcomes(warehouse: Warehouse, *, clock: Clock = utc_now) -> pd.DataF
                 f"ON CONFLICT (experiment_id) DO UPDATE SET {updates}",
                 [row[c] for c in OUTCOME_COLUMNS],
             )
+    recorded = pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
     if problems:
         raise OutcomeError(
-            f"{len(problems)} finished experiment(s) have no outcome ({len(rows)} recorded): " + "; ".join(problems)
+            f"{len(problems)} finished experiment(s) have no outcome ({len(rows)} recorded): " + "; ".join(problems),
+            recorded,
         )
-    return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
+    return recorded
 
 
 def read_outcomes(warehouse: Warehouse) -> pd.DataFrame:
     return warehouse.query(f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM experiments.outcomes ORDER BY experiment_id")
+
+
+def missing_outcomes(warehouse: Warehouse) -> pd.DataFrame:
+    """Finished experiments without an outcome row for their current state (never recorded, or
+    recorded before a failed experiment was rolled back)."""
+    marks = ", ".join(["%s"] * len(FINISHED_STATES))
+    return warehouse.query(
+        "SELECT e.experiment_id, e.state, o.state AS outcome_state FROM experiments.experiments e "
+        "LEFT JOIN experiments.outcomes o ON o.experiment_id = e.experiment_id "
+        f"WHERE e.state IN ({marks}) AND (o.experiment_id IS NULL OR o.state <> e.state) ORDER BY e.experiment_id",
+        list(FINISHED_STATES),
+    )

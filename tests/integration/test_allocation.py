@@ -161,3 +161,17 @@ def test_two_allocations_at_once_allocate_each_experiment_once(warehouse: Wareho
     assert sum(allocated(warehouse).values()) == 50_000
     assert sorted(len(r) for r in results) == [0, 4]  # the second found nothing left to allocate
     assert verify(warehouse).ok
+
+
+def test_spend_of_an_allocation_moves_it_from_promised_to_spent_not_both(warehouse: Warehouse):
+    a = approved(warehouse, 0.5)
+    monthly(warehouse, 40_000)
+    allocate(warehouse, actor="alice", clock=CLOCK)
+    request = expense(
+        "a-1", f"expenses:ads:experiment:{a}", 12_000, "USD", T0, paid_from="liabilities:card", description="ads"
+    )
+    assert spend(warehouse, request, clock=CLOCK).ok
+    b = approved(warehouse, 0.9)
+    allocate(warehouse, actor="bob", clock=CLOCK)
+    # 40_000 - 12_000 spent by a - 18_000 still promised to a
+    assert allocated(warehouse) == {a: 30_000, b: 10_000}

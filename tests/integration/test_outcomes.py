@@ -28,6 +28,7 @@ from core.platform.warehouse import Warehouse
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday inside the bundled ECB snapshot
 NEVER = ApprovalPolicy(max_budget_minor=0, min_score=1.0)
 PATHS = {
+    "approved": ["approved"],
     "running": ["approved", "queued", "running"],
     "completed": ["approved", "queued", "running", "completed"],
     "failed": ["approved", "queued", "running", "failed"],
@@ -49,7 +50,7 @@ def experiment(warehouse: Warehouse, state: str, started: datetime, finished: da
     (experiment_id,) = propose_from_scored(warehouse, pd.DataFrame([row]), 1, NEVER, fixed_clock(started)).created
     path = PATHS[state]
     for position, step in enumerate(path):
-        at = finished if finished is not None and position == len(path) - 1 and state != "running" else started
+        at = finished if finished is not None and position == len(path) - 1 else started
         transition(warehouse, experiment_id, step, actor="test", reason=step, clock=fixed_clock(at))
     return experiment_id
 
@@ -212,3 +213,46 @@ def test_totals_equal_the_dbt_experiment_pnl_mart(ledger, tmp_path):
     for row in mart.itertuples():
         totals = experiment_totals(warehouse, row.experiment_id)
         assert (totals.revenue_minor, totals.cost_minor) == (int(row.revenue_minor), int(row.cost_minor))
+
+
+def _metadata(result, name: str) -> dict:
+    (materialization,) = result.asset_materializations_for_node(name)
+    return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+
+
+def test_the_allocation_and_outcome_assets_materialize_and_check(ledger):
+    import dagster as dg
+
+    from assets.experiments.allocations import experiment_allocations
+    from assets.experiments.outcomes import completed_experiments_have_outcomes, experiment_outcomes
+    from assets.resources import WarehouseResource
+    from core.ledger.budgets import set_budget
+
+    warehouse, _ids = ledger
+    waiting = experiment(warehouse, "approved", T0)  # approved, without an allocation
+    set_budget(warehouse, scope="global", period="month", currency="USD", limit_minor=10**9, changed_by="t", at=T0)
+    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    result = dg.materialize(
+        [experiment_allocations, experiment_outcomes, completed_experiments_have_outcomes], resources=resources
+    )
+    assert result.success
+    allocations = _metadata(result, "experiment_allocations")
+    assert (allocations["allocated"], allocations["allocated_minor"]) == (1, 30_000)
+    assert waiting in allocations["allocations"]
+    outcomes = _metadata(result, "experiment_outcomes")
+    assert (outcomes["evaluated"], outcomes["succeeded"], outcomes["did_not_succeed"]) == (3, 1, 2)
+    assert outcomes["dagster/row_count"] == warehouse.count("experiments.outcomes") == 3
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["missing"].value == 0
+
+    # A finished experiment whose criteria cannot be read: the asset records the others, the check names it.
+    for step in ("queued", "running", "completed"):
+        transition(warehouse, waiting, step, actor="test", reason=step, clock=fixed_clock(T0))
+    warehouse.execute("UPDATE experiments.experiments SET success_criteria = '[]' WHERE experiment_id = %s", [waiting])
+    again = dg.materialize(
+        [experiment_outcomes, completed_experiments_have_outcomes], resources=resources, raise_on_error=False
+    )
+    problems = _metadata(again, "experiment_outcomes")
+    assert f"experiment {waiting}" in problems["problems"] and problems["evaluated"] == 3
+    (check,) = again.get_asset_check_evaluations()
+    assert not check.passed and waiting in check.metadata["experiments"].value
