@@ -14,7 +14,7 @@ simulated time as now. An ad cost is booked only while the experiment's ad spend
 (in the experiment's currency, at the ledger's FX, rounded up) stays within its allocated budget
 less what its playbook's spend steps spend, so the executor's cost limit holds. A cost a budget
 refuses is quarantined (stage import, reason "refused by the budgets: ...", the spend as payload:
-core.ledger.imports.spends) and the day goes on; `ventureloop ledger replay` books it once allowed.
+core.ledger.imports.spends) and the day goes on; `ventureloop quarantine replay` books it once allowed.
 
 Nothing is booked twice: every id and key is a hash of (seed, experiment, day), and where an
 experiment's booking stands is remembered per experiment (in memory, and at first from the ledger:

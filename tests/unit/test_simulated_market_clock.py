@@ -2,10 +2,14 @@
 only the wall clock), each experiment's own clock, waits that split a day, and ad costs spread
 over the hours of the day."""
 
+import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger import fx
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
@@ -76,3 +80,27 @@ def test_markets_and_ad_hours_are_stable_and_spread():
     assert all(datetime(2026, 11, 2, tzinfo=UTC) <= t < datetime(2026, 11, 2, 23, tzinfo=UTC) for t in times)
     assert len({t.hour for t in times}) >= 16  # not one hour for all: the hourly ads budget holds
     assert times == [ad_time(i, day) for i in ids]
+
+
+def test_the_documented_environment_example_runs(duckdb_url: str):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text(encoding="utf-8")
+    example = re.findall(r"```python\n(.*?)```", doc, re.S)[1]
+    warehouse = Warehouse(duckdb_url)
+    ensure_schema(warehouse)
+    scored = pd.DataFrame(
+        [
+            {
+                "opportunity_id": "opp-1",
+                "score": 0.8,
+                "opportunity_type": "saas",
+                "title": "An API",
+                "est_monthly_revenue_cents": 900_000,
+            }
+        ]
+    )
+    [experiment_id] = propose_from_scored(warehouse, scored, 1, ApprovalPolicy(0, 1.0), lambda: START).created
+    scope: dict = {"warehouse": warehouse, "experiment_id": experiment_id}
+    exec(compile(example, "docs/simulator.md", "exec"), scope)  # our own documentation, kept runnable
+    assert scope["clock"]() == scope["market"].start + timedelta(days=30)
+    assert list(scope["truth"]["experiment_id"]) == [experiment_id]
+    assert warehouse.scalar("SELECT count(*) FROM ledger.transactions WHERE experiment_id = %s", [experiment_id]) > 0
