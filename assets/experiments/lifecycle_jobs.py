@@ -102,7 +102,7 @@ def _on_warehouse(context: dg.OpExecutionContext, warehouse: WarehouseResource, 
         except WarehouseLocked as error:
             if time.monotonic() + pause > deadline:
                 raise dg.Failure(
-                    f"{error} (waited {LOCK_WAIT_SECONDS:.0f} s); nothing changed: launch this run again"
+                    f"{error} (waited {LOCK_WAIT_SECONDS:g} s); nothing changed: launch this run again"
                 ) from None
             context.log.info(f"{client.describe()} is held by another process; trying again in {pause:.1f} s")
             time.sleep(pause)
