@@ -4,6 +4,7 @@ config's reason, in experiments.transitions and the audit chain; a move the life
 an unknown id, fails the run with the lifecycle's message; the launchpad shows each job's config
 fields and defaults; a DuckDB file held by another process is waited for, not failed on."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from assets.experiments.lifecycle_jobs import (
     LIFECYCLE_JOBS,
     approve_experiment,
     cancel_experiment,
+    open_experiment_gate,
     pause_experiment,
     reject_experiment,
     resume_experiment,
@@ -149,6 +151,43 @@ def test_an_unknown_experiment_fails_the_run_clearly(warehouse):
         )
 
 
+GATE = {"id": "review", "type": "manual_gate", "params": {"prompt": "Look at the first results"}}
+
+
+def test_open_experiment_gate_resumes_the_experiment_waiting_at_it(warehouse):
+    from core.experiments.executor import LiveEnvironment, execute_experiment
+
+    experiment_id = new_experiment(warehouse, "approved", "queued")
+    warehouse.execute(
+        "UPDATE experiments.experiments SET playbook = %s WHERE experiment_id = %s", [json.dumps([GATE]), experiment_id]
+    )
+    waiting = execute_experiment(warehouse, experiment_id, LiveEnvironment(clock=lambda: T0), run_id="r1", attempt=1)
+    assert waiting.state == "paused"
+
+    message = failure_of(launch(open_experiment_gate, warehouse, "alice", experiment_id=experiment_id, step_id="qa"))
+    assert message == (
+        f"experiment {experiment_id} has no manual gate 'qa': its gates are review "
+        f"(`ventureloop experiments show {experiment_id}`)"
+    )
+    message = failure_of(launch(open_experiment_gate, warehouse, "alice", experiment_id="nope", step_id="review"))
+    assert message.startswith("no experiment 'nope' in experiments.experiments: check the id")
+
+    done = launch(open_experiment_gate, warehouse, "alice", experiment_id=experiment_id, step_id="review")
+    assert done.success and done.output_for_node("open_gate") == "running"
+    gate = warehouse.query("SELECT opened_by, reason FROM experiments.gates WHERE experiment_id = %s", [experiment_id])
+    assert gate.to_dict("records") == [{"opened_by": "alice", "reason": "gate opened in the Dagster UI"}]
+    assert last_move(warehouse, experiment_id) == (
+        "paused",
+        "running",
+        "alice",
+        "manual gate review opened: gate opened in the Dagster UI",
+    )
+    with warehouse.connect() as conn:
+        kinds = [kind for _seq, _id, kind, payload, *_ in read_events(conn) if experiment_id in payload]
+    assert kinds[-2:] == ["experiment.gate_opened", "experiment.transitioned"]
+    assert verify(warehouse).ok, verify(warehouse).summary()
+
+
 def test_a_missing_duckdb_warehouse_is_refused_not_created(tmp_path):
     missing = Warehouse(f"duckdb:///{tmp_path}/nowhere/warehouse.duckdb")
     message = failure_of(launch(approve_experiment, missing, "alice", experiment_id="x"))
@@ -226,8 +265,6 @@ EXPECTED_LAUNCHPAD = {
 
 
 def test_the_launchpad_shows_each_jobs_config_fields_and_defaults():
-    import json
-
     import yaml
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
