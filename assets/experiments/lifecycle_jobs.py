@@ -5,8 +5,8 @@ experiment id (and a reason), launch.
 Each job is one op that calls what `ventureloop experiments ...` calls (lifecycle.act, and
 checkpoints.open_gate), so the shell and the UI can never disagree about what a move may do. The
 actor recorded in experiments.transitions and the audit chain is the run's `dagster/user` tag
-(Dagster+ sets it to the launching user), else `ui:<run_id>`, so the run that did it is one click
-away.
+(Dagster+ sets it to the launching user; in open-source Dagster a person adds it in the launchpad),
+else `ui:<run_id>`, so the run that did it is one click away.
 
 They must not wait behind experiment runs, or a pause would land after what it meant to stop:
 - no pool: the `duckdb` pool (limit 1) is held by whatever writes the warehouse, for as long as
@@ -102,7 +102,7 @@ def _on_warehouse(context: dg.OpExecutionContext, warehouse: WarehouseResource, 
         except WarehouseLocked as error:
             if time.monotonic() + pause > deadline:
                 raise dg.Failure(
-                    f"{error} (waited {LOCK_WAIT_SECONDS:.0f} s); nothing changed: launch this run again"
+                    f"{error} (waited {LOCK_WAIT_SECONDS:g} s); nothing changed: launch this run again"
                 ) from None
             context.log.info(f"{client.describe()} is held by another process; trying again in {pause:.1f} s")
             time.sleep(pause)
