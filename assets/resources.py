@@ -132,7 +132,7 @@ class ExperimentEnvironmentResource(dg.ConfigurableResource):
         if self.outcomes_source == "simulator":
             from core.simulator.environment import SimulatedMarket, default_start
 
-            start = default_start
+            start = default_start(datetime.datetime.now(datetime.UTC))
             if self.simulator_start:
                 day = datetime.date.fromisoformat(self.simulator_start)
                 start = datetime.datetime.combine(day, datetime.time(), datetime.UTC)

@@ -229,8 +229,8 @@ def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, sta
     job = defs.get_job_def("experiment_run")
     ok = allocated.success
     for _round in range(PLAY_ROUNDS):
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
-        requests = sensor.evaluate_tick(context).run_requests or []
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            requests = sensor.evaluate_tick(context).run_requests or []
         if not requests:
             break
         for request in requests:
