@@ -157,9 +157,21 @@ def _cycle(waiting: Mapping[str, set[str]]) -> list[str]:
     return [*path[path.index(step_id) :], step_id]
 
 
+# The launch campaign's share of an experiment's budget, booked at once by its spend step. Small,
+# so that it fits the hourly channel budgets (core/ledger/config/budgets.yaml) beside the launches
+# of other experiments.
+LAUNCH_SHARE_PERCENT = 5
+
+
+def launch_spend_minor(budget_minor: int) -> int:
+    return max(budget_minor * LAUNCH_SHARE_PERCENT // 100, 1)
+
+
 def default_playbook(category: str, budget_minor: int, currency: str = "USD") -> list[dict[str, Any]]:
-    """The starting playbook of a category: announce, spend the budget on its channel, wait for
-    signal, gate on a person where the category needs one, collect the outcome."""
+    """The starting playbook of a category: announce, spend a launch share of the budget on its
+    channel, wait for signal, gate on a person where the category needs one, collect the outcome.
+    The rest of the budget is the channel's running cost (ad spend day by day), which the channel
+    books as it is incurred (the market simulator does so in the demo), capped by the allocation."""
     if category not in CATEGORY_CHANNELS:
         raise PlaybookError(
             f"no default playbook for category {category!r}: the categories are {sorted(CATEGORY_CHANNELS)}"
@@ -182,7 +194,7 @@ def default_playbook(category: str, budget_minor: int, currency: str = "USD") ->
             "type": "spend",
             "params": {
                 "account": f"expenses:{channel}",
-                "amount_minor": budget_minor,
+                "amount_minor": launch_spend_minor(budget_minor),
                 "currency": currency,
                 "on_refusal": "pause",
             },

@@ -53,6 +53,7 @@ FEATURE_TABLES = ("core.opportunity_features", "core.scored_opportunities")
 # (proposals.WINDOW_DAYS): a start this far before the last rate keeps every simulated day convertible.
 START_BEFORE_LAST_RATE_DAYS = 37
 BOOK_DAYS = 7
+LAUNCH_SPREAD_HOURS = 72
 _DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
 
@@ -166,7 +167,15 @@ class SimulatedMarket:
 
     def clock_for(self, experiment: Mapping[str, Any], resume_at: datetime | None) -> SimulatedTime:
         self._state(experiment)
-        return SimulatedTime(str(experiment["experiment_id"]), (resume_at or self.start).astimezone(UTC))
+        experiment_id = str(experiment["experiment_id"])
+        return SimulatedTime(experiment_id, (resume_at or self.launch_at(experiment_id)).astimezone(UTC))
+
+    def launch_at(self, experiment_id: str) -> datetime:
+        """When an experiment's first run starts in simulated time: `start` plus a minute within
+        LAUNCH_SPREAD_HOURS hashed from its id. Experiments approved together launch over a few days,
+        as a team would launch them, rather than all in one hour of the hourly budgets."""
+        digest = int(hashlib.sha256(f"{experiment_id}:launch".encode()).hexdigest(), 16)
+        return self.start + timedelta(minutes=digest % (LAUNCH_SPREAD_HOURS * 60))
 
     def wait_until(self, experiment: Mapping[str, Any], clock: Any, at: datetime) -> bool:
         if not isinstance(clock, SimulatedTime):
@@ -248,7 +257,10 @@ class SimulatedMarket:
             return self._states[experiment_id]
         opportunity_id = str(experiment["opportunity_id"])
         started = experiment.get("started_at")
-        started = self.start if started is None or pd.isna(started) else pd.Timestamp(started).to_pydatetime()
+        if started is None or pd.isna(started):
+            started = self.launch_at(experiment_id)
+        else:
+            started = pd.Timestamp(started).to_pydatetime()
         simulated = market.Experiment(
             experiment_id, opportunity_id, started.astimezone(UTC).date(), market_of(experiment_id)
         )

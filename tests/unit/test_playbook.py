@@ -43,7 +43,9 @@ def test_every_category_has_a_default_playbook_that_validates(category):
     steps = default_playbook(category, 5_000)
     assert step_ids(validate_playbook(steps))[-1] == "outcome"
     spend = next(s for s in steps if s["type"] == "spend")
-    assert spend["params"]["amount_minor"] == 5_000 and spend["params"]["currency"] == "USD"
+    # The launch share (5%) of the budget; the rest is the channel's running cost.
+    assert spend["params"]["amount_minor"] == 250 and spend["params"]["currency"] == "USD"
+    assert default_playbook(category, 19)[1]["params"]["amount_minor"] == 1  # never a zero spend
 
 
 def test_default_playbook_refuses_an_unknown_category_and_a_bad_budget():

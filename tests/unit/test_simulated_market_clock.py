@@ -36,17 +36,22 @@ def test_the_default_start_is_37_days_before_today_or_the_last_bundled_rate():
     assert default_start(datetime(2026, 11, 10, 23, 30, tzinfo=UTC)) == datetime(2026, 10, 4, tzinfo=UTC)
 
 
-def test_each_experiment_has_its_own_clock_from_the_start_or_its_checkpoint(duckdb_url: str):
+def test_each_experiment_has_its_own_clock_from_its_launch_or_its_checkpoint(duckdb_url: str):
     market = SimulatedMarket(Warehouse(duckdb_url), 3, START)
     ensure_schema(market.warehouse)
     first, second = market.clock_for(experiment(1), None), market.clock_for(experiment(2), None)
-    assert first() == second() == START
-    assert market.wait_until(experiment(1), first, START + timedelta(hours=72))
-    assert (first(), second()) == (START + timedelta(hours=72), START)
+    launches = [market.launch_at(experiment(n)["experiment_id"]) for n in (1, 2)]
+    assert (first(), second()) == tuple(launches)
+    # Launches spread over three days from the start, each experiment's at a stable minute.
+    spread = [market.launch_at(experiment(n)["experiment_id"]) - START for n in range(40)]
+    assert all(timedelta(0) <= offset < timedelta(hours=72) for offset in spread)
+    assert len(set(spread)) == 40 and max(spread) - min(spread) > timedelta(hours=48)
+    assert market.wait_until(experiment(1), first, launches[0] + timedelta(hours=72))
+    assert (first(), second()) == (launches[0] + timedelta(hours=72), launches[1])
     resumed = market.clock_for(experiment(2), START + timedelta(days=9, hours=3))
     assert resumed() == START + timedelta(days=9, hours=3)
     # A moment already reached is reached: the clock never goes back.
-    assert market.wait_until(experiment(1), first, START) and first() == START + timedelta(hours=72)
+    assert market.wait_until(experiment(1), first, START) and first() == launches[0] + timedelta(hours=72)
     with pytest.raises(TypeError, match="clock its clock_for made"):
         market.wait_until(experiment(1), lambda: START, START + timedelta(days=1))
 
@@ -58,12 +63,13 @@ def test_waits_that_split_days_book_what_one_wait_books(tmp_path):
         market = SimulatedMarket(warehouse, 3, START)
         row = experiment(1, allocated_budget_minor=50_000, currency="USD", playbook="[]")
         clock = market.clock_for(row, None)
+        launch = clock()
         for stop in stops:
-            market.wait_until(row, clock, START + stop)
-            assert clock() == START + stop
+            market.wait_until(row, clock, launch + stop)
+            assert clock() == launch + stop
             # Nothing in the ledger lies ahead of the experiment's clock.
             latest = warehouse.scalar("SELECT max(occurred_at) FROM ledger.transactions")
-            assert latest is None or latest < START + stop
+            assert latest is None or latest < launch + stop
         frame = warehouse.query("SELECT idempotency_key, content_hash FROM ledger.transactions")
         return set(frame.itertuples(index=False, name=None))
 
@@ -101,6 +107,7 @@ def test_the_documented_environment_example_runs(duckdb_url: str):
     [experiment_id] = propose_from_scored(warehouse, scored, 1, ApprovalPolicy(0, 1.0), lambda: START).created
     scope: dict = {"warehouse": warehouse, "experiment_id": experiment_id}
     exec(compile(example, "docs/simulator.md", "exec"), scope)  # our own documentation, kept runnable
-    assert scope["clock"]() == scope["market"].start + timedelta(days=30)
+    launch = scope["market"].launch_at(scope["experiment"]["experiment_id"])
+    assert scope["clock"]() == launch + timedelta(days=30)
     assert list(scope["truth"]["experiment_id"]) == [experiment_id]
     assert warehouse.scalar("SELECT count(*) FROM ledger.transactions WHERE experiment_id = %s", [experiment_id]) > 0
