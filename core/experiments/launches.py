@@ -96,12 +96,14 @@ def due_launches(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -
 
 
 def exhausted(warehouse: Warehouse, limits: ExecutionLimits) -> list[str]:
-    """Running experiments with max_attempts failed runs: the sensor fails and rolls them back."""
+    """Running experiments with max_attempts failed runs, and failed ones whose rollback was
+    interrupted: the sensor calls fail_experiment on each (it finishes what is left)."""
     frame = warehouse.query(
         "SELECT r.experiment_id FROM experiments.runs r "
         "JOIN experiments.experiments e ON e.experiment_id = r.experiment_id "
         "WHERE e.state = 'running' AND r.status = 'failed' "
-        "GROUP BY r.experiment_id HAVING count(*) >= %s ORDER BY r.experiment_id",
+        "GROUP BY r.experiment_id HAVING count(*) >= %s "
+        "UNION SELECT experiment_id FROM experiments.experiments WHERE state = 'failed' ORDER BY 1",
         [limits.max_attempts],
     )
     return frame["experiment_id"].tolist()

@@ -384,6 +384,15 @@ def test_limits_cap_cost_wall_time_and_attempts(warehouse):
     assert exhausted(warehouse, limits) == [flaky_id]
     assert fail_experiment(warehouse, flaky_id, "2 failed runs", actor="sensor", clock=clock) == "rolled_back"
     assert exhausted(warehouse, limits) == []
+    # A rollback interrupted right after running -> failed: the sensor's next call finishes it.
+    interrupted_id = new_experiment(
+        warehouse, [spend("a", 100), {"id": "w", "type": "wait_until", "params": {"after_hours": 1}, "after": ["a"]}]
+    )
+    assert execute_experiment(warehouse, interrupted_id, live(clock), run_id="i", attempt=1).state == "running"
+    transition(warehouse, interrupted_id, "failed", actor="sensor", reason="2 failed runs", clock=clock)
+    assert exhausted(warehouse, limits) == [interrupted_id]
+    assert fail_experiment(warehouse, interrupted_id, "2 failed runs", actor="sensor", clock=clock) == "rolled_back"
+    assert spends(warehouse, interrupted_id)["kind"].tolist() == ["spend", "reversal"]
     assert verify(warehouse).ok
 
 
