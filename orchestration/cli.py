@@ -704,6 +704,12 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
     typer.echo(f"budget      {format_minor(int(experiment['requested_budget_minor']), currency)} requested")
     typer.echo(f"hypothesis  {experiment['hypothesis']}")
     typer.echo(f"success     {experiment['success_criteria']}")
+    times = [(name, experiment.get(name)) for name in ("started_at", "wake_at", "finished_at")]
+    if any(value is not None and not pd_isna(value) for _name, value in times):
+        shown = ", ".join(f"{name.removesuffix('_at')} {value}" for name, value in times if not pd_isna(value))
+        typer.echo(f"execution   {shown} (`ventureloop experiments runs {experiment_id}`)")
+    if isinstance(experiment.get("outcome"), str):
+        typer.echo(f"outcome     {experiment['outcome']}")
     typer.echo("playbook")
     for step in json.loads(experiment["playbook"]):
         after = f" after {', '.join(step['after'])}" if step.get("after") else ""
@@ -716,6 +722,13 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
             headers=["seq", "from", "to", "by", "reason", "at"],
         )
     )
+
+
+def pd_isna(value: object) -> bool:
+    """None, NaN or NaT (a NULL timestamp reads as either, depending on the backend)."""
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _act(action: str, experiment_id: str, by: str, reason: str) -> None:

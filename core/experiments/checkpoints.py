@@ -19,6 +19,7 @@ from core.ledger.audit import Clock, append_events, utc_now, write_transaction
 from core.platform.warehouse import Warehouse, run_sql
 
 GATE_OPENED = "experiment.gate_opened"
+RETRYING = "retrying: "  # the message of a run whose op retries a transient step failure
 
 
 def as_utc(value: Any) -> datetime | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from core.experiments.checkpoints import (
+    RETRYING,
     finish_run,
     load_checkpoints,
     set_wake_at,
@@ -173,7 +174,7 @@ def execute_experiment(
             # Still running: the Dagster op retries this attempt, and a run in progress keeps the
             # launch sensor from starting another. Out of retries, the op records it failed
             # (checkpoints.finish_run); if nothing does, it counts as failed after max_wall_seconds.
-            finish_run(warehouse, experiment_id, attempt, "running", f"retrying: {error}", None)
+            finish_run(warehouse, experiment_id, attempt, "running", f"{RETRYING}{error}", None)
             raise
         except BaseException as error:
             finish_run(warehouse, experiment_id, attempt, "failed", f"{type(error).__name__}: {error}", utc_now())
@@ -232,7 +233,7 @@ def _run(
                 f"run {run_id} exceeded max_wall_seconds {limits.max_wall_seconds} before step {step_id} "
                 f"(core/experiments/config/execution.yaml)"
             )
-            return result(fail_experiment(warehouse, experiment_id, reason, actor=actor, clock=clock), reason)
+            return result(_fail(warehouse, experiment_id, reason, actor, clock), reason)
         context = StepContext(
             warehouse=warehouse,
             experiment=experiment,
@@ -249,11 +250,13 @@ def _run(
             outcome = HANDLERS[step["type"]](context)
         except Parked as parked:
             set_wake_at(warehouse, experiment_id, parked.until)
-            return result(RUNNING, f"parked at step {step_id} until {parked.until.isoformat()}", parked.until)
+            # Its state, not RUNNING: a person may have paused or cancelled it during the step.
+            state = str(get_experiment(warehouse, experiment_id)["state"])
+            return result(state, f"parked at step {step_id} until {parked.until.isoformat()}", parked.until)
         except Paused as paused:
             return result(_move(warehouse, experiment_id, PAUSED, actor, str(paused), clock), str(paused))
         except StepFailed as failed:
-            return result(fail_experiment(warehouse, experiment_id, str(failed), actor=actor, clock=clock), str(failed))
+            return result(_fail(warehouse, experiment_id, str(failed), actor, clock), str(failed))
         if not context.checkpointed:
             with write_transaction(warehouse) as conn:
                 write_checkpoint(
@@ -283,6 +286,17 @@ def _move(warehouse: Warehouse, experiment_id: str, to_state: str, actor: str, r
     except LifecycleError:
         return str(get_experiment(warehouse, experiment_id)["state"])
     return to_state
+
+
+def _fail(warehouse: Warehouse, experiment_id: str, reason: str, actor: str, clock: Clock) -> str:
+    """fail_experiment, unless a person cancelled it during the step: then it stays cancelled."""
+    try:
+        return fail_experiment(warehouse, experiment_id, reason, actor=actor, clock=clock)
+    except LifecycleError:
+        state = str(get_experiment(warehouse, experiment_id)["state"])
+        if state != CANCELLED:
+            raise
+        return state
 
 
 def fail_experiment(

@@ -127,7 +127,7 @@ def http_step(context: StepContext) -> dict[str, Any]:
         raise RetryableStepError(
             f"{context.where}: {params['method']} {params['url']} answered {response.status_code}; retried"
         )
-    if response.status_code >= 400:
+    if not 200 <= response.status_code < 300:  # a 4xx, or a redirect (never followed: it may drop the body)
         raise StepFailed(
             f"{context.where}: {params['method']} {params['url']} answered {response.status_code} "
             f"{response.text[:200]!r}: fix the playbook's url or the receiver, then propose it again"

@@ -144,6 +144,8 @@ def test_an_operator_opens_a_manual_gate_and_reads_the_runs(home):
     assert f"experiment {gig} has no manual gate 'launch': its gates are review" in refused
     opened = _cli(env, ["experiments", "open-gate", gig, "review", "--by", "alice", "--reason", "looks good"]).stdout
     assert f"{gig}: gate review opened by alice (looks good); the experiment is running" in opened
+    shown = _cli(env, ["experiments", "show", gig]).stdout
+    assert "execution   started 2026-11-02 10:00:00+00:00, wake 20" in shown  # wake: when the gate opened
 
     done = subprocess.run(
         [str(BIN / "ventureloop"), "experiments", "runs", gig],

@@ -36,6 +36,7 @@ from core.ledger.booking import book
 from core.ledger.budgets import set_budget
 from core.ledger.validation import Posting, TransactionRequest
 from core.ledger.verify import verify
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -335,6 +336,7 @@ def test_two_runs_of_one_experiment_never_execute_at_once(warehouse):
         time.sleep(0.05)
     with pytest.raises(ExperimentBusy, match=f"experiment {experiment_id} is being executed by another run"):
         execute_experiment(warehouse, experiment_id, live(Clock()), run_id="two", attempt=2)
+    assert due_launches(warehouse, T0, LIMITS) == []  # its run is alive: it holds the lock
     first.join()
     assert results[0].state == "completed"
     assert runs(warehouse, experiment_id)["run_id"].tolist() == ["one"]
@@ -382,6 +384,15 @@ def test_limits_cap_cost_wall_time_and_attempts(warehouse):
     assert exhausted(warehouse, limits) == [flaky_id]
     assert fail_experiment(warehouse, flaky_id, "2 failed runs", actor="sensor", clock=clock) == "rolled_back"
     assert exhausted(warehouse, limits) == []
+    # A rollback interrupted right after running -> failed: the sensor's next call finishes it.
+    interrupted_id = new_experiment(
+        warehouse, [spend("a", 100), {"id": "w", "type": "wait_until", "params": {"after_hours": 1}, "after": ["a"]}]
+    )
+    assert execute_experiment(warehouse, interrupted_id, live(clock), run_id="i", attempt=1).state == "running"
+    transition(warehouse, interrupted_id, "failed", actor="sensor", reason="2 failed runs", clock=clock)
+    assert exhausted(warehouse, limits) == [interrupted_id]
+    assert fail_experiment(warehouse, interrupted_id, "2 failed runs", actor="sensor", clock=clock) == "rolled_back"
+    assert spends(warehouse, interrupted_id)["kind"].tolist() == ["spend", "reversal"]
     assert verify(warehouse).ok
 
 
@@ -409,6 +420,7 @@ CHILD = """
 import sys
 from datetime import UTC, datetime
 from core.experiments.executor import LiveEnvironment, execute_experiment
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 clock = lambda: datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 execute_experiment(Warehouse(sys.argv[1]), sys.argv[2], LiveEnvironment(clock=clock), run_id="killed", attempt=1)
@@ -438,6 +450,8 @@ def test_a_sigkilled_run_resumes_from_its_checkpoint(warehouse, tmp_path):
         child.wait()
     assert list(load_checkpoints(warehouse, experiment_id)) == ["ads"]
     assert runs(warehouse, experiment_id)["status"].tolist() == ["running"]  # it never said it ended
+    # Its lock died with it: the sensor sees a failed run and launches the next attempt.
+    assert due_launches(warehouse, T0, LIMITS) == [Launch(experiment_id, 2, "retry after failed run")]
 
     resumed = execute_experiment(warehouse, experiment_id, live(Clock()), run_id="resumed", attempt=2)
     assert (resumed.state, resumed.skipped_steps, resumed.completed_steps) == ("completed", ["ads"], ["slow"])
@@ -510,3 +524,12 @@ def test_a_metric_wait_parks_live_and_steps_through_the_window_simulated(warehou
     assert checkpoints["outcome"]["result"]["revenue_minor"] == 0
     assert {c["environment"] for c in checkpoints.values()} == {"simulator"}
     assert verify(warehouse).ok
+
+
+def test_a_warehouse_from_before_execution_upgrades(warehouse):
+    experiment_id = new_experiment(warehouse, [command("x", ["true"])])
+    for column in ("started_at", "wake_at", "finished_at", "outcome"):
+        warehouse.execute(f"ALTER TABLE experiments.experiments DROP COLUMN {column}")
+    ensure_schema(warehouse)  # what every asset and command runs first
+    assert execute_experiment(warehouse, experiment_id, live(Clock()), run_id="u", attempt=1).state == "completed"
+    assert pd.Timestamp(get_experiment(warehouse, experiment_id)["finished_at"]) == pd.Timestamp(T0)
