@@ -8,4 +8,13 @@ from assets import with_code_references
 from assets.experiments.lifecycle_jobs import LIFECYCLE_JOBS
 from assets.experiments.proposals import experiment_proposals
 
-defs = dg.Definitions(assets=with_code_references([experiment_proposals]), jobs=LIFECYCLE_JOBS)
+defs = dg.Definitions(
+    assets=with_code_references(
+        [
+            experiment_proposals,
+        ]
+    ),
+    jobs=[
+        *LIFECYCLE_JOBS,
+    ],
+)
