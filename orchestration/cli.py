@@ -686,7 +686,7 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
 
     from tabulate import tabulate
 
-    from core.experiments.lifecycle import UnknownExperiment, allowed_targets, get_experiment, history
+    from core.experiments.lifecycle import UnknownExperiment, actions_for, allowed_targets, get_experiment, history
     from core.ledger.money import format_minor
 
     warehouse = _warehouse()
@@ -698,6 +698,8 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
     currency = experiment["currency"]
     typer.echo(f"experiment  {experiment['experiment_id']}")
     typer.echo(f"state       {experiment['state']} (next: {', '.join(allowed_targets(experiment['state'])) or 'none'})")
+    # The same actions are the UI's <action>_experiment jobs.
+    typer.echo(f"actions     {', '.join(actions_for(experiment['state'])) or 'none'}")
     typer.echo(f"opportunity {experiment['opportunity_id']}: {experiment['title']}")
     typer.echo(f"category    {experiment['category']}, score {experiment['score']:.3f}")
     typer.echo(f"budget      {format_minor(int(experiment['requested_budget_minor']), currency)} requested")

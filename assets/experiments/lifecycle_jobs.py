@@ -9,8 +9,9 @@ actor recorded in experiments.transitions and the audit chain is the run's `dags
 else `ui:<run_id>`, so the run that did it is one click away.
 
 They must not wait behind experiment runs, or a pause would land after what it meant to stop:
-- no pool: the `duckdb` pool (limit 1) is held by whatever writes the warehouse, for as long as
-  that op runs; one action is a few short transactions, so it takes its own turn at the file;
+- no pool: on DuckDB the `duckdb` pool (limit 1) is held by whatever op writes the warehouse, the
+  experiment run's `execute_experiment_run` included, for as long as that op runs; one action is a
+  few short transactions, so it takes its own turn at the file instead;
 - no `ventureloop/kind=experiment` tag, whose run limit (1 on DuckDB) queues experiment runs, and
   `dagster/priority` above the default so the run queue starts them first;
 - on DuckDB, a file another process holds is retried for LOCK_WAIT_SECONDS (writers open it for

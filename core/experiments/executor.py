@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from core.experiments.checkpoints import (
-    RETRYING,
     finish_run,
     load_checkpoints,
     set_wake_at,
@@ -152,7 +151,7 @@ def execute_experiment(
 ) -> ExecutionResult:
     """Run the experiment's playbook from its checkpoints until it completes, parks, pauses, stops
     or fails. Raises ExperimentBusy if another run holds its lock, RetryableStepError for a
-    transient step failure (the run stays running: a retry of the same attempt continues it)."""
+    transient step failure (the run is recorded failed; a retry of the same attempt continues it)."""
     limits = limits or load_limits()
     actor = actor or f"run:{run_id}"
     deadline = time.monotonic() + limits.max_wall_seconds
@@ -170,13 +169,7 @@ def execute_experiment(
         start_run(warehouse, experiment_id, attempt, run_id, utc_now())
         try:
             result = _run(warehouse, experiment, environment, run_id, attempt, limits, actor, deadline)
-        except RetryableStepError as error:
-            # Still running: the Dagster op retries this attempt, and a run in progress keeps the
-            # launch sensor from starting another. Out of retries, the op records it failed
-            # (checkpoints.finish_run); if nothing does, it counts as failed after max_wall_seconds.
-            finish_run(warehouse, experiment_id, attempt, "running", f"{RETRYING}{error}", None)
-            raise
-        except BaseException as error:
+        except BaseException as error:  # RetryableStepError too: the op's retry reuses this attempt's row
             finish_run(warehouse, experiment_id, attempt, "failed", f"{type(error).__name__}: {error}", utc_now())
             raise
         status = "failed" if result.state in (FAILED, ROLLED_BACK) else "finished"

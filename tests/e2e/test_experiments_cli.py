@@ -93,6 +93,7 @@ def test_an_operator_moves_experiments_through_their_lifecycle(home):
 
     shown = _cli(env, ["experiments", "show", a]).stdout
     assert "state       proposed (next: approved, cancelled)" in shown
+    assert "actions     approve, reject, cancel" in shown
     assert "spend: spend" in shown and '"amount_minor": 40000' in shown
     assert "revenue_minor" in shown
 
@@ -122,6 +123,7 @@ def test_an_operator_moves_experiments_through_their_lifecycle(home):
     for line in ("proposed", "approved", "alice", "worth a try", "waiting on a fix", "market moved"):
         assert line in shown
     assert "state       cancelled (next: none)" in shown
+    assert "actions     none" in shown
     listed = _cli(env, ["experiments", "list"]).stdout
     assert listed.count("cancelled") == 2 and "proposed" in listed
     assert verify(warehouse).ok

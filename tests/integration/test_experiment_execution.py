@@ -150,19 +150,17 @@ def test_a_playbook_runs_to_completed_through_parks_and_a_retried_webhook(wareho
     experiment_id = new_experiment(warehouse, FULL)
     clock, seen = Clock(), []
     transport = ok_transport(seen, statuses=[500])
-    # The webhook answers 500: retryable, nothing is checkpointed, and the run stays running (the
-    # op retries it) so the sensor launches no other.
+    # The webhook answers 500: retryable, nothing is checkpointed, the run is recorded failed.
     with pytest.raises(RetryableStepError, match="answered 500"):
         execute_experiment(warehouse, experiment_id, live(clock, transport), run_id="r1", attempt=1)
     assert load_checkpoints(warehouse, experiment_id) == {}
     assert runs(warehouse, experiment_id)[["status", "message"]].values.tolist() == [
         [
-            "running",
-            "retrying: experiment " + experiment_id + " step launch (http): POST "
-            "https://hooks.example.test/launch answered 500; retried",
+            "failed",
+            f"RetryableStepError: experiment {experiment_id} step launch (http): POST "
+            "https://hooks.example.test/launch answered 500 (transient: the run retries it)",
         ]
     ]
-    assert due_launches(warehouse, clock.now, LIMITS) == []
     # The op's retry (same attempt): 200, the spend is booked, the wait parks until T0 + 2 h.
     first = execute_experiment(warehouse, experiment_id, live(clock, transport), run_id="r1", attempt=1)
     assert (first.state, first.completed_steps, first.parked_until) == (
@@ -384,6 +382,15 @@ def test_limits_cap_cost_wall_time_and_attempts(warehouse):
     assert exhausted(warehouse, limits) == [flaky_id]
     assert fail_experiment(warehouse, flaky_id, "2 failed runs", actor="sensor", clock=clock) == "rolled_back"
     assert exhausted(warehouse, limits) == []
+    # A rollback interrupted right after running -> failed: the sensor's next call finishes it.
+    interrupted_id = new_experiment(
+        warehouse, [spend("a", 100), {"id": "w", "type": "wait_until", "params": {"after_hours": 1}, "after": ["a"]}]
+    )
+    assert execute_experiment(warehouse, interrupted_id, live(clock), run_id="i", attempt=1).state == "running"
+    transition(warehouse, interrupted_id, "failed", actor="sensor", reason="2 failed runs", clock=clock)
+    assert exhausted(warehouse, limits) == [interrupted_id]
+    assert fail_experiment(warehouse, interrupted_id, "2 failed runs", actor="sensor", clock=clock) == "rolled_back"
+    assert spends(warehouse, interrupted_id)["kind"].tolist() == ["spend", "reversal"]
     assert verify(warehouse).ok
 
 
