@@ -18,6 +18,7 @@ from typing import Any
 
 from core.experiments.checkpoints import as_utc, gate_open, latest_checkpoint_at, write_checkpoint
 from core.experiments.environment import Clock, Environment
+from core.experiments.outcomes import Totals, experiment_totals
 from core.ledger import budgets
 from core.ledger.audit import write_transaction
 from core.ledger.booking import booked_keys
@@ -187,7 +188,7 @@ def wait_until_step(context: StepContext) -> dict[str, Any]:
     live = context.environment.name == "live"
     interval = LIVE_METRIC_INTERVAL if live else SIMULATED_METRIC_INTERVAL
     while True:
-        value = getattr(_totals(context.warehouse, context.experiment), metric)
+        value = getattr(_totals(context), metric)
         now = context.clock()
         if value >= target:
             return {"metric": metric, "at_least": target, "value": value, "reached": True}
@@ -316,40 +317,16 @@ def _cost_cap(context: StepContext) -> int:
 # -- collect outcome -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Totals:
-    revenue_minor: int
-    cost_minor: int
-    currency: str
-
-    @property
-    def net_minor(self) -> int:
-        return self.revenue_minor - self.cost_minor
-
-
-def _totals(warehouse: Warehouse, experiment: Mapping[str, Any]) -> _Totals:
-    """Revenue and cost of the experiment in its own currency, from ledger.postings.
-
-    Interim: core.experiments.outcomes.experiment_totals (USD at the ledger's FX, the numbers of
-    dbt's experiment_pnl) replaces this at integration."""
-    currency = str(experiment["currency"])
-    with warehouse.connect() as conn:
-        revenue, cost = run_sql(
-            conn,
-            "SELECT CAST(coalesce(sum(CASE WHEN split_part(account_id, ':', 1) = 'revenue' "
-            "THEN -amount_minor ELSE 0 END), 0) AS BIGINT), "
-            "CAST(coalesce(sum(CASE WHEN split_part(account_id, ':', 1) = 'expenses' "
-            "THEN amount_minor ELSE 0 END), 0) AS BIGINT) "
-            "FROM ledger.postings WHERE experiment_id = %s AND currency = %s",
-            [experiment["experiment_id"], currency],
-        ).fetchone()
-    return _Totals(int(revenue), int(cost), currency)
+def _totals(context: StepContext) -> Totals:
+    """The experiment's revenue and cost so far on its clock, in USD minor units at the ledger's FX:
+    the numbers of dbt's experiment_pnl and of experiments.outcomes."""
+    return experiment_totals(context.warehouse, context.experiment_id, until=context.clock())
 
 
 def collect_outcome_step(context: StepContext) -> dict[str, Any]:
     due = started_at(context) + timedelta(days=int(context.params["window_days"]))
     _wait_for(context, due, f"{context.where}: the outcome window ends {due.isoformat()}")
-    totals = _totals(context.warehouse, context.experiment)
+    totals = _totals(context)
     result = {
         "revenue_minor": totals.revenue_minor,
         "cost_minor": totals.cost_minor,
