@@ -50,8 +50,18 @@ def test_the_workspace_validates(tmp_path):
 def test_one_mart_materializes_alone_from_the_shell(tmp_path):
     env = _env(tmp_path)
     _run([str(BIN / "ventureloop"), "instance", "init"], env)
-    # The upstream tables: the ledger from its writers in the main location, then the marts
+    # The upstream tables: a Stripe export of experiments' payments (outside experiment runs only an
+    # import books payments) and the ledger's writers in the main location, then the marts
     # revenue_summary reads (everything above experiment_pnl in the marts location).
+    _run(
+        [
+            str(BIN / "ventureloop"),
+            "ledger",
+            "import",
+            str(ROOT / "tests" / "fixtures" / "imports" / "stripe_export.csv"),
+        ],
+        env,
+    )
     _materialize(
         ["asset", "materialize", "--select", "fx_rates,budgets,ledger_entries", "-m", "orchestration.definitions"], env
     )

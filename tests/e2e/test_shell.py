@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from core.platform.warehouse import Warehouse
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -83,6 +85,42 @@ def test_demo_prints_every_family_and_the_top_ten(demo):
     # The run is in the persistent instance the UI reads.
     assert (demo / "home" / "dagster" / "dagster.yaml").exists()
     assert (demo / "home" / "warehouse.duckdb").exists()
+
+
+def test_demo_plays_ten_experiments_for_four_simulated_weeks(demo, tmp_path):
+    """The issue's done-when: proposals, approvals, at least 10 experiments executed on the simulated
+    market for at least four simulated weeks, their outcomes in the ledger and in revenue_summary."""
+    out = (demo / "stdout.txt").read_text()
+    played = re.search(r"Experiments on the simulated market: (\d+) of (\d+) ran", out)
+    assert played and int(played[1]) >= 10, out[-4000:]
+    span = re.search(r"simulated time: \S+ to \S+, (\d+) days \(([\d.]+) weeks\)", out)
+    assert span and int(span[1]) >= 28, out[-4000:]
+    _demoed(demo, tmp_path)  # a copy: DuckDB allows one process per file, and other tests read it too
+    warehouse = Warehouse(f"duckdb:///{tmp_path / 'home' / 'warehouse.duckdb'}")
+    outcomes = warehouse.query(
+        "SELECT e.experiment_id, e.state, o.revenue_minor, o.cost_minor, o.succeeded FROM experiments.experiments e "
+        "JOIN experiments.outcomes o USING (experiment_id)"
+    )
+    assert len(outcomes) >= 10 and (outcomes["state"] == "completed").sum() >= 10
+    assert (outcomes["revenue_minor"] > 0).all() and (outcomes["cost_minor"] > 0).all()
+    # Every experiment of revenue_summary came from a scored opportunity, and its money is the outcome's.
+    summary = warehouse.query(
+        "SELECT r.experiment_id, r.total_revenue_cents, o.revenue_minor, e.opportunity_id "
+        "FROM analytics.revenue_summary r LEFT JOIN experiments.experiments e USING (experiment_id) "
+        "LEFT JOIN experiments.outcomes o USING (experiment_id)"
+    )
+    assert len(summary) == len(outcomes) and summary["opportunity_id"].notna().all()
+    assert (summary["total_revenue_cents"] == summary["revenue_minor"]).all()
+    scored = set(warehouse.query("SELECT opportunity_id FROM core.scored_opportunities")["opportunity_id"])
+    assert set(summary["opportunity_id"]) <= scored
+    # Each experiment ran as Dagster runs of experiment_run, launched by the sensor's run keys.
+    assert re.search(r"experiment '.+' \(attempt 1\): completed", out)
+    from dagster import DagsterInstance, RunsFilter
+
+    with DagsterInstance.from_config(str(tmp_path / "home" / "dagster")) as instance:
+        runs = instance.get_runs(filters=RunsFilter(job_name="experiment_run"))
+    assert len({run.tags["ventureloop/experiment"] for run in runs}) >= 10
+    assert all(run.tags["dagster/run_key"].startswith("experiment:") for run in runs)
 
 
 def test_demo_prints_stages_and_a_clean_summary_and_logs_the_rest(demo):
