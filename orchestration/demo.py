@@ -116,8 +116,10 @@ def log_path(now: datetime | None = None) -> Path:
     return default_home() / "logs" / f"demo-{stamp}.log"
 
 
-# The three parts of a demo run. The experiments play between the first and the last: their
-# outcomes and the marts are built over the ledger they filled.
+# The three parts of a demo run: the experiments play between the first and the last. Allocation
+# waits for the demo's approvals (so that every approved experiment shares the budget), and the
+# outcomes and the marts are built over the ledger the experiments filled.
+PLAY_ASSETS = ("experiment_allocations",)
 LATER_ASSETS = ("experiment_outcomes",)
 # A gated experiment takes two runs (one to its gate, one after it opens); a round more settles any
 # that a budget paused and the demo resumed.
@@ -146,6 +148,7 @@ def run(warehouse: Warehouse) -> bool:
     )
     marts = {key for key in executable if graph.get(key).group_name == "ledger_marts"}
     later = marts | {dg.AssetKey(name) for name in LATER_ASSETS}
+    playing = {dg.AssetKey(name) for name in PLAY_ASSETS}
     dbt_target = dbt_target_for(warehouse.url, os.environ.get("DBT_TARGET"))
     path = log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +185,7 @@ def run(warehouse: Warehouse) -> bool:
                     }
                 return result.success
 
-            ok = materialize([key for key in executable if key not in later])
+            ok = materialize([key for key in executable if key not in later | playing])
             played = play_experiments(defs, instance, warehouse, terminal, started, tags)
             ok = materialize([key for key in executable if key in later]) and ok and played
     print_summary(warehouse, metadata, live=live)
@@ -390,6 +393,7 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
 
 def print_experiments(warehouse: Warehouse) -> None:
     """Every experiment the loop proposed: how it ran on the simulated market and what it earned."""
+    import pandas as pd
     from tabulate import tabulate
 
     if not warehouse.table_exists("experiments.outcomes"):
@@ -406,7 +410,7 @@ def print_experiments(warehouse: Warehouse) -> None:
     typer.echo(f"\nExperiments on the simulated market: {len(ran)} of {len(frame)} ran")
     if len(ran):
         first, last = ran["started_at"].min(), ran["finished_at"].max()
-        if last == last:  # not NaT: at least one finished
+        if not pd.isna(last):  # at least one finished
             days = (last - first).total_seconds() / 86_400
             typer.echo(
                 f"  simulated time: {first:%Y-%m-%d} to {last:%Y-%m-%d}, {days:.0f} days ({days / 7:.1f} weeks), "
@@ -414,7 +418,7 @@ def print_experiments(warehouse: Warehouse) -> None:
             )
 
     def cents(value) -> str:
-        return "" if value != value or value is None else money(value)
+        return "" if pd.isna(value) else money(value)
 
     rows = [
         [
@@ -424,8 +428,8 @@ def print_experiments(warehouse: Warehouse) -> None:
             cents(r.allocated_budget_minor),
             cents(r.revenue_minor),
             cents(r.cost_minor),
-            "" if r.roi != r.roi or r.roi is None else f"{r.roi:.2f}",
-            {True: "yes", False: "no"}.get(r.succeeded, ""),
+            "" if pd.isna(r.roi) else f"{r.roi:.2f}",
+            "" if pd.isna(r.succeeded) else ("yes" if r.succeeded else "no"),
         ]
         for r in frame.itertuples()
     ]

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:  # pandas costs most of a second to import; the code location loads without it
     import pandas as pd
 
+# DuckDB files held open by Warehouse.held(), with how many blocks hold each.
+_HELD: dict[str, tuple[Any, int]] = {}
+_HELD_LOCK = threading.Lock()
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
 
@@ -105,6 +109,34 @@ class Warehouse:
     def describe(self) -> str:
         """The URL without its password, safe for logs and metadata."""
         return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", self.url)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep a DuckDB file open in this process for the block, so that every connect() inside it
+        attaches to the open database instead of opening the file again: about 40 ms a connect when
+        the file was closed, 3 ms when held (measured here), and a run of an experiment connects
+        hundreds of times. Other processes cannot open the file meanwhile, as while any writer has it.
+        Nothing to do on PostgreSQL (a server) or in memory."""
+        if self.backend != "duckdb" or self.duckdb_path == ":memory:":
+            yield
+            return
+        path = self.duckdb_path
+        with _HELD_LOCK:
+            anchor, holders = _HELD.get(path, (None, 0))
+            if anchor is None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                anchor = _open_duckdb(path)
+            _HELD[path] = (anchor, holders + 1)
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                anchor, holders = _HELD[path]
+                if holders == 1:
+                    del _HELD[path]
+                    anchor.close()
+                else:
+                    _HELD[path] = (anchor, holders - 1)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:

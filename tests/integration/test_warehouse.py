@@ -100,3 +100,33 @@ def test_a_duckdb_file_locked_by_another_process_is_a_message_naming_it_and_what
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_a_held_duckdb_file_stays_open_for_the_block_and_is_released_after(tmp_path):
+    import subprocess
+    import sys
+
+    from core.platform import warehouse as module
+
+    path = tmp_path / "held.duckdb"
+    warehouse = Warehouse(f"duckdb:///{path}")
+    warehouse.execute("CREATE TABLE t (a INTEGER)")
+    probe = f"import duckdb; duckdb.connect({str(path)!r}).close()"
+
+    def another_process_opens() -> bool:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+    with warehouse.held():
+        with Warehouse(warehouse.url).held():  # nested, by another Warehouse of the same file
+            warehouse.execute("INSERT INTO t VALUES (1)")
+        # Still held by the outer block: the writes of both are there, and no other process gets in.
+        assert str(path) in module._HELD and warehouse.scalar("SELECT count(*) FROM t") == 1
+        assert not another_process_opens()
+        with pytest.raises(RuntimeError), warehouse.connect() as conn:  # a failed transaction still rolls back
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("boom")
+        assert warehouse.scalar("SELECT count(*) FROM t") == 1
+    assert str(path) not in module._HELD and another_process_opens()
+    # PostgreSQL and in-memory warehouses hold nothing.
+    with Warehouse("duckdb:///:memory:").held(), Warehouse("postgresql://u@h/db").held():
+        assert not module._HELD
