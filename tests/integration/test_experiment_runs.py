@@ -211,18 +211,19 @@ def test_a_busy_experiment_is_left_alone(warehouse, webhook):
 # -- the done-when: 10 experiments at once through the real daemon and run queue ---------------
 
 LIMIT = 10  # the instance's experiment run limit when both it and the warehouse are PostgreSQL
-# Each experiment's one step waits until LIMIT experiments have reached it, so the first LIMIT runs
-# can only finish if they ran at once; one more is launched to show that the limit holds it back.
-# A barrier gives up (and the experiment fails) after BARRIER_SECONDS.
+# Each experiment's one step waits until LIMIT experiments have reached it and the test has seen
+# the one more it launched held back in the queue; so the runs can only finish if LIMIT ran at
+# once. A barrier gives up (and its experiment fails) after BARRIER_SECONDS.
 BARRIER_SECONDS = 240
 BARRIER = textwrap.dedent(
     """
     import pathlib, sys, time
-    here = pathlib.Path(sys.argv[1]); here.mkdir(exist_ok=True); (here / sys.argv[2]).touch()
-    deadline = time.monotonic() + float(sys.argv[4])
-    while len(list(here.iterdir())) < int(sys.argv[3]):
+    here, release = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    here.mkdir(exist_ok=True); (here / sys.argv[3]).touch()
+    deadline = time.monotonic() + float(sys.argv[5])
+    while len(list(here.iterdir())) < int(sys.argv[4]) or not release.exists():
         if time.monotonic() > deadline:
-            sys.exit(f"only {len(list(here.iterdir()))} of {sys.argv[3]} experiments ran at once")
+            sys.exit(f"only {len(list(here.iterdir()))} of {sys.argv[4]} experiments ran at once")
         time.sleep(0.2)
     """
 )
@@ -268,20 +269,19 @@ def wait_for_server(socket: Path, server: subprocess.Popen, log: Path, timeout: 
     raise AssertionError(f"the code server did not start in {timeout} s: {log.read_text()[-3000:]}")
 
 
-def wait_for_runs(
-    dagster: dg.DagsterInstance, processes: list[subprocess.Popen], log: Path, count: int, timeout: float
-):
-    """The experiment runs' records once `count` of them have ended."""
+def experiment_runs(dagster: dg.DagsterInstance) -> list:
+    return dagster.get_run_records(filters=dg.RunsFilter(tags={"ventureloop/kind": "experiment"}))
+
+
+def wait_for(what: str, ready, processes: list[subprocess.Popen], log: Path, timeout: float):
+    """ready()'s first truthy answer, polled while the daemon and code server live."""
     deadline = time.monotonic() + timeout
-    records = []
     while time.monotonic() < deadline:
-        records = dagster.get_run_records(filters=dg.RunsFilter(tags={"ventureloop/kind": "experiment"}))
-        if len(records) >= count and all(r.dagster_run.is_finished for r in records):
-            return records
+        if answer := ready():
+            return answer
         assert all(p.poll() is None for p in processes), f"the daemon or server exited: {log.read_text()[-3000:]}"
-        time.sleep(1)
-    statuses = [r.dagster_run.status.value for r in records]
-    raise AssertionError(f"after {timeout} s the experiment runs are {statuses}: {log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not after {timeout} s: {log.read_text()[-3000:]}")
 
 
 @pytest.mark.postgres
@@ -293,8 +293,9 @@ def test_ten_experiments_run_at_once_through_the_daemon_and_run_queue(tmp_path, 
     ensure_schema(warehouse)
     barrier = tmp_path / "barrier"
     experiments = []
+    release = tmp_path / "release"
     for n in range(LIMIT + 1):
-        argv = [sys.executable, "-c", BARRIER, str(barrier), f"e{n}", str(LIMIT), str(BARRIER_SECONDS)]
+        argv = [sys.executable, "-c", BARRIER, str(barrier), str(release), f"e{n}", str(LIMIT), str(BARRIER_SECONDS)]
         step = {"id": "together", "type": "command", "params": {"argv": argv}}
         experiments.append(approved_experiment(warehouse, [step]))
     home, dagster_url = tmp_path / "dagster", postgres_database()
@@ -342,25 +343,45 @@ def test_ten_experiments_run_at_once_through_the_daemon_and_run_queue(tmp_path, 
             )
             wait_for_server(socket, processes[0], log_path)
             processes.append(started_group([bin_dir / "dagster-daemon", "run", "-w", workspace], env, log))
-            records = wait_for_runs(dagster, processes, log_path, LIMIT + 1, timeout=BARRIER_SECONDS + 180)
+
+            def held_back():
+                records = experiment_runs(dagster)
+                started_runs = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.STARTED]
+                arrived = len(list(barrier.iterdir())) if barrier.exists() else 0
+                return records if len(records) == LIMIT + 1 and len(started_runs) >= LIMIT <= arrived else None
+
+            records = wait_for(f"{LIMIT} experiment runs at once", held_back, processes, log_path, BARRIER_SECONDS)
+            # The one more waits in the queue while LIMIT run: the tag concurrency limit holds it back.
+            (queued,) = [r.dagster_run for r in records if r.dagster_run.status != dg.DagsterRunStatus.STARTED]
+            assert queued.status == dg.DagsterRunStatus.QUEUED
+            extra = queued.tags["ventureloop/experiment"]
+            transition(warehouse, extra, "cancelled", actor="test", reason="held back by the run limit, as it should")
+            dagster.run_coordinator.cancel_run(queued.run_id)
+            release.touch()
+
+            def ended():
+                records = experiment_runs(dagster)
+                return records if all(r.dagster_run.is_finished for r in records) else None
+
+            records = wait_for("the experiment runs to end", ended, processes, log_path, 120)
         finally:
             for process in reversed(processes):
                 stop_group(process)
     wall = time.monotonic() - started
-    states = {e: state_of(warehouse, e) for e in experiments}
+    ran = [r for r in records if r.dagster_run.tags["ventureloop/experiment"] != extra]
+    states = {e: state_of(warehouse, e) for e in experiments if e != extra}
     assert set(states.values()) == {"completed"}, (states, log_path.read_text()[-3000:])
+    assert state_of(warehouse, extra) == "cancelled"
     # One run each, launched by the sensor under its run key, however many times it ticked.
     assert sorted(r.dagster_run.tags["dagster/run_key"] for r in records) == sorted(
         f"experiment:{e}:attempt:1" for e in experiments
     )
-    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}
-    # Dagster's own record of the runs: ten were in progress at one moment, never eleven.
-    intervals = sorted((r.start_time, r.end_time) for r in records)
-    assert max_overlap(intervals) == LIMIT, intervals
-    assert intervals[LIMIT][0] >= min(end for _, end in intervals[:LIMIT])  # the last one waited its turn
-    for experiment_id in experiments:
+    assert {r.dagster_run.status for r in ran} == {dg.DagsterRunStatus.SUCCESS}
+    # Dagster's own record of the runs: all LIMIT were in progress at one moment.
+    assert max_overlap([(r.start_time, r.end_time) for r in ran]) == LIMIT
+    for experiment_id in states:
         assert list(history(warehouse, experiment_id)["to_state"]) == LIFE
         assert list(runs(warehouse, experiment_id)["status"]) == ["finished"]
     report = verify(warehouse)
     assert report.ok, report.summary()
-    print(f"\n{LIMIT + 1} experiment runs through the daemon and run queue, {LIMIT} at once: {wall:.1f} s")
+    print(f"\n{LIMIT} experiment runs at once through the daemon and run queue: {wall:.1f} s")
