@@ -153,6 +153,30 @@ def test_the_sensor_launches_each_due_experiment_once_under_its_run_key(warehous
         assert relaunch.run_config["ops"]["execute_experiment_run"]["config"]["attempt"] == 2
 
 
+def test_the_sensor_retries_a_failed_run_and_fails_an_experiment_out_of_attempts(warehouse):
+    from core.experiments.checkpoints import finish_run, start_run
+
+    def running_with_failed_runs(count: int) -> str:
+        experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
+        for state in ("queued", "running"):
+            transition(warehouse, experiment_id, state, actor="test", reason="launched", clock=fixed_clock(T0))
+        for attempt in range(1, count + 1):
+            start_run(warehouse, experiment_id, attempt, f"run-{attempt}", T0)
+            finish_run(warehouse, experiment_id, attempt, "failed", "webhook 503", T0)
+        return experiment_id
+
+    retried, out_of_attempts = running_with_failed_runs(1), running_with_failed_runs(3)  # max_attempts: 3
+    with dg.DagsterInstance.ephemeral() as instance:
+        (request,), _ = launch_requests(warehouse, instance)
+    assert request.run_key == f"experiment:{retried}:attempt:2"
+    assert request.tags["ventureloop/launch"] == "retry after failed run"
+    assert state_of(warehouse, out_of_attempts) == "rolled_back"
+    last = history(warehouse, out_of_attempts).iloc[-2]
+    assert (last["to_state"], last["actor"]) == ("failed", "sensor:experiment_launcher")
+    assert "3 runs failed" in last["reason"]
+    assert verify(warehouse).ok
+
+
 def test_the_job_runs_a_launched_experiment_to_completed(warehouse, webhook):
     experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
     with dg.DagsterInstance.ephemeral() as instance:
