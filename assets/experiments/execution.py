@@ -25,6 +25,8 @@ EXPERIMENT_TAG = "ventureloop/experiment"
 ATTEMPT_TAG = "ventureloop/attempt"
 LAUNCH_TAG = "ventureloop/launch"
 SENSOR_ACTOR = "sensor:experiment_launcher"
+# Runs whose process may have the warehouse open.
+HOLDING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -145,12 +147,31 @@ def run_request(launch) -> dg.RunRequest:
     "and now due, or resumed or retried after a failed run; fails those out of attempts.",
 )
 def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    from core.platform.warehouse import WarehouseLocked
+
+    client = warehouse.client()
+    if client.backend == "duckdb" and (busy := _runs_holding_duckdb(context.instance)):
+        # A DuckDB file has one writer process: opening it now could fail that run's step.
+        return dg.SensorResult(
+            skip_reason=f"the DuckDB warehouse has one writer and run {busy} may be writing it: next tick"
+        )
+    try:
+        return _launch(context, client)
+    except WarehouseLocked as locked:
+        return dg.SensorResult(skip_reason=f"{locked}; trying again next tick")
+
+
+def _runs_holding_duckdb(instance: dg.DagsterInstance) -> str | None:
+    started = instance.get_runs(filters=dg.RunsFilter(statuses=HOLDING), limit=1)
+    return started[0].run_id if started else None
+
+
+def _launch(context: dg.SensorEvaluationContext, client) -> dg.SensorResult:
     from core.experiments.executor import fail_experiment, load_limits
     from core.experiments.launches import due_launches, exhausted, queue_launch
     from core.ledger.audit import utc_now
     from core.platform.schema import ensure_schema
 
-    client = warehouse.client()
     ensure_schema(client)
     limits = load_limits()
     for experiment_id in exhausted(client, limits):

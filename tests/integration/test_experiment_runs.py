@@ -177,6 +177,30 @@ def test_the_sensor_retries_a_failed_run_and_fails_an_experiment_out_of_attempts
     assert verify(warehouse).ok
 
 
+@dg.op
+def write_warehouse() -> None:
+    pass
+
+
+@dg.job
+def warehouse_writer() -> None:
+    write_warehouse()
+
+
+def test_on_duckdb_the_sensor_waits_while_a_run_may_be_writing_the_warehouse(duckdb_url):
+    warehouse = Warehouse(duckdb_url)
+    ensure_schema(warehouse)
+    experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
+    with dg.DagsterInstance.ephemeral() as instance:
+        writer = instance.create_run_for_job(warehouse_writer, status=dg.DagsterRunStatus.STARTED)
+        requests, skipped = launch_requests(warehouse, instance)
+        assert requests == [] and f"run {writer.run_id} may be writing it" in skipped
+        assert state_of(warehouse, experiment_id) == "approved"  # untouched
+        instance.report_run_failed(writer)
+        (request,), _ = launch_requests(warehouse, instance)
+        assert request.run_key == f"experiment:{experiment_id}:attempt:1"
+
+
 def test_the_job_runs_a_launched_experiment_to_completed(warehouse, webhook):
     experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
     with dg.DagsterInstance.ephemeral() as instance:
