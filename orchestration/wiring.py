@@ -5,6 +5,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -87,7 +88,8 @@ def k8s_executor_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def _hide_password(url: str) -> str:
-    return re.sub(r"://([^:/@]*):[^@]+@", r"://\1:***@", url)
+    # Also in a malformed URL (the one being reported): whatever sits between a ':' and the '@'.
+    return re.sub(r":[^:/@]+@", ":***@", url)
 
 
 def _refuse_unshareable(choice: str, env: Mapping[str, str]) -> None:
@@ -101,13 +103,22 @@ def _refuse_unshareable(choice: str, env: Mapping[str, str]) -> None:
             f"DuckDB ({where}): one file with one writer, which workers elsewhere cannot share. Set WAREHOUSE_URL "
             f"to a PostgreSQL database every worker reaches (docs/deploy.md), or use DAGSTER_EXECUTOR=in_process"
         )
-    if choice == "celery" and not env.get("DAGSTER_POSTGRES_URL"):
+    if choice == "celery" and not _runs_in_postgres(env):
         # A celery worker loads the run from the instance named in the task: with SQLite under
         # DAGSTER_HOME, a worker on another machine finds no such run.
         raise ExecutorChoiceError(
             "DAGSTER_EXECUTOR=celery needs Dagster's runs and events in PostgreSQL, where every worker reads "
             "them: set DAGSTER_POSTGRES_URL and run `ventureloop instance init` (docs/deploy.md)"
         )
+
+
+def _runs_in_postgres(env: Mapping[str, str]) -> bool:
+    # DAGSTER_POSTGRES_URL (`instance init`), or an instance file written by Dagster's Helm chart,
+    # which names the server without that variable.
+    from orchestration.instance import read, storage_of
+
+    home = env.get("DAGSTER_HOME")
+    return bool(env.get("DAGSTER_POSTGRES_URL")) or (bool(home) and storage_of(read(Path(home))) == "postgres")
 
 
 def executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
