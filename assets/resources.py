@@ -5,6 +5,7 @@ Secrets are `dg.EnvVar`s there, so the UI's resource config shows the variable's
 value. Every setting an asset needs arrives through one of these (or its run config), never
 through os.environ inside an asset body."""
 
+import datetime
 import functools
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from core.platform.warehouse import Warehouse, WarehouseError, default_warehouse
 
 if TYPE_CHECKING:  # dagster_dbt costs seconds to import: only the step that runs dbt imports it
     from dagster_dbt import DbtCliInvocation, DbtCliResource
+
+    from core.experiments.environment import Environment
 
 DISCOVERY_MODES = ("snapshot", "live")
 OUTCOMES_SOURCES = ("simulator", "stripe", "none")
@@ -97,6 +100,46 @@ class LedgerInputsResource(dg.ConfigurableResource):
     @property
     def inbox(self) -> Path:
         return Path(self.inbox_dir)
+
+
+class ExperimentEnvironmentResource(dg.ConfigurableResource):
+    """Where experiment runs act: the seeded market simulator when OUTCOMES_SOURCE=simulator
+    (simulated time from SIMULATOR_START, seed SIMULATOR_SEED), otherwise the live world (wall-clock
+    time, real webhooks). core/experiments/environment.py explains the difference."""
+
+    outcomes_source: str = "simulator"
+    simulator_seed: int = 7
+    simulator_start: str | None = None  # ISO date; None: core.simulator.environment.default_start
+    webhook_timeout_seconds: float = 10.0
+
+    @pydantic.field_validator("outcomes_source")
+    @classmethod
+    def _known_outcomes(cls, value: str) -> str:
+        return _one_of("OUTCOMES_SOURCE", value, OUTCOMES_SOURCES, "the simulated market, or the live world")
+
+    @pydantic.field_validator("simulator_start")
+    @classmethod
+    def _iso_date(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                datetime.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"SIMULATOR_START={value!r}: use an ISO date such as 2026-01-05") from None
+        return value
+
+    def build(self, warehouse: Warehouse) -> "Environment":
+        # Imported here: the simulator and httpx are for the run that executes an experiment only.
+        if self.outcomes_source == "simulator":
+            from core.simulator.environment import SimulatedMarket, default_start
+
+            start = default_start
+            if self.simulator_start:
+                day = datetime.date.fromisoformat(self.simulator_start)
+                start = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+            return SimulatedMarket(warehouse, self.simulator_seed, start)
+        from core.experiments.executor import LiveEnvironment
+
+        return LiveEnvironment(timeout=self.webhook_timeout_seconds)
 
 
 class DbtResource(dg.ConfigurableResource):

@@ -145,7 +145,8 @@ def instance_init() -> None:
     config = instance.read(home)
     typer.echo(
         f"wrote {path}: runs in {instance.describe_storage(home, config)}, "
-        f"pool limit {config['concurrency']['pools']['default_limit']}"
+        f"pool limit {config['concurrency']['pools']['default_limit']}, "
+        f"{instance.experiment_run_limit_of(config)} experiment runs at once"
     )
     if before == "postgres" and instance.storage_of(config) == "sqlite":
         typer.echo(

@@ -22,6 +22,16 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 # (one step at a time, each paying a process start) where in-process took 49 s. A DuckDB file
 # allows one writer process, so its pool stays at 1.
 POSTGRES_POOL_LIMIT = 4
+# Experiment runs (tag ventureloop/kind=experiment, assets/experiments/execution.py) at once, unless
+# DAGSTER_EXPERIMENT_RUN_LIMIT says otherwise: 10 when both the instance and the warehouse are
+# PostgreSQL (each run holds its experiment's advisory lock; runs of different experiments never
+# block each other), 1 otherwise: a DuckDB warehouse has one writer, so a second experiment run
+# would only hold a process while it waits for the pool, and SQLite run storage serializes writes.
+EXPERIMENT_KIND_TAG = "ventureloop/kind"
+EXPERIMENT_KIND = "experiment"
+POSTGRES_EXPERIMENT_RUN_LIMIT = 10
+# Runs at once on a PostgreSQL instance: the experiment runs plus room for the scheduled graph's.
+POSTGRES_MAX_CONCURRENT_RUNS = 12
 
 
 class InstanceMismatch(RuntimeError):
@@ -38,9 +48,26 @@ def _check_postgres_url(url: str) -> None:
         )
 
 
+def _warehouse_is_duckdb(env: Mapping[str, str]) -> bool:
+    return Warehouse(env.get("WAREHOUSE_URL") or "duckdb:///default").backend == "duckdb"
+
+
 def default_pool_limit(env: Mapping[str, str]) -> int:
-    warehouse_url = env.get("WAREHOUSE_URL") or "duckdb:///default"
-    return 1 if Warehouse(warehouse_url).backend == "duckdb" else POSTGRES_POOL_LIMIT
+    return 1 if _warehouse_is_duckdb(env) else POSTGRES_POOL_LIMIT
+
+
+def default_experiment_run_limit(env: Mapping[str, str]) -> int:
+    both_postgres = bool(env.get("DAGSTER_POSTGRES_URL")) and not _warehouse_is_duckdb(env)
+    return POSTGRES_EXPERIMENT_RUN_LIMIT if both_postgres else 1
+
+
+def experiment_run_limit_of(config: Mapping[str, Any] | None) -> int | None:
+    """The instance's limit on experiment runs at once, or None if the file sets none."""
+    runs = (((config or {}).get("concurrency") or {}).get("runs")) or {}
+    for limit in runs.get("tag_concurrency_limits") or []:
+        if limit.get("key") == EXPERIMENT_KIND_TAG and limit.get("value") == EXPERIMENT_KIND:
+            return limit.get("limit")
+    return None
 
 
 def render(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -50,8 +77,22 @@ def render(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         _check_postgres_url(url)
         # By reference, so the password stays in the environment and out of the file.
         config["storage"] = {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
+    runs_config = config["concurrency"]["runs"]
     if runs := env.get("DAGSTER_MAX_CONCURRENT_RUNS"):
-        config["concurrency"]["runs"]["max_concurrent_runs"] = _positive_int("DAGSTER_MAX_CONCURRENT_RUNS", runs)
+        runs_config["max_concurrent_runs"] = _positive_int("DAGSTER_MAX_CONCURRENT_RUNS", runs)
+    elif url:
+        runs_config["max_concurrent_runs"] = max(runs_config["max_concurrent_runs"], POSTGRES_MAX_CONCURRENT_RUNS)
+    experiments = env.get("DAGSTER_EXPERIMENT_RUN_LIMIT")
+    experiment_limit = (
+        _positive_int("DAGSTER_EXPERIMENT_RUN_LIMIT", experiments) if experiments else default_experiment_run_limit(env)
+    )
+    others = [
+        limit
+        for limit in runs_config.get("tag_concurrency_limits") or []
+        if (limit.get("key"), limit.get("value")) != (EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    ]
+    experiment_entry = {"key": EXPERIMENT_KIND_TAG, "value": EXPERIMENT_KIND, "limit": experiment_limit}
+    runs_config["tag_concurrency_limits"] = [experiment_entry, *others]
     limit = env.get("DAGSTER_POOL_LIMIT")
     pools = config["concurrency"]["pools"]
     pools["default_limit"] = _positive_int("DAGSTER_POOL_LIMIT", limit) if limit else default_pool_limit(env)

@@ -8,7 +8,13 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from assets.resources import DbtResource, DiscoveryResource, LedgerInputsResource, WarehouseResource
+from assets.resources import (
+    DbtResource,
+    DiscoveryResource,
+    ExperimentEnvironmentResource,
+    LedgerInputsResource,
+    WarehouseResource,
+)
 from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS
 from core.platform.warehouse import default_home, default_warehouse_url
 
@@ -47,4 +53,19 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             budgets_file=_text(env, "VENTURELOOP_BUDGETS_FILE"),
             fraud_rules_file=_text(env, "VENTURELOOP_FRAUD_RULES_FILE"),
         ),
+        "experiment_environment": ExperimentEnvironmentResource(
+            outcomes_source=env.get("OUTCOMES_SOURCE") or "simulator",
+            simulator_seed=_integer(env, "SIMULATOR_SEED", 7),
+            simulator_start=_text(env, "SIMULATOR_START"),
+        ),
     }
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: use an integer") from None

@@ -24,6 +24,7 @@ Limits are never updated in place: a change appends a version to ledger.budget_l
 
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -486,7 +487,12 @@ def _check_spend(prepared: Prepared) -> None:
 
 
 def spend_prepared(
-    warehouse: Warehouse, prepared: Prepared, *, clock: Clock = utc_now, spend_window: SpendWindow | None = None
+    warehouse: Warehouse,
+    prepared: Prepared,
+    *,
+    clock: Clock = utc_now,
+    spend_window: SpendWindow | None = None,
+    in_transaction: Callable[[Any, str], None] | None = None,
 ) -> SpendResult:
     """spend() for a transaction already prepared (the imports' cost rows)."""
     _check_spend(prepared)
@@ -496,6 +502,8 @@ def spend_prepared(
 
     def check(conn: Any, backend: str, new: list[Prepared]) -> None:
         if not new:
+            if in_transaction:
+                in_transaction(conn, backend)
             return  # a repeated key: the original stands, however old it is now
         checked.append(clock())
         problem = spend_window.problem(new[0].request.occurred_at, checked[-1])
@@ -504,6 +512,8 @@ def spend_prepared(
         refusals = _refusals(conn, backend, new[0])
         if refusals:
             raise _Refused(refusals)
+        if in_transaction:
+            in_transaction(conn, backend)
 
     try:
         result = book_prepared(warehouse, [prepared], check, clock=clock)[0]
@@ -520,14 +530,19 @@ def spend(
     tax: TaxCalculator | None = None,
     clock: Clock = utc_now,
     spend_window: SpendWindow | None = None,
+    in_transaction: Callable[[Any, str], None] | None = None,
 ) -> SpendResult:
     """Book a spend if every applicable budget allows it, atomically; otherwise book nothing and say
     which budgets refused and by how much. A repeated key returns the original (no re-check).
 
     The windows are those containing the spend's occurred_at, which must lie within `spend_window`
     (default SpendWindow(); the budgets file's is budget_config.load_spend_window) of the clock's
-    now; `clock` also stamps its recorded_at. Every expense posting must be positive."""
-    return spend_prepared(warehouse, prepare(request, tax), clock=clock, spend_window=spend_window)
+    now; `clock` also stamps its recorded_at. Every expense posting must be positive.
+    `in_transaction(conn, backend)` runs inside the booking's transaction once the spend is allowed
+    (or is a repeat), so the caller's own record of it (the executor's checkpoint) commits with it."""
+    return spend_prepared(
+        warehouse, prepare(request, tax), clock=clock, spend_window=spend_window, in_transaction=in_transaction
+    )
 
 
 def reverse_spend(

@@ -225,6 +225,44 @@ EXPERIMENTS_DDL: list[str] = [
         transitioned_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (experiment_id, seq)
     )""",
+    # Added after the table (so existing warehouses upgrade): the executor's times, in the
+    # environment's clock (simulated time in the simulator), and the collect_outcome result (JSON).
+    "ALTER TABLE experiments.experiments ADD COLUMN IF NOT EXISTS started_at TIMESTAMPTZ",
+    "ALTER TABLE experiments.experiments ADD COLUMN IF NOT EXISTS wake_at TIMESTAMPTZ",
+    "ALTER TABLE experiments.experiments ADD COLUMN IF NOT EXISTS finished_at TIMESTAMPTZ",
+    "ALTER TABLE experiments.experiments ADD COLUMN IF NOT EXISTS outcome TEXT",
+    # One row per run of the executor (core.experiments.executor): status running|finished|failed.
+    """CREATE TABLE IF NOT EXISTS experiments.runs (
+        experiment_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        message TEXT,
+        PRIMARY KEY (experiment_id, attempt)
+    )""",
+    # A completed playbook step: a rerun skips it (core.experiments.checkpoints).
+    """CREATE TABLE IF NOT EXISTS experiments.checkpoints (
+        experiment_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        step_type TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        result TEXT NOT NULL,
+        completed_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (experiment_id, step_id)
+    )""",
+    # A manual gate a person opened (`ventureloop experiments open-gate`).
+    """CREATE TABLE IF NOT EXISTS experiments.gates (
+        experiment_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        opened_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        opened_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (experiment_id, step_id)
+    )""",
 ]
 
 ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL

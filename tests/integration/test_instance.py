@@ -62,6 +62,30 @@ def test_the_default_pool_limit_follows_the_warehouse_backend():
     assert limit({"WAREHOUSE_URL": "postgresql://u@h/db", "DAGSTER_POOL_LIMIT": "2"}) == 2
 
 
+def test_experiment_runs_at_once_follow_the_instance_and_warehouse(tmp_path):
+    def runs(env: dict[str, str]) -> tuple[int, int | None, list]:
+        config = instance.render(env)
+        limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+        return config["concurrency"]["runs"]["max_concurrent_runs"], instance.experiment_run_limit_of(config), limits
+
+    both = {"DAGSTER_POSTGRES_URL": "postgresql://u@h/dagster", "WAREHOUSE_URL": "postgresql://u@h/warehouse"}
+    assert runs({})[:2] == (4, 1)  # SQLite and DuckDB: one experiment run at a time
+    assert runs({"WAREHOUSE_URL": "postgresql://u@h/warehouse"})[:2] == (4, 1)  # SQLite run storage
+    assert runs({"DAGSTER_POSTGRES_URL": "postgresql://u@h/dagster"})[:2] == (12, 1)  # a DuckDB warehouse
+    assert runs(both) == (12, 10, [{"key": "ventureloop/kind", "value": "experiment", "limit": 10}])
+    assert runs({**both, "DAGSTER_EXPERIMENT_RUN_LIMIT": "3", "DAGSTER_MAX_CONCURRENT_RUNS": "20"})[:2] == (20, 3)
+    assert runs({"DAGSTER_EXPERIMENT_RUN_LIMIT": "2"})[:2] == (4, 2)
+    with pytest.raises(ValueError, match="DAGSTER_EXPERIMENT_RUN_LIMIT must be a positive integer, got '0'"):
+        instance.render({"DAGSTER_EXPERIMENT_RUN_LIMIT": "0"})
+    # The shipped file already limits experiment runs, and Dagster accepts what render writes.
+    assert instance.experiment_run_limit_of(yaml.safe_load(instance.TEMPLATE.read_text())) == 1
+    instance.write(tmp_path, env={"DAGSTER_EXPERIMENT_RUN_LIMIT": "10", "DAGSTER_MAX_CONCURRENT_RUNS": "12"})
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
+        queue = inst.get_concurrency_config().run_queue_config
+    assert queue.max_concurrent_runs == 12
+    assert queue.tag_concurrency_limits == [{"key": "ventureloop/kind", "value": "experiment", "limit": 10}]
+
+
 def test_an_instance_that_disagrees_with_the_environment_is_refused(tmp_path):
     postgres = {"DAGSTER_POSTGRES_URL": "postgresql://u:secret@h/db"}
     home = {"DAGSTER_HOME": str(tmp_path)}

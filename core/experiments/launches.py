@@ -1,0 +1,107 @@
+"""Which experiments need a run now: what the launch sensor asks every tick.
+
+A launch's run key is the experiment and attempt, so the sensor can never start the same attempt
+twice; the attempt is one more than the experiment's last recorded run.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.experiments.checkpoints import as_utc
+from core.experiments.executor import ExecutionLimits
+from core.experiments.lifecycle import APPROVED, QUEUED, get_experiment, transition
+from core.platform.warehouse import Warehouse
+
+APPROVED_REASON = "approved"
+WOKE = "woke"
+RESUMED = "resumed"
+RETRY = "retry after failed run"
+
+
+@dataclass(frozen=True)
+class Launch:
+    experiment_id: str
+    attempt: int
+    reason: str  # "approved", "woke", "resumed", "retry after failed run"
+
+    @property
+    def run_key(self) -> str:
+        return f"experiment:{self.experiment_id}:attempt:{self.attempt}"
+
+
+def _runs_by_experiment(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -> dict[str, list[dict]]:
+    """Each experiment's runs, first attempt first; a run still marked running after longer than
+    max_wall_seconds is counted as failed (its process died without saying so)."""
+    frame = warehouse.query(
+        "SELECT experiment_id, attempt, status, started_at FROM experiments.runs ORDER BY experiment_id, attempt"
+    )
+    stale = now - timedelta(seconds=limits.max_wall_seconds)
+    runs: dict[str, list[dict]] = {}
+    for row in frame.to_dict("records"):
+        status = row["status"]
+        if status == "running" and as_utc(row["started_at"]) < stale:
+            status = "failed"
+        runs.setdefault(row["experiment_id"], []).append({"attempt": int(row["attempt"]), "status": status})
+    return runs
+
+
+def due_launches(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -> list[Launch]:
+    """Approved experiments with a budget allocated (the sensor queues them on launch), queued ones
+    whose first run never started, running ones whose wake_at has come (or that were resumed) with
+    no run in progress, and running ones whose last run failed with attempts left."""
+    runs = _runs_by_experiment(warehouse, now, limits)
+    frame = warehouse.query(
+        "SELECT e.experiment_id, e.state, e.allocated_budget_minor, e.wake_at, "
+        "(SELECT t.from_state FROM experiments.transitions t WHERE t.experiment_id = e.experiment_id "
+        " ORDER BY t.seq DESC LIMIT 1) AS last_from "
+        "FROM experiments.experiments e WHERE e.state IN ('approved', 'queued', 'running') "
+        "ORDER BY e.created_at, e.experiment_id"
+    )
+    launches = []
+    for row in frame.to_dict("records"):
+        experiment_id, state = row["experiment_id"], row["state"]
+        history = runs.get(experiment_id, [])
+        attempt = (history[-1]["attempt"] if history else 0) + 1
+        if state in (APPROVED, QUEUED):
+            allocated = row["allocated_budget_minor"]
+            if state == QUEUED and not history:
+                launches.append(Launch(experiment_id, 1, APPROVED_REASON))
+            elif state == APPROVED and allocated is not None and allocated == allocated and int(allocated) > 0:
+                launches.append(Launch(experiment_id, attempt, APPROVED_REASON))
+            continue
+        if any(r["status"] == "running" for r in history):
+            continue
+        if history and history[-1]["status"] == "failed":
+            if sum(r["status"] == "failed" for r in history) < limits.max_attempts:
+                launches.append(Launch(experiment_id, attempt, RETRY))
+            continue
+        wake_at = as_utc(row["wake_at"])
+        if wake_at is None or wake_at <= now:
+            launches.append(Launch(experiment_id, attempt, RESUMED if row["last_from"] == "paused" else WOKE))
+    return launches
+
+
+def exhausted(warehouse: Warehouse, limits: ExecutionLimits) -> list[str]:
+    """Running experiments with max_attempts failed runs: the sensor fails and rolls them back."""
+    frame = warehouse.query(
+        "SELECT r.experiment_id FROM experiments.runs r "
+        "JOIN experiments.experiments e ON e.experiment_id = r.experiment_id "
+        "WHERE e.state = 'running' AND r.status = 'failed' "
+        "GROUP BY r.experiment_id HAVING count(*) >= %s ORDER BY r.experiment_id",
+        [limits.max_attempts],
+    )
+    return frame["experiment_id"].tolist()
+
+
+def queue_launch(warehouse: Warehouse, launch: Launch, *, actor: str) -> None:
+    """approved -> queued on the first launch; a later launch (or a repeat of the first) changes nothing."""
+    if get_experiment(warehouse, launch.experiment_id)["state"] != APPROVED:
+        return
+    transition(
+        warehouse,
+        launch.experiment_id,
+        QUEUED,
+        actor=actor,
+        reason=f"launched as {launch.run_key} ({launch.reason})",
+        expected_from=APPROVED,
+    )

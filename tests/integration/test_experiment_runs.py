@@ -1,0 +1,314 @@
+"""Experiment runs through Dagster: the experiment_launcher sensor launches one run per due
+experiment under a run key that cannot repeat, the experiment_run job executes it to completed on
+DuckDB and PostgreSQL, a webhook's 500 is retried by the op's RetryPolicy, and on PostgreSQL the
+real daemon and run queue run 10 experiments at once with their history and audit chain intact."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+from assets.experiments.execution import (
+    STEP_RETRY_POLICY,
+    experiment_launcher,
+    experiment_run,
+)
+from assets.resources import ExperimentEnvironmentResource, WarehouseResource
+from core.experiments.checkpoints import runs
+from core.experiments.lifecycle import history, transition
+from core.experiments.proposals import ApprovalPolicy, propose_from_scored
+from core.ledger.audit import canonical_json, fixed_clock
+from core.ledger.verify import verify
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+NEVER = ApprovalPolicy(max_budget_minor=0, min_score=1.0)
+HOOK = "https://hooks.ventureloop.test/launch"
+LIFE = ["proposed", "approved", "queued", "running", "completed"]
+HTTP_PLAYBOOK = [{"id": "launch", "type": "http", "params": {"url": HOOK, "method": "POST", "body": {"n": 1}}}]
+
+
+def approved_experiment(warehouse: Warehouse, playbook: list[dict], *, allocated_minor: int | None = 5_000) -> str:
+    """A proposed experiment with `playbook` and an allocation, approved as a person would."""
+    import pandas as pd
+
+    opportunity = f"opp-{uuid.uuid4().hex[:10]}"
+    scored = pd.DataFrame(
+        [
+            {
+                "opportunity_id": opportunity,
+                "score": 0.7,
+                "opportunity_type": "saas",
+                "title": f"Opportunity {opportunity}",
+                "est_monthly_revenue_cents": 300_000,
+                "cluster_id": f"cluster-{opportunity}",
+                "is_cluster_lead": True,
+            }
+        ]
+    )
+    (experiment_id,) = propose_from_scored(warehouse, scored, 1, NEVER, fixed_clock(T0)).created
+    warehouse.execute(
+        "UPDATE experiments.experiments SET playbook = %s, allocated_budget_minor = %s WHERE experiment_id = %s",
+        [canonical_json(playbook), allocated_minor, experiment_id],
+    )
+    transition(warehouse, experiment_id, "approved", actor="alice", reason="test", clock=fixed_clock(T0))
+    return experiment_id
+
+
+def state_of(warehouse: Warehouse, experiment_id: str) -> str:
+    return warehouse.scalar("SELECT state FROM experiments.experiments WHERE experiment_id = %s", [experiment_id])
+
+
+class Webhook:
+    """A webhook receiver the test controls: answers `statuses` in turn, then 200."""
+
+    def __init__(self, *statuses: int):
+        self.statuses = list(statuses)
+        self.calls: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        return httpx.Response(self.statuses.pop(0) if self.statuses else 200, json={"ok": True})
+
+
+class LiveWithWebhook(ExperimentEnvironmentResource):
+    """The live environment, its webhooks answered in-process by a Webhook."""
+
+    def build(self, warehouse: Warehouse):
+        from core.experiments.executor import LiveEnvironment
+
+        return LiveEnvironment(transport=httpx.MockTransport(WEBHOOK))
+
+
+WEBHOOK = Webhook()
+
+
+@pytest.fixture
+def webhook():
+    global WEBHOOK
+    WEBHOOK = Webhook()
+    yield WEBHOOK
+
+
+def launch_requests(warehouse: Warehouse, instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], str | None]:
+    context = dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource(url=warehouse.url)})
+    result = experiment_launcher(context)
+    return list(result.run_requests or []), result.skip_reason.skip_message if result.skip_reason else None
+
+
+def run_launch(warehouse: Warehouse, instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    return experiment_run.execute_in_process(
+        run_config=request.run_config,
+        tags=request.tags,
+        instance=instance,
+        resources={
+            "warehouse": WarehouseResource(url=warehouse.url),
+            "experiment_environment": LiveWithWebhook(outcomes_source="none"),
+        },
+        raise_on_error=False,
+    )
+
+
+def test_the_sensor_launches_each_due_experiment_once_under_its_run_key(warehouse):
+    due = [approved_experiment(warehouse, HTTP_PLAYBOOK) for _ in range(3)]
+    unallocated = approved_experiment(warehouse, HTTP_PLAYBOOK, allocated_minor=None)
+    with dg.DagsterInstance.ephemeral() as instance:
+        requests, skipped = launch_requests(warehouse, instance)
+        assert skipped is None
+        assert sorted(r.run_key for r in requests) == sorted(f"experiment:{e}:attempt:1" for e in due)
+        for request in requests:
+            experiment_id = request.tags["ventureloop/experiment"]
+            assert request.tags["ventureloop/kind"] == "experiment"
+            assert request.run_config["ops"]["execute_experiment_run"]["config"] == {
+                "experiment_id": experiment_id,
+                "attempt": 1,
+            }
+            assert state_of(warehouse, experiment_id) == "queued"
+        assert state_of(warehouse, unallocated) == "approved"
+        # Dagster would drop a repeated run key; until their runs end, the sensor does not even ask.
+        for request in requests:
+            instance.create_run_for_job(experiment_run, run_config=request.run_config, tags=request.tags)
+        again, skipped = launch_requests(warehouse, instance)
+        assert again == []
+        assert "3 with a run not yet ended" in skipped
+        assert "1 approved without an allocated budget (materialize experiment_allocations)" in skipped
+
+
+def test_the_job_runs_a_launched_experiment_to_completed(warehouse, webhook):
+    experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
+    with dg.DagsterInstance.ephemeral() as instance:
+        (request,), _ = launch_requests(warehouse, instance)
+        result = run_launch(warehouse, instance, request)
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags["ventureloop/kind"] == "experiment" and run.tags["ventureloop/experiment"] == experiment_id
+    assert state_of(warehouse, experiment_id) == "completed"
+    assert list(history(warehouse, experiment_id)["to_state"]) == LIFE
+    assert len(webhook.calls) == 1
+    assert webhook.calls[0].headers["Idempotency-Key"] == f"experiment:{experiment_id}:step:launch"
+    assert verify(warehouse).ok, verify(warehouse).summary()
+
+
+def test_a_webhook_500_is_retried_by_the_retry_policy_then_completes(warehouse, webhook):
+    webhook.statuses = [500]
+    experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
+    with dg.DagsterInstance.ephemeral() as instance:
+        (request,), _ = launch_requests(warehouse, instance)
+        result = run_launch(warehouse, instance, request)
+        assert result.success
+        retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        assert len(retried) == 1
+    assert [c.headers["Idempotency-Key"] for c in webhook.calls] == [f"experiment:{experiment_id}:step:launch"] * 2
+    assert state_of(warehouse, experiment_id) == "completed"
+    assert STEP_RETRY_POLICY.backoff == dg.Backoff.EXPONENTIAL and STEP_RETRY_POLICY.jitter is not None
+
+
+def test_a_permanent_webhook_failure_fails_the_run_without_retrying_and_rolls_back(warehouse, webhook):
+    webhook.statuses = [404]
+    experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
+    with dg.DagsterInstance.ephemeral() as instance:
+        (request,), _ = launch_requests(warehouse, instance)
+        result = run_launch(warehouse, instance, request)
+        assert not result.success
+        assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(webhook.calls) == 1
+    assert state_of(warehouse, experiment_id) == "rolled_back"
+
+
+def test_a_busy_experiment_is_left_alone(warehouse, webhook):
+    from core.experiments.lock import experiment_lock
+
+    experiment_id = approved_experiment(warehouse, HTTP_PLAYBOOK)
+    with dg.DagsterInstance.ephemeral() as instance:
+        (request,), _ = launch_requests(warehouse, instance)
+        with experiment_lock(warehouse, experiment_id):  # another run holds it
+            result = run_launch(warehouse, instance, request)
+        assert result.success
+        (output,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT]
+        assert output.event_specific_data.metadata["state"].value == "busy"
+    assert state_of(warehouse, experiment_id) == "queued" and webhook.calls == []
+
+
+# -- the done-when: 10 experiments at once through the real daemon and run queue ---------------
+
+CONCURRENT = 10
+# Each experiment's one step waits until all ten have reached it: the run can only finish if ten
+# ran at once. It gives up (and fails the experiment) after BARRIER_SECONDS.
+BARRIER_SECONDS = 120
+BARRIER = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    here = pathlib.Path(sys.argv[1]); here.mkdir(exist_ok=True); (here / sys.argv[2]).touch()
+    deadline = time.monotonic() + float(sys.argv[4])
+    while len(list(here.iterdir())) < int(sys.argv[3]):
+        if time.monotonic() > deadline:
+            sys.exit(f"only {len(list(here.iterdir()))} of {sys.argv[3]} experiments ran at once")
+        time.sleep(0.2)
+    """
+)
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
+def wait_for_runs(dagster: dg.DagsterInstance, daemon: subprocess.Popen, log: Path, count: int, timeout: float):
+    """The experiment runs' records once `count` of them have ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = dagster.get_run_records(filters=dg.RunsFilter(tags={"ventureloop/kind": "experiment"}))
+        if len(records) >= count and all(r.dagster_run.is_finished for r in records):
+            return records
+        assert daemon.poll() is None, f"the daemon exited: {log.read_text()[-3000:]}"
+        time.sleep(1)
+    statuses = [r.dagster_run.status.value for r in records]
+    raise AssertionError(f"after {timeout} s the experiment runs are {statuses}: {log.read_text()[-3000:]}")
+
+
+@pytest.mark.postgres
+def test_ten_experiments_run_at_once_through_the_daemon_and_run_queue(tmp_path, postgres_database, monkeypatch):
+    from orchestration import instance as vl_instance
+
+    started = time.monotonic()
+    warehouse = Warehouse(postgres_database())
+    ensure_schema(warehouse)
+    barrier = tmp_path / "barrier"
+    experiments = []
+    for n in range(CONCURRENT):
+        argv = [sys.executable, "-c", BARRIER, str(barrier), f"e{n}", str(CONCURRENT), str(BARRIER_SECONDS)]
+        experiments.append(
+            approved_experiment(warehouse, [{"id": "together", "type": "command", "params": {"argv": argv}}])
+        )
+    home = tmp_path / "dagster"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_POSTGRES_URL": (dagster_url := postgres_database()),
+        "WAREHOUSE_URL": warehouse.url,
+        "VENTURELOOP_HOME": str(tmp_path),
+        "OUTCOMES_SOURCE": "none",
+        "DAGSTER_EXECUTOR": "in_process",
+        # Ten run processes load the code location at once on a shared machine.
+        "DAGSTER_GRPC_TIMEOUT_SECONDS": "180",
+    }
+    for name in ("DAGSTER_EXPERIMENT_RUN_LIMIT", "DAGSTER_MAX_CONCURRENT_RUNS", "DAGSTER_POOL_LIMIT"):
+        env.pop(name, None)
+    vl_instance.write(home, env)
+    config = vl_instance.read(home)
+    assert vl_instance.experiment_run_limit_of(config) == CONCURRENT
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: orchestration.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: ventureloop\n"
+    )
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_url)  # the instance file names the variable
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("w") as log, dg.DagsterInstance.from_config(str(home)) as dagster:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # with its code server and run processes: stopped as a group below
+        )
+        try:
+            records = wait_for_runs(dagster, daemon, log_path, CONCURRENT, timeout=240)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+    wall = time.monotonic() - started
+    states = {e: state_of(warehouse, e) for e in experiments}
+    assert set(states.values()) == {"completed"}, (states, log_path.read_text()[-3000:])
+    assert sorted(r.dagster_run.tags["dagster/run_key"] for r in records) == sorted(
+        f"experiment:{e}:attempt:1" for e in experiments
+    )  # one run each, launched by the sensor under its run key
+    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}
+    # Dagster's own record of the runs: all ten were in progress at one moment.
+    assert max_overlap([(r.start_time, r.end_time) for r in records]) >= CONCURRENT
+    for experiment_id in experiments:
+        assert list(history(warehouse, experiment_id)["to_state"]) == LIFE
+        assert list(runs(warehouse, experiment_id)["status"]) == ["finished"]
+    report = verify(warehouse)
+    assert report.ok, report.summary()
+    print(f"\n{CONCURRENT} experiments at once through the daemon and run queue: {wall:.1f} s")
