@@ -1,30 +1,33 @@
-"""DAGSTER_EXECUTOR=celery for real: a `dagster-celery worker` process on the real Redis, a
-PostgreSQL Dagster instance and a PostgreSQL warehouse, against the same job run in-process."""
+"""DAGSTER_EXECUTOR=celery for real: an experiment run through a `dagster-celery worker` process on
+the real Redis, with a PostgreSQL Dagster instance and warehouse, leaves the same checkpoints, ledger
+rows, state history and audit events as an identical experiment run in-process, and the ledger and
+its audit chain verify."""
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pytest
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+import yaml
 
 from core.platform.warehouse import Warehouse
 from orchestration import instance as instance_file
 from orchestration.wiring import DEFAULT_CELERY_BROKER_URL
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE = Path(__file__).with_name("celery_probe.py")
 WORKER_START = ["dagster-celery", "worker", "start", "-A", "orchestration.celery_app"]  # as docs/deploy.md says
-RUN_TIMEOUT = 60  # seconds: a job the worker never picks up must fail the test, not hang it
+JOB_EXECUTE = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "orchestration.definitions"]
+RUN_TIMEOUT = 90  # seconds: a run whose step no worker takes must fail the test, not hang it
 pytestmark = pytest.mark.postgres
 
 
@@ -54,6 +57,7 @@ def celery_env(tmp_path, postgres_database, redis_url, monkeypatch) -> dict[str,
         "DAGSTER_EXECUTOR": "celery",
         "DAGSTER_CELERY_QUEUE": f"vl-test-{uuid.uuid4().hex[:10]}",
         "VENTURELOOP_HOME": str(tmp_path / "home"),
+        "OUTCOMES_SOURCE": "none",  # the live environment: its steps here need no network
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -75,12 +79,9 @@ def worker(celery_env, tmp_path) -> Iterator[Path]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the celery process it starts goes with it
         )
+    # Not waited for: a task waits in Redis until the worker takes it, so the worker's start
+    # overlaps the test's own setup and its in-process run.
     try:
-        deadline = time.monotonic() + 30
-        while "ready." not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the celery worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
         yield log
     finally:
         _stop(process)
@@ -99,51 +100,172 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _execute(recon_job, instance: dg.DagsterInstance, run_config: dict) -> Any:
-    """dg.execute_job, but failing after RUN_TIMEOUT: the celery loop waits for ever on a task
-    no worker takes."""
-    outcome: dict = {}
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+LIFE = ["proposed", "approved", "queued", "running", "completed"]
+# Steps with side effects in the worker's process: a command, and two spends booked in the ledger.
+PLAYBOOK = [
+    {"id": "launch", "type": "command", "params": {"argv": [sys.executable, "-c", "print('launched')"]}},
+    {
+        "id": "ads",
+        "type": "spend",
+        "params": {"account": "expenses:ads", "amount_minor": 1_200, "currency": "USD"},
+        "after": ["launch"],
+    },
+    {
+        "id": "boost",
+        "type": "spend",
+        "params": {"account": "expenses:ads", "amount_minor": 300, "currency": "USD"},
+        "after": ["ads"],
+    },
+]
 
-    def target() -> None:
-        try:
-            outcome["result"] = dg.execute_job(recon_job, instance=instance, run_config=run_config)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
-            outcome["error"] = error
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(RUN_TIMEOUT)
-    if thread.is_alive():
-        pytest.fail(f"the run did not finish in {RUN_TIMEOUT} s: no worker took its steps?")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+def queued_experiment(warehouse: Warehouse) -> dg.RunRequest:
+    """An experiment with PLAYBOOK, approved with a budget and queued as the experiment_launcher
+    sensor queues it; the run request the sensor would make for it."""
+    from assets.experiments.execution import SENSOR_ACTOR, run_request
+    from core.experiments.launches import Launch, queue_launch
+    from core.experiments.lifecycle import transition
+    from core.experiments.proposals import ApprovalPolicy, propose_from_scored
+    from core.ledger.audit import canonical_json, fixed_clock
+
+    opportunity = f"opp-{uuid.uuid4().hex[:10]}"
+    scored = pd.DataFrame(
+        [
+            {
+                "opportunity_id": opportunity,
+                "score": 0.7,
+                "opportunity_type": "saas",
+                "title": "Invoice API",
+                "est_monthly_revenue_cents": 300_000,
+                "cluster_id": f"cluster-{opportunity}",
+                "is_cluster_lead": True,
+            }
+        ]
+    )
+    never = ApprovalPolicy(max_budget_minor=0, min_score=1.0)
+    (experiment_id,) = propose_from_scored(warehouse, scored, 1, never, fixed_clock(T0)).created
+    warehouse.execute(
+        "UPDATE experiments.experiments SET playbook = %s, allocated_budget_minor = %s WHERE experiment_id = %s",
+        [canonical_json(PLAYBOOK), 5_000, experiment_id],
+    )
+    transition(warehouse, experiment_id, "approved", actor="alice", reason="test", clock=fixed_clock(T0))
+    launch = Launch(experiment_id, 1, "approved")
+    queue_launch(warehouse, launch, actor=SENSOR_ACTOR)
+    return run_request(launch)
 
 
-def test_a_job_runs_its_steps_in_the_celery_worker(celery_env, worker):
-    repository = ReconstructableRepository.for_file(str(PROBE), "defs", working_directory=str(ROOT))
-    recon_job = repository.get_reconstructable_job("celery_probe")
-    job = recon_job.get_definition()
-    assert job.executor_def.name == "celery"  # chosen by DAGSTER_EXECUTOR alone
+def run_through_celery(env: dict[str, str], request: dg.RunRequest, tmp_path: Path, worker_log: Path) -> None:
+    """A run process as the daemon starts one: `dagster job execute` on the code location, whose
+    executor DAGSTER_EXECUTOR=celery chose; its one step goes to the worker."""
+    config = tmp_path / "run_config.yaml"
+    config.write_text(yaml.safe_dump(request.run_config))
+    done = subprocess.run(
+        [*JOB_EXECUTE, "-j", "experiment_run", "-c", str(config), "--tags", json.dumps(request.tags)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\nworker:\n{worker_log.read_text()[-3000:]}"
 
-    config = {"ops": {"write_probe": {"config": {"label": "celery"}}}}
+
+def run_in_process(env: dict[str, str], request: dg.RunRequest, instance: dg.DagsterInstance) -> str:
+    from assets.experiments.execution import experiment_run
+    from orchestration.resources import resources
+
+    chosen = resources(env)
+    result = experiment_run.execute_in_process(
+        run_config=request.run_config,
+        tags=request.tags,
+        instance=instance,
+        resources={"warehouse": chosen["warehouse"], "experiment_environment": chosen["experiment_environment"]},
+    )
+    assert result.success
+    return result.run_id
+
+
+def what_it_left(warehouse: Warehouse, experiment_id: str, run_id: str) -> dict:
+    """The experiment's checkpoints, ledger rows, state history and audit events, with its own id
+    and its run's id written as placeholders so that two experiments' can be compared."""
+    from core.experiments.checkpoints import load_checkpoints
+    from core.experiments.lifecycle import history
+
+    def same(value: object) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        return text.replace(experiment_id, "<experiment>").replace(run_id, "<run>")
+
+    checkpoints = load_checkpoints(warehouse, experiment_id)
+    results = {step: dict(row["result"]) for step, row in checkpoints.items()}
+    for result in results.values():
+        result.pop("transaction_id", None)  # a new uuid per booking
+    postings = warehouse.query(
+        "SELECT p.account_id, p.amount_minor, p.currency, t.idempotency_key FROM ledger.postings p "
+        "JOIN ledger.transactions t ON t.transaction_id = p.transaction_id WHERE p.experiment_id = %s "
+        "ORDER BY t.idempotency_key, p.line",
+        [experiment_id],
+    )
+    transitions = history(warehouse, experiment_id)
+    audit = warehouse.query(
+        "SELECT event_type FROM audit.events WHERE payload LIKE %s ORDER BY seq", [f"%{experiment_id}%"]
+    )
+    return {
+        "checkpoints": {
+            step: (row["step_type"], int(row["attempt"]), same(row["run_id"]), row["environment"], same(results[step]))
+            for step, row in sorted(checkpoints.items())
+        },
+        "postings": [same(list(row)) for row in postings.itertuples(index=False)],
+        "history": [(row.to_state, same(row.actor)) for row in transitions.itertuples()],
+        "audit": list(audit["event_type"]),
+    }
+
+
+def test_an_experiment_runs_through_a_celery_worker_as_it_runs_in_process(celery_env, worker, tmp_path):
+    from core.experiments.checkpoints import runs
+    from core.ledger.verify import verify
+    from core.platform.schema import ensure_schema
+
+    warehouse = Warehouse(celery_env["WAREHOUSE_URL"])
+    ensure_schema(warehouse)
+    through_celery, in_process = queued_experiment(warehouse), queued_experiment(warehouse)
+
     with dg.DagsterInstance.from_config(celery_env["DAGSTER_HOME"]) as instance:
-        result = _execute(recon_job, instance, config)
-        assert result.success
-        in_process = job.execute_in_process(
-            run_config={"ops": {"write_probe": {"config": {"label": "in_process"}}}}, instance=instance
+        in_process_run = run_in_process(celery_env, in_process, instance)
+        started = time.monotonic()
+        run_through_celery(celery_env, through_celery, tmp_path, worker)
+        celery_seconds = time.monotonic() - started
+        (record,) = instance.get_run_records(
+            dg.RunsFilter(tags={"ventureloop/experiment": through_celery.tags["ventureloop/experiment"]})
         )
-        assert in_process.success
-        messages = [event.message or "" for event in instance.all_logs(result.run_id)]
-
-    rows = Warehouse(celery_env["WAREHOUSE_URL"]).query("SELECT * FROM public.celery_probe ORDER BY label")
-    assert rows["label"].tolist() == ["celery", "in_process"]
-    by_label = rows.set_index("label")
-    assert by_label.loc["in_process", "pid"] == os.getpid()
-    assert by_label.loc["celery", "pid"] != os.getpid()  # the worker's process, not this one
-    assert by_label.loc["celery", "run_id"] == result.run_id
+        celery_run = record.dagster_run.run_id
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        messages = [event.message or "" for event in instance.all_logs(celery_run)]
     queue = celery_env["DAGSTER_CELERY_QUEUE"]
-    for step in ("write_probe", "count_probes"):
-        assert f'Submitting celery task for step "{step}" to queue "{queue}".' in messages
-        assert f"[CeleryExecutor] Executing steps {step} in celery worker" in messages
-    assert "Task execute_plan[" in worker.read_text()  # the worker's own log shows it took the tasks
+    assert f'Submitting celery task for step "execute_experiment_run" to queue "{queue}".' in messages
+    assert "[CeleryExecutor] Executing steps execute_experiment_run in celery worker" in messages
+    assert "Task execute_plan[" in worker.read_text()  # the worker's own log shows it took the task
+
+    ids = {
+        "celery": (through_celery.tags["ventureloop/experiment"], celery_run),
+        "in_process": (in_process.tags["ventureloop/experiment"], in_process_run),
+    }
+    left = {how: what_it_left(warehouse, experiment_id, run_id) for how, (experiment_id, run_id) in ids.items()}
+    assert left["celery"] == left["in_process"]
+    # And what they both left is the whole playbook, once: not two equally empty results.
+    assert list(left["celery"]["checkpoints"]) == ["ads", "boost", "launch"]
+    assert left["celery"]["checkpoints"]["launch"][4] == json.dumps({"returncode": 0, "stdout": "launched\n"})
+    assert [row[1] for row in map(json.loads, left["celery"]["postings"])] == [1_200, -1_200, 300, -300]
+    assert [state for state, _ in left["celery"]["history"]] == [
+        "proposed",
+        "approved",
+        "queued",
+        "running",
+        "completed",
+    ]
+    assert ("running", "run:<run>") in left["celery"]["history"]
+    for experiment_id, _ in ids.values():
+        assert list(runs(warehouse, experiment_id)["status"]) == ["finished"]
+    report = verify(warehouse)
+    assert report.ok, report.summary()
+    print(f"\nexperiment run through the celery worker: {celery_seconds:.1f} s (its run process's start included)")
