@@ -1,4 +1,5 @@
-"""The Celery app a ventureloop worker runs: `dagster-celery worker start -A orchestration.celery_app`.
+"""The Celery app a ventureloop worker runs:
+`dagster-celery worker start -A orchestration.celery_app -i orchestration.definitions`.
 
 dagster_celery's own `dagster_celery.app` reads its broker from a YAML file (`-y`); this one reads
 the variables the executor is configured from (orchestration/wiring.py: DAGSTER_CELERY_BROKER_URL,
