@@ -155,3 +155,25 @@ def test_celery_accepts_a_postgres_instance_file_without_dagster_postgres_url(tm
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False}}))  # SQLite
     with pytest.raises(ExecutorChoiceError, match="DAGSTER_POSTGRES_URL"):
         executor(env)
+
+
+def test_the_worker_app_listens_where_the_executor_submits(monkeypatch):
+    """orchestration/celery_app.py (`dagster-celery worker start -A orchestration.celery_app`) reads
+    the executor's variables: a worker started without -q takes the configured queue's tasks."""
+    import importlib
+    import sys
+
+    monkeypatch.setenv("DAGSTER_CELERY_BROKER_URL", "redis://:hunter2@redis.internal:6379/3")
+    monkeypatch.setenv("DAGSTER_CELERY_BACKEND_URL", "redis://redis.internal:6379/4")
+    monkeypatch.setenv("DAGSTER_CELERY_QUEUE", "experiments")
+    monkeypatch.delitem(sys.modules, "orchestration.celery_app", raising=False)
+    celery_app = importlib.import_module("orchestration.celery_app")
+    try:
+        conf = celery_app.app.conf
+        assert conf.broker_url == "redis://:hunter2@redis.internal:6379/3"
+        assert conf.result_backend == "redis://redis.internal:6379/4"
+        assert conf.task_default_queue == "experiments"
+        assert [queue.name for queue in conf.task_queues] == ["experiments"]
+        assert {"execute_plan", "execute_job", "resume_job"} <= set(celery_app.app.tasks)
+    finally:
+        sys.modules.pop("orchestration.celery_app", None)
