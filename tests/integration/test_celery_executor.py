@@ -165,24 +165,29 @@ def queued_experiment(warehouse: Warehouse) -> dg.RunRequest:
     return run_request(launch)
 
 
-@contextlib.contextmanager
-def code_location_of_this_environment() -> Iterator[None]:
-    """orchestration.definitions imported afresh, so that its executor is this environment's
-    (DAGSTER_EXECUTOR=celery), whatever an earlier test in this process imported; the earlier
-    module is put back after."""
-    import orchestration
+# Packages whose modules read the environment when imported (an asset's pool and kinds follow
+# WAREHOUSE_URL, the executor DAGSTER_EXECUTOR).
+READ_ON_IMPORT = ("assets", "orchestration")
 
-    name = "orchestration.definitions"
-    earlier = sys.modules.pop(name, None)
+
+@pytest.fixture
+def code_location_of_this_environment(celery_env) -> Iterator[None]:
+    """The code location imported afresh in this test, so that its executor and assets are this
+    environment's (celery, PostgreSQL) whatever an earlier test in this process imported; the
+    earlier modules are put back after, so that no later test sees this environment's."""
+
+    def ours(name: str) -> bool:
+        return name.split(".")[0] in READ_ON_IMPORT
+
+    earlier = {name: module for name, module in sys.modules.items() if ours(name)}
+    for name in earlier:
+        del sys.modules[name]
     try:
         yield
     finally:
-        sys.modules.pop(name, None)
-        if earlier is not None:
-            sys.modules[name] = earlier
-            orchestration.definitions = earlier
-        elif hasattr(orchestration, "definitions"):
-            del orchestration.definitions
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(earlier)
 
 
 def run_through_celery(request: dg.RunRequest, instance: dg.DagsterInstance, worker_log: Path) -> str:
@@ -194,12 +199,9 @@ def run_through_celery(request: dg.RunRequest, instance: dg.DagsterInstance, wor
 
     def execute() -> None:
         try:
-            with code_location_of_this_environment():
-                repository = ReconstructableRepository.for_module(MODULE, "defs", working_directory=str(ROOT))
-                job = repository.get_reconstructable_job("experiment_run")
-                outcome["result"] = dg.execute_job(
-                    job, instance=instance, run_config=request.run_config, tags=request.tags
-                )
+            repository = ReconstructableRepository.for_module(MODULE, "defs", working_directory=str(ROOT))
+            job = repository.get_reconstructable_job("experiment_run")
+            outcome["result"] = dg.execute_job(job, instance=instance, run_config=request.run_config, tags=request.tags)
         except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
             outcome["error"] = error
 
@@ -266,7 +268,9 @@ def what_it_left(warehouse: Warehouse, experiment_id: str, run_id: str) -> dict:
     }
 
 
-def test_an_experiment_runs_through_a_celery_worker_as_it_runs_in_process(celery_env, worker, tmp_path):
+def test_an_experiment_runs_through_a_celery_worker_as_it_runs_in_process(
+    celery_env, worker, code_location_of_this_environment
+):
     from core.experiments.checkpoints import runs
     from core.ledger.verify import verify
     from core.platform.schema import ensure_schema
