@@ -13,6 +13,8 @@ only decides what Dagster does with the outcome.
   takes the one-writer `duckdb` pool. On PostgreSQL no pool limits it: the per-experiment advisory
   lock keeps two runs off one experiment, and runs of different experiments do not conflict."""
 
+import dataclasses
+
 import dagster as dg
 
 from assets.resources import ExperimentEnvironmentResource, WarehouseResource, warehouse_kind, warehouse_pool
@@ -170,6 +172,21 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     for launch in due_launches(client, now, limits):
         if launch.experiment_id in in_flight:
             continue
+        spent = _ended_unrecorded(context.instance, launch)
+        if len(spent) >= limits.max_attempts:
+            context.log.error(
+                f"experiment {launch.experiment_id}: not launched again: its runs {', '.join(spent.values())} "
+                f"ended without executing it (see their logs: the code location failed to load, say); fix that, "
+                f"then launch experiment_run with attempt {max(spent) + 1} from the launchpad"
+            )
+            continue
+        if spent:
+            # Their run keys are used up: Dagster would skip this launch under the same key forever.
+            context.log.warning(
+                f"experiment {launch.experiment_id}: runs {', '.join(spent.values())} ended without executing it; "
+                f"launching attempt {max(spent) + 1}"
+            )
+            launch = dataclasses.replace(launch, attempt=max(spent) + 1)
         if launch.reason == "approved":
             try:
                 queue_launch(client, launch, actor=SENSOR_ACTOR)
@@ -181,6 +198,15 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     if not requests:
         return dg.SensorResult(skip_reason=_nothing_due(client, now, len(in_flight - {None})))
     return dg.SensorResult(run_requests=requests)
+
+
+def _ended_unrecorded(instance: dg.DagsterInstance, launch) -> dict[int, str]:
+    """attempt -> run id of this experiment's ended Dagster runs at or after the launch's attempt:
+    runs the executor never recorded (due_launches counts attempts from experiments.runs), because
+    they failed before the op ran (a launch error, a lost code server) or found the experiment busy."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: launch.experiment_id}), limit=100)
+    attempts = {int(run.tags[ATTEMPT_TAG]): run.run_id for run in runs if run.tags.get(ATTEMPT_TAG, "").isdigit()}
+    return {attempt: run_id for attempt, run_id in attempts.items() if attempt >= launch.attempt}
 
 
 def _nothing_due(client, now, in_flight: int) -> str:
