@@ -27,7 +27,8 @@ DAGSTER_POSTGRES_URL  Dagster runs in PostgreSQL; default SQLite
 DAGSTER_POOL_LIMIT    warehouse writers at once; default 1 on DuckDB,
                       4 on a PostgreSQL warehouse
 DAGSTER_MAX_CONCURRENT_RUNS  queued runs at once; default 4
-DAGSTER_EXECUTOR      in_process (default) or multiprocess
+DAGSTER_EXECUTOR      in_process (default), multiprocess, or on a
+                      PostgreSQL warehouse celery or k8s
 VENTURELOOP_INBOX     files the inbox sensor imports;
                       default $VENTURELOOP_HOME/inbox
 DISCOVERY_MODE        snapshot (default, offline) or live

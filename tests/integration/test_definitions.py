@@ -82,14 +82,19 @@ def test_the_marts_hang_off_the_ledger_writers_across_locations():
     assert {"ledger_entries", "fx_rates", "budgets"} == {key.to_user_string() for key in external}
 
 
-def test_the_main_location_loads_without_dagster_dbt():
-    # dagster_dbt (and dbt-core under it) doubles a code location's import time; only the marts
-    # location may pay it (orchestration/marts_definitions.py).
+# Imported only where they are used: dagster_dbt (and dbt-core under it) doubles a code location's
+# import time, so only the marts location pays it (orchestration/marts_definitions.py); the scale-out
+# executors only when DAGSTER_EXECUTOR chooses them (orchestration/wiring.py); redis (0.3 s) never
+# by pybreaker (core/platform/http.py).
+HEAVY_IMPORTS = ("dagster_dbt", "dbt", "dagster_celery", "celery", "kombu", "redis", "dagster_k8s", "kubernetes")
+
+
+def test_the_main_location_loads_without_dagster_dbt_or_the_scale_out_executors():
     import subprocess
 
     probe = (
         "import sys, orchestration.definitions; print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('dagster_dbt', 'dbt')))"
+        f"{HEAVY_IMPORTS!r}))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
