@@ -151,6 +151,7 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     client = warehouse.client()
     ensure_schema(client)
     limits = load_limits()
+    _fail_dead_runs(context, client)
     for experiment_id in exhausted(client, limits):
         reason = f"{limits.max_attempts} runs failed (max_attempts in core/experiments/config/execution.yaml)"
         try:
@@ -181,6 +182,21 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     if not requests:
         return dg.SensorResult(skip_reason=_nothing_due(client, now, len(in_flight - {None})))
     return dg.SensorResult(run_requests=requests)
+
+
+def _fail_dead_runs(context: dg.SensorEvaluationContext, client) -> None:
+    """Runs whose process died mid-step (SIGKILL, a lost machine) are failed in experiments.runs
+    and, if Dagster still thinks them alive, in Dagster too: the default run launcher cannot check
+    a run worker's health, so a killed run would stay STARTED and block its experiment for good.
+    The sensor then relaunches the experiment as its next attempt, from its checkpoints."""
+    from core.experiments.launches import DEAD_RUN_MESSAGE, reap_dead_runs
+    from core.ledger.audit import utc_now
+
+    for dead in reap_dead_runs(client, utc_now()):
+        context.log.warning(f"experiment {dead.experiment_id}: run {dead.run_id} (attempt {dead.attempt}) died")
+        run = context.instance.get_run_by_id(dead.run_id)
+        if run is not None and not run.is_finished:
+            context.instance.report_run_failed(run, f"experiment {dead.experiment_id}: {DEAD_RUN_MESSAGE}")
 
 
 def _nothing_due(client, now, in_flight: int) -> str:
