@@ -28,6 +28,7 @@ def main() -> int:
             ["startup.py", "--repeat", "2", "--no-demo"],
             ["ledger_write.py", "--postings", "20000"],
             ["dbt_marts.py", "--postings", "200000"],
+            ["orchestration.py", "--quick"],
         ]
     else:
         runs = [
@@ -36,6 +37,7 @@ def main() -> int:
             ["startup.py"],
             ["ledger_write.py"],
             ["dbt_marts.py"],
+            ["orchestration.py"],
         ]
     failed = []
     for script, *options in runs:

@@ -174,6 +174,7 @@ def _launch(context: dg.SensorEvaluationContext, client) -> dg.SensorResult:
 
     ensure_schema(client)
     limits = load_limits()
+    _fail_dead_runs(context, client)
     for experiment_id in exhausted(client, limits):
         reason = f"{limits.max_attempts} runs failed (max_attempts in core/experiments/config/execution.yaml)"
         try:
@@ -228,6 +229,21 @@ def _ended_unrecorded(instance: dg.DagsterInstance, launch) -> dict[int, str]:
     runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: launch.experiment_id}), limit=100)
     attempts = {int(run.tags[ATTEMPT_TAG]): run.run_id for run in runs if run.tags.get(ATTEMPT_TAG, "").isdigit()}
     return {attempt: run_id for attempt, run_id in attempts.items() if attempt >= launch.attempt}
+
+
+def _fail_dead_runs(context: dg.SensorEvaluationContext, client) -> None:
+    """Runs whose process died mid-step (SIGKILL, a lost machine) are failed in experiments.runs
+    and, if Dagster still thinks them alive, in Dagster too: the default run launcher cannot check
+    a run worker's health, so a killed run would stay STARTED and block its experiment for good.
+    The sensor then relaunches the experiment as its next attempt, from its checkpoints."""
+    from core.experiments.launches import DEAD_RUN_MESSAGE, reap_dead_runs
+    from core.ledger.audit import utc_now
+
+    for dead in reap_dead_runs(client, utc_now()):
+        context.log.warning(f"experiment {dead.experiment_id}: run {dead.run_id} (attempt {dead.attempt}) died")
+        run = context.instance.get_run_by_id(dead.run_id)
+        if run is not None and not run.is_finished:
+            context.instance.report_run_failed(run, f"experiment {dead.experiment_id}: {DEAD_RUN_MESSAGE}")
 
 
 def _nothing_due(client, now, in_flight: int) -> str:

@@ -11,7 +11,7 @@ from core.experiments.checkpoints import as_utc
 from core.experiments.executor import ExecutionLimits
 from core.experiments.lifecycle import APPROVED, QUEUED, get_experiment, transition
 from core.experiments.lock import ExperimentBusy, experiment_lock
-from core.platform.warehouse import Warehouse
+from core.platform.warehouse import Warehouse, run_sql
 
 APPROVED_REASON = "approved"
 WOKE = "woke"
@@ -90,6 +90,50 @@ def due_launches(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -
         if wake_at is None or wake_at <= now:
             launches.append(Launch(experiment_id, attempt, RESUMED if row["last_from"] == "paused" else WOKE))
     return launches
+
+
+@dataclass(frozen=True)
+class DeadRun:
+    experiment_id: str
+    attempt: int
+    run_id: str
+
+
+DEAD_RUN_MESSAGE = (
+    "the run's process died without finishing (killed or lost): its experiment lock was free while the "
+    "run was marked running; the next attempt continues from the checkpoints"
+)
+
+
+def reap_dead_runs(warehouse: Warehouse, now: datetime) -> list[DeadRun]:
+    """Mark failed every run marked running whose process is gone, and return them.
+
+    A live run holds its experiment's lock from before it records itself running until after it
+    records its end (core.experiments.executor), and the lock dies with the process (a PostgreSQL
+    session lock, a DuckDB flock). So a run marked running whose lock we can take is dead; it is
+    marked failed while we hold the lock, so no new run can start between the check and the write.
+    Without this a SIGKILLed run would block its experiment until max_wall_seconds had passed."""
+    frame = warehouse.query(
+        "SELECT experiment_id, attempt, run_id FROM experiments.runs WHERE status = 'running' "
+        "ORDER BY experiment_id, attempt"
+    )
+    dead = []
+    for row in frame.to_dict("records"):
+        run = DeadRun(str(row["experiment_id"]), int(row["attempt"]), str(row["run_id"]))
+        try:
+            with experiment_lock(warehouse, run.experiment_id), warehouse.connect() as conn:
+                updated = run_sql(
+                    conn,
+                    "UPDATE experiments.runs SET status = 'failed', finished_at = %s, message = %s "
+                    "WHERE experiment_id = %s AND attempt = %s AND run_id = %s AND status = 'running' "
+                    "RETURNING attempt",
+                    [now, DEAD_RUN_MESSAGE, run.experiment_id, run.attempt, run.run_id],
+                ).fetchall()
+        except ExperimentBusy:
+            continue  # its run is alive
+        if updated:
+            dead.append(run)
+    return dead
 
 
 def exhausted(warehouse: Warehouse, limits: ExecutionLimits) -> list[str]:
