@@ -842,7 +842,7 @@ def experiments_runs(experiment_id: str = typer.Argument(..., help="The experime
                         r.run_id,
                         r.status,
                         r.started_at,
-                        "" if r.finished_at is None else r.finished_at,
+                        "" if pd_isna(r.finished_at) else r.finished_at,
                         r.message,
                     ]
                     for r in frame.itertuples()

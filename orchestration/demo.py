@@ -121,8 +121,8 @@ def log_path(now: datetime | None = None) -> Path:
 # outcomes and the marts are built over the ledger the experiments filled.
 PLAY_ASSETS = ("experiment_allocations",)
 LATER_ASSETS = ("experiment_outcomes",)
-# A gated experiment takes two runs (one to its gate, one after it opens); a round more settles any
-# that a budget paused and the demo resumed.
+# A gated experiment takes two runs (one to its gate, one after the demo opens it); the rounds end
+# early once the sensor has nothing left to launch.
 PLAY_ROUNDS = 6
 DEMO_ACTOR = "demo"
 
@@ -206,7 +206,7 @@ def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, sta
     import dagster as dg
 
     from core.experiments.checkpoints import open_gate
-    from core.experiments.lifecycle import APPROVED, PROPOSED, list_experiments, transition
+    from core.experiments.lifecycle import PROPOSED, act, list_experiments
 
     def say(line: str) -> None:
         terminal.write(f"  {time.monotonic() - started:6.1f} s  {line}\n")
@@ -214,10 +214,10 @@ def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, sta
 
     waiting = list_experiments(warehouse, PROPOSED)
     for experiment_id in waiting["experiment_id"]:
-        transition(
+        act(
             warehouse,
+            "approve",
             experiment_id,
-            APPROVED,
             actor=DEMO_ACTOR,
             reason="approved by `ventureloop demo` for a person (`ventureloop experiments approve ID`)",
         )

@@ -14,6 +14,7 @@ only decides what Dagster does with the outcome.
   lock keeps two runs off one experiment, and runs of different experiments do not conflict."""
 
 import dataclasses
+import time
 
 import dagster as dg
 
@@ -147,10 +148,11 @@ def run_request(launch) -> dg.RunRequest:
     "and now due, or resumed or retried after a failed run; fails those out of attempts.",
 )
 def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    from core.experiments.executor import load_limits
     from core.platform.warehouse import WarehouseLocked
 
     client = warehouse.client()
-    if client.backend == "duckdb" and (busy := _runs_holding_duckdb(context.instance)):
+    if client.backend == "duckdb" and (busy := _runs_holding_duckdb(context.instance, load_limits().max_wall_seconds)):
         # A DuckDB file has one writer process: opening it now could fail that run's step.
         return dg.SensorResult(
             skip_reason=f"the DuckDB warehouse has one writer and run {busy} may be writing it: next tick"
@@ -161,34 +163,48 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
         return dg.SensorResult(skip_reason=f"{locked}; trying again next tick")
 
 
-def _runs_holding_duckdb(instance: dg.DagsterInstance) -> str | None:
-    started = instance.get_runs(filters=dg.RunsFilter(statuses=HOLDING), limit=1)
-    return started[0].run_id if started else None
+def _runs_holding_duckdb(instance: dg.DagsterInstance, max_wall_seconds: int) -> str | None:
+    """A run that may be writing the DuckDB file now. One started more than max_wall_seconds ago is
+    not waited for: the default run launcher cannot tell a run worker that was killed from a live
+    one, and a killed run would otherwise stop every launch for good (the executor fails a run over
+    that limit, and _fail_dead_runs reaps one whose process died)."""
+    cutoff = time.time() - max_wall_seconds
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=HOLDING), limit=20):
+        if record.start_time is None or record.start_time >= cutoff:
+            return record.dagster_run.run_id
+    return None
 
 
 def _launch(context: dg.SensorEvaluationContext, client) -> dg.SensorResult:
     from core.experiments.executor import fail_experiment, load_limits
     from core.experiments.launches import due_launches, exhausted, queue_launch
+    from core.experiments.lock import ExperimentBusy, experiment_lock
     from core.ledger.audit import utc_now
     from core.platform.schema import ensure_schema
 
     ensure_schema(client)
     limits = load_limits()
     _fail_dead_runs(context, client)
-    for experiment_id in exhausted(client, limits):
-        reason = f"{limits.max_attempts} runs failed (max_attempts in core/experiments/config/execution.yaml)"
-        try:
-            state = fail_experiment(client, experiment_id, reason, actor=SENSOR_ACTOR)
-        except Exception as error:  # noqa: BLE001 - one experiment's trouble never stops the others' launches
-            context.log.error(f"experiment {experiment_id}: could not be failed after {reason}: {error}")
-            continue
-        context.log.warning(f"experiment {experiment_id}: {reason}; now {state}")
-    # An experiment whose Dagster run has not ended gets no other: between two op retries its
-    # experiments.runs row says failed, and a queued run has no row yet.
+    # An experiment whose Dagster run has not ended gets no other, and is not failed under it:
+    # between two op retries its experiments.runs row says failed, and a queued run has no row yet.
     in_flight = {
         run.tags.get(EXPERIMENT_TAG)
         for run in context.instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: KIND}, statuses=IN_FLIGHT))
     }
+    for experiment_id in exhausted(client, limits):
+        if experiment_id in in_flight:
+            continue
+        reason = f"{limits.max_attempts} runs failed (max_attempts in core/experiments/config/execution.yaml)"
+        try:
+            # Under the experiment's lock: a run that started since must not be rolled back under it.
+            with experiment_lock(client, experiment_id):
+                state = fail_experiment(client, experiment_id, reason, actor=SENSOR_ACTOR)
+        except ExperimentBusy:
+            continue
+        except Exception as error:  # noqa: BLE001 - one experiment's trouble never stops the others' launches
+            context.log.error(f"experiment {experiment_id}: could not be failed after {reason}: {error}")
+            continue
+        context.log.warning(f"experiment {experiment_id}: {reason}; now {state}")
     requests = []
     now = utc_now()
     for launch in due_launches(client, now, limits):

@@ -13,6 +13,7 @@ Transitions and checkpoints use the environment's clock (simulated time in the s
 rows of experiments.runs use the wall clock, since they describe processes.
 """
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -74,6 +75,11 @@ __all__ = [
 ]
 
 DEFAULT_LIMITS_FILE = Path(__file__).parent / "config" / "execution.yaml"
+# Steps that run with the DuckDB file held open (Warehouse.held): they connect many times (a
+# simulated wait books each day's payments and costs), each ~10x cheaper so. Not http and command:
+# they wait on the outside world, and while held no other process (a cancel from the shell or the
+# UI) could open the file.
+HELD_STEP_TYPES = frozenset({"wait_until", "manual_gate", "spend", "collect_outcome"})
 
 
 @dataclass(frozen=True)
@@ -155,9 +161,7 @@ def execute_experiment(
     limits = limits or load_limits()
     actor = actor or f"run:{run_id}"
     deadline = time.monotonic() + limits.max_wall_seconds
-    # held(): the run connects hundreds of times (each step, each simulated day's cost); a DuckDB
-    # file kept open makes each of those ~10x cheaper.
-    with warehouse.held(), experiment_lock(warehouse, experiment_id):
+    with experiment_lock(warehouse, experiment_id):
         experiment = get_experiment(warehouse, experiment_id)
         state = experiment["state"]
         if state not in (QUEUED, RUNNING):
@@ -242,7 +246,8 @@ def _run(
             max_cost_minor=limits.max_cost_minor,
         )
         try:
-            outcome = HANDLERS[step["type"]](context)
+            with warehouse.held() if step["type"] in HELD_STEP_TYPES else contextlib.nullcontext():
+                outcome = HANDLERS[step["type"]](context)
         except Parked as parked:
             set_wake_at(warehouse, experiment_id, parked.until)
             # Its state, not RUNNING: a person may have paused or cancelled it during the step.
@@ -316,6 +321,7 @@ def fail_experiment(
         )
     if state == RUNNING:
         transition(warehouse, experiment_id, FAILED, actor=actor, reason=reason, expected_from=RUNNING, clock=clock)
+        state = FAILED
     playbook = validate_playbook(json.loads(experiment["playbook"]))
     keys = list(reversed(spend_keys(playbook, experiment_id)))
     with warehouse.connect() as conn:
@@ -338,6 +344,7 @@ def fail_experiment(
         ROLLED_BACK,
         actor=actor,
         reason=f"rolled back ({reversed_count} spends reversed): {reason}",
+        expected_from=state,
         clock=clock,
     )
     return ROLLED_BACK

@@ -299,8 +299,8 @@ def spend_step(context: StepContext) -> dict[str, Any]:
         if params.get("on_refusal", "pause") == "fail":
             raise StepFailed(message)
         raise Paused(
-            f"{message}. Raise the budget (ventureloop budgets) or wait for its window, then "
-            f"`ventureloop experiments resume {context.experiment_id}`"
+            f"{message}. Raise the budget (`ventureloop ledger budget-set`; `ventureloop ledger budgets` "
+            f"lists them) or wait for its window, then `ventureloop experiments resume {context.experiment_id}`"
         )
     return {**result, "transaction_id": spent.transaction_id}
 
