@@ -179,6 +179,18 @@ def test_the_sensor_retries_a_failed_run_and_fails_an_experiment_out_of_attempts
     assert verify(warehouse).ok
 
 
+def test_the_sensor_never_creates_a_warehouse(tmp_path):
+    missing = Warehouse(f"duckdb:///{tmp_path}/none.duckdb")
+    with dg.DagsterInstance.ephemeral() as instance:
+        requests, skipped = launch_requests(missing, instance)
+        assert requests == [] and skipped.startswith(f"no warehouse at {missing.describe()} yet")
+        empty = Warehouse(f"duckdb:///{tmp_path}/empty.duckdb")
+        empty.execute("SELECT 1")  # a file, without the experiments tables
+        requests, skipped = launch_requests(empty, instance)
+        assert requests == [] and "materialize experiment_proposals" in skipped
+    assert not (tmp_path / "none.duckdb").exists()
+
+
 @dg.op
 def write_warehouse() -> None:
     pass
