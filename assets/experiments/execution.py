@@ -152,6 +152,8 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     from core.platform.warehouse import WarehouseLocked
 
     client = warehouse.client()
+    if not client.exists():  # never create an empty warehouse just to find nothing in it
+        return dg.SensorResult(skip_reason=f"no warehouse at {client.describe()} yet: nothing to launch")
     if client.backend == "duckdb" and (busy := _runs_holding_duckdb(context.instance, load_limits().max_wall_seconds)):
         # A DuckDB file has one writer process: opening it now could fail that run's step.
         return dg.SensorResult(
@@ -180,9 +182,11 @@ def _launch(context: dg.SensorEvaluationContext, client) -> dg.SensorResult:
     from core.experiments.launches import due_launches, exhausted, queue_launch
     from core.experiments.lock import ExperimentBusy, experiment_lock
     from core.ledger.audit import utc_now
-    from core.platform.schema import ensure_schema
 
-    ensure_schema(client)
+    # Not ensure_schema on every tick: its ALTER TABLEs would queue for exclusive locks behind the
+    # running experiments' transactions. experiment_proposals creates the tables.
+    if not client.table_exists("experiments.runs"):
+        return dg.SensorResult(skip_reason="no experiments.runs table yet: materialize experiment_proposals")
     limits = load_limits()
     _fail_dead_runs(context, client)
     # An experiment whose Dagster run has not ended gets no other, and is not failed under it:

@@ -5,9 +5,11 @@ real daemon and run queue run 10 experiments at once with their history and audi
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -175,6 +177,18 @@ def test_the_sensor_retries_a_failed_run_and_fails_an_experiment_out_of_attempts
     assert (last["to_state"], last["actor"]) == ("failed", "sensor:experiment_launcher")
     assert "3 runs failed" in last["reason"]
     assert verify(warehouse).ok
+
+
+def test_the_sensor_never_creates_a_warehouse(tmp_path):
+    missing = Warehouse(f"duckdb:///{tmp_path}/none.duckdb")
+    with dg.DagsterInstance.ephemeral() as instance:
+        requests, skipped = launch_requests(missing, instance)
+        assert requests == [] and skipped.startswith(f"no warehouse at {missing.describe()} yet")
+        empty = Warehouse(f"duckdb:///{tmp_path}/empty.duckdb")
+        empty.execute("SELECT 1")  # a file, without the experiments tables
+        requests, skipped = launch_requests(empty, instance)
+        assert requests == [] and "materialize experiment_proposals" in skipped
+    assert not (tmp_path / "none.duckdb").exists()
 
 
 @dg.op
@@ -361,7 +375,7 @@ def test_ten_experiments_run_at_once_through_the_daemon_and_run_queue(tmp_path, 
     assert vl_instance.experiment_run_limit_of(vl_instance.read(home)) == LIMIT
     # The code location in its own server, as compose.yaml runs it: a server the daemon starts must
     # hear from it every 20 s, and on a busy machine it shut down under the runs it was launching.
-    socket = tmp_path / "code.sock"
+    socket = Path(tempfile.mkdtemp(prefix="vl-", dir="/tmp")) / "code.sock"  # a socket path has at most 107 bytes
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(f"load_from:\n  - grpc_server:\n      socket: {socket}\n      location_name: ventureloop\n")
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_url)  # the instance file names the variable
@@ -415,6 +429,7 @@ def test_ten_experiments_run_at_once_through_the_daemon_and_run_queue(tmp_path, 
         finally:
             for process in reversed(processes):
                 stop_group(process)
+            shutil.rmtree(socket.parent, ignore_errors=True)
     wall = time.monotonic() - started
     ran = [r for r in records if r.dagster_run.tags["ventureloop/experiment"] != extra]
     states = {e: state_of(warehouse, e) for e in experiments if e != extra}
