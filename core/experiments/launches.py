@@ -73,13 +73,15 @@ def due_launches(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -
         experiment_id, state = row["experiment_id"], row["state"]
         history = runs.get(experiment_id, [])
         attempt = (history[-1]["attempt"] if history else 0) + 1
-        if state in (APPROVED, QUEUED):
+        if state == APPROVED or (state == QUEUED and not history):
             allocated = row["allocated_budget_minor"]
-            if state == QUEUED and not history:
+            if state == QUEUED:
                 launches.append(Launch(experiment_id, 1, APPROVED_REASON))
-            elif state == APPROVED and allocated is not None and allocated == allocated and int(allocated) > 0:
+            elif allocated is not None and allocated == allocated and int(allocated) > 0:
                 launches.append(Launch(experiment_id, attempt, APPROVED_REASON))
             continue
+        # From here running, or queued with a run that died before moving it to running: the same
+        # rules bring either back.
         if any(r["status"] == "running" for r in history):
             continue
         if history and history[-1]["status"] == "failed":

@@ -414,6 +414,19 @@ def test_due_launches_and_run_keys(warehouse):
     assert waiting not in [launch.experiment_id for launch in due_launches(warehouse, clock.now, LIMITS)]
 
 
+def test_a_queued_experiment_whose_first_run_died_before_it_started_is_launched_again(warehouse):
+    from core.experiments.checkpoints import finish_run, start_run
+
+    clock = Clock()
+    experiment_id = new_experiment(warehouse, [spend("a", 100)], state="approved")
+    queue_launch(warehouse, due_launches(warehouse, clock.now, LIMITS)[0], actor="sensor")
+    # The run recorded itself, then died before moving the experiment from queued to running.
+    start_run(warehouse, experiment_id, 1, "died", clock.now)
+    finish_run(warehouse, experiment_id, 1, "failed", "killed", clock.now)
+    assert states(warehouse, experiment_id)[-1] == "queued"
+    assert due_launches(warehouse, clock.now, LIMITS) == [Launch(experiment_id, 2, "retry after failed run")]
+
+
 CHILD = """
 import sys
 from datetime import UTC, datetime
