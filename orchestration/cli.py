@@ -52,6 +52,10 @@ experiments_app = typer.Typer(
     help="Experiments: list, inspect, and move them through their lifecycle (audited).", no_args_is_help=True
 )
 app.add_typer(experiments_app, name="experiments")
+simulator_app = typer.Typer(
+    help="The market simulator experiments run on offline (docs/simulator.md).", no_args_is_help=True
+)
+app.add_typer(simulator_app, name="simulator")
 
 
 @app.callback()
@@ -877,3 +881,28 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@simulator_app.command("oracle")
+def simulator_oracle(
+    out: Path = typer.Option(None, "--out", help="Write the CSV here instead of printing it."),
+) -> None:
+    """The hidden ground truth of every experiment that ran on the simulated market (whether it was
+    meant to succeed, its revenue and ad-spend draws, its fraud bursts), for evaluating what the loop
+    learned. Uses SIMULATOR_SEED as the runs did."""
+    from orchestration.resources import resources
+
+    warehouse = _warehouse()
+    environment = resources()["experiment_environment"]
+    if environment.outcomes_source != "simulator":
+        typer.echo(f"OUTCOMES_SOURCE={environment.outcomes_source}: experiments run live, there is no oracle", err=True)
+        raise typer.Exit(2)
+    frame = environment.build(warehouse).warehouse_oracle()
+    if frame.empty:
+        typer.echo("no experiment has run on the simulated market yet (`make demo` runs ten)", err=True)
+        raise typer.Exit(1)
+    if out:
+        frame.to_csv(out, index=False)
+        typer.echo(f"wrote {len(frame)} experiments to {out}")
+    else:
+        typer.echo(frame.to_csv(index=False), nl=False)

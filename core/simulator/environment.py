@@ -249,6 +249,17 @@ class SimulatedMarket:
         ).drop_duplicates("opportunity_id")
         return experiments.merge(truth, on="opportunity_id", how="left")
 
+    def warehouse_oracle(self) -> pd.DataFrame:
+        """oracle() of every experiment that has run on this warehouse's simulated market, not only
+        of those this object ran (each run of experiment_run makes its own market): each is read
+        back from experiments.experiments and the ledger. `ventureloop simulator oracle` prints it."""
+        started = self.warehouse.query(
+            "SELECT * FROM experiments.experiments WHERE started_at IS NOT NULL ORDER BY experiment_id"
+        )
+        for row in started.to_dict("records"):
+            self._state(row)
+        return self.oracle()
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _state(self, experiment: Mapping[str, Any]) -> _State:

@@ -123,6 +123,20 @@ def test_demo_plays_ten_experiments_for_four_simulated_weeks(demo, tmp_path):
     assert all(run.tags["dagster/run_key"].startswith("experiment:") for run in runs)
 
 
+def test_the_oracle_of_the_demo_names_every_experiment_it_played(demo, tmp_path):
+    import csv
+    import io
+
+    env = _demoed(demo, tmp_path)
+    rows = list(csv.DictReader(io.StringIO(_cli(["simulator", "oracle"], env).stdout)))
+    warehouse = Warehouse(f"duckdb:///{tmp_path / 'home' / 'warehouse.duckdb'}")
+    started = warehouse.query("SELECT experiment_id FROM experiments.experiments WHERE started_at IS NOT NULL")
+    assert sorted(r["experiment_id"] for r in rows) == sorted(started["experiment_id"]) and len(rows) >= 10
+    assert {r["succeeded"] for r in rows} <= {"True", "False"} and {r["currency"] for r in rows} > {"USD"}
+    written = _cli(["simulator", "oracle", "--out", str(tmp_path / "oracle.csv")], env).stdout
+    assert f"wrote {len(rows)} experiments" in written and (tmp_path / "oracle.csv").exists()
+
+
 def test_demo_prints_stages_and_a_clean_summary_and_logs_the_rest(demo):
     out = (demo / "stdout.txt").read_text()
     # One line per finished stage, with the time since the start; nothing of Dagster's or dbt's own chatter.
