@@ -1,7 +1,7 @@
 """Orchestration overhead: experiment runs through the sensor, the run queue and the real daemon,
 against the same playbook executed as a plain Python function on the same warehouse.
 
-    python benchmarks/orchestration.py [--experiments 100] [--quick]
+    python benchmarks/orchestration.py [--experiments 100] [--quick] [--threaded-dequeue]
 
 Targets (the experiments issue): a fixed cost under 5 s a run (process start, code location
 import, Dagster's run set-up and teardown); 100 experiments through the queue at 4 concurrent runs
@@ -24,6 +24,10 @@ steps, none of which waits: http, spend, command (`true`), a manual gate opened 
    at a time. Wall time from the first run's enqueue to the last run's end, against the
    baseline's serial total; and the same per-run breakdown, as medians.
 No timed assertion anywhere: the numbers are printed, with the machine's load average.
+
+--threaded-dequeue writes dequeue_use_threads (4 workers, every second) into the instance: the
+repository's instance launches queued runs one after another, each launch waiting until its run's
+process has loaded the code location.
 """
 
 import argparse
