@@ -109,7 +109,7 @@ class ExperimentEnvironmentResource(dg.ConfigurableResource):
 
     outcomes_source: str = "simulator"
     simulator_seed: int = 7
-    simulator_start: str | None = None  # ISO date; None: core.simulator.environment.default_start
+    simulator_start: str | None = None  # ISO date; None: core.simulator.environment.default_start(today)
     webhook_timeout_seconds: float = 10.0
 
     @pydantic.field_validator("outcomes_source")
@@ -132,7 +132,7 @@ class ExperimentEnvironmentResource(dg.ConfigurableResource):
         if self.outcomes_source == "simulator":
             from core.simulator.environment import SimulatedMarket, default_start
 
-            start = default_start
+            start = default_start(datetime.datetime.now(datetime.UTC))
             if self.simulator_start:
                 day = datetime.date.fromisoformat(self.simulator_start)
                 start = datetime.datetime.combine(day, datetime.time(), datetime.UTC)

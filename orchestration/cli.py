@@ -703,6 +703,12 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
     typer.echo(f"budget      {format_minor(int(experiment['requested_budget_minor']), currency)} requested")
     typer.echo(f"hypothesis  {experiment['hypothesis']}")
     typer.echo(f"success     {experiment['success_criteria']}")
+    times = [(name, experiment.get(name)) for name in ("started_at", "wake_at", "finished_at")]
+    if any(value is not None and not pd_isna(value) for _name, value in times):
+        shown = ", ".join(f"{name.removesuffix('_at')} {value}" for name, value in times if not pd_isna(value))
+        typer.echo(f"execution   {shown} (`ventureloop experiments runs {experiment_id}`)")
+    if isinstance(experiment.get("outcome"), str):
+        typer.echo(f"outcome     {experiment['outcome']}")
     typer.echo("playbook")
     for step in json.loads(experiment["playbook"]):
         after = f" after {', '.join(step['after'])}" if step.get("after") else ""
@@ -715,6 +721,13 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
             headers=["seq", "from", "to", "by", "reason", "at"],
         )
     )
+
+
+def pd_isna(value: object) -> bool:
+    """None, NaN or NaT (a NULL timestamp reads as either, depending on the backend)."""
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _move(experiment_id: str, to_state: str, by: str, reason: str, expected_from: str | None = None) -> None:
@@ -777,6 +790,75 @@ def experiments_resume(
 ) -> None:
     """Resume a paused experiment (it runs again from its checkpoints)."""
     _move(experiment_id, "running", by, reason, expected_from="paused")
+
+
+@experiments_app.command("open-gate")
+def experiments_open_gate(
+    experiment_id: str = typer.Argument(..., help="The experiment's id."),
+    step: str = typer.Argument(..., help="The id of its manual_gate step."),
+    by: str = _by_option(),
+    reason: str = typer.Option("opened from the shell", help="Why (audited)."),
+) -> None:
+    """Open a manual gate: a run waiting at it (paused) resumes, the launch sensor starts the next run."""
+    from core.experiments.checkpoints import open_gate
+    from core.experiments.lifecycle import LifecycleError
+
+    try:
+        state = open_gate(_warehouse(), experiment_id, step, actor=by, reason=reason)
+    except LifecycleError as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"{experiment_id}: gate {step} opened by {by} ({reason}); the experiment is {state}")
+
+
+@experiments_app.command("runs")
+def experiments_runs(experiment_id: str = typer.Argument(..., help="The experiment's id.")) -> None:
+    """An experiment's runs (attempt, status, times, message) and its completed steps (checkpoints)."""
+    from tabulate import tabulate
+
+    from core.experiments.checkpoints import load_checkpoints, runs
+    from core.experiments.lifecycle import UnknownExperiment, get_experiment
+
+    warehouse = _warehouse()
+    try:
+        experiment = get_experiment(warehouse, experiment_id)
+    except UnknownExperiment as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"experiment {experiment_id}: {experiment['state']}")
+    frame = runs(warehouse, experiment_id)
+    if frame.empty:
+        typer.echo("no runs yet")
+    else:
+        typer.echo(
+            tabulate(
+                [
+                    [
+                        r.attempt,
+                        r.run_id,
+                        r.status,
+                        r.started_at,
+                        "" if r.finished_at is None else r.finished_at,
+                        r.message,
+                    ]
+                    for r in frame.itertuples()
+                ],
+                headers=["attempt", "run", "status", "started", "finished", "message"],
+                maxcolwidths=[None] * 5 + [60],
+            )
+        )
+    checkpoints = load_checkpoints(warehouse, experiment_id)
+    typer.echo("completed steps" if checkpoints else "no completed steps")
+    if checkpoints:
+        typer.echo(
+            tabulate(
+                [
+                    [c["step_id"], c["step_type"], c["attempt"], c["environment"], c["completed_at"]]
+                    for c in checkpoints.values()
+                ],
+                headers=["step", "type", "attempt", "environment", "completed"],
+            )
+        )
 
 
 def main() -> None:

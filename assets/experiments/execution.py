@@ -13,6 +13,8 @@ only decides what Dagster does with the outcome.
   takes the one-writer `duckdb` pool. On PostgreSQL no pool limits it: the per-experiment advisory
   lock keeps two runs off one experiment, and runs of different experiments do not conflict."""
 
+import dataclasses
+
 import dagster as dg
 
 from assets.resources import ExperimentEnvironmentResource, WarehouseResource, warehouse_kind, warehouse_pool
@@ -23,6 +25,8 @@ EXPERIMENT_TAG = "ventureloop/experiment"
 ATTEMPT_TAG = "ventureloop/attempt"
 LAUNCH_TAG = "ventureloop/launch"
 SENSOR_ACTOR = "sensor:experiment_launcher"
+# Runs whose process may have the warehouse open.
+HOLDING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -143,13 +147,36 @@ def run_request(launch) -> dg.RunRequest:
     "and now due, or resumed or retried after a failed run; fails those out of attempts.",
 )
 def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    from core.platform.warehouse import WarehouseLocked
+
+    client = warehouse.client()
+    if not client.exists():  # never create an empty warehouse just to find nothing in it
+        return dg.SensorResult(skip_reason=f"no warehouse at {client.describe()} yet: nothing to launch")
+    if client.backend == "duckdb" and (busy := _runs_holding_duckdb(context.instance)):
+        # A DuckDB file has one writer process: opening it now could fail that run's step.
+        return dg.SensorResult(
+            skip_reason=f"the DuckDB warehouse has one writer and run {busy} may be writing it: next tick"
+        )
+    try:
+        return _launch(context, client)
+    except WarehouseLocked as locked:
+        return dg.SensorResult(skip_reason=f"{locked}; trying again next tick")
+
+
+def _runs_holding_duckdb(instance: dg.DagsterInstance) -> str | None:
+    started = instance.get_runs(filters=dg.RunsFilter(statuses=HOLDING), limit=1)
+    return started[0].run_id if started else None
+
+
+def _launch(context: dg.SensorEvaluationContext, client) -> dg.SensorResult:
     from core.experiments.executor import fail_experiment, load_limits
     from core.experiments.launches import due_launches, exhausted, queue_launch
     from core.ledger.audit import utc_now
-    from core.platform.schema import ensure_schema
 
-    client = warehouse.client()
-    ensure_schema(client)
+    # Not ensure_schema on every tick: its ALTER TABLEs would queue for exclusive locks behind the
+    # running experiments' transactions. experiment_proposals creates the tables.
+    if not client.table_exists("experiments.runs"):
+        return dg.SensorResult(skip_reason="no experiments.runs table yet: materialize experiment_proposals")
     limits = load_limits()
     _fail_dead_runs(context, client)
     for experiment_id in exhausted(client, limits):
@@ -171,6 +198,21 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     for launch in due_launches(client, now, limits):
         if launch.experiment_id in in_flight:
             continue
+        spent = _ended_unrecorded(context.instance, launch)
+        if len(spent) >= limits.max_attempts:
+            context.log.error(
+                f"experiment {launch.experiment_id}: not launched again: its runs {', '.join(spent.values())} "
+                f"ended without executing it (see their logs: the code location failed to load, say); fix that, "
+                f"then launch experiment_run with attempt {max(spent) + 1} from the launchpad"
+            )
+            continue
+        if spent:
+            # Their run keys are used up: Dagster would skip this launch under the same key forever.
+            context.log.warning(
+                f"experiment {launch.experiment_id}: runs {', '.join(spent.values())} ended without executing it; "
+                f"launching attempt {max(spent) + 1}"
+            )
+            launch = dataclasses.replace(launch, attempt=max(spent) + 1)
         if launch.reason == "approved":
             try:
                 queue_launch(client, launch, actor=SENSOR_ACTOR)
@@ -182,6 +224,15 @@ def experiment_launcher(context: dg.SensorEvaluationContext, warehouse: Warehous
     if not requests:
         return dg.SensorResult(skip_reason=_nothing_due(client, now, len(in_flight - {None})))
     return dg.SensorResult(run_requests=requests)
+
+
+def _ended_unrecorded(instance: dg.DagsterInstance, launch) -> dict[int, str]:
+    """attempt -> run id of this experiment's ended Dagster runs at or after the launch's attempt:
+    runs the executor never recorded (due_launches counts attempts from experiments.runs), because
+    they failed before the op ran (a launch error, a lost code server) or found the experiment busy."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: launch.experiment_id}), limit=100)
+    attempts = {int(run.tags[ATTEMPT_TAG]): run.run_id for run in runs if run.tags.get(ATTEMPT_TAG, "").isdigit()}
+    return {attempt: run_id for attempt, run_id in attempts.items() if attempt >= launch.attempt}
 
 
 def _fail_dead_runs(context: dg.SensorEvaluationContext, client) -> None:

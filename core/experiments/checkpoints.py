@@ -177,7 +177,10 @@ def start_run(warehouse: Warehouse, experiment_id: str, attempt: int, run_id: st
             )
 
 
-def finish_run(warehouse: Warehouse, experiment_id: str, attempt: int, status: str, message: str, at: datetime) -> None:
+def finish_run(
+    warehouse: Warehouse, experiment_id: str, attempt: int, status: str, message: str, at: datetime | None
+) -> None:
+    """Set the run's status (running|finished|failed) and message; `at` None: not finished."""
     warehouse.execute(
         "UPDATE experiments.runs SET status = %s, finished_at = %s, message = %s "
         "WHERE experiment_id = %s AND attempt = %s",

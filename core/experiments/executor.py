@@ -24,7 +24,6 @@ import yaml
 
 from core.experiments.checkpoints import (
     finish_run,
-    latest_checkpoint_at,
     load_checkpoints,
     set_wake_at,
     start_run,
@@ -152,7 +151,7 @@ def execute_experiment(
 ) -> ExecutionResult:
     """Run the experiment's playbook from its checkpoints until it completes, parks, pauses, stops
     or fails. Raises ExperimentBusy if another run holds its lock, RetryableStepError for a
-    transient step failure (the run is recorded failed; a retry of the same attempt continues)."""
+    transient step failure (the run is recorded failed; a retry of the same attempt continues it)."""
     limits = limits or load_limits()
     actor = actor or f"run:{run_id}"
     deadline = time.monotonic() + limits.max_wall_seconds
@@ -170,7 +169,7 @@ def execute_experiment(
         start_run(warehouse, experiment_id, attempt, run_id, utc_now())
         try:
             result = _run(warehouse, experiment, environment, run_id, attempt, limits, actor, deadline)
-        except BaseException as error:
+        except BaseException as error:  # RetryableStepError too: the op's retry reuses this attempt's row
             finish_run(warehouse, experiment_id, attempt, "failed", f"{type(error).__name__}: {error}", utc_now())
             raise
         status = "failed" if result.state in (FAILED, ROLLED_BACK) else "finished"
@@ -189,9 +188,10 @@ def _run(
     deadline: float,
 ) -> ExecutionResult:
     experiment_id = str(experiment["experiment_id"])
-    clock = environment.clock_for(experiment, latest_checkpoint_at(warehouse, experiment_id))
-    playbook = validate_playbook(json.loads(experiment["playbook"]))
     checkpoints = load_checkpoints(warehouse, experiment_id)
+    resume_at = max((c["completed_at"] for c in checkpoints.values()), default=None)
+    clock = environment.clock_for(experiment, resume_at)
+    playbook = validate_playbook(json.loads(experiment["playbook"]))
     if experiment["state"] == QUEUED:
         transition(
             warehouse,
@@ -226,7 +226,7 @@ def _run(
                 f"run {run_id} exceeded max_wall_seconds {limits.max_wall_seconds} before step {step_id} "
                 f"(core/experiments/config/execution.yaml)"
             )
-            return result(fail_experiment(warehouse, experiment_id, reason, actor=actor, clock=clock), reason)
+            return result(_fail(warehouse, experiment_id, reason, actor, clock), reason)
         context = StepContext(
             warehouse=warehouse,
             experiment=experiment,
@@ -243,11 +243,13 @@ def _run(
             outcome = HANDLERS[step["type"]](context)
         except Parked as parked:
             set_wake_at(warehouse, experiment_id, parked.until)
-            return result(RUNNING, f"parked at step {step_id} until {parked.until.isoformat()}", parked.until)
+            # Its state, not RUNNING: a person may have paused or cancelled it during the step.
+            state = str(get_experiment(warehouse, experiment_id)["state"])
+            return result(state, f"parked at step {step_id} until {parked.until.isoformat()}", parked.until)
         except Paused as paused:
             return result(_move(warehouse, experiment_id, PAUSED, actor, str(paused), clock), str(paused))
         except StepFailed as failed:
-            return result(fail_experiment(warehouse, experiment_id, str(failed), actor=actor, clock=clock), str(failed))
+            return result(_fail(warehouse, experiment_id, str(failed), actor, clock), str(failed))
         if not context.checkpointed:
             with write_transaction(warehouse) as conn:
                 write_checkpoint(
@@ -277,6 +279,17 @@ def _move(warehouse: Warehouse, experiment_id: str, to_state: str, actor: str, r
     except LifecycleError:
         return str(get_experiment(warehouse, experiment_id)["state"])
     return to_state
+
+
+def _fail(warehouse: Warehouse, experiment_id: str, reason: str, actor: str, clock: Clock) -> str:
+    """fail_experiment, unless a person cancelled it during the step: then it stays cancelled."""
+    try:
+        return fail_experiment(warehouse, experiment_id, reason, actor=actor, clock=clock)
+    except LifecycleError:
+        state = str(get_experiment(warehouse, experiment_id)["state"])
+        if state != CANCELLED:
+            raise
+        return state
 
 
 def fail_experiment(

@@ -31,8 +31,10 @@ class Launch:
 
 
 def _runs_by_experiment(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -> dict[str, list[dict]]:
-    """Each experiment's runs, first attempt first; a run still marked running after longer than
-    max_wall_seconds is counted as failed (its process died without saying so)."""
+    """Each experiment's runs, first attempt first. A run still marked running counts as failed
+    when its process died without saying so (SIGKILL, a lost machine): the experiment's lock is
+    free (a live run holds it from before its row says running until after it says how it ended),
+    or it started more than max_wall_seconds ago."""
     frame = warehouse.query(
         "SELECT experiment_id, attempt, status, started_at FROM experiments.runs ORDER BY experiment_id, attempt"
     )
@@ -40,10 +42,18 @@ def _runs_by_experiment(warehouse: Warehouse, now: datetime, limits: ExecutionLi
     runs: dict[str, list[dict]] = {}
     for row in frame.to_dict("records"):
         status = row["status"]
-        if status == "running" and as_utc(row["started_at"]) < stale:
+        if status == "running" and (as_utc(row["started_at"]) < stale or not _held(warehouse, row["experiment_id"])):
             status = "failed"
         runs.setdefault(row["experiment_id"], []).append({"attempt": int(row["attempt"]), "status": status})
     return runs
+
+
+def _held(warehouse: Warehouse, experiment_id: str) -> bool:
+    try:
+        with experiment_lock(warehouse, experiment_id):
+            return False
+    except ExperimentBusy:
+        return True
 
 
 def due_launches(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -> list[Launch]:
@@ -127,12 +137,14 @@ def reap_dead_runs(warehouse: Warehouse, now: datetime) -> list[DeadRun]:
 
 
 def exhausted(warehouse: Warehouse, limits: ExecutionLimits) -> list[str]:
-    """Running experiments with max_attempts failed runs: the sensor fails and rolls them back."""
+    """Running experiments with max_attempts failed runs, and failed ones whose rollback was
+    interrupted: the sensor calls fail_experiment on each (it finishes what is left)."""
     frame = warehouse.query(
         "SELECT r.experiment_id FROM experiments.runs r "
         "JOIN experiments.experiments e ON e.experiment_id = r.experiment_id "
         "WHERE e.state = 'running' AND r.status = 'failed' "
-        "GROUP BY r.experiment_id HAVING count(*) >= %s ORDER BY r.experiment_id",
+        "GROUP BY r.experiment_id HAVING count(*) >= %s "
+        "UNION SELECT experiment_id FROM experiments.experiments WHERE state = 'failed' ORDER BY 1",
         [limits.max_attempts],
     )
     return frame["experiment_id"].tolist()

@@ -125,9 +125,10 @@ def http_step(context: StepContext) -> dict[str, Any]:
         client.close()
     if response.status_code >= 500 or response.status_code == 429:
         raise RetryableStepError(
-            f"{context.where}: {params['method']} {params['url']} answered {response.status_code}; retried"
+            f"{context.where}: {params['method']} {params['url']} answered {response.status_code} "
+            f"(transient: the run retries it)"
         )
-    if response.status_code >= 400:
+    if not 200 <= response.status_code < 300:  # a 4xx, or a redirect (never followed: it may drop the body)
         raise StepFailed(
             f"{context.where}: {params['method']} {params['url']} answered {response.status_code} "
             f"{response.text[:200]!r}: fix the playbook's url or the receiver, then propose it again"

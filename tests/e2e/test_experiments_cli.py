@@ -1,5 +1,6 @@
 """`ventureloop experiments ...` as a user types it, on a warehouse the test fills with proposals
-made by core functions: list, show, approve, reject, pause, resume, cancel, and refusals.
+made by core functions: list, show, approve, reject, pause, resume, cancel, open-gate, runs, and
+refusals.
 
 The commands run in-process through typer's runner (a process start costs about 2 s, and the
 lifecycle takes 14 commands); one runs through the installed `ventureloop` entry point, so the
@@ -12,10 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.experiments.executor import LiveEnvironment, execute_experiment
 from core.experiments.lifecycle import transition
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock
@@ -121,4 +124,39 @@ def test_an_operator_moves_experiments_through_their_lifecycle(home):
     assert "state       cancelled (next: none)" in shown
     listed = _cli(env, ["experiments", "list"]).stdout
     assert listed.count("cancelled") == 2 and "proposed" in listed
+    assert verify(warehouse).ok
+
+
+def test_an_operator_opens_a_manual_gate_and_reads_the_runs(home):
+    env, warehouse, (_a, gig, _c) = home  # the freelance gig's default playbook has a review gate
+    for step in ("approved", "queued"):
+        transition(warehouse, gig, step, actor="sensor", reason=f"to {step}")
+    now = [datetime(2026, 11, 2, 10, 0, tzinfo=UTC)]
+    environment = LiveEnvironment(clock=lambda: now[0], transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    assert execute_experiment(warehouse, gig, environment, run_id="run-1", attempt=1).state == "running"  # parked
+    now[0] = datetime(2026, 11, 6, 10, 0, tzinfo=UTC)
+    waiting = execute_experiment(warehouse, gig, environment, run_id="run-2", attempt=2)
+    assert waiting.state == "paused" and f"experiments open-gate {gig} review" in waiting.message
+
+    refused = _cli(env, ["experiments", "open-gate", gig, "launch"], expect=1).stderr
+    assert f"experiment {gig} has no manual gate 'launch': its gates are review" in refused
+    opened = _cli(env, ["experiments", "open-gate", gig, "review", "--by", "alice", "--reason", "looks good"]).stdout
+    assert f"{gig}: gate review opened by alice (looks good); the experiment is running" in opened
+    shown = _cli(env, ["experiments", "show", gig]).stdout
+    assert "execution   started 2026-11-02 10:00:00+00:00, wake 20" in shown  # wake: when the gate opened
+
+    done = subprocess.run(
+        [str(BIN / "ventureloop"), "experiments", "runs", gig],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"experiment {gig}: running" in done.stdout
+    assert "run-1" in done.stdout and "run-2" in done.stdout and "parked at step wait" in done.stdout
+    for step in ("launch", "spend", "wait"):
+        assert f"\n{step} " in done.stdout
+    assert "review" not in done.stdout.split("completed steps")[1]
     assert verify(warehouse).ok

@@ -82,6 +82,7 @@ def test_experiment_runs_at_once_follow_the_instance_and_warehouse(tmp_path):
     instance.write(tmp_path, env={"DAGSTER_EXPERIMENT_RUN_LIMIT": "10", "DAGSTER_MAX_CONCURRENT_RUNS": "12"})
     with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
         queue = inst.get_concurrency_config().run_queue_config
+        assert inst.run_coordinator.dequeue_use_threads  # a launch waits for its process to load the code
     assert queue.max_concurrent_runs == 12
     assert queue.tag_concurrency_limits == [{"key": "ventureloop/kind", "value": "experiment", "limit": 10}]
 

@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from assets.resources import DiscoveryResource, LedgerInputsResource
+from assets.resources import DiscoveryResource, ExperimentEnvironmentResource, LedgerInputsResource
 from orchestration.resources import resources
 
 
@@ -46,8 +46,35 @@ def test_a_resolved_secret_reaches_the_connectors_under_its_variable_name():
         (lambda: DiscoveryResource(mode="replay"), "DISCOVERY_MODE='replay': use snapshot or live"),
         (lambda: LedgerInputsResource(inbox_dir="x", outcomes_source="paypal"), "OUTCOMES_SOURCE='paypal'"),
         (lambda: LedgerInputsResource(inbox_dir="x", fx_rates_source="yahoo"), "FX_RATES_SOURCE='yahoo'"),
+        (lambda: ExperimentEnvironmentResource(outcomes_source="paypal"), "OUTCOMES_SOURCE='paypal'"),
+        (lambda: ExperimentEnvironmentResource(simulator_start="5 Jan"), "SIMULATOR_START='5 Jan': use an ISO date"),
+        (lambda: resources({"SIMULATOR_SEED": "seven"}), "SIMULATOR_SEED='seven': use an integer"),
     ],
 )
 def test_an_unknown_choice_is_refused_with_the_variable_named(make, message):
     with pytest.raises(Exception, match=message):
         make()
+
+
+def test_experiment_runs_act_live_unless_the_outcomes_come_from_the_simulator(tmp_path):
+    from core.experiments.executor import LiveEnvironment
+    from core.platform.warehouse import Warehouse
+
+    built = resources({"OUTCOMES_SOURCE": "stripe", "SIMULATOR_SEED": "11", "SIMULATOR_START": "2026-01-05"})
+    environment = built["experiment_environment"]
+    assert (environment.simulator_seed, environment.simulator_start) == (11, "2026-01-05")
+    assert isinstance(environment.build(Warehouse(f"duckdb:///{tmp_path}/w.duckdb")), LiveEnvironment)
+    assert resources({})["experiment_environment"].outcomes_source == "simulator"
+
+
+def test_the_simulator_starts_where_simulator_start_says(tmp_path):
+    from datetime import UTC, datetime
+
+    pytest.importorskip("core.simulator.environment", reason="the market simulator (branch sim) is not merged yet")
+    from core.platform.schema import ensure_schema
+    from core.platform.warehouse import Warehouse
+
+    warehouse = Warehouse(f"duckdb:///{tmp_path}/w.duckdb")
+    ensure_schema(warehouse)
+    market = ExperimentEnvironmentResource(simulator_seed=3, simulator_start="2026-01-05").build(warehouse)
+    assert (market.name, market.seed, market.start) == ("simulator", 3, datetime(2026, 1, 5, tzinfo=UTC))
