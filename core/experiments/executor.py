@@ -347,4 +347,9 @@ def fail_experiment(
         expected_from=state,
         clock=clock,
     )
+    # Its outcome's duration ends here (experiments.outcomes), on the clock the caller ran it on.
+    warehouse.execute(
+        "UPDATE experiments.experiments SET finished_at = coalesce(finished_at, %s) WHERE experiment_id = %s",
+        [clock(), experiment_id],
+    )
     return ROLLED_BACK
