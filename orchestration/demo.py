@@ -339,8 +339,8 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
     if proposals:
         typer.echo(
             f"\nExperiments: {proposals['created']} proposed from the top leads ({proposals['unchanged']} already "
-            f"were), {proposals['auto_approved']} auto-approved, {proposals['waiting_for_approval']} waiting for "
-            "`ventureloop experiments approve`"
+            f"were), {proposals['auto_approved']} auto-approved by the policy, {proposals['waiting_for_approval']} "
+            "waiting for a person (`ventureloop experiments approve ID`; here the demo approved them)"
         )
     summary = None
     if warehouse.table_exists("analytics.revenue_summary"):
