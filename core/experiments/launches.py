@@ -31,10 +31,9 @@ class Launch:
 
 
 def _runs_by_experiment(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -> dict[str, list[dict]]:
-    """Each experiment's runs, first attempt first. A run still marked running counts as failed
-    when its process died without saying so (SIGKILL, a lost machine): the experiment's lock is
-    free (a live run holds it from before its row says running until after it says how it ended),
-    or it started more than max_wall_seconds ago."""
+    """Each experiment's runs, first attempt first. A run still marked running that started more
+    than max_wall_seconds ago counts as failed (its executor would have stopped it by now); one whose
+    process died is marked failed by reap_dead_runs before this reads."""
     frame = warehouse.query(
         "SELECT experiment_id, attempt, status, started_at FROM experiments.runs ORDER BY experiment_id, attempt"
     )
@@ -42,24 +41,18 @@ def _runs_by_experiment(warehouse: Warehouse, now: datetime, limits: ExecutionLi
     runs: dict[str, list[dict]] = {}
     for row in frame.to_dict("records"):
         status = row["status"]
-        if status == "running" and (as_utc(row["started_at"]) < stale or not _held(warehouse, row["experiment_id"])):
+        if status == "running" and as_utc(row["started_at"]) < stale:
             status = "failed"
         runs.setdefault(row["experiment_id"], []).append({"attempt": int(row["attempt"]), "status": status})
     return runs
 
 
-def _held(warehouse: Warehouse, experiment_id: str) -> bool:
-    try:
-        with experiment_lock(warehouse, experiment_id):
-            return False
-    except ExperimentBusy:
-        return True
-
-
 def due_launches(warehouse: Warehouse, now: datetime, limits: ExecutionLimits) -> list[Launch]:
     """Approved experiments with a budget allocated (the sensor queues them on launch), queued ones
     whose first run never started, running ones whose wake_at has come (or that were resumed) with
-    no run in progress, and running ones whose last run failed with attempts left."""
+    no run in progress, and running ones whose last run failed with attempts left. Runs whose
+    process died (SIGKILL, a lost machine) are marked failed first (reap_dead_runs)."""
+    reap_dead_runs(warehouse, now)
     runs = _runs_by_experiment(warehouse, now, limits)
     frame = warehouse.query(
         "SELECT e.experiment_id, e.state, e.allocated_budget_minor, e.wake_at, "
