@@ -146,6 +146,7 @@ class SimulatedMarket:
         tax: TaxCalculator | None = None,
         spend_window: SpendWindow | None = None,
         run_id: str | None = None,
+        launch_spread_hours: int = LAUNCH_SPREAD_HOURS,
     ):
         if start.tzinfo is None:
             raise ValueError(f"SimulatedMarket start {start!r} needs a timezone (UTC): time is UTC-aware")
@@ -159,6 +160,7 @@ class SimulatedMarket:
         self.tax = tax
         self.spend_window = spend_window
         self.run_id = run_id
+        self.launch_spread_hours = launch_spread_hours
         self._states: dict[str, _State] = {}
         self._webhook_calls: dict[str, int] = {}
         self._rates: fx.RateTable | None = None
@@ -172,10 +174,13 @@ class SimulatedMarket:
 
     def launch_at(self, experiment_id: str) -> datetime:
         """When an experiment's first run starts in simulated time: `start` plus a minute within
-        LAUNCH_SPREAD_HOURS hashed from its id. Experiments approved together launch over a few days,
-        as a team would launch them, rather than all in one hour of the hourly budgets."""
+        launch_spread_hours (default LAUNCH_SPREAD_HOURS) hashed from its id. Experiments approved
+        together launch over a few days, as a team would launch them, rather than all in one hour of
+        the hourly budgets; 0 starts every one at `start`."""
+        if self.launch_spread_hours <= 0:
+            return self.start
         digest = int(hashlib.sha256(f"{experiment_id}:launch".encode()).hexdigest(), 16)
-        return self.start + timedelta(minutes=digest % (LAUNCH_SPREAD_HOURS * 60))
+        return self.start + timedelta(minutes=digest % (self.launch_spread_hours * 60))
 
     def wait_until(self, experiment: Mapping[str, Any], clock: Any, at: datetime) -> bool:
         if not isinstance(clock, SimulatedTime):

@@ -94,7 +94,7 @@ def test_an_operator_moves_experiments_through_their_lifecycle(home):
     shown = _cli(env, ["experiments", "show", a]).stdout
     assert "state       proposed (next: approved, cancelled)" in shown
     assert "actions     approve, reject, cancel" in shown
-    assert "spend: spend" in shown and '"amount_minor": 40000' in shown
+    assert "spend: spend" in shown and '"amount_minor": 2000' in shown
     assert "revenue_minor" in shown
 
     approved = _cli(env, ["experiments", "approve", a, "--by", "alice", "--reason", "worth a try"]).stdout

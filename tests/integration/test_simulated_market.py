@@ -65,9 +65,11 @@ def setup_experiments(warehouse: Warehouse, count: int = 3, ad_room: int = AD_RO
     scored = features.assign(score=0.8, title=[f"Opportunity {o}" for o in ids])
     report = propose_from_scored(warehouse, scored, count, NEVER, lambda: START)
     assert len(report.created) == count
-    warehouse.execute(
-        "UPDATE experiments.experiments SET allocated_budget_minor = requested_budget_minor + %s", [ad_room]
-    )
+    for row in warehouse.read("experiments.experiments").to_dict("records"):
+        warehouse.execute(
+            "UPDATE experiments.experiments SET allocated_budget_minor = %s WHERE experiment_id = %s",
+            [playbook_spend_minor(row) + ad_room, row["experiment_id"]],
+        )
     return warehouse.read("experiments.experiments", "ORDER BY experiment_id").to_dict("records")
 
 
@@ -107,7 +109,7 @@ def test_28_days_book_revenue_and_ad_costs_within_the_allocation_and_once(wareho
     experiments = setup_experiments(warehouse, count=2)
     assert len({market_of(e["experiment_id"]) for e in experiments}) == 2
     began = time.perf_counter()
-    market = SimulatedMarket(warehouse, SEED, START)
+    market = SimulatedMarket(warehouse, SEED, START, launch_spread_hours=0)
     run(market, experiments, 28)
     print(f"28 simulated days of 2 experiments booked in {time.perf_counter() - began:.1f} s")
 
@@ -139,7 +141,7 @@ def test_28_days_book_revenue_and_ad_costs_within_the_allocation_and_once(wareho
     content, events = ledger_content(warehouse), warehouse.count("audit.events")
     run(market, experiments, 28)  # the same market: nothing left to book
     # A new market (a new run, a new process) finds where each experiment's booking stands.
-    again = SimulatedMarket(warehouse, SEED, START)
+    again = SimulatedMarket(warehouse, SEED, START, launch_spread_hours=0)
     run(again, experiments, 28)
     assert ledger_content(warehouse) == content and warehouse.count("audit.events") == events
     assert pending(warehouse).empty
@@ -167,7 +169,7 @@ def test_a_budget_refusal_is_quarantined_the_days_go_on_and_it_replays(warehouse
         changed_by="test",
         at=START,
     )
-    market = SimulatedMarket(warehouse, SEED, START, rules=FraudRules.disabled())
+    market = SimulatedMarket(warehouse, SEED, START, rules=FraudRules.disabled(), launch_spread_hours=0)
     run(market, experiments, 5)
     records = pending(warehouse)
     assert len(records) == 5 and set(records["source"]) == {"simulator"} and set(records["stage"]) == {"import"}
@@ -184,7 +186,7 @@ def test_a_budget_refusal_is_quarantined_the_days_go_on_and_it_replays(warehouse
     assert verify(warehouse).ok
 
     # Waiting again stores each refusal once; once the budget allows, a replay books them once.
-    run(SimulatedMarket(warehouse, SEED, START, rules=FraudRules.disabled()), experiments, 5)
+    run(SimulatedMarket(warehouse, SEED, START, rules=FraudRules.disabled(), launch_spread_hours=0), experiments, 5)
     assert len(pending(warehouse)) == 5
     set_budget(
         warehouse,
