@@ -249,10 +249,8 @@ def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, sta
                 "SELECT state, title FROM experiments.experiments WHERE experiment_id = %s", [experiment]
             )
             title = str(state["title"].iloc[0])[:48] if len(state) else experiment
-            say(
-                f"experiment {title!r} ({request.run_key.rsplit(':', 2)[-2]} {request.run_key.rsplit(':', 1)[-1]}): "
-                f"{state['state'].iloc[0] if len(state) else 'unknown'}"
-            )
+            attempt = request.tags.get("ventureloop/attempt", "?")
+            say(f"experiment {title!r} (attempt {attempt}): {state['state'].iloc[0] if len(state) else 'unknown'}")
         for gate in waiting_gates(warehouse):
             open_gate(
                 warehouse,
