@@ -151,8 +151,9 @@ def set_wake_at(warehouse: Warehouse, experiment_id: str, at: datetime | None) -
     warehouse.execute("UPDATE experiments.experiments SET wake_at = %s WHERE experiment_id = %s", [at, experiment_id])
 
 
-def start_run(warehouse: Warehouse, experiment_id: str, attempt: int, run_id: str, at: datetime) -> None:
-    """Record the run (running); a Dagster op retry of the same attempt starts it again.
+def start_run(warehouse: Warehouse, experiment_id: str, attempt: int, run_id: str, at: datetime) -> datetime:
+    """Record the run (running) and return when its attempt started; a Dagster op retry of the same
+    attempt starts it again and keeps that time.
 
     Runs still marked running belong to processes that died (this run holds the lock): failed."""
     with warehouse.connect() as conn:
@@ -166,16 +167,18 @@ def start_run(warehouse: Warehouse, experiment_id: str, attempt: int, run_id: st
         updated = run_sql(
             conn,
             "UPDATE experiments.runs SET status = 'running', run_id = %s, finished_at = NULL, message = NULL "
-            "WHERE experiment_id = %s AND attempt = %s RETURNING attempt",
+            "WHERE experiment_id = %s AND attempt = %s RETURNING started_at",
             [run_id, experiment_id, attempt],
         ).fetchall()
-        if not updated:
-            run_sql(
-                conn,
-                "INSERT INTO experiments.runs (experiment_id, attempt, run_id, status, started_at) "
-                "VALUES (%s, %s, %s, 'running', %s)",
-                [experiment_id, attempt, run_id, at],
-            )
+        if updated:
+            return as_utc(updated[0][0])
+        run_sql(
+            conn,
+            "INSERT INTO experiments.runs (experiment_id, attempt, run_id, status, started_at) "
+            "VALUES (%s, %s, %s, 'running', %s)",
+            [experiment_id, attempt, run_id, at],
+        )
+        return at
 
 
 def finish_run(

@@ -160,7 +160,6 @@ def execute_experiment(
     transient step failure (the run is recorded failed; a retry of the same attempt continues it)."""
     limits = limits or load_limits()
     actor = actor or f"run:{run_id}"
-    deadline = time.monotonic() + limits.max_wall_seconds
     with experiment_lock(warehouse, experiment_id):
         experiment = get_experiment(warehouse, experiment_id)
         state = experiment["state"]
@@ -172,7 +171,9 @@ def execute_experiment(
                 "proposed": ": it needs approval first",
             }.get(state, "")
             return ExecutionResult(experiment_id, state, [], done, None, f"experiment {experiment_id} is {state}{hint}")
-        start_run(warehouse, experiment_id, attempt, run_id, utc_now())
+        started = start_run(warehouse, experiment_id, attempt, run_id, utc_now())
+        # From the attempt's first start: a Dagster op retry of it does not get a new max_wall_seconds.
+        deadline = time.monotonic() + limits.max_wall_seconds - max((utc_now() - started).total_seconds(), 0)
         try:
             result = _run(warehouse, experiment, environment, run_id, attempt, limits, actor, deadline)
         except BaseException as error:  # RetryableStepError too: the op's retry reuses this attempt's row

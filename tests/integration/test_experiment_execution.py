@@ -363,6 +363,15 @@ def test_limits_cap_cost_wall_time_and_attempts(warehouse):
     assert out_of_time.state == "rolled_back" and "max_wall_seconds" in out_of_time.message
     assert spends(warehouse, slow_id)["amount_minor"].sum() == 0
 
+    # An op retry of an attempt continues its wall time, not a new one: this attempt began an hour ago.
+    from core.experiments.checkpoints import finish_run, start_run
+
+    retried_id = new_experiment(warehouse, [spend("a", 100)], state="queued")
+    start_run(warehouse, retried_id, 1, "first-try", datetime.now(UTC) - timedelta(seconds=3601))
+    finish_run(warehouse, retried_id, 1, "failed", "RetryableStepError: the webhook said 503", datetime.now(UTC))
+    retried = execute_experiment(warehouse, retried_id, live(Clock()), run_id="retry", attempt=1)
+    assert retried.state == "rolled_back" and "max_wall_seconds 3600" in retried.message
+
     # Runs that crash (a bug, a lost database: not a step's verdict) count towards max_attempts.
     flaky_id = new_experiment(warehouse, [http("launch")])
     limits = ExecutionLimits(max_attempts=2)
