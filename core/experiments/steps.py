@@ -252,13 +252,18 @@ def spend_step(context: StepContext) -> dict[str, Any]:
         with write_transaction(warehouse) as conn:
             context.write_checkpoint(conn, result)
         return result
+    if currency != context.experiment["currency"]:
+        # The cap (the allocation, or max_cost_minor) is counted in the experiment's currency: a
+        # spend in another one could not be held to it.
+        raise StepFailed(
+            f"{context.where}: spends {currency}, but the experiment's budget and cost cap are in "
+            f"{context.experiment['currency']}: write the step's amount in {context.experiment['currency']}"
+        )
     amount = int(params["amount_minor"])
     capped = False
-    if currency == context.experiment["currency"]:
-        cap = _cost_cap(context)
-        remaining = cap - spent_by_steps(warehouse, context.experiment_id, currency)
-        if amount > remaining:
-            amount, capped = max(remaining, 0), True
+    remaining = _cost_cap(context) - spent_by_steps(warehouse, context.experiment_id, currency)
+    if amount > remaining:
+        amount, capped = max(remaining, 0), True
     if amount == 0:
         result = {"amount_minor": 0, "currency": currency, "account": account, "capped": True, "status": "capped"}
         with write_transaction(warehouse) as conn:

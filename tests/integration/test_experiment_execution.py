@@ -340,6 +340,15 @@ def test_two_runs_of_one_experiment_never_execute_at_once(warehouse):
     assert runs(warehouse, experiment_id)["run_id"].tolist() == ["one"]
 
 
+def test_a_spend_in_another_currency_than_the_budget_fails_rather_than_escape_the_cap(warehouse):
+    euros = {**spend("eu", 100), "params": {**spend("eu", 100)["params"], "currency": "EUR"}}
+    experiment_id = new_experiment(warehouse, [spend("a", 100), {**euros, "after": ["a"]}])
+    done = execute_experiment(warehouse, experiment_id, live(Clock()), run_id="eur", attempt=1)
+    assert done.state == "rolled_back"
+    assert "spends EUR, but the experiment's budget and cost cap are in USD" in done.message
+    assert spends(warehouse, experiment_id)["amount_minor"].sum() == 0  # the USD spend was reversed
+
+
 def test_limits_cap_cost_wall_time_and_attempts(warehouse):
     capped_id = new_experiment(
         warehouse, [spend("a", 300), spend("b", 300, after=["a"]), spend("c", 300, after=["b"])], allocated=None
