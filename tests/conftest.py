@@ -227,3 +227,26 @@ def closed_circuit_breakers():
     reset_breakers()
     yield
     reset_breakers()
+
+
+@pytest.fixture(scope="module")
+def shared_warehouse(request, tmp_path_factory):
+    """One warehouse per backend (parametrize indirectly with "duckdb" / "postgres") for a whole
+    module of table-driven cases, each of which works on its own rows: a database per case would
+    cost more than the cases."""
+    if request.param == "duckdb":
+        warehouse = Warehouse(f"duckdb:///{tmp_path_factory.mktemp('shared')}/warehouse.duckdb")
+        ensure_schema(warehouse)
+        yield warehouse
+        return
+    import psycopg
+
+    admin = request.getfixturevalue("postgres_admin_url")
+    name = f"vl_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    warehouse = Warehouse(f"{admin.rsplit('/', 1)[0]}/{name}")
+    ensure_schema(warehouse)
+    yield warehouse
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

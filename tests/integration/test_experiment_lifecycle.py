@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pandas as pd
-import psycopg
 import pytest
 
 from core.experiments import lifecycle
@@ -16,7 +15,6 @@ from core.experiments.lifecycle import LifecycleError, UnknownExperiment, histor
 from core.experiments.proposals import ApprovalPolicy, load_policy, propose_from_scored
 from core.ledger.audit import fixed_clock, read_events
 from core.ledger.verify import verify
-from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -53,25 +51,6 @@ PATH = {
     "cancelled": ["cancelled"],
     "rolled_back": ["approved", "queued", "running", "rolled_back"],
 }
-
-
-@pytest.fixture(scope="module")
-def shared_warehouse(request, tmp_path_factory):
-    """One warehouse per backend for the whole 9x9 table: each test works on its own experiment."""
-    if request.param == "duckdb":
-        warehouse = Warehouse(f"duckdb:///{tmp_path_factory.mktemp('lifecycle')}/warehouse.duckdb")
-        ensure_schema(warehouse)
-        yield warehouse
-        return
-    admin = request.getfixturevalue("postgres_admin_url")
-    name = f"vl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    warehouse = Warehouse(f"{admin.rsplit('/', 1)[0]}/{name}")
-    ensure_schema(warehouse)
-    yield warehouse
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def scored(*rows: tuple[str, float, str, int], cluster_leads: bool = True) -> pd.DataFrame:

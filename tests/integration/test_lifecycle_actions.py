@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pandas as pd
-import psycopg
 import pytest
 
 from core.experiments import lifecycle
@@ -14,7 +13,6 @@ from core.experiments.lifecycle import ActionNotAllowed, LifecycleError, Unknown
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock, read_events
 from core.ledger.verify import verify
-from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -69,25 +67,6 @@ def test_the_code_table_is_the_promised_one():
         assert all(action.to_state in lifecycle.ALLOWED[state] for state in action.from_states), action.name
     assert lifecycle.actions_for("running") == ["cancel", "pause"]
     assert lifecycle.actions_for("completed") == []
-
-
-@pytest.fixture(scope="module")
-def shared_warehouse(request, tmp_path_factory):
-    """One warehouse per backend for the whole action x state table: each case has its own experiment."""
-    if request.param == "duckdb":
-        warehouse = Warehouse(f"duckdb:///{tmp_path_factory.mktemp('actions')}/warehouse.duckdb")
-        ensure_schema(warehouse)
-        yield warehouse
-        return
-    admin = request.getfixturevalue("postgres_admin_url")
-    name = f"vl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    warehouse = Warehouse(f"{admin.rsplit('/', 1)[0]}/{name}")
-    ensure_schema(warehouse)
-    yield warehouse
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 MOVES = [(a, s) for a, (_to, sources) in EXPECTED_ACTIONS.items() for s in STATES if s in sources]
