@@ -287,7 +287,16 @@ def quarantine_list(
 
 
 @quarantine_app.command("replay")
-def quarantine_replay(source: str = typer.Option(None, help="Only this source.")) -> None:
+def quarantine_replay(
+    source: str = typer.Option(None, help="Only this source."),
+    at: datetime = typer.Option(
+        None,
+        formats=["%Y-%m-%dT%H:%M:%S%z"],
+        help="Book ledger records as of this instant (ISO 8601 with offset; default now): a cost is "
+        "checked against the spend window and budgets around it, e.g. a simulated cost at the "
+        "simulated time it was refused (docs/simulator.md).",
+    ),
+) -> None:
     """Try quarantined records again (after a connector, mapping or data fix); what now passes is
     ingested or booked, and what still fails says why."""
     from core.discovery.replay import replay
@@ -305,6 +314,7 @@ def quarantine_replay(source: str = typer.Option(None, help="Only this source.")
                 source=source,
                 rules=_fraud_rules(),
                 spend_window=_spend_window(),
+                now=at.astimezone(UTC) if at else None,
             ),
         ),
     ]

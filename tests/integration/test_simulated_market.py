@@ -17,7 +17,6 @@ from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger import fx
 from core.ledger.budgets import set_budget
 from core.ledger.fraud import FraudRules
-from core.ledger.imports.replay import replay_imports
 from core.ledger.verify import verify
 from core.platform.quarantine import pending
 from core.platform.schema import ensure_schema
@@ -86,6 +85,19 @@ def ledger_content(warehouse: Warehouse) -> set[tuple[str, str]]:
     return {(r.idempotency_key, r.content_hash) for r in booked.itertuples()} | {
         (key, "held") for key in held["idempotency_key"]
     }
+
+
+def replay_from_the_shell(warehouse: Warehouse, *args: str) -> str:
+    """`ventureloop quarantine replay --source simulator ARGS` on this warehouse, in this process."""
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    done = CliRunner().invoke(
+        app, ["quarantine", "replay", "--source", "simulator", *args], env={"WAREHOUSE_URL": warehouse.url}
+    )
+    assert done.exit_code == 0, done.output
+    return done.output
 
 
 def ad_costs_usd(warehouse: Warehouse, experiment_id: str) -> int:
@@ -198,8 +210,12 @@ def test_a_budget_refusal_is_quarantined_the_days_go_on_and_it_replays(warehouse
         changed_by="test",
         at=START + timedelta(days=5),
     )
-    report = replay_imports(warehouse, source="simulator", now=START + timedelta(days=5))
-    assert (report.replayed, report.still_failing) == (5, 0), report.reasons
+    # From the shell: on the wall clock each is refused for its date (weeks before now, outside the
+    # spend window); at the simulated time of their days they book.
+    on_the_wall_clock = replay_from_the_shell(warehouse)
+    assert "ledger imports: replayed 0, still failing 5" in on_the_wall_clock, on_the_wall_clock
+    at = (START + timedelta(days=5)).isoformat(timespec="seconds")
+    assert "ledger imports: replayed 5, still failing 0" in replay_from_the_shell(warehouse, "--at", at)
     assert warehouse.scalar(costs, [refused["experiment_id"]]) == 5 and pending(warehouse).empty
     assert verify(warehouse).ok
 
