@@ -701,15 +701,11 @@ def experiments_show(experiment_id: str = typer.Argument(..., help="The experime
 
     from tabulate import tabulate
 
-    from core.experiments.lifecycle import UnknownExperiment, actions_for, allowed_targets, get_experiment, history
+    from core.experiments.lifecycle import actions_for, allowed_targets, history
     from core.ledger.money import format_minor
 
     warehouse = _warehouse()
-    try:
-        experiment = get_experiment(warehouse, experiment_id)
-    except UnknownExperiment as error:
-        typer.echo(f"refused: {error}", err=True)
-        raise typer.Exit(1) from error
+    experiment = _experiment_or_exit(warehouse, experiment_id)
     currency = experiment["currency"]
     typer.echo(f"experiment  {experiment['experiment_id']}")
     typer.echo(f"state       {experiment['state']} (next: {', '.join(allowed_targets(experiment['state'])) or 'none'})")
@@ -835,14 +831,9 @@ def experiments_runs(experiment_id: str = typer.Argument(..., help="The experime
     from tabulate import tabulate
 
     from core.experiments.checkpoints import load_checkpoints, runs
-    from core.experiments.lifecycle import UnknownExperiment, get_experiment
 
     warehouse = _warehouse()
-    try:
-        experiment = get_experiment(warehouse, experiment_id)
-    except UnknownExperiment as error:
-        typer.echo(f"refused: {error}", err=True)
-        raise typer.Exit(1) from error
+    experiment = _experiment_or_exit(warehouse, experiment_id)
     typer.echo(f"experiment {experiment_id}: {experiment['state']}")
     frame = runs(warehouse, experiment_id)
     if frame.empty:
@@ -879,20 +870,6 @@ def experiments_runs(experiment_id: str = typer.Argument(..., help="The experime
         )
 
 
-def main() -> None:
-    from core.platform.warehouse import WarehouseLocked
-
-    try:
-        app(sys.argv[1:])
-    except WarehouseLocked as error:  # another process has the DuckDB file: say so, not a traceback
-        typer.echo(str(error), err=True)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @simulator_app.command("oracle")
 def simulator_oracle(
     out: Path = typer.Option(None, "--out", help="Write the CSV here instead of printing it."),
@@ -916,3 +893,28 @@ def simulator_oracle(
         typer.echo(f"wrote {len(frame)} experiments to {out}")
     else:
         typer.echo(frame.to_csv(index=False), nl=False)
+
+
+def _experiment_or_exit(warehouse: Warehouse, experiment_id: str) -> dict:
+    """The experiment's row, or `refused: no experiment ...` on stderr and exit 1."""
+    from core.experiments.lifecycle import UnknownExperiment, get_experiment
+
+    try:
+        return get_experiment(warehouse, experiment_id)
+    except UnknownExperiment as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+def main() -> None:
+    from core.platform.warehouse import WarehouseLocked
+
+    try:
+        app(sys.argv[1:])
+    except WarehouseLocked as error:  # another process has the DuckDB file: say so, not a traceback
+        typer.echo(str(error), err=True)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -234,8 +234,8 @@ def run_in_process(env: dict[str, str], request: dg.RunRequest, instance: dg.Dag
 
 
 def what_it_left(warehouse: Warehouse, experiment_id: str, run_id: str) -> dict:
-    """The experiment's checkpoints, ledger rows, state history and audit events, with its own id
-    and its run's id written as placeholders so that two experiments' can be compared."""
+    """The experiment's checkpoints, ledger rows, state history and audit events, its own id and its
+    run's id replaced by `<experiment>` and `<run>`, so that what two experiments left can be compared."""
     from core.experiments.checkpoints import load_checkpoints
     from core.experiments.lifecycle import history
 

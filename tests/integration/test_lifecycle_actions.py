@@ -14,21 +14,11 @@ from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock, read_events
 from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
+from tests.integration.test_experiment_lifecycle import PATH  # how a new experiment reaches each state
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 NEVER = ApprovalPolicy(max_budget_minor=0, min_score=1.0)
 STATES = ["proposed", "approved", "queued", "running", "paused", "completed", "failed", "cancelled", "rolled_back"]
-PATH = {
-    "proposed": [],
-    "approved": ["approved"],
-    "queued": ["approved", "queued"],
-    "running": ["approved", "queued", "running"],
-    "paused": ["approved", "queued", "running", "paused"],
-    "completed": ["approved", "queued", "running", "completed"],
-    "failed": ["approved", "queued", "running", "failed"],
-    "cancelled": ["cancelled"],
-    "rolled_back": ["approved", "queued", "running", "rolled_back"],
-}
 # Written out here, not read from the code: action -> (target state, the states it moves from).
 EXPECTED_ACTIONS = {
     "approve": ("approved", {"proposed"}),
