@@ -86,7 +86,19 @@ def test_the_marts_hang_off_the_ledger_writers_across_locations():
 # import time, so only the marts location pays it (orchestration/marts_definitions.py); the scale-out
 # executors only when DAGSTER_EXECUTOR chooses them (orchestration/wiring.py); redis (0.3 s) never
 # by pybreaker (core/platform/http.py).
-HEAVY_IMPORTS = ("dagster_dbt", "dbt", "dagster_celery", "celery", "kombu", "redis", "dagster_k8s", "kubernetes")
+HEAVY_IMPORTS = (
+    "dagster_dbt",
+    "dbt",
+    "dagster_celery",
+    "celery",
+    "kombu",
+    "redis",
+    "dagster_k8s",
+    "kubernetes",
+    "mlflow",
+    "xgboost",
+    "sklearn",
+)
 
 
 def test_the_main_location_loads_without_dagster_dbt_or_the_scale_out_executors():
