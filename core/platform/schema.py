@@ -6,7 +6,7 @@ first.
 
 from core.platform.warehouse import Warehouse
 
-SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments")
+SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments", "learning")
 
 DISCOVERY_DDL: list[str] = [
     # One row per HTTP response (or snapshot replay): normalization can be replayed from these.
@@ -281,7 +281,30 @@ EXPERIMENTS_DDL: list[str] = [
     )""",
 ]
 
-ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL
+# What the learning assets write (assets/learning/); each block names the module that writes it.
+LEARNING_DDL: list[str] = [
+    # assets/learning/bandit.py (source_bandit), rebuilt each materialization (ml.bandit.posterior):
+    # one row per discovery source, its Beta posterior on experiment success and its
+    # normal-inverse-gamma posterior on normalized ROI, asinh(roi). The discovery schedule reads it.
+    """CREATE TABLE IF NOT EXISTS learning.source_posterior (
+        source TEXT NOT NULL,
+        experiments BIGINT NOT NULL,
+        successes BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        alpha DOUBLE PRECISION NOT NULL,
+        beta DOUBLE PRECISION NOT NULL,
+        mean DOUBLE PRECISION NOT NULL,
+        roi_experiments BIGINT NOT NULL,
+        roi_mu DOUBLE PRECISION NOT NULL,
+        roi_kappa DOUBLE PRECISION NOT NULL,
+        roi_shape DOUBLE PRECISION NOT NULL,
+        roi_rate DOUBLE PRECISION NOT NULL,
+        roi_mean_sd DOUBLE PRECISION NOT NULL,
+        computed_at TIMESTAMPTZ NOT NULL
+    )""",
+]
+
+ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL + LEARNING_DDL
 
 
 def ensure_schema(warehouse: Warehouse) -> None:

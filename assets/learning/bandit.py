@@ -1,0 +1,94 @@
+"""The source bandit: each discovery source's posterior on experiment success (Beta) and on
+normalized ROI (normal-inverse-gamma), from the outcomes of the experiments its opportunities
+became (ml/bandit.py). The discovery schedule (assets/discovery/__init__.py) samples from it."""
+
+import dagster as dg
+
+from assets.discovery.raw import SOURCES
+from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
+
+POSTERIOR_TABLE = "learning.source_posterior"
+SHOWN = ["source", "experiments", "successes", "mean", "roi_experiments", "roi_mu", "roi_mean_sd"]
+UNATTRIBUTED_SHOWN = 10
+
+# Every finished experiment (completed, failed, rolled back) with the source of its opportunity; a
+# failed or rolled-back one did not succeed. The LEFT JOIN keeps an outcome whose opportunity is
+# not in core.opportunities, so that it is counted as unattributed rather than silently lost.
+OUTCOMES_BY_SOURCE = """
+SELECT o.experiment_id, e.opportunity_id, p.source, o.state, o.succeeded, o.roi, o.evaluated_at
+FROM experiments.outcomes o
+JOIN experiments.experiments e ON e.experiment_id = o.experiment_id
+LEFT JOIN core.opportunities p ON p.opportunity_id = e.opportunity_id
+ORDER BY o.experiment_id
+"""
+
+
+def source_outcomes(client):
+    """(attributed outcomes, unattributed outcomes): experiments.outcomes with each experiment's source."""
+    frame = client.query(OUTCOMES_BY_SOURCE)
+    unattributed = frame["source"].isna()
+    return frame[~unattributed].reset_index(drop=True), frame[unattributed].reset_index(drop=True)
+
+
+def read_posterior(client):
+    """learning.source_posterior, or None when the warehouse or the table is not there yet (the
+    schedule then queries every source). Never creates a warehouse."""
+    if not client.exists() or not client.table_exists(POSTERIOR_TABLE):
+        return None
+    return client.read(POSTERIOR_TABLE)
+
+
+def posterior_metrics(posterior) -> dict[str, float]:
+    """The numbers to log to an experiment tracker for one materialization (ml.bandit.posterior_metrics)."""
+    from ml.bandit import posterior_metrics as metrics
+
+    return metrics(posterior)
+
+
+def posterior_markdown(posterior) -> str:
+    if posterior.empty:
+        return "no source yet"
+    return posterior[SHOWN].to_markdown(index=False, floatfmt=".3f")
+
+
+@dg.asset(
+    group_name="learning",
+    owners=["team:learning"],
+    kinds={"python", warehouse_kind()},
+    pool=warehouse_pool(),
+    deps=[dg.AssetKey("experiment_outcomes"), dg.AssetKey("opportunities")],
+    metadata={"dagster/table_name": POSTERIOR_TABLE},
+    description="Per discovery source: Beta posterior on experiment success and normal-inverse-gamma posterior "
+    "on asinh(ROI), from every finished experiment's outcome; the discovery schedule Thompson-samples it to "
+    "choose which sources to query, with an exploration floor per source.",
+)
+def source_bandit(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from datetime import UTC, datetime
+
+    from core.platform.schema import ensure_schema
+    from ml.bandit import favoured, posterior
+
+    client = warehouse.client()
+    ensure_schema(client)
+    outcomes, unattributed = source_outcomes(client)
+    if len(unattributed):
+        context.log.warning(
+            f"{len(unattributed)} outcome(s) have no opportunity in core.opportunities and are not counted: "
+            f"{', '.join(unattributed['experiment_id'].head(UNATTRIBUTED_SHOWN))}"
+        )
+    table = posterior(outcomes, sources=[s.name for s in SOURCES])
+    client.replace(POSTERIOR_TABLE, table.assign(computed_at=datetime.now(UTC)))
+    best = favoured(table)
+    metrics = posterior_metrics(table)
+    return dg.MaterializeResult(
+        metadata={
+            "posterior": dg.MetadataValue.md(posterior_markdown(table)),
+            "favoured_source": best[0] if best else "none yet",
+            "why": best[1] if best else "no experiment has finished yet: every source is queried",
+            "experiments": len(outcomes),
+            "unattributed": len(unattributed),
+            "unattributed_ids": dg.MetadataValue.json(unattributed["experiment_id"].head(UNATTRIBUTED_SHOWN).tolist()),
+            "metrics": dg.MetadataValue.json(metrics),
+            "dagster/row_count": len(table),
+        }
+    )
