@@ -97,32 +97,25 @@ def posterior(outcomes: pd.DataFrame, sources: Iterable[str] = (), prior: Prior 
 
     frame = _checked_outcomes(outcomes)
     names = sorted(set(frame["source"]).union(str(s) for s in sources))
-    z = normalize_roi(frame["roi"].to_numpy(dtype=float))
-    frame = frame.assign(
-        success=frame["succeeded"].astype(int), z=z, has_roi=np.isfinite(z), z0=np.where(np.isfinite(z), z, 0.0)
-    )
-    grouped = frame.groupby("source")
-    counts = pd.DataFrame(
-        {
-            "experiments": grouped.size(),
-            "successes": grouped["success"].sum(),
-            "roi_experiments": grouped["has_roi"].sum(),
-            "z_sum": grouped["z0"].sum(),
-        }
-    ).reindex(names, fill_value=0)
-    # Sum of squared deviations from each source's own mean, in one pass (never per-row Python).
-    roi_n = counts["roi_experiments"].to_numpy(dtype=float)
-    z_mean = np.divide(counts["z_sum"].to_numpy(dtype=float), roi_n, out=np.zeros(len(names)), where=roi_n > 0)
-    deviation = frame["z0"] - frame["source"].map(dict(zip(names, z_mean, strict=True)))
-    squares = (deviation.where(frame["has_roi"], 0.0) ** 2).groupby(frame["source"]).sum()
-    ss = squares.reindex(names, fill_value=0.0).to_numpy(dtype=float)
+    # Per-source sums by integer code (np.bincount): vectorized, and an empty frame needs no special case.
+    codes = pd.Categorical(frame["source"], categories=names).codes.astype(np.int64)
+    size = len(names)
+    z = normalize_roi(frame["roi"].to_numpy(dtype=float, na_value=np.nan))
+    has_roi = np.isfinite(z)
+    z0 = np.where(has_roi, z, 0.0)
+    experiments = np.bincount(codes, minlength=size)
+    successes = np.bincount(codes, weights=frame["succeeded"].to_numpy(dtype=float), minlength=size).astype(np.int64)
+    roi_n = np.bincount(codes, weights=has_roi.astype(float), minlength=size)
+    z_mean = np.divide(np.bincount(codes, weights=z0, minlength=size), roi_n, out=np.zeros(size), where=roi_n > 0)
+    # Sum of squared deviations from each source's own mean (two passes: stable, unlike sum x^2 - n mean^2).
+    ss = np.bincount(codes, weights=np.where(has_roi, z0 - z_mean[codes], 0.0) ** 2, minlength=size)
     return posterior_from_counts(
         pd.DataFrame(
             {
                 "source": names,
-                "successes": counts["successes"].to_numpy(dtype=np.int64),
-                "failures": (counts["experiments"] - counts["successes"]).to_numpy(dtype=np.int64),
-                "roi_experiments": counts["roi_experiments"].to_numpy(dtype=np.int64),
+                "successes": successes,
+                "failures": experiments - successes,
+                "roi_experiments": roi_n.astype(np.int64),
                 "roi_mean": z_mean,
                 "roi_ss": ss,
             }
@@ -201,17 +194,22 @@ def _checked_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
         row = int((~valid).idxmax())
         raise BanditError(
             f"outcomes.succeeded: {int((~valid).sum())} value(s) are not booleans "
-            f"(row {row}: {succeeded.iloc[row]!r}); use True/False"
+            f"(row {row}: {_plain(succeeded.iloc[row])!r}); use True/False"
         )
     roi = pd.to_numeric(frame["roi"], errors="coerce")
     bad_roi = frame["roi"].notna() & (roi.isna() | ~np.isfinite(roi.fillna(0.0)))
     if bad_roi.any():
         row = int(bad_roi.idxmax())
-        raise BanditError(f"outcomes.roi: row {row} is {frame['roi'].iloc[row]!r}: use a finite number or NULL")
+        raise BanditError(f"outcomes.roi: row {row} is {_plain(frame['roi'].iloc[row])!r}: use a finite number or NULL")
     if (roi < -1).any():
         row = int((roi < -1).idxmax())
         raise BanditError(f"outcomes.roi: row {row} is {roi.iloc[row]}: an ROI (net / cost) is never below -1")
     return frame.assign(source=frame["source"].astype(str), succeeded=succeeded.astype(bool), roi=roi)
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, so that a message reads 2, not np.int64(2)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -284,7 +282,7 @@ class SourceChoice:
 
 
 def choose_sources(
-    table: pd.DataFrame | None,
+    table: pd.DataFrame | PreparedPosterior | None,
     all_sources: Sequence[str],
     k: int | None = None,
     exploration_floor: float = 0.2,
@@ -292,7 +290,8 @@ def choose_sources(
     *,
     reward: str = "success",
 ) -> SourceChoice:
-    """Which of `all_sources` to query this cycle, by Thompson sampling on `table` (a `posterior`).
+    """Which of `all_sources` to query this cycle, by Thompson sampling on `table` (a `posterior`,
+    or the `prepare`d one when choosing many times from one table).
 
     1. A source with no outcome yet (absent from the table, or 0 experiments) is queried.
     2. Every other source draws one value from its posterior (`reward` "success": its Beta; "roi":
@@ -313,20 +312,21 @@ def choose_sources(
     if len(set(names)) != len(names):
         raise BanditError(f"all_sources names a source twice: {sorted({s for s in names if names.count(s) > 1})}")
     rng = rng if rng is not None else np.random.default_rng()
-    known = _indexed_posterior(table)
+    known = prepare(table)
+    row_of = known.row_of()
     reasons: dict[str, str] = {}
     draws: dict[str, float] = {}
-    tried = [s for s in names if s in known.index and known.loc[s, "experiments"] > 0]
+    tried = [s for s in names if s in row_of and known.experiments[row_of[s]] > 0]
     for source in names:
-        if source not in tried:
+        if source not in row_of or known.experiments[row_of[source]] == 0:
             reasons[source] = "no outcome yet: always queried"
     if tried:
-        rows = known.loc[tried]
+        rows = np.array([row_of[s] for s in tried])
         if reward == "success":
-            values = rng.beta(rows["alpha"].to_numpy(dtype=float), rows["beta"].to_numpy(dtype=float))
+            values = rng.beta(known.alpha[rows], known.beta[rows])
         else:
-            variance = rows["roi_rate"].to_numpy(dtype=float) / rng.gamma(rows["roi_shape"].to_numpy(dtype=float))
-            values = rng.normal(rows["roi_mu"].to_numpy(dtype=float), np.sqrt(variance / rows["roi_kappa"].to_numpy()))
+            variance = known.roi_rate[rows] / rng.gamma(known.roi_shape[rows])
+            values = rng.normal(known.roi_mu[rows], np.sqrt(variance / known.roi_kappa[rows]))
         draws = dict(zip(tried, (float(v) for v in values), strict=True))
         take = min(len(tried), k if k is not None else math.ceil(len(tried) / 2))
         order = np.argsort(-values, kind="stable")
@@ -339,21 +339,49 @@ def choose_sources(
     return SourceChoice(tuple(s for s in names if s in reasons), reasons, draws)
 
 
-def _indexed_posterior(table: pd.DataFrame | None) -> pd.DataFrame:
-    import pandas as pd
+@dataclass(frozen=True)
+class PreparedPosterior:
+    """A posterior table checked once and held as arrays, for choosing many times from one table
+    (a simulation, a test of the floor): pandas indexing costs more than the draws themselves."""
 
+    source: np.ndarray
+    experiments: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    roi_mu: np.ndarray
+    roi_kappa: np.ndarray
+    roi_shape: np.ndarray
+    roi_rate: np.ndarray
+
+    def row_of(self) -> dict[str, int]:
+        return {str(source): i for i, source in enumerate(self.source)}
+
+
+def prepare(table: pd.DataFrame | PreparedPosterior | None) -> PreparedPosterior:
+    """`table` (a `posterior`, or None for none) checked: every column present, no source twice,
+    counts whole and non-negative, Beta and NIG parameters positive and finite."""
+    if isinstance(table, PreparedPosterior):
+        return table
     if table is None:
-        return pd.DataFrame(columns=list(POSTERIOR_COLUMNS)).set_index("source")
+        empty = np.array([], dtype=float)
+        return PreparedPosterior(np.array([], dtype=object), np.array([], dtype=np.int64), *[empty] * 6)
     _require(table, POSTERIOR_COLUMNS, "posterior")
-    if table["source"].duplicated().any():
-        raise BanditError(f"posterior: source(s) {sorted(table.loc[table['source'].duplicated(), 'source'])} twice")
+    sources = table["source"].astype(str).to_numpy(dtype=object)
+    unique, seen = np.unique(sources, return_counts=True)
+    if (seen > 1).any():
+        raise BanditError(f"posterior: source(s) {sorted(unique[seen > 1].tolist())} twice")
     for column in COUNT_COLUMNS:
         _non_negative_integers(table[column], f"posterior.{column}")
+    arrays: dict[str, np.ndarray] = {}
     for column in ("alpha", "beta", "roi_kappa", "roi_shape", "roi_rate"):
         values = table[column].to_numpy(dtype=float)
         if not (np.isfinite(values) & (values > 0)).all():
             raise BanditError(f"posterior.{column}: every value must be positive and finite, got {values.tolist()[:5]}")
-    return table.assign(source=table["source"].astype(str)).set_index("source")
+        arrays[column] = values
+    arrays["roi_mu"] = table["roi_mu"].to_numpy(dtype=float)
+    if not np.isfinite(arrays["roi_mu"]).all():
+        raise BanditError("posterior.roi_mu: every value must be finite")
+    return PreparedPosterior(source=sources, experiments=table["experiments"].to_numpy(dtype=np.int64), **arrays)
 
 
 # -- K-armed Bernoulli bandit simulators (benchmark and tests) -----------------------------------

@@ -8,7 +8,6 @@ from assets.discovery.raw import SOURCES
 from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
 
 POSTERIOR_TABLE = "learning.source_posterior"
-SHOWN = ["source", "experiments", "successes", "mean", "roi_experiments", "roi_mu", "roi_mean_sd"]
 UNATTRIBUTED_SHOWN = 10
 
 # Every finished experiment (completed, failed, rolled back) with the source of its opportunity; a
@@ -46,9 +45,17 @@ def posterior_metrics(posterior) -> dict[str, float]:
 
 
 def posterior_markdown(posterior) -> str:
+    """The posterior as a table short enough for the asset page to show in place (below ~1,000
+    characters, see assets/discovery/opportunities.py): best posterior mean first."""
     if posterior.empty:
         return "no source yet"
-    return posterior[SHOWN].to_markdown(index=False, floatfmt=".3f")
+    rows = [
+        f"| {r.source} | {r.experiments} | {r.successes} | {r.mean:.3f} | {r.roi_mu:+.2f} ± {r.roi_mean_sd:.2f} |"
+        for r in posterior.itertuples()
+    ]
+    return "| source | experiments | succeeded | P(success) | asinh ROI |\n|---|---:|---:|---:|---:|\n" + "\n".join(
+        rows
+    )
 
 
 @dg.asset(
