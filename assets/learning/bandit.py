@@ -9,6 +9,24 @@ from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
 
 POSTERIOR_TABLE = "learning.source_posterior"
 UNATTRIBUTED_SHOWN = 10
+COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("source", "string", description="The discovery source (raw/<source> asset)."),
+        dg.TableColumn("experiments", "int", description="Finished experiments from its opportunities."),
+        dg.TableColumn("successes", "int", description="Of those, how many met their success criteria."),
+        dg.TableColumn("failures", "int", description="Of those, how many did not (failed and rolled back included)."),
+        dg.TableColumn("alpha", "float", description="Beta posterior on P(success): 1 + successes."),
+        dg.TableColumn("beta", "float", description="Beta posterior on P(success): 1 + failures."),
+        dg.TableColumn("mean", "float", description="Posterior mean P(success), alpha / (alpha + beta)."),
+        dg.TableColumn("roi_experiments", "int", description="Experiments with an ROI (a cost was booked)."),
+        dg.TableColumn("roi_mu", "float", description="Posterior mean of asinh(ROI) (normal-inverse-gamma)."),
+        dg.TableColumn("roi_kappa", "float", description="NIG: pseudo-observations behind roi_mu."),
+        dg.TableColumn("roi_shape", "float", description="NIG: inverse-gamma shape of the ROI variance."),
+        dg.TableColumn("roi_rate", "float", description="NIG: inverse-gamma rate of the ROI variance."),
+        dg.TableColumn("roi_mean_sd", "float", description="Posterior standard deviation of roi_mu (Student-t)."),
+        dg.TableColumn("computed_at", "timestamp", description="When source_bandit computed it (UTC)."),
+    ]
+)
 
 # Every finished experiment (completed, failed, rolled back) with the source of its opportunity; a
 # failed or rolled-back one did not succeed. The LEFT JOIN keeps an outcome whose opportunity is
@@ -64,7 +82,7 @@ def posterior_markdown(posterior) -> str:
     kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     deps=[dg.AssetKey("experiment_outcomes"), dg.AssetKey("opportunities")],
-    metadata={"dagster/table_name": POSTERIOR_TABLE},
+    metadata={"dagster/table_name": POSTERIOR_TABLE, "dagster/column_schema": COLUMNS},
     description="Per discovery source: Beta posterior on experiment success and normal-inverse-gamma posterior "
     "on asinh(ROI), from every finished experiment's outcome; the discovery schedule Thompson-samples it to "
     "choose which sources to query, with an exploration floor per source.",

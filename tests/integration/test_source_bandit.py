@@ -21,11 +21,13 @@ from assets.discovery import (
     hourly_discovery,
 )
 from assets.discovery.raw import SOURCES
-from assets.learning.bandit import POSTERIOR_TABLE, read_posterior, source_bandit
+from assets.learning.bandit import COLUMNS, POSTERIOR_TABLE, read_posterior, source_bandit
 from assets.resources import WarehouseResource
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock
+from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
+from ml.bandit import POSTERIOR_COLUMNS
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 NEVER = ApprovalPolicy(max_budget_minor=0, min_score=1.0)
@@ -118,6 +120,10 @@ def test_the_posterior_counts_each_sources_outcomes(learned):
     # ROI 1.5 three times and -0.8 once for hackernews, on the asinh scale, prior NIG(0, 1, 2, 1).
     z = np.arcsinh([1.5, 1.5, 1.5, -0.8])
     assert hn.roi_experiments == 4 and hn.roi_mu == pytest.approx(z.sum() / 5)
+    # The table is what LEARNING_DDL declares, and what the asset page documents.
+    columns = [*POSTERIOR_COLUMNS, "computed_at"]
+    assert list(warehouse.read(POSTERIOR_TABLE).columns) == columns
+    assert [column.name for column in COLUMNS.columns] == columns
     untried = table.drop(index=["hackernews", "github"])
     assert (untried["experiments"] == 0).all() and (untried["alpha"] == 1.0).all()
     assert pd.Timestamp(table["computed_at"].iloc[0]).tzinfo is not None
@@ -180,13 +186,16 @@ def test_the_schedule_queries_the_sources_it_samples_and_says_why(learned):
 
 def test_without_a_posterior_the_schedule_queries_every_source(tmp_path):
     missing = Warehouse(f"duckdb:///{tmp_path}/none.duckdb")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 12, 4, 11, tzinfo=UTC),
-        resources={"warehouse": WarehouseResource(url=missing.url)},
-    )
-    (request,) = hourly_discovery(live=False).evaluate_tick(context).run_requests
-    assert request.tags[SOURCES_TAG].split(",") == NAMES
-    assert request.tags[REASON_TAG] == "no source posterior yet: every source"
+    empty = Warehouse(f"duckdb:///{tmp_path}/empty.duckdb")
+    ensure_schema(empty)  # learning.source_posterior exists, with no row yet
+    for warehouse in (missing, empty):
+        context = dg.build_schedule_context(
+            scheduled_execution_time=datetime(2026, 12, 4, 11, tzinfo=UTC),
+            resources={"warehouse": WarehouseResource(url=warehouse.url)},
+        )
+        (request,) = hourly_discovery(live=False).evaluate_tick(context).run_requests
+        assert request.tags[SOURCES_TAG].split(",") == NAMES
+        assert request.tags[REASON_TAG] == "no source posterior yet: every source"
     assert not missing.exists()  # reading never creates a warehouse
 
 
