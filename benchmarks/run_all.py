@@ -1,7 +1,9 @@
 """Run every benchmark in its own interpreter (so that peak memory and imports are each one's own).
 
-    python benchmarks/run_all.py           # the issue's sizes: 1,000,000 rows; 100,000 against 1,000,000
-    python benchmarks/run_all.py --quick   # CI-size sanity: 20,000 rows; 2,000 against 20,000; no demo
+    python benchmarks/run_all.py           # the issue's sizes: 1,000,000 rows; 100,000 against 1,000,000;
+                                           # the bandit at T = 100,000 over 20 seeds
+    python benchmarks/run_all.py --quick   # CI-size sanity: 20,000 rows; 2,000 against 20,000; no demo;
+                                           # the bandit at T = 10,000 over 5 seeds
 
 Each script prints its rates and its ratio to a baseline measured in the same run; absolute times
 on a shared 2-core machine are noise, ratios much less so. The first full run also generates the
@@ -29,6 +31,7 @@ def main() -> int:
             ["ledger_write.py", "--postings", "20000"],
             ["dbt_marts.py", "--postings", "200000"],
             ["orchestration.py", "--quick"],
+            ["bandit_regret.py", "--quick"],
         ]
     else:
         runs = [
@@ -38,6 +41,7 @@ def main() -> int:
             ["ledger_write.py"],
             ["dbt_marts.py"],
             ["orchestration.py"],
+            ["bandit_regret.py"],
         ]
     failed = []
     for script, *options in runs:

@@ -302,7 +302,7 @@ EXPERIMENTS_DDL: list[str] = [
     )""",
 ]
 
-# Learning (ml/, assets/learning/): tables derived from the experiments and their outcomes.
+# What the learning assets write (assets/learning/); each block names the module that writes it.
 LEARNING_DDL: list[str] = [
     # Written by assets/learning/features.py (ml.features.build_features), replaced on every run: one
     # row per proposed experiment with a proposal-time snapshot, every feature as of proposed_at.
@@ -330,6 +330,25 @@ LEARNING_DDL: list[str] = [
         similar_avg_roi DOUBLE PRECISION NOT NULL,
         budget_minor DOUBLE PRECISION NOT NULL,
         est_duration_days DOUBLE PRECISION NOT NULL
+    )""",
+    # assets/learning/bandit.py (source_bandit), rebuilt each materialization (ml.bandit.posterior):
+    # one row per discovery source, its Beta posterior on experiment success and its
+    # normal-inverse-gamma posterior on normalized ROI, asinh(roi). The discovery schedule reads it.
+    """CREATE TABLE IF NOT EXISTS learning.source_posterior (
+        source TEXT NOT NULL,
+        experiments BIGINT NOT NULL,
+        successes BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        alpha DOUBLE PRECISION NOT NULL,
+        beta DOUBLE PRECISION NOT NULL,
+        mean DOUBLE PRECISION NOT NULL,
+        roi_experiments BIGINT NOT NULL,
+        roi_mu DOUBLE PRECISION NOT NULL,
+        roi_kappa DOUBLE PRECISION NOT NULL,
+        roi_shape DOUBLE PRECISION NOT NULL,
+        roi_rate DOUBLE PRECISION NOT NULL,
+        roi_mean_sd DOUBLE PRECISION NOT NULL,
+        computed_at TIMESTAMPTZ NOT NULL
     )""",
 ]
 
