@@ -1,5 +1,5 @@
-"""Budget allocation among approved experiments: proportional to score, within the ledger's budgets.
-(The learning issue replaces the proportional rule with LinUCB; the limits stay.)
+"""Budget allocation among approved experiments: LinUCB ranks them, a greedy fill funds them in
+that order, within the ledger's budgets.
 
 An approved experiment without an allocation claims its requested budget. What it may get at most
 (its cap) is that, within the headroom of its own monthly experiment budget; the claims of one
@@ -11,23 +11,29 @@ Headroom = limit - spent this month (counted as core.ledger.budgets counts it fo
 allocated experiments that are still to run (approved, queued, running, paused) may yet spend
 (their allocation less their spend so far): an allocation is a promise the budget must keep.
 
-Shares are water-filled: every claim grows in proportion to its score until it reaches its cap
-or its category or the global headroom runs out; what a capped claim cannot take goes to the others.
-The exact (rational) shares are then made integer minor units by largest remainder, first per
-category and then within it, so they sum exactly to what is distributed and never pass a cap.
-A claim whose share is 0 (no headroom) stays unallocated and is considered again next time.
+Who gets money first is its Priority: the upper confidence bound (UCB) of its reward per unit of
+budget, computed by ml.linucb from its features and the finished experiments' outcomes and passed
+in by the caller (this module knows nothing of learning). Claims are ranked by UCB, ties by
+experiment id, and each in turn gets as much as its cap, its category's headroom left and the
+global headroom left allow; what it cannot take stays for the ones after it. Amounts are integer
+minor units by construction, never pass a cap, and a lower-ranked claim gets money only when every
+higher-ranked one sharing its limits got all it could. A claim whose UCB is not positive gets
+nothing, whatever the headroom: even optimistically it is expected to lose money (status
+`declined`; it is ranked again next time, when more has been learned). A claim with a positive
+UCB that finds no headroom stays unallocated (`waiting`) and is considered again next time.
+A candidate with no priority (no features for it yet) ranks by its score, and its limited_by
+says so.
 
 Each allocation is a compare-and-set (state approved and no allocation yet) inside the audit
-chain's write_transaction, with an `experiment.allocated` event: a second allocate running at the
-same time waits for the first and then finds nothing left to allocate.
+chain's write_transaction, with an `experiment.allocated` event carrying its UCB, mean and width:
+a second allocate running at the same time waits for the first and then finds nothing left.
 """
 
 import json
-from collections import defaultdict
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
 from typing import Any
 
 import pandas as pd
@@ -40,103 +46,104 @@ from core.platform.warehouse import Warehouse, run_sql
 EXPERIMENT_ALLOCATED = "experiment.allocated"
 PERIOD = "month"
 COMMITTED_STATES = (APPROVED, QUEUED, RUNNING, PAUSED)
+LINUCB = "linucb"
+NO_PRIORITY = "ranked by its score: no LinUCB priorities were given"
+NO_FEATURES = "ranked by its score: no features for it in learning.experiment_features yet"
 ALLOCATION_COLUMNS = [
     "experiment_id",
     "category",
     "score",
+    "ucb",
+    "mean",
+    "width",
+    "rank",  # the UCB rank within its currency, 1 = funded first
+    "basis",  # linucb, or why its score stands in for its UCB
     "requested_budget_minor",
     "cap_minor",
     "allocated_budget_minor",
     "currency",
-    "status",  # allocated | waiting (nothing to give now) | taken (allocated by someone else meanwhile)
+    "status",  # allocated | waiting (no headroom now) | declined (UCB not positive) | taken (by someone else meanwhile)
     "limited_by",
 ]
 
 
 @dataclass(frozen=True)
+class Priority:
+    """Who gets money first: the upper confidence bound of the experiment's reward (net per unit of
+    budget, ml.linucb), its mean and its width. `basis` says where it came from: "linucb", or why
+    the score stands in for it."""
+
+    ucb: float
+    mean: float
+    width: float
+    basis: str = LINUCB
+
+
+@dataclass(frozen=True)
 class Claim:
     key: str
-    score: float
+    priority: float  # its UCB: the higher, the earlier it is funded
     cap_minor: int  # the most this claim may get
     group: str | None = None  # the category whose headroom it shares
 
 
-def _weight(score: float) -> Fraction:
-    # repr gives the shortest decimal that is the float (0.7, not 0.6999...): exact and small.
-    weight = Fraction(repr(float(score))) if score == score else Fraction(0)
-    return max(weight, Fraction(0))
+def ranked(claims: Sequence[Claim]) -> list[Claim]:
+    """Funding order: highest priority first, ties by key (the experiment id)."""
+    return sorted(claims, key=lambda c: (-c.priority, c.key))
 
 
-def water_fill(claims: Sequence[Claim], total_minor: int | None, group_caps: Mapping[str, int]) -> dict[str, Fraction]:
-    """The exact shares: progressive filling at a common level t, claim i holding min(cap_i, t * score_i)
-    until its cap, its group's cap or the total stops it. None: no total limit; a group not in
-    group_caps has no limit of its own."""
-    share = {c.key: Fraction(0) for c in claims}
-    weight = {c.key: _weight(c.score) for c in claims}
-    active = {c.key for c in claims if weight[c.key] > 0 and c.cap_minor > 0}
-    group_left = {g: Fraction(max(cap, 0)) for g, cap in group_caps.items()}
-    total_left = None if total_minor is None else Fraction(max(total_minor, 0))
-    by_key = {c.key: c for c in claims}
-    while active and (total_left is None or total_left > 0):
-        steps = [(by_key[k].cap_minor - share[k]) / weight[k] for k in active]
-        group_weight: dict[str, Fraction] = defaultdict(Fraction)
-        for k in active:
-            if by_key[k].group in group_left:
-                group_weight[by_key[k].group] += weight[k]
-        steps += [group_left[g] / w for g, w in group_weight.items()]
+@dataclass(frozen=True)
+class Turn:
+    """One claim's turn in the greedy fill: what it got and what was left when its turn came."""
+
+    claim: Claim
+    rank: int  # 1 = funded first
+    amount: int
+    group_left: int | None  # its category's headroom before its turn (None: no category budget)
+    total_left: int | None  # the global headroom before its turn (None: no global budget)
+
+
+def fill(claims: Sequence[Claim], total_minor: int | None, group_caps: Mapping[str, int]) -> list[Turn]:
+    """In `ranked` order each claim with a positive priority takes as much as its cap, its group's
+    headroom left and the total left allow; what it cannot take stays for the ones after it. None:
+    no total limit; a group not in group_caps has no limit of its own. Integers throughout."""
+    total_left = None if total_minor is None else max(int(total_minor), 0)
+    group_left = {g: max(int(cap), 0) for g, cap in group_caps.items()}
+    turns = []
+    for rank, claim in enumerate(ranked(claims), start=1):
+        before_group = group_left.get(claim.group) if claim.group is not None else None
+        amount = max(int(claim.cap_minor), 0) if claim.priority > 0 else 0
+        if before_group is not None:
+            amount = min(amount, before_group)
+            group_left[claim.group] -= amount
         if total_left is not None:
-            steps.append(total_left / sum(weight[k] for k in active))
-        step = min(steps)
-        for k in active:
-            share[k] += step * weight[k]
-        for g, w in group_weight.items():
-            group_left[g] -= step * w
+            amount = min(amount, total_left)
+        turns.append(Turn(claim, rank, amount, before_group, total_left))
         if total_left is not None:
-            total_left -= step * sum(weight[k] for k in active)
-        active = {
-            k
-            for k in active
-            if share[k] < by_key[k].cap_minor and (by_key[k].group not in group_left or group_left[by_key[k].group] > 0)
-        }
-    return share
+            total_left -= amount
+    return turns
 
 
-def _largest_remainder(
-    exact: Mapping[str, Fraction], amount: int, order: Mapping[str, tuple[Any, ...]]
-) -> dict[str, int]:
-    """Integers that sum to `amount`, each the floor of its exact share or one more: the extra
-    units go to the largest fractional parts, ties broken by `order` (ascending)."""
-    floors = {k: v.numerator // v.denominator for k, v in exact.items()}
-    extra = amount - sum(floors.values())
-    ranked = sorted(exact, key=lambda k: (-(exact[k] - floors[k]), *order[k]))
-    for k in ranked[:extra]:
-        floors[k] += 1
-    return floors
+def greedy_fill(claims: Sequence[Claim], total_minor: int | None, group_caps: Mapping[str, int]) -> dict[str, int]:
+    """The amounts of `fill`, by claim key."""
+    return {turn.claim.key: turn.amount for turn in fill(claims, total_minor, group_caps)}
 
 
-def shares(claims: Sequence[Claim], total_minor: int | None, group_caps: Mapping[str, int]) -> dict[str, int]:
-    """Integer shares of the water-filled allocation: they sum exactly to what it distributes (an
-    integer: either the total, or every claim stopped by an integer cap), never exceed a claim's
-    cap or a group's cap, and a higher score never gets less than a lower one with no larger cap
-    in the same group."""
-    exact = water_fill(claims, total_minor, group_caps)
-    by_key = {c.key: c for c in claims}
-    order = {c.key: (-_weight(c.score), c.key) for c in claims}
-    # A claim whose group has no cap is its own group: only a capped group needs its units counted.
-    group_of = {c.key: c.group if c.group in group_caps else f"\x00{c.key}" for c in claims}
-    members: dict[str, list[str]] = defaultdict(list)
-    for key in exact:
-        members[group_of[key]].append(key)
-    group_exact = {g: sum((exact[k] for k in keys), Fraction(0)) for g, keys in members.items()}
-    distributed = sum(group_exact.values(), Fraction(0))
-    if distributed.denominator != 1:  # unreachable by the argument above; a loud guard, not a rounding
-        raise ArithmeticError(f"water-filling distributed a fraction {distributed} of minor units")
-    group_order = {g: (-max(_weight(by_key[k].score) for k in keys), g) for g, keys in members.items()}
-    group_amounts = _largest_remainder(group_exact, int(distributed), group_order)
-    result: dict[str, int] = {}
-    for g, keys in members.items():
-        result.update(_largest_remainder({k: exact[k] for k in keys}, group_amounts[g], order))
-    return result
+def _reason(turn: Turn, requested: int, total: int | None, group_caps: Mapping[str, int]) -> str:
+    claim = turn.claim
+    if not claim.priority > 0:
+        return f"its UCB {claim.priority:.4g} is not positive: expected to lose money even optimistically"
+    if turn.amount == requested:
+        return "its requested budget"
+    if turn.amount == claim.cap_minor:
+        return f"its monthly experiment budget ({claim.cap_minor} left)"
+    if turn.group_left is not None and claim.group is not None and turn.amount == turn.group_left:
+        cap = group_caps[claim.group]
+        return f"the monthly {claim.group} category budget ({cap} left, {cap - turn.group_left} to higher UCB ranks)"
+    if total is None or turn.total_left is None:  # unreachable: something had to stop it below its cap
+        raise ArithmeticError(f"allocation: nothing explains why {claim.key} got {turn.amount} of {claim.cap_minor}")
+    # Neither its cap nor its category stopped it, so the global headroom did.
+    return f"the monthly global budget ({total} left, {total - turn.total_left} to higher UCB ranks)"
 
 
 # -- reading the warehouse -------------------------------------------------------------------------
@@ -210,9 +217,36 @@ def headroom(warehouse: Warehouse, conn: Any, at: datetime) -> pd.DataFrame:
     return budgets
 
 
-def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.DataFrame:
-    """Allocate budgets to the approved experiments that have none (see the module docstring);
-    returns one row per such experiment, allocated or still waiting."""
+def _priorities_of(
+    candidates: Sequence[Mapping[str, Any]], priorities: Mapping[str, Priority] | None
+) -> dict[str, Priority]:
+    """Each candidate's priority: the one given, else its score (said in `basis`, and so in limited_by)."""
+    chosen = {}
+    for c in candidates:
+        given = None if priorities is None else priorities.get(c["experiment_id"])
+        if given is None:
+            score = float(c["score"])
+            given = Priority(score, score, 0.0, NO_PRIORITY if priorities is None else NO_FEATURES)
+        values = (given.ucb, given.mean, given.width)
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values) or given.width < 0:
+            raise ValueError(
+                f"allocate: the priority of experiment {c['experiment_id']} is {given}: ucb, mean and width must be "
+                "finite numbers and the width not negative (ml.linucb computes them; pass none to rank by score)"
+            )
+        chosen[c["experiment_id"]] = given
+    return chosen
+
+
+def allocate(
+    warehouse: Warehouse,
+    *,
+    actor: str,
+    clock: Clock = utc_now,
+    priorities: Mapping[str, Priority] | None = None,
+) -> pd.DataFrame:
+    """Allocate budgets to the approved experiments that have none, in order of `priorities` (by
+    experiment id; one missing ranks by its score) within the ledger's budgets (module docstring).
+    Returns one row per such experiment, allocated, waiting for headroom or declined."""
     if not actor or not actor.strip():
         raise ValueError("allocate needs an actor (who allocates): allocations are audited")
     at = clock()
@@ -226,10 +260,11 @@ def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.
         )
         if not candidates:
             return pd.DataFrame(columns=ALLOCATION_COLUMNS)
+        chosen = _priorities_of(candidates, priorities)
         limits = headroom(warehouse, conn, at)
         events = []
         for currency in sorted({c["currency"] for c in candidates}):
-            mine = [c for c in candidates if c["currency"] == currency]
+            mine = {c["experiment_id"]: c for c in candidates if c["currency"] == currency}
             room = {
                 (b["scope"], b["scope_key"]): int(b["headroom_minor"])
                 for b in limits.to_dict("records")
@@ -238,28 +273,19 @@ def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.
             total = room.get(("global", GLOBAL_KEY))
             group_caps = {key: left for (scope, key), left in room.items() if scope == "category"}
             claims = []
-            for c in mine:
+            for key, c in mine.items():
                 requested = int(c["requested_budget_minor"])
-                own = room.get(("experiment", c["experiment_id"]))
+                own = room.get(("experiment", key))
                 cap = min(requested, own) if own is not None else requested
-                claims.append(Claim(c["experiment_id"], float(c["score"]), cap, spend_category(c["playbook"])))
-            given = shares(claims, total, group_caps)
-            by_group: dict[str | None, int] = defaultdict(int)
-            for claim in claims:
-                by_group[claim.group] += given[claim.key]
-            for claim, c in zip(claims, mine, strict=True):
-                amount, requested = given[claim.key], int(c["requested_budget_minor"])
-                if amount == requested:
-                    limited_by = "its requested budget"
-                elif amount == claim.cap_minor:
-                    limited_by = f"its monthly experiment budget ({claim.cap_minor} left)"
-                elif claim.group in group_caps and by_group[claim.group] == group_caps[claim.group]:
-                    limited_by = f"the monthly {claim.group} category budget ({group_caps[claim.group]} left)"
-                elif total is not None:
-                    limited_by = f"the monthly global budget ({total} left)"
-                else:
-                    limited_by = "its score (water-filling)"
-                status = "waiting"
+                claims.append(Claim(key, chosen[key].ucb, cap, spend_category(c["playbook"])))
+            turns = fill(claims, total, group_caps)
+            for turn in turns:
+                claim, amount, c, priority = turn.claim, turn.amount, mine[turn.claim.key], chosen[turn.claim.key]
+                requested = int(c["requested_budget_minor"])
+                limited_by = f"{_reason(turn, requested, total, group_caps)}; UCB rank {turn.rank} of {len(turns)}"
+                if priority.basis != LINUCB:
+                    limited_by += f" ({priority.basis})"
+                status = "declined" if not claim.priority > 0 else "waiting"
                 if amount > 0:
                     updated = run_sql(
                         conn,
@@ -279,22 +305,34 @@ def allocate(warehouse: Warehouse, *, actor: str, clock: Clock = utc_now) -> pd.
                                     "requested_budget_minor": requested,
                                     "currency": currency,
                                     "score": float(c["score"]),
+                                    "ucb": priority.ucb,
+                                    "mean": priority.mean,
+                                    "width": priority.width,
+                                    "rank": turn.rank,
+                                    "basis": priority.basis,
                                     "actor": actor,
                                     "limited_by": limited_by,
                                 },
                             )
                         )
+                elif status == "waiting":
+                    limited_by = "no headroom: " + limited_by
                 rows.append(
                     {
                         "experiment_id": claim.key,
                         "category": claim.group,
                         "score": float(c["score"]),
+                        "ucb": priority.ucb,
+                        "mean": priority.mean,
+                        "width": priority.width,
+                        "rank": turn.rank,
+                        "basis": priority.basis,
                         "requested_budget_minor": requested,
                         "cap_minor": claim.cap_minor,
                         "allocated_budget_minor": amount if status != "taken" else 0,
                         "currency": currency,
                         "status": status,
-                        "limited_by": limited_by if amount > 0 else "no headroom: " + limited_by,
+                        "limited_by": limited_by,
                     }
                 )
         append_events(conn, warehouse.backend, events, recorded_at=at)

@@ -1,43 +1,40 @@
-"""The water-filled, largest-remainder shares: exact sums, caps never passed, monotone in score,
-and the worked examples that show a capped claim's leftover going to the others."""
-
-from fractions import Fraction
+"""The greedy fill in UCB order: integer amounts that never pass a cap, a category's or the global
+headroom, money never skipping a higher rank for a lower one sharing its limits, nothing for a
+claim whose UCB is not positive, and the worked examples."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.experiments.allocation import Claim, shares, spend_category, water_fill
+from core.experiments.allocation import Claim, fill, greedy_fill, ranked, spend_category
 from core.experiments.playbook import default_playbook
 
 
-def test_proportional_to_score_when_nothing_caps():
-    claims = [Claim("a", 0.6, 10_000), Claim("b", 0.3, 10_000), Claim("c", 0.1, 10_000)]
-    assert shares(claims, 1_000, {}) == {"a": 600, "b": 300, "c": 100}
+def test_the_highest_ucb_is_funded_first_up_to_its_request():
+    claims = [Claim("a", 0.1, 600), Claim("b", 0.9, 600), Claim("c", 0.5, 600)]
+    # b takes its 600, c the 400 left, a nothing: not a proportional split.
+    assert greedy_fill(claims, 1_000, {}) == {"a": 0, "b": 600, "c": 400}
+    assert [t.claim.key for t in fill(claims, 1_000, {})] == ["b", "c", "a"]
+    assert [(t.rank, t.total_left) for t in fill(claims, 1_000, {})] == [(1, 1_000), (2, 400), (3, 0)]
 
 
-def test_a_capped_claim_leaves_the_rest_to_the_others():
-    # a would get 0.9/1.7*200 = 105.9 but asked for 100; c reaches its 50; b takes what is left.
-    claims = [Claim("a", 0.9, 100), Claim("b", 0.3, 1_000), Claim("c", 0.5, 50)]
-    assert water_fill(claims, 200, {}) == {"a": 100, "b": 50, "c": 50}
-    assert shares(claims, 200, {}) == {"a": 100, "b": 50, "c": 50}
+def test_ties_in_ucb_go_by_experiment_id():
+    claims = [Claim("e2", 0.5, 100), Claim("e1", 0.5, 100), Claim("e0", 0.7, 100)]
+    assert [c.key for c in ranked(claims)] == ["e0", "e1", "e2"]
+    assert greedy_fill(claims, 150, {}) == {"e0": 100, "e1": 50, "e2": 0}
 
 
-def test_a_category_cap_is_shared_by_its_claims_and_the_rest_goes_elsewhere():
-    claims = [Claim("a", 0.9, 100, "ads"), Claim("b", 0.3, 1_000, "ads"), Claim("c", 0.5, 50)]
-    assert water_fill(claims, 200, {"ads": 77}) == {"a": Fraction(231, 4), "b": Fraction(77, 4), "c": 50}
-    assert shares(claims, 200, {"ads": 77}) == {"a": 58, "b": 19, "c": 50}  # 57.75 -> 58, 19.25 -> 19
+def test_a_full_category_passes_its_turn_to_lower_ranks_in_other_categories():
+    claims = [Claim("a", 0.9, 100, "ads"), Claim("b", 0.8, 1_000, "ads"), Claim("c", 0.5, 50)]
+    turns = {t.claim.key: t for t in fill(claims, 200, {"ads": 77})}
+    # a reaches the ads headroom (77) before its request; b finds ads empty; c gets its 50.
+    assert {k: t.amount for k, t in turns.items()} == {"a": 77, "b": 0, "c": 50}
+    assert (turns["b"].group_left, turns["c"].group_left, turns["c"].total_left) == (0, None, 123)
 
 
-def test_largest_remainder_gives_the_odd_unit_to_the_largest_fraction():
-    claims = [Claim("a", 0.5, 100), Claim("b", 0.3, 100), Claim("c", 0.2, 100)]
-    # exact 5.5, 3.3, 2.2: floors 5, 3, 2 and the one unit left goes to a's .5
-    assert shares(claims, 11, {}) == {"a": 6, "b": 3, "c": 2}
-
-
-def test_no_limit_gives_every_claim_its_cap_and_zero_score_gets_nothing():
-    claims = [Claim("a", 0.5, 70), Claim("b", 0.0, 100), Claim("c", 0.2, 0)]
-    assert shares(claims, None, {}) == {"a": 70, "b": 0, "c": 0}
-    assert shares(claims, 0, {}) == {"a": 0, "b": 0, "c": 0}
+def test_a_non_positive_ucb_gets_nothing_whatever_the_headroom():
+    claims = [Claim("a", 0.5, 70), Claim("b", 0.0, 100), Claim("c", -0.2, 100), Claim("d", 0.2, 0)]
+    assert greedy_fill(claims, None, {}) == {"a": 70, "b": 0, "c": 0, "d": 0}
+    assert greedy_fill(claims, 0, {}) == {"a": 0, "b": 0, "c": 0, "d": 0}
 
 
 def test_spend_category_is_the_playbooks_spend_account():
@@ -51,9 +48,9 @@ GROUPS = st.sampled_from([None, "ads", "outreach", "hosting"])
 
 @st.composite
 def problems(draw):
-    scores = st.floats(0, 1, allow_nan=False).map(lambda s: round(s, 6))
+    ucbs = st.floats(-1, 3, allow_nan=False).map(lambda s: round(s, 2))  # rounded: ties happen
     claims = [
-        Claim(f"e{i:02d}", draw(scores), draw(st.integers(0, 200_000)), draw(GROUPS))
+        Claim(f"e{i:02d}", draw(ucbs), draw(st.integers(0, 200_000)), draw(GROUPS))
         for i in range(draw(st.integers(1, 12)))
     ]
     total = draw(st.none() | st.integers(0, 1_000_000))
@@ -62,11 +59,11 @@ def problems(draw):
 
 
 def feasible(claims, total, caps):
-    """The most any allocation can distribute: positive-score claims at their caps, within group caps and total."""
+    """The most any allocation can distribute: positive-UCB claims at their caps, within group caps and total."""
     by_group = {}
     free = 0
     for c in claims:
-        if c.score <= 0:
+        if c.priority <= 0:
             continue
         if c.group in caps:
             by_group[c.group] = by_group.get(c.group, 0) + c.cap_minor
@@ -77,26 +74,33 @@ def feasible(claims, total, caps):
 
 
 @given(problems())
-def test_shares_sum_to_what_is_distributed_and_never_pass_a_cap(problem):
+def test_amounts_are_integers_within_every_limit_and_distribute_all_that_can_be(problem):
     claims, total, caps = problem
-    given_ = shares(claims, total, caps)
+    given_ = greedy_fill(claims, total, caps)
+    # Nested limits (claim within category within total): filling greedily loses nothing.
     assert sum(given_.values()) == feasible(claims, total, caps)
     for c in claims:
-        assert 0 <= given_[c.key] <= c.cap_minor
-        assert c.score > 0 or given_[c.key] == 0
+        assert isinstance(given_[c.key], int) and 0 <= given_[c.key] <= c.cap_minor
+        assert c.priority > 0 or given_[c.key] == 0
     for group, cap in caps.items():
         assert sum(given_[c.key] for c in claims if c.group == group) <= cap
+    assert total is None or sum(given_.values()) <= total
 
 
 @given(problems())
-def test_a_higher_score_never_gets_less_in_the_same_group(problem):
+def test_money_never_skips_a_higher_rank_for_a_lower_one_sharing_its_limits(problem):
     claims, total, caps = problem
-    given_ = shares(claims, total, caps)
-    for a in claims:
-        for b in claims:
-            same_pool = a.group == b.group or (a.group not in caps and b.group not in caps)
-            if same_pool and a.score > b.score and a.cap_minor >= b.cap_minor:
-                assert given_[a.key] >= given_[b.key], (a, b, given_)
+    given_ = greedy_fill(claims, total, caps)
+    order = ranked(claims)
+    for i, high in enumerate(order):
+        for low in order[i + 1 :]:
+            if given_[low.key] == 0 or high.priority <= 0:
+                continue
+            # low got money, so the global headroom was not gone at high's turn: only high's own
+            # category (one low does not share) may have stopped it short of its cap.
+            shares_limits = high.group not in caps or high.group == low.group
+            if shares_limits:
+                assert given_[high.key] == high.cap_minor, (high, low, given_)
 
 
 @given(problems(), st.integers(1, 50_000))
@@ -104,5 +108,5 @@ def test_more_headroom_never_takes_from_anyone(problem, more):
     claims, total, caps = problem
     if total is None:
         return
-    before, after = water_fill(claims, total, caps), water_fill(claims, total + more, caps)
+    before, after = greedy_fill(claims, total, caps), greedy_fill(claims, total + more, caps)
     assert all(after[c.key] >= before[c.key] for c in claims)
