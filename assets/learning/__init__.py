@@ -6,8 +6,9 @@ The algorithms are in ml/; these assets read the warehouse, call them and record
 import dagster as dg
 
 from assets import with_code_references
+from assets.learning.strategy import strategy_weights
 
-LEARNING_ASSETS: list = []
+LEARNING_ASSETS: list = [strategy_weights]
 LEARNING_CHECKS: list = []
 
 defs = dg.Definitions(assets=with_code_references(LEARNING_ASSETS), asset_checks=LEARNING_CHECKS)
