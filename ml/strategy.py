@@ -18,6 +18,9 @@ Choices, and why:
   Euclidean projection of Duchi et al. 2008). `steps` updates a run start from the deployed weights
   and the velocity that version ended with, so momentum carries from one run to the next as the
   seed's daily cycle intends.
+- Shrinkage: the objective also subtracts shrinkage/2 * |w - w_start|^2. A few dozen noisy outcomes
+  would otherwise pull the weights to a vertex of the simplex (a score of one factor); the pull back
+  toward the deployed weights keeps each run's move in proportion to the evidence.
 - Backtest: the finished proposals in proposal-time order; the step learns from the earlier
   (1 - holdout_fraction) and both weight vectors rank the later holdout, which the step never saw.
   Metric: NDCG@k of the holdout's ranking with the target as gain (1.0: the k best outcomes on top,
@@ -63,6 +66,7 @@ class StrategySettings:
     top_k: int = 10
     margin: float = 0.01
     min_experiments: int = 30
+    shrinkage: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +82,8 @@ class StrategySettings:
             problems.append(f"top_k must be at least 1, got {self.top_k!r}")
         if not self.margin >= 0:
             problems.append(f"margin must be non-negative, got {self.margin!r}")
+        if not (self.shrinkage >= 0 and math.isfinite(self.shrinkage)):
+            problems.append(f"shrinkage must be a non-negative number, got {self.shrinkage!r}")
         if self.min_experiments < 4:
             problems.append(
                 f"min_experiments must be at least 4 (two to learn from, two to backtest), got {self.min_experiments!r}"
@@ -298,7 +304,8 @@ def optimize(
     v = np.array([float((velocity or {}).get(f, 0.0)) for f in FACTORS])
     first_gradient = correlation_gradient(matrix, target, w)
     for _ in range(settings.steps):
-        w, v = momentum_step(w, v, correlation_gradient(matrix, target, w), settings.learning_rate, settings.momentum)
+        gradient = correlation_gradient(matrix, target, w) - settings.shrinkage * (w - start)
+        w, v = momentum_step(w, v, gradient, settings.learning_rate, settings.momentum)
     new = weights_from(w)
 
     held_matrix = holdout[list(FACTORS)].to_numpy(dtype=float)

@@ -25,6 +25,7 @@ class StrategyConfig(dg.Config):
     top_k: int = 10
     margin: float = 0.01
     min_experiments: int = 30
+    shrinkage: float = 1.0
 
     def settings(self):
         from ml.strategy import StrategySettings
