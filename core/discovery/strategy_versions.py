@@ -3,7 +3,8 @@
 Append-only, like the ledger: every run of the strategy optimizer adds a row, `deployed` or
 `rejected` with its backtest; a rollback adds a `rolled_back` row that carries an earlier version's
 weights (restores_version) and deploys them. No row is ever updated or deleted, so the table is the
-whole story of which weights scored when, and why.
+whole story of which weights scored when, and why. Each row is also an audit event
+(strategy_weights.recorded / strategy_weights.rolled_back), written in the same transaction.
 
 The deployed weights are those of the latest row with a deployment event (status deployed or
 rolled_back). Version 0 is the seed's defaults (core.discovery.weights.Weights()), deployed until
@@ -20,13 +21,14 @@ from typing import Any
 import pandas as pd
 
 from core.discovery.weights import FACTORS, Weights
-from core.ledger.audit import Clock, utc_now
+from core.ledger.audit import Clock, append_events, utc_now, write_transaction
 from core.platform.warehouse import Warehouse, query_frame, run_sql
 
 TABLE = "learning.strategy_weights"
 DEPLOYED, REJECTED, ROLLED_BACK = "deployed", "rejected", "rolled_back"
 STATUSES = (DEPLOYED, REJECTED, ROLLED_BACK)
 DEFAULT_VERSION = 0
+RECORDED_EVENT, ROLLED_BACK_EVENT = "strategy_weights.recorded", "strategy_weights.rolled_back"
 # The proposal-time snapshot of each experiment's opportunity (core.experiments.proposals writes it).
 PROPOSALS_TABLE = "experiments.proposal_features"
 OUTCOMES_TABLE = "experiments.outcomes"
@@ -100,11 +102,14 @@ def deployed_weights(warehouse: Warehouse) -> tuple[Weights, int]:
     return current.weights, current.version
 
 
-def _insert(conn: Any, row: dict[str, Any]) -> int:
+def _insert(conn: Any, backend: str, event: str, row: dict[str, Any]) -> int:
+    """The row as the next version, and its audit event, on the caller's write_transaction."""
     version = int(run_sql(conn, f"SELECT coalesce(max(version), 0) + 1 FROM {TABLE}", None).fetchone()[0])
     row = {"version": version, **row}
     columns = ", ".join(row)
     run_sql(conn, f"INSERT INTO {TABLE} ({columns}) VALUES ({', '.join(['%s'] * len(row))})", list(row.values()))
+    payload = {k: v for k, v in row.items() if k not in ("created_at", "velocity")}
+    append_events(conn, backend, [(event, {**payload, "weights": json.loads(row["weights"])})], row["created_at"])
     return version
 
 
@@ -133,10 +138,12 @@ def record_version(
     if not reason.strip():
         raise StrategyVersionError("a version needs a reason (why it was deployed or rejected)")
     backtest = backtest or {}
-    with warehouse.connect() as conn:
+    with write_transaction(warehouse) as conn:
         parent = _deployed(conn).version if parent_version is None else int(parent_version)
         return _insert(
             conn,
+            warehouse.backend,
+            RECORDED_EVENT,
             {
                 "status": status,
                 "weights": _weights_json(weights),
@@ -165,7 +172,7 @@ def rollback(warehouse: Warehouse, to_version: int, actor: str, reason: str, *, 
         raise StrategyVersionError("a rollback needs a reason (--reason): it is recorded with the new version")
     if not actor or not actor.strip():
         raise StrategyVersionError("a rollback needs an actor (who rolls back; --by, default $USER)")
-    with warehouse.connect() as conn:
+    with write_transaction(warehouse) as conn:
         current = _deployed(conn)
         if to_version == DEFAULT_VERSION:
             restored = Weights()
@@ -188,6 +195,8 @@ def rollback(warehouse: Warehouse, to_version: int, actor: str, reason: str, *, 
             raise StrategyVersionError(f"version {to_version} is the deployed version already; nothing to roll back")
         return _insert(
             conn,
+            warehouse.backend,
+            ROLLED_BACK_EVENT,
             {
                 "status": ROLLED_BACK,
                 "weights": _weights_json(restored),

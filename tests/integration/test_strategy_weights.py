@@ -25,6 +25,7 @@ from core.discovery.strategy_versions import (
 )
 from core.discovery.weights import Weights
 from core.ledger.audit import fixed_clock
+from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
@@ -160,6 +161,11 @@ def test_versions_are_appended_and_a_rollback_restores_earlier_weights(warehouse
     assert table["actor"].iloc[2:].tolist() == ["operator", "operator"]
     assert table.iloc[0]["backtest_old"] is None or pd.isna(table.iloc[0]["backtest_old"])
     # Append-only: the rows that were there are exactly as they were.
+    # Each version is an audit event, in the same chain as the ledger's.
+    events = warehouse.query("SELECT event_type, payload FROM audit.events ORDER BY seq")
+    assert events["event_type"].tolist() == ["strategy_weights.recorded"] * 2 + ["strategy_weights.rolled_back"] * 2
+    assert '"restores_version":0' in events["payload"].iloc[2] and '"actor":"operator"' in events["payload"].iloc[2]
+    assert verify(warehouse).ok
     kept = ["version", "status", "weights", "velocity", "parent_version", "reason", "actor", "created_at"]
     pd.testing.assert_frame_equal(table.iloc[:2][kept].reset_index(drop=True), before[kept], check_dtype=False)
 
