@@ -133,6 +133,9 @@ def test_the_backtest_refuses_weights_that_rank_worse():
     outcomes.loc[later, "net_minor"] = -outcomes.loc[later, "net_minor"]
     result = learn(frame, outcomes, Weights(), settings=StrategySettings(margin=0.0))
     assert result.new.revenue > Weights().revenue  # the step did follow its training data
+    # ... and only its training data: the holdout's outcomes do not move the learned weights.
+    unflipped = learn(frame, outcomes_driven_by(frame, "est_monthly_revenue_cents"), Weights())
+    assert unflipped.new == result.new and unflipped.deploy
     assert result.backtest.new < result.backtest.old
     assert not result.deploy
     assert result.reason.startswith("rejected") and "< margin" in result.reason
