@@ -60,6 +60,11 @@ mlflow_app = typer.Typer(
     help="MLflow: the learning runs, model versions and champions (docs/learning.md).", no_args_is_help=True
 )
 app.add_typer(mlflow_app, name="mlflow")
+strategy_app = typer.Typer(
+    help="The scoring weights the strategy optimizer learns (learning.strategy_weights): versions, rollback.",
+    no_args_is_help=True,
+)
+app.add_typer(strategy_app, name="strategy")
 
 
 @app.callback()
@@ -959,6 +964,77 @@ def mlflow_ui(
     typer.echo(f"MLflow UI: http://{host}:{port} (store {database}); Ctrl-C stops it")
     env = {**MLFLOW_DEFAULTS, **MLFLOW_UI_DEFAULTS, **os.environ}
     os.execve(command[0], command, env)
+
+
+@strategy_app.command("versions")
+def strategy_versions() -> None:
+    """Every version of the scoring weights, oldest first, the deployed one marked *: its status, weights,
+    backtest (NDCG@k of the old and the new weights on the latest finished proposals) and reason."""
+    import json
+
+    from tabulate import tabulate
+
+    from core.discovery.strategy_versions import DEFAULT_VERSION, deployed, versions
+    from core.discovery.weights import FACTORS, Weights
+
+    warehouse = _warehouse()
+    frame, live = versions(warehouse), deployed(warehouse).version
+    seed = vars(Weights())
+    rows = [
+        [
+            DEFAULT_VERSION,
+            "defaults",
+            "*" if live == DEFAULT_VERSION else "",
+            *seed.values(),
+            "",
+            "",
+            "",
+            "",
+            "the seed's weights",
+        ]
+    ]
+    for r in frame.itertuples():
+        weights = json.loads(r.weights)
+        backtest = "" if pd_isna(r.backtest_old) else f"{r.backtest_old:.4f} -> {r.backtest_new:.4f}"
+        origin = (
+            f"restores {int(r.restores_version)}" if not pd_isna(r.restores_version) else f"from {r.parent_version}"
+        )
+        rows.append(
+            [
+                r.version,
+                r.status,
+                "*" if r.version == live else "",
+                *(weights[f] for f in FACTORS),
+                backtest,
+                origin,
+                r.actor,
+                str(r.created_at)[:19],
+                r.reason,
+            ]
+        )
+    headers = ["version", "status", "live", *FACTORS, "backtest", "origin", "by", "at", "reason"]
+    typer.echo(tabulate(rows, headers=headers, maxcolwidths=[None] * (len(headers) - 1) + [60]))
+
+
+@strategy_app.command("rollback")
+def strategy_rollback(
+    version: int = typer.Argument(..., help="The version to deploy again (0: the seed's defaults)."),
+    by: str = _by_option(),
+    reason: str = typer.Option(..., help="Why (recorded with the new version; required)."),
+) -> None:
+    """Deploy an earlier version's weights again: a new rolled_back version, nothing is overwritten."""
+    from core.discovery.strategy_versions import StrategyVersionError, deployed, rollback
+
+    warehouse = _warehouse()
+    try:
+        new = rollback(warehouse, version, actor=by, reason=reason)
+    except StrategyVersionError as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    weights = ", ".join(f"{name} {value}" for name, value in vars(deployed(warehouse).weights).items())
+    typer.echo(
+        f"version {new} (restores {version}) deployed by {by}: {weights}; scored_opportunities scores with it next"
+    )
 
 
 def _experiment_or_exit(warehouse: Warehouse, experiment_id: str) -> dict:

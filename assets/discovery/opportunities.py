@@ -108,27 +108,35 @@ def opportunity_features(warehouse: WarehouseResource, discovery: DiscoveryResou
 
 
 class ScoringConfig(dg.Config):
-    """The seed's weights (core.discovery.weights); non-negative, and they must sum to 1."""
+    """The scoring weights (core.discovery.weights). Leave all five unset to score with the deployed
+    strategy weights (learning.strategy_weights; the seed's until the optimizer deploys a version).
+    Set any to score with these instead: the unset ones keep the seed's values, and all five must be
+    non-negative and sum to 1 (checked when the run is launched)."""
 
-    revenue_weight: float = DEFAULT_WEIGHTS.revenue
-    confidence_weight: float = DEFAULT_WEIGHTS.confidence
-    time_to_revenue_weight: float = DEFAULT_WEIGHTS.time_to_revenue
-    capability_weight: float = DEFAULT_WEIGHTS.capability
-    timing_weight: float = DEFAULT_WEIGHTS.timing
+    revenue_weight: float | None = None
+    confidence_weight: float | None = None
+    time_to_revenue_weight: float | None = None
+    capability_weight: float | None = None
+    timing_weight: float | None = None
 
     @pydantic.model_validator(mode="after")
     def _valid_weights(self) -> "ScoringConfig":
         self.weights()  # raises, naming the weights, before the asset reads anything
         return self
 
-    def weights(self) -> Weights:
-        return Weights(
+    def weights(self) -> Weights | None:
+        """The run config's weights, or None when it sets none (score with the deployed version)."""
+        given = (
             self.revenue_weight,
             self.confidence_weight,
             self.time_to_revenue_weight,
             self.capability_weight,
             self.timing_weight,
         )
+        if all(value is None for value in given):
+            return None
+        seed = vars(DEFAULT_WEIGHTS).values()
+        return Weights(*(default if value is None else value for value, default in zip(given, seed, strict=True)))
 
 
 @dg.asset(
@@ -144,7 +152,11 @@ def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) ->
     from core.discovery.scoring import score
 
     client = warehouse.client()
-    weights = config.weights()
+    weights, version = config.weights(), None
+    if weights is None:
+        from core.discovery.strategy_versions import deployed_weights
+
+        weights, version = deployed_weights(client)
     scored = score(client.read("core.opportunity_features"), weights)
     client.replace("core.scored_opportunities", scored)
     return dg.MaterializeResult(
@@ -152,6 +164,9 @@ def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) ->
             "rows": len(scored),
             "dagster/row_count": len(scored),
             "weights": dg.MetadataValue.json(vars(weights)),
+            # The learning.strategy_weights version that scored (0: the seed's), or the run config's.
+            "weights_source": "run config" if version is None else f"strategy weights version {version}",
+            **({} if version is None else {"weights_version": version}),
             "top_10": dg.MetadataValue.md(top_ten_markdown(scored)),
         }
     )

@@ -350,6 +350,28 @@ LEARNING_DDL: list[str] = [
         roi_mean_sd DOUBLE PRECISION NOT NULL,
         computed_at TIMESTAMPTZ NOT NULL
     )""",
+    # core.discovery.strategy_versions: the scoring weights' versions, append-only. Each run of the
+    # strategy optimizer adds a row (deployed or rejected, with its backtest); a rollback adds a
+    # rolled_back row carrying an earlier version's weights (restores_version). The deployed weights
+    # are the latest row whose status is deployed or rolled_back; version 0 is the seed's defaults.
+    """CREATE TABLE IF NOT EXISTS learning.strategy_weights (
+        version INTEGER PRIMARY KEY,
+        status TEXT NOT NULL,
+        weights TEXT NOT NULL,
+        velocity TEXT NOT NULL,
+        parent_version INTEGER NOT NULL,
+        restores_version INTEGER,
+        metric TEXT,
+        backtest_old DOUBLE PRECISION,
+        backtest_new DOUBLE PRECISION,
+        backtest_k INTEGER,
+        trained_on INTEGER,
+        held_out INTEGER,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        mlflow_run_id TEXT
+    )""",
 ]
 
 ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL + LEARNING_DDL
