@@ -7,9 +7,10 @@ import dagster as dg
 
 from assets import with_code_references
 from assets.learning.bandit import source_bandit
+from assets.learning.features import experiment_features
 from assets.learning.strategy import strategy_weights
 
-LEARNING_ASSETS: list = [source_bandit, strategy_weights]
+LEARNING_ASSETS: list = [experiment_features, source_bandit, strategy_weights]
 LEARNING_CHECKS: list = []
 
 defs = dg.Definitions(assets=with_code_references(LEARNING_ASSETS), asset_checks=LEARNING_CHECKS)
