@@ -148,7 +148,7 @@ class Registry:
         with self._scope() as mlflow:
             loader = _flavor_module(flavor)
             with self._started(mlflow, name, tags) as run, _quiet("mlflow.utils.environment"):
-                self._log_contents(mlflow, run.info.run_id, params, clean_metrics, tables)
+                self._log_contents(mlflow, run.info.run_id, params, {}, tables)
                 # (quiet: without pip in a uv environment MLflow warns on every model that it
                 # cannot find pip's version for conda.yaml; the pip requirements are exact.)
                 info = loader.log_model(
@@ -159,6 +159,10 @@ class Registry:
                     # the versions installed now are what the model needs.
                     pip_requirements=_requirements(flavor),
                 )
+                # After the model, with its id: MLflow 3 then shows them on the run and on the
+                # logged model's page both.
+                if clean_metrics:
+                    mlflow.log_metrics(clean_metrics, model_id=info.model_id)
             version = int(info.registered_model_version)
             client = self._client()
             client.set_model_version_tag(name, str(version), FLAVOR_TAG, flavor)

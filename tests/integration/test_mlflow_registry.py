@@ -198,3 +198,22 @@ def test_threads_and_a_second_process_share_a_fresh_store(tmp_path, registry, tw
     # Registries of two stores in one process keep apart: neither sees (or wrote to) the other.
     assert fresh.champion("success_model") is None
     assert [v.version for v in registry.versions("success_model")][:2] == [1, 2]
+
+
+def test_an_asset_logs_through_the_resource_and_its_metadata_names_the_run(registry, home, monkeypatch):
+    import dagster as dg
+
+    from assets.learning.resources import MlflowResource
+
+    @dg.asset
+    def source_posterior(mlflow: MlflowResource) -> dg.MaterializeResult:
+        run_id = mlflow.registry().log_run("source_bandit", params={"floor": 0.05}, metrics={"best_mean": 0.6})
+        return dg.MaterializeResult(metadata=mlflow.metadata(run_id, {"best_mean": 0.6}))
+
+    monkeypatch.setenv("VENTURELOOP_HOME", str(home))  # the resource's default: the store under the home
+    result = dg.materialize([source_posterior], resources={"mlflow": MlflowResource(experiment="tests")})
+    assert result.success
+    metadata = result.asset_materializations_for_node("source_posterior")[0].metadata
+    run_id = metadata["mlflow_run_id"].value
+    assert metadata["best_mean"].value == 0.6
+    assert registry.run(run_id)["params"] == {"floor": "0.05"}  # in the store this module's registry uses
