@@ -39,7 +39,49 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(home) -> Registry:
+def first_use(home) -> list[str]:
+    """The store's first use, from a second process and two threads of this one at once: MLflow
+    creates its tables on first use without a lock, and two creators on one new SQLite file
+    collide. Returns the three runs they logged."""
+    import mlflow  # noqa: F401 - imported before the child is told to go, so both start together
+
+    uri = embedded_tracking_uri(home)
+    script = (
+        "import sys; from ml.registry import Registry; import mlflow; print('ready', flush=True); "
+        "sys.stdin.readline(); "
+        f"print(Registry({uri!r}).log_run('child', params={{}}, metrics={{'m': 1}}))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs: list[str] = []
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()[-2000:]
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        threads = [
+            threading.Thread(target=lambda i=i: runs.append(Registry(uri).log_run(f"t{i}", params={}, metrics={})))
+            for i in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err[-2000:]
+    return [*runs, out.strip().splitlines()[-1]]
+
+
+@pytest.fixture(scope="module")
+def registry(home, first_use) -> Registry:
     return Registry(embedded_tracking_uri(home), experiment="tests")
 
 
@@ -157,47 +199,19 @@ def test_a_second_registry_on_the_same_store_sees_and_adds_versions(registry, ho
     assert registry.versions("success_model")[-1].version == 3
 
 
-def test_threads_and_a_second_process_share_a_fresh_store(tmp_path, registry, two_versions):
-    """MLflow creates its tables on first use without a lock: first use of a new SQLite file from
-    two processes (and threads) at once must leave one intact store with every run in it."""
-    uri = embedded_tracking_uri(tmp_path)
-    script = (
-        "import sys; from ml.registry import Registry; import mlflow; print('ready', flush=True); "
-        "sys.stdin.readline(); "
-        f"print(Registry({uri!r}).log_run('child', params={{}}, metrics={{'m': 1}}))"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "ready"  # mlflow imported: start together
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        runs: list[str] = []
-        threads = [
-            threading.Thread(target=lambda i=i: runs.append(Registry(uri).log_run(f"t{i}", params={}, metrics={})))
-            for i in range(2)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0, err[-2000:]
-    runs.append(out.strip().splitlines()[-1])
-    fresh = Registry(uri)
-    assert sorted(fresh.run(run_id)["tags"]["mlflow.runName"] for run_id in runs) == ["child", "t0", "t1"]
-    # Registries of two stores in one process keep apart: neither sees (or wrote to) the other.
-    assert fresh.champion("success_model") is None
-    assert [v.version for v in registry.versions("success_model")][:2] == [1, 2]
+def test_a_fresh_store_first_used_by_two_processes_and_two_threads_at_once_keeps_every_run(registry, first_use):
+    assert sorted(registry.run(run_id)["tags"]["mlflow.runName"] for run_id in first_use) == ["child", "t0", "t1"]
+
+
+def test_each_call_restores_mlflows_global_tracking_uri(registry, two_versions):
+    import mlflow
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    registry.versions("success_model")
+    with pytest.raises(RegistryUnavailable):
+        Registry("http://127.0.0.1:9").champion("success_model")
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
+    assert [v.version for v in registry.versions("success_model")][:2] == [1, 2]  # and this store still answers
 
 
 def test_an_asset_logs_through_the_resource_and_its_metadata_names_the_run(registry, home, monkeypatch):
