@@ -13,7 +13,6 @@ never write to each other's."""
 import contextlib
 import io
 import json
-import math
 import os
 import re
 import threading
@@ -145,6 +144,7 @@ class Registry:
             raise RegistryError(f"log_model({name!r}): flavor {flavor!r} is not supported: use one of {FLAVORS}")
         _check_name(name)
         clean_metrics = _metrics(metrics, name)
+        _check_tables(tables, name)
         with self._scope() as mlflow:
             loader = _flavor_module(flavor)
             with self._started(mlflow, name, tags) as run, _quiet("mlflow.utils.environment"):
@@ -183,6 +183,7 @@ class Registry:
         returns its run id."""
         _check_name(name)
         clean_metrics = _metrics(metrics, name)
+        _check_tables(tables, name)
         with self._scope() as mlflow, self._started(mlflow, name, tags) as run:
             self._log_contents(mlflow, run.info.run_id, params, clean_metrics, tables)
         return run.info.run_id
@@ -267,9 +268,6 @@ class Registry:
         if metrics:
             mlflow.log_metrics(metrics)
         for key, frame in (tables or {}).items():
-            if not isinstance(frame, pd.DataFrame):
-                raise RegistryError(f"table {key!r} of run {run_id}: expected a pandas DataFrame, got {type(frame)}")
-            _check_name(key)
             # CSV for people and pandas; MLflow's JSON table format for the UI's table views.
             mlflow.log_text(frame.to_csv(index=False), f"tables/{key}.csv")
             mlflow.log_table(frame.reset_index(drop=True), artifact_file=f"tables/{key}.json")
@@ -496,10 +494,15 @@ def _metrics(metrics: Mapping[str, Any], name: str) -> dict[str, float]:
             number = float(value)
         except (TypeError, ValueError):
             raise RegistryError(f"{name}: metric {key!r} = {value!r} is not a number") from None
-        if math.isnan(number):
-            raise RegistryError(f"{name}: metric {key!r} is NaN: compute it on a non-empty holdout")
-        clean[str(key)] = number
+        clean[str(key)] = number  # NaN is kept (MLflow stores it): an undefined metric compares false
     return clean
+
+
+def _check_tables(tables: Mapping[str, Any] | None, name: str) -> None:
+    for key, frame in (tables or {}).items():
+        if not isinstance(frame, pd.DataFrame):
+            raise RegistryError(f"{name}: table {key!r} is a {type(frame).__name__}, not a pandas DataFrame")
+        _check_name(key)
 
 
 def _param(value: Any) -> str:

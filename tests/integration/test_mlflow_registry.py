@@ -176,12 +176,13 @@ def test_unknown_names_and_bad_input_say_what_and_where(registry, home, two_vers
         registry.load("no_such_model", 1)
     with pytest.raises(RegistryError, match="metric 'auc' = 'high' is not a number"):
         registry.log_run("x", params={}, metrics={"auc": "high"})
-    with pytest.raises(RegistryError, match="metric 'auc' is NaN"):
-        registry.log_run("x", params={}, metrics={"auc": float("nan")})
     with pytest.raises(RegistryError, match="flavor 'torch' is not supported"):
         registry.log_model("x", object(), flavor="torch", params={}, metrics={})
-    with pytest.raises(RegistryError, match="expected a pandas DataFrame"):
+    with pytest.raises(RegistryError, match="table 't' is a list, not a pandas DataFrame"):
         registry.log_run("x", params={}, metrics={}, tables={"t": [1, 2]})
+    with pytest.raises(RegistryError, match="name 'a/b'"):
+        registry.log_model("a/b", object(), params={}, metrics={})
+    assert registry.champion("x") is None  # nothing refused was registered
 
 
 def test_an_unreachable_server_fails_fast_naming_it():
