@@ -117,6 +117,11 @@ def test_log_model_registers_consecutive_versions_with_their_run_and_metrics(reg
     # Everything is under the home: the database and the artifacts, none in the current directory.
     assert (home / "mlflow" / "mlflow.db").is_file()
     assert list((home / "mlflow" / "artifacts" / "tests").rglob("model.ubj"))
+    # The requirements are the installed packages, given (not inferred): xgboost-cpu, which is
+    # xgboost without the 300 MB CUDA wheel a plain `xgboost` requirement would pull in.
+    requirements = next((home / "mlflow" / "artifacts" / "tests").rglob("requirements.txt")).read_text().split()
+    assert any(line.startswith("xgboost-cpu==") for line in requirements), requirements
+    assert not any(line.startswith("xgboost==") for line in requirements)
     assert not (ROOT / "mlruns").exists()
 
 
