@@ -199,6 +199,19 @@ def test_without_a_posterior_the_schedule_queries_every_source(tmp_path):
     assert not missing.exists()  # reading never creates a warehouse
 
 
+def test_a_damaged_posterior_is_reported_and_every_source_queried(tmp_path):
+    damaged = Warehouse(f"duckdb:///{tmp_path}/damaged.duckdb")
+    ensure_schema(damaged)
+    damaged.replace(POSTERIOR_TABLE, pd.DataFrame({"source": ["hackernews"], "experiments": [-3], "successes": [1]}))
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 12, 4, 12, tzinfo=UTC),
+        resources={"warehouse": WarehouseResource(url=damaged.url)},
+    )
+    (request,) = hourly_discovery(live=False).evaluate_tick(context).run_requests
+    assert request.tags[SOURCES_TAG].split(",") == NAMES
+    assert request.tags[REASON_TAG].startswith("source posterior unusable (posterior: missing column(s) ['failures'")
+
+
 def test_the_exploration_floor_setting_is_a_probability():
     assert exploration_floor({}) == 0.2
     assert exploration_floor({"VENTURELOOP_BANDIT_EXPLORATION_FLOOR": "0.5"}) == 0.5
