@@ -92,6 +92,7 @@ def hourly_discovery(live: bool) -> dg.ScheduleDefinition:
         import numpy as np
 
         from assets.learning.bandit import read_posterior
+        from ml.bandit import BanditError
 
         floor = exploration_floor()
         names = [source.name for source in SOURCES]
@@ -104,7 +105,13 @@ def hourly_discovery(live: bool) -> dg.ScheduleDefinition:
             context.log.warning(f"source posterior unreadable, querying every source: {error}")
             posterior, why_all = None, f"source posterior unreadable ({error}): every source"
         run_key = f"hourly_discovery:{when.isoformat()}" if when else None
-        request = discovery_request(posterior, names, floor, rng, why_all, run_key)
+        try:
+            request = discovery_request(posterior, names, floor, rng, why_all, run_key)
+        except BanditError as error:  # a damaged table: say so every hour, but keep discovering
+            context.log.error(f"learning.source_posterior is unusable, querying every source: {error}")
+            request = discovery_request(
+                None, names, floor, rng, f"source posterior unusable ({error}): every source", run_key
+            )
         context.log.info(f"discovery of {request.tags[SOURCES_TAG]}: {request.tags[REASON_TAG]}")
         return request
 

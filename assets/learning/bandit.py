@@ -29,20 +29,34 @@ COLUMNS = dg.TableSchema(
 )
 
 # Every finished experiment (completed, failed, rolled back) with the source of its opportunity; a
-# failed or rolled-back one did not succeed. The LEFT JOIN keeps an outcome whose opportunity is
-# not in core.opportunities, so that it is counted as unattributed rather than silently lost.
+# failed or rolled-back one did not succeed. The LEFT JOINs keep an outcome whose source is known
+# nowhere, so that it is counted as unattributed rather than silently lost.
 OUTCOMES_BY_SOURCE = """
-SELECT o.experiment_id, e.opportunity_id, p.source, o.state, o.succeeded, o.roi, o.evaluated_at
+SELECT o.experiment_id, e.opportunity_id, {source} AS source, o.state, o.succeeded, o.roi, o.evaluated_at
 FROM experiments.outcomes o
 JOIN experiments.experiments e ON e.experiment_id = o.experiment_id
 LEFT JOIN core.opportunities p ON p.opportunity_id = e.opportunity_id
+{snapshot_join}
 ORDER BY o.experiment_id
 """
+# The proposal-time snapshot (core/experiments/proposals.py, one row per experiment proposed since
+# it exists) names the source too: the simulated history's opportunities (core/simulator/history.py)
+# are in it but not in core.opportunities, and an experiment proposed before the snapshot existed
+# is only in core.opportunities. Read only when the table is there.
+SNAPSHOT_TABLE = "experiments.proposal_features"
 
 
 def source_outcomes(client):
-    """(attributed outcomes, unattributed outcomes): experiments.outcomes with each experiment's source."""
-    frame = client.query(OUTCOMES_BY_SOURCE)
+    """(attributed outcomes, unattributed outcomes): experiments.outcomes with each experiment's
+    source, from its opportunity in core.opportunities or else its proposal-time snapshot."""
+    if client.table_exists(SNAPSHOT_TABLE):
+        sql = OUTCOMES_BY_SOURCE.format(
+            source="COALESCE(p.source, f.source)",
+            snapshot_join=f"LEFT JOIN {SNAPSHOT_TABLE} f ON f.experiment_id = o.experiment_id",
+        )
+    else:
+        sql = OUTCOMES_BY_SOURCE.format(source="p.source", snapshot_join="")
+    frame = client.query(sql)
     unattributed = frame["source"].isna()
     return frame[~unattributed].reset_index(drop=True), frame[unattributed].reset_index(drop=True)
 

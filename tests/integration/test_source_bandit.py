@@ -21,7 +21,7 @@ from assets.discovery import (
     hourly_discovery,
 )
 from assets.discovery.raw import SOURCES
-from assets.learning.bandit import COLUMNS, POSTERIOR_TABLE, read_posterior, source_bandit
+from assets.learning.bandit import COLUMNS, POSTERIOR_TABLE, read_posterior, source_bandit, source_outcomes
 from assets.resources import WarehouseResource
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock
@@ -184,6 +184,42 @@ def test_the_schedule_queries_the_sources_it_samples_and_says_why(learned):
     assert counts["github"] >= 0.2 * 300 * 0.7  # the floor keeps it in play
 
 
+def test_an_experiment_whose_opportunity_was_never_discovered_takes_its_source_from_the_snapshot(warehouse):
+    # The simulated history's experiments: proposed, with a proposal-time snapshot naming the
+    # source, for opportunities core.opportunities never held. The table arrives with the
+    # proposal snapshot (core/experiments/proposals.py); this creates the columns it requires if absent.
+    warehouse.execute(
+        "CREATE TABLE IF NOT EXISTS experiments.proposal_features (experiment_id TEXT PRIMARY KEY, "
+        "opportunity_id TEXT NOT NULL, proposed_at TIMESTAMPTZ NOT NULL, source TEXT, opportunity_type TEXT NOT NULL, "
+        "est_monthly_revenue_cents BIGINT NOT NULL, requested_budget_minor BIGINT NOT NULL, "
+        "window_days INTEGER NOT NULL, score DOUBLE PRECISION NOT NULL)"
+    )
+    row = {
+        "opportunity_id": "hist-1",
+        "score": 0.5,
+        "opportunity_type": "saas",
+        "title": "simulated history: saas from reddit",
+        "est_monthly_revenue_cents": 300_000,
+    }
+    (experiment_id,) = propose_from_scored(warehouse, pd.DataFrame([row]), 1, NEVER, fixed_clock(T0)).created
+    warehouse.execute(
+        "INSERT INTO experiments.proposal_features (experiment_id, opportunity_id, proposed_at, source, "
+        "opportunity_type, est_monthly_revenue_cents, requested_budget_minor, window_days, score) "
+        "VALUES (%s, 'hist-1', %s, 'reddit', 'saas', 300000, 30000, 30, 0.5) "
+        "ON CONFLICT (experiment_id) DO UPDATE SET source = excluded.source",
+        [experiment_id, T0],
+    )
+    warehouse.execute(
+        "INSERT INTO experiments.outcomes (experiment_id, state, evaluated_at, succeeded, revenue_minor, "
+        "cost_minor, net_minor, roi, duration_days, currency, criteria, reason) "
+        "VALUES (%s, 'completed', %s, TRUE, 50000, 10000, 40000, 4.0, 30.0, 'USD', '{}', 'test')",
+        [experiment_id, T0],
+    )
+    attributed, unattributed = source_outcomes(warehouse)
+    assert attributed[["experiment_id", "source"]].values.tolist() == [[experiment_id, "reddit"]]
+    assert unattributed.empty
+
+
 def test_without_a_posterior_the_schedule_queries_every_source(tmp_path):
     missing = Warehouse(f"duckdb:///{tmp_path}/none.duckdb")
     empty = Warehouse(f"duckdb:///{tmp_path}/empty.duckdb")
@@ -197,6 +233,19 @@ def test_without_a_posterior_the_schedule_queries_every_source(tmp_path):
         assert request.tags[SOURCES_TAG].split(",") == NAMES
         assert request.tags[REASON_TAG] == "no source posterior yet: every source"
     assert not missing.exists()  # reading never creates a warehouse
+
+
+def test_a_damaged_posterior_is_reported_and_every_source_queried(tmp_path):
+    damaged = Warehouse(f"duckdb:///{tmp_path}/damaged.duckdb")
+    ensure_schema(damaged)
+    damaged.replace(POSTERIOR_TABLE, pd.DataFrame({"source": ["hackernews"], "experiments": [-3], "successes": [1]}))
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 12, 4, 12, tzinfo=UTC),
+        resources={"warehouse": WarehouseResource(url=damaged.url)},
+    )
+    (request,) = hourly_discovery(live=False).evaluate_tick(context).run_requests
+    assert request.tags[SOURCES_TAG].split(",") == NAMES
+    assert request.tags[REASON_TAG].startswith("source posterior unusable (posterior: missing column(s) ['failures'")
 
 
 def test_the_exploration_floor_setting_is_a_probability():
