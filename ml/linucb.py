@@ -131,7 +131,8 @@ class Encoding:
 
 def _labels(values: pd.Series) -> list[str | None]:
     """Categories as text, None where missing: the same label whatever dtype the warehouse returned."""
-    return [None if v is None or v != v else str(v) for v in values.to_numpy(dtype=object)]
+    missing = values.isna().to_numpy()
+    return [None if gone else str(v) for v, gone in zip(values.to_numpy(dtype=object), missing, strict=True)]
 
 
 def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str) -> None:
