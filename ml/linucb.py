@@ -93,7 +93,7 @@ class Encoding:
         stds = values.std(axis=0)
         # Constant in the history: scale by its magnitude so differences are relative, not in units.
         scales = np.where(stds > 1e-9 * np.maximum(np.abs(means), 1.0), stds, np.maximum(np.abs(means), 1.0))
-        categories = tuple(tuple(sorted({str(v) for v in frame[c] if not pd.isna(v)})) for c in categorical)
+        categories = tuple(tuple(sorted(set(_labels(frame[c])) - {None})) for c in categorical)
         return cls(
             numeric=tuple(numeric),
             categorical=tuple(categorical),
@@ -120,9 +120,19 @@ class Encoding:
         standardized = (values - np.asarray(self.means)) / np.asarray(self.scales)
         blocks = [np.ones((len(frame), 1)), standardized]
         for column, seen in zip(self.categorical, self.categories, strict=True):
-            observed = frame[column].map(lambda v: None if pd.isna(v) else str(v)).to_numpy(dtype=object)
-            blocks.append((observed[:, None] == np.asarray(seen, dtype=object)[None, :]).astype(float))
+            # The code of each row's category among those seen (-1: unknown or missing), then one-hot.
+            codes = pd.Categorical(_labels(frame[column]), categories=list(seen)).codes
+            one_hot = np.zeros((len(frame), len(seen)))
+            known = codes >= 0
+            one_hot[np.flatnonzero(known), codes[known]] = 1.0
+            blocks.append(one_hot)
         return np.hstack(blocks)
+
+
+def _labels(values: pd.Series) -> list[str | None]:
+    """Categories as text, None where missing: the same label whatever dtype the warehouse returned."""
+    missing = values.isna().to_numpy()
+    return [None if gone else str(v) for v, gone in zip(values.to_numpy(dtype=object), missing, strict=True)]
 
 
 def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str) -> None:
@@ -343,6 +353,7 @@ def allocation_round(
     if missing:
         why = f"ranked by its score: learning.experiment_features lacks the columns {missing}"
         return Round(empty, dict.fromkeys(candidates, why), {}, alpha, ridge)
+    features = features.assign(experiment_id=features["experiment_id"].astype(str).to_numpy(dtype=object))
     features = features.drop_duplicates("experiment_id", keep="last").set_index("experiment_id", drop=False)
     reasons = _unusable(features, numeric)
     budget_column = "budget_minor"
@@ -357,16 +368,17 @@ def allocation_round(
         else:
             usable.append(key)
 
-    finished = outcomes[~outcomes["experiment_id"].isin(set(candidates))]
-    skipped: dict[str, str] = {}
-    history_ids: list[str] = []
-    for key in finished["experiment_id"]:
-        if key not in features.index:
-            skipped[key] = "no features for it in learning.experiment_features"
-        elif reasons[key]:
-            skipped[key] = reasons[key]
-        else:
-            history_ids.append(key)
+    # Vectorized: the history may hold 100,000 finished experiments.
+    ids = outcomes["experiment_id"].astype(str).to_numpy(dtype=object)
+    waiting, described = set(candidates), set(features.index)
+    finished = outcomes.assign(experiment_id=ids).loc[np.array([key not in waiting for key in ids], dtype=bool)]
+    finished = finished.drop_duplicates("experiment_id")
+    why = reasons.reindex(finished["experiment_id"]).fillna("")
+    why[np.array([key not in described for key in finished["experiment_id"]], dtype=bool)] = (
+        "no features for it in learning.experiment_features"
+    )
+    skipped = {key: text for key, text in why.items() if text}
+    history_ids = list(why.index[(why == "").to_numpy()])
     history = features.loc[history_ids]
     net = finished.set_index("experiment_id").loc[history_ids, "net_minor"]
     budget = history[budget_column] if budget_column in history else pd.Series(1.0, index=history.index)

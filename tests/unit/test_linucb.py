@@ -121,6 +121,9 @@ def test_the_encoding_is_fitted_on_history_and_unknown_categories_encode_as_zero
     assert x[0] == pytest.approx([1, 0, 0, 1, 0])
     assert x[1] == pytest.approx([1, 1, 1, 0, 0])  # one sd above; twice the constant; unknown source
     assert x[2] == pytest.approx([1, 0, 0, 0, 0])  # a missing category is an unknown one
+    # Whatever dtype the warehouse returns the text in (pandas' string dtype has its own NA).
+    as_strings = candidates.assign(source=pd.array(["hackernews", "github", pd.NA], dtype="string"))
+    assert encoding.transform(as_strings) == pytest.approx(x)
 
 
 def test_with_no_history_the_model_is_the_prior_encoded_on_the_candidates():
