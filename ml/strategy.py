@@ -269,9 +269,9 @@ def history(proposals: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def split(frame: pd.DataFrame, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Time-ordered: the earlier rows to learn from, the later `holdout_fraction` (at least two) to
-    backtest on."""
-    held = max(2, math.ceil(len(frame) * holdout_fraction))
+    """Time-ordered: the earlier rows to learn from, the later `holdout_fraction` to backtest on;
+    at least two of each."""
+    held = min(max(2, math.ceil(len(frame) * holdout_fraction)), len(frame) - 2)
     return frame.iloc[: len(frame) - held], frame.iloc[len(frame) - held :]
 
 

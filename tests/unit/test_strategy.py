@@ -149,6 +149,13 @@ def test_a_gain_below_the_margin_is_rejected():
     assert "margin 1.0" in result.reason
 
 
+def test_the_smallest_history_still_learns_from_two_and_backtests_on_two():
+    frame = proposals(4)
+    settings = StrategySettings(min_experiments=4, holdout_fraction=0.9)
+    result = learn(frame, outcomes_driven_by(frame, "confidence"), Weights(), settings=settings)
+    assert (result.trained_on, result.backtest.holdout, result.backtest.k) == (2, 2, 2)
+
+
 def test_outcomes_that_do_not_vary_teach_nothing():
     frame = proposals(60)
     flat = pd.DataFrame({"experiment_id": frame["experiment_id"], "net_minor": 1_000})
