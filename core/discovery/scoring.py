@@ -75,3 +75,8 @@ def explain(scored: pd.DataFrame) -> pd.Series:
     for part in parts[1:]:
         joined = joined + part
     return pd.Series(joined, index=scored.index, dtype="str")
+
+
+def weighted_score(features: pd.DataFrame, weights: Weights) -> pd.Series:
+    """The score alone, unrounded: the sum of the weighted factors (for rows that need no `why`)."""
+    return factors(features).mul(pd.Series(asdict(weights))).sum(axis=1)
