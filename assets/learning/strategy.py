@@ -8,6 +8,7 @@ experiments proposed from the scores, so an edge would close a cycle. The scorin
 deployed version when it runs."""
 
 import dagster as dg
+import pydantic
 
 from assets.experiments.outcomes import experiment_outcomes
 from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
@@ -27,6 +28,11 @@ class StrategyConfig(dg.Config):
     margin: float = 0.05
     min_experiments: int = 30
     shrinkage: float = 1.0
+
+    @pydantic.model_validator(mode="after")
+    def _valid_settings(self) -> "StrategyConfig":
+        self.settings()  # raises, naming the setting, before the asset reads anything
+        return self
 
     def settings(self):
         from ml.strategy import StrategySettings

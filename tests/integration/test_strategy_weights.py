@@ -237,6 +237,8 @@ def test_the_asset_learns_records_a_deployed_version_with_its_backtest(warehouse
 
 
 def test_the_asset_records_nothing_with_too_few_finished_experiments(warehouse: Warehouse):
+    with pytest.raises(Exception, match=r"momentum must be in \[0, 1\)"):
+        _materialize(strategy_weights, warehouse, {"momentum": 1.5})
     without = _materialize(strategy_weights, warehouse)
     assert without["decision"] == "skipped" and "experiments.proposal_features" in without["reason"]
 

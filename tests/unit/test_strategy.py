@@ -209,6 +209,9 @@ def test_duplicates_naive_times_and_too_little_history_are_refused():
         ({"holdout_fraction": 1.0}, r"holdout_fraction must be in \(0, 1\)"),
         ({"steps": 0}, "steps must be at least 1"),
         ({"margin": -0.1}, "margin must be non-negative"),
+        ({"top_fraction": 0.0}, r"top_fraction must be in \(0, 1\]"),
+        ({"shrinkage": float("nan")}, "shrinkage must be a non-negative number"),
+        ({"min_experiments": 3}, "min_experiments must be at least 4"),
     ],
 )
 def test_bad_settings_say_which(setting, message):
