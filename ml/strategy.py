@@ -4,29 +4,32 @@ past proposals realized, checks the new weights on a backtest, and says whether 
 The seed's StrategyOptimizer updates its parameters with momentum and deploys them only when they
 validate; this is that loop for the five scoring weights.
 
-Choices, and why:
-- Target: each finished proposal's realized net (experiments.outcomes.net_minor) as a percentile
-  rank in [0, 1] among the proposals it is compared with. The score exists to order opportunities,
-  so only the order of outcomes matters; ranks also keep one windfall (net is heavy-tailed) from
-  outweighing everything else.
-- Objective: the Pearson correlation between the score (factors @ weights) and that target, a
-  ranking objective that ignores the score's scale (weights on the simplex change both level and
-  spread). Its gradient in closed form, with Fc the column-centred factors, s_c = Fc w, y_c the
-  centred target:  d corr / dw = Fc'y_c / (|s_c| |y_c|) - corr * Fc's_c / |s_c|^2.
+Choices, and why (measured on core.simulator.population: docs/learning.md):
+- Target: each finished proposal's realized net (experiments.outcomes.net_minor). The proposals
+  that get funded are the top of the ranking, and what they are for is money: a target of ranks
+  instead (tried first) learned to tell a small loss from a large one and dropped the revenue
+  factor, and the weights it deployed halved the expected net of the top proposals.
+- Objective: the Pearson correlation between the score (factors @ weights) and that target, blind
+  to the score's scale (weights on the simplex change both its level and its spread). Equivalent to
+  the least-squares fit of net on a + b * score. Its gradient in closed form, with Fc the
+  column-centred factors, s_c = Fc w, y_c the centred target:
+      d corr / dw = Fc'y_c / (|s_c| |y_c|) - corr * Fc's_c / |s_c|^2.
+- Shrinkage: the objective also subtracts shrinkage/2 * |w - w_start|^2, so that a few hundred
+  noisy outcomes move the weights in proportion to the evidence instead of to a vertex of the
+  simplex (a score of one factor).
 - Update (the seed's momentum, as ascent): velocity = momentum * velocity + learning_rate * gradient,
   weights = projection of (weights + velocity) onto the simplex (non-negative, summing to 1; the
   Euclidean projection of Duchi et al. 2008). `steps` updates a run start from the deployed weights
   and the velocity that version ended with, so momentum carries from one run to the next as the
   seed's daily cycle intends.
-- Shrinkage: the objective also subtracts shrinkage/2 * |w - w_start|^2. A few dozen noisy outcomes
-  would otherwise pull the weights to a vertex of the simplex (a score of one factor); the pull back
-  toward the deployed weights keeps each run's move in proportion to the evidence.
-- Backtest: the finished proposals in proposal-time order; the step learns from the earlier
-  (1 - holdout_fraction) and both weight vectors rank the later holdout, which the step never saw.
-  Metric: NDCG@k of the holdout's ranking with the target as gain (1.0: the k best outcomes on top,
-  in order). The realized net of each ranking's top k is reported beside it, in minor units.
-- Decision: deploy only if the new weights' NDCG@k beats the old by at least `margin` (absolute).
-  A holdout of a few dozen experiments is noisy; the margin keeps the weights from flapping.
+- Backtest: the finished proposals in proposal-time order; the update learns from the earlier
+  (1 - holdout_fraction) and both weight vectors rank the later holdout, which it never saw.
+  Metric: the realized net of the k proposals each ranks first, k = max(top_k, top_fraction of
+  the holdout): the money those proposals would have made. The correlation of score and net on the
+  whole holdout is reported beside it.
+- Decision: deploy only if the new weights' top-k net beats the old by at least `margin` (a
+  fraction of the old's magnitude). Realized outcomes are noisy (success is a coin flip, revenue
+  heavy-tailed); the margin keeps noise from deploying, and the weights from flapping.
 """
 
 import math
@@ -37,6 +40,7 @@ import pandas as pd
 
 from core.discovery.scoring import factors
 from core.discovery.weights import FACTORS, Weights
+from core.ledger.money import format_minor
 
 # What core.discovery.scoring.factors reads, plus the proposal's id and time.
 PROPOSAL_COLUMNS = (
@@ -49,7 +53,7 @@ PROPOSAL_COLUMNS = (
     "age_days",
 )
 OUTCOME_COLUMNS = ("experiment_id", "net_minor")
-METRIC = "ndcg_at_k"
+METRIC = "top_k_net_minor"
 WEIGHT_DECIMALS = 6
 
 
@@ -64,7 +68,8 @@ class StrategySettings:
     steps: int = 20
     holdout_fraction: float = 0.3
     top_k: int = 10
-    margin: float = 0.01
+    top_fraction: float = 0.1
+    margin: float = 0.05
     min_experiments: int = 30
     shrinkage: float = 1.0
 
@@ -80,6 +85,8 @@ class StrategySettings:
             problems.append(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction!r}")
         if self.top_k < 1:
             problems.append(f"top_k must be at least 1, got {self.top_k!r}")
+        if not 0 < self.top_fraction <= 1:
+            problems.append(f"top_fraction must be in (0, 1], got {self.top_fraction!r}")
         if not self.margin >= 0:
             problems.append(f"margin must be non-negative, got {self.margin!r}")
         if not (self.shrinkage >= 0 and math.isfinite(self.shrinkage)):
@@ -94,16 +101,16 @@ class StrategySettings:
 
 @dataclass(frozen=True)
 class Backtest:
-    """Old and new weights ranking the same holdout. `*_top_net_minor`: the realized net of the k
-    proposals each ranks first (USD minor units)."""
+    """Old and new weights ranking the same holdout. old / new: the realized net of the k proposals
+    each ranks first (USD minor units); *_correlation: of score and net over the whole holdout."""
 
     metric: str
     k: int
     holdout: int
-    old: float
-    new: float
-    old_top_net_minor: int
-    new_top_net_minor: int
+    old: int
+    new: int
+    old_correlation: float
+    new_correlation: float
     holdout_from: pd.Timestamp
     holdout_to: pd.Timestamp
 
@@ -176,29 +183,22 @@ def correlation_gradient(factor_matrix: np.ndarray, target: np.ndarray, weights:
     return centred.T @ y / (s_norm * y_norm) - corr * (centred.T @ s) / s_norm**2
 
 
-def percentile_ranks(values: np.ndarray) -> np.ndarray:
-    """Each value's rank among `values` scaled to [0, 1] (ties share their mean rank)."""
-    if len(values) < 2:
-        return np.zeros(len(values))
-    ranks = pd.Series(values).rank(method="average").to_numpy()
-    return (ranks - 1.0) / (len(values) - 1.0)
-
-
 def ranking(scores: np.ndarray) -> np.ndarray:
     """Indices from the highest score down; equal scores keep their (proposal-time) order, as
     core.discovery.scoring ranks them."""
     return np.argsort(-np.asarray(scores, dtype=float), kind="stable")
 
 
-def ndcg_at_k(scores: np.ndarray, gains: np.ndarray, k: int) -> float:
-    """Normalized discounted cumulative gain of ranking by `scores`, over the first k places:
-    sum(gain / log2(place + 1)) divided by the same for the best possible order. 1.0 when all
-    gains are equal (every order is best)."""
-    k = min(k, len(gains))
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    got = float(gains[ranking(scores)[:k]] @ discounts)
-    best = float(np.sort(gains)[::-1][:k] @ discounts)
-    return 1.0 if best <= 0 else got / best
+def top_net(scores: np.ndarray, net: np.ndarray, k: int) -> int:
+    """The realized net of the k proposals the scores rank first."""
+    return int(np.asarray(net, dtype="int64")[ranking(scores)[:k]].sum())
+
+
+def correlation(scores: np.ndarray, net: np.ndarray) -> float:
+    """Pearson correlation; 0 when either side does not vary."""
+    s, y = scores - scores.mean(), net - net.mean()
+    denominator = float(np.linalg.norm(s) * np.linalg.norm(y))
+    return 0.0 if denominator < 1e-12 else float(s @ y) / denominator
 
 
 def weights_from(vector: np.ndarray) -> Weights:
@@ -269,9 +269,9 @@ def history(proposals: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def split(frame: pd.DataFrame, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Time-ordered: the earlier rows to learn from, the later `holdout_fraction` (at least two) to
-    backtest on."""
-    held = max(2, math.ceil(len(frame) * holdout_fraction))
+    """Time-ordered: the earlier rows to learn from, the later `holdout_fraction` to backtest on;
+    at least two of each."""
+    held = min(max(2, math.ceil(len(frame) * holdout_fraction)), len(frame) - 2)
     return frame.iloc[: len(frame) - held], frame.iloc[len(frame) - held :]
 
 
@@ -298,7 +298,7 @@ def optimize(
     train, holdout = split(finished, settings.holdout_fraction)
 
     matrix = train[list(FACTORS)].to_numpy(dtype=float)
-    target = percentile_ranks(train["net_minor"].to_numpy(dtype=float))
+    target = train["net_minor"].to_numpy(dtype=float)
     start = as_vector(current)
     w = start.copy()
     v = np.array([float((velocity or {}).get(f, 0.0)) for f in FACTORS])
@@ -310,17 +310,16 @@ def optimize(
 
     held_matrix = holdout[list(FACTORS)].to_numpy(dtype=float)
     net = holdout["net_minor"].to_numpy(dtype="int64")
-    gains = percentile_ranks(net.astype(float))
-    k = min(settings.top_k, len(holdout))
+    k = min(len(holdout), max(settings.top_k, math.ceil(settings.top_fraction * len(holdout))))
     old_scores, new_scores = held_matrix @ start, held_matrix @ as_vector(new)
     backtest = Backtest(
         metric=METRIC,
         k=k,
         holdout=len(holdout),
-        old=round(ndcg_at_k(old_scores, gains, k), 6),
-        new=round(ndcg_at_k(new_scores, gains, k), 6),
-        old_top_net_minor=int(net[ranking(old_scores)[:k]].sum()),
-        new_top_net_minor=int(net[ranking(new_scores)[:k]].sum()),
+        old=top_net(old_scores, net, k),
+        new=top_net(new_scores, net, k),
+        old_correlation=round(correlation(old_scores, net.astype(float)), 6),
+        new_correlation=round(correlation(new_scores, net.astype(float)), 6),
         holdout_from=holdout["proposed_at"].iloc[0],
         holdout_to=holdout["proposed_at"].iloc[-1],
     )
@@ -339,16 +338,20 @@ def optimize(
 
 
 def decide(old: Weights, new: Weights, backtest: Backtest, margin: float, target: np.ndarray) -> tuple[bool, str]:
-    """Deploy only new weights that rank the holdout better than the old by at least `margin`."""
-    name = f"NDCG@{backtest.k} on the {backtest.holdout} latest finished proposals"
+    """Deploy only new weights whose top k of the holdout realized more net than the old's top k,
+    by at least `margin` times the old's magnitude."""
     if float(np.ptp(target)) == 0:
         return False, "rejected: the experiments learned from all realized the same net, so there is nothing to learn"
+    what = f"the top {backtest.k} of the {backtest.holdout} latest finished proposals"
+    old_net, new_net = format_minor(backtest.old, "USD"), format_minor(backtest.new, "USD")
     if new == old:
-        return False, f"rejected: the step left the weights unchanged ({name} {backtest.old:.4f})"
-    gain = backtest.new - backtest.old
-    if gain >= margin:
-        return True, f"deployed: {name} {backtest.old:.4f} -> {backtest.new:.4f} (+{gain:.4f} >= margin {margin})"
-    return False, f"rejected: {name} {backtest.old:.4f} -> {backtest.new:.4f} ({gain:+.4f} < margin {margin})"
+        return False, f"rejected: the step left the weights unchanged ({what} realized {old_net} net)"
+    gain, needed = backtest.new - backtest.old, margin * max(abs(backtest.old), 1)
+    versus = f"{what} realized {new_net} net by the new weights, {old_net} by the old"
+    if gain > 0 and gain >= needed:
+        return True, f"deployed: {versus} (+{format_minor(gain, 'USD')} >= margin {margin:.0%})"
+    signed = ("+" if gain >= 0 else "") + format_minor(gain, "USD")
+    return False, f"rejected: {versus} ({signed} < margin {margin:.0%})"
 
 
 def learn(

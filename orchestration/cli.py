@@ -972,7 +972,8 @@ def mlflow_ui(
 @strategy_app.command("versions")
 def strategy_versions() -> None:
     """Every version of the scoring weights, oldest first, the deployed one marked *: its status, weights,
-    backtest (NDCG@k of the old and the new weights on the latest finished proposals) and reason."""
+    backtest (the realized net of the top k of the latest finished proposals, ranked by the old and by
+    the new weights) and reason."""
     import json
 
     from tabulate import tabulate
@@ -998,7 +999,7 @@ def strategy_versions() -> None:
     ]
     for r in frame.itertuples():
         weights = json.loads(r.weights)
-        backtest = "" if pd_isna(r.backtest_old) else f"{r.backtest_old:.4f} -> {r.backtest_new:.4f}"
+        backtest = "" if pd_isna(r.backtest_old) else _backtest_cell(r.metric, r.backtest_old, r.backtest_new)
         origin = (
             f"restores {int(r.restores_version)}" if not pd_isna(r.restores_version) else f"from {r.parent_version}"
         )
@@ -1017,6 +1018,14 @@ def strategy_versions() -> None:
         )
     headers = ["version", "status", "live", *FACTORS, "backtest", "origin", "by", "at", "reason"]
     typer.echo(tabulate(rows, headers=headers, maxcolwidths=[None] * (len(headers) - 1) + [60]))
+
+
+def _backtest_cell(metric: str, old: float, new: float) -> str:
+    if str(metric).endswith("_minor"):  # money: USD minor units
+        from core.ledger.money import format_minor
+
+        return f"{format_minor(int(old), 'USD')} -> {format_minor(int(new), 'USD')}"
+    return f"{old:.4f} -> {new:.4f}"
 
 
 @strategy_app.command("rollback")

@@ -8,6 +8,7 @@ experiments proposed from the scores, so an edge would close a cycle. The scorin
 deployed version when it runs."""
 
 import dagster as dg
+import pydantic
 
 from assets.experiments.outcomes import experiment_outcomes
 from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
@@ -23,9 +24,15 @@ class StrategyConfig(dg.Config):
     steps: int = 20
     holdout_fraction: float = 0.3
     top_k: int = 10
-    margin: float = 0.01
+    top_fraction: float = 0.1
+    margin: float = 0.05
     min_experiments: int = 30
     shrinkage: float = 1.0
+
+    @pydantic.model_validator(mode="after")
+    def _valid_settings(self) -> "StrategyConfig":
+        self.settings()  # raises, naming the setting, before the asset reads anything
+        return self
 
     def settings(self):
         from ml.strategy import StrategySettings
@@ -38,11 +45,11 @@ def strategy_metrics(result) -> dict[str, float]:
     the backtest on both weight vectors, whether it deployed, and each factor's old and new weight."""
     backtest = result.backtest
     metrics = {
-        f"backtest_{backtest.metric}_old": backtest.old,
-        f"backtest_{backtest.metric}_new": backtest.new,
-        "backtest_gain": round(backtest.new - backtest.old, 6),
-        "backtest_top_net_minor_old": float(backtest.old_top_net_minor),
-        "backtest_top_net_minor_new": float(backtest.new_top_net_minor),
+        f"backtest_{backtest.metric}_old": float(backtest.old),
+        f"backtest_{backtest.metric}_new": float(backtest.new),
+        "backtest_gain_minor": float(backtest.new - backtest.old),
+        "backtest_correlation_old": backtest.old_correlation,
+        "backtest_correlation_new": backtest.new_correlation,
         "backtest_k": float(backtest.k),
         "held_out": float(backtest.holdout),
         "trained_on": float(result.trained_on),
@@ -134,9 +141,10 @@ def strategy_weights(
             "deployed_version": version if result.deploy else current.version,
             "weights": dg.MetadataValue.md(result.weights_table().to_markdown(index=False)),
             "backtest": dg.MetadataValue.md(
-                "| weights | NDCG@k | top-k realized net (USD minor) |\n|---|---:|---:|\n"
-                f"| old (version {current.version}) | {backtest.old:.4f} | {backtest.old_top_net_minor} |\n"
-                f"| new | {backtest.new:.4f} | {backtest.new_top_net_minor} |"
+                f"| weights | realized net of the top {backtest.k} (USD minor) | correlation of score and net |\n"
+                "|---|---:|---:|\n"
+                f"| old (version {current.version}) | {backtest.old} | {backtest.old_correlation:.4f} |\n"
+                f"| new | {backtest.new} | {backtest.new_correlation:.4f} |"
             ),
             "holdout": f"{backtest.holdout} proposals from {backtest.holdout_from} to {backtest.holdout_to}, "
             f"k={backtest.k}",

@@ -24,7 +24,7 @@ def home(tmp_path) -> tuple[dict[str, str], Warehouse]:
     warehouse = Warehouse(f"duckdb:///{tmp_path / 'home' / 'warehouse.duckdb'}")
     ensure_schema(warehouse)
     clock = fixed_clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
-    backtest = {"metric": "ndcg_at_k", "old": 0.71, "new": 0.83, "k": 10, "trained_on": 70, "held_out": 30}
+    backtest = {"metric": "top_k_net_minor", "old": 71_000, "new": 83_050, "k": 10, "trained_on": 70, "held_out": 30}
     good = {"weights": LEARNED, "velocity": {}, "reason": "ranks better", "backtest": backtest}
     record_version(warehouse, status="deployed", clock=clock, **good)
     record_version(warehouse, status="rejected", weights=Weights(), velocity={}, reason="ranks worse", clock=clock)
@@ -47,7 +47,7 @@ def test_versions_list_every_version_and_mark_the_deployed_one(home):
     table = _cli(env, ["strategy", "versions"]).stdout
     assert _row(table, 0)[:3] == ["0", "defaults", "0.4"]  # the seed's, not deployed: no mark
     assert _row(table, 1)[:8] == ["1", "deployed", "*", "0.1", "0.1", "0.1", "0.6", "0.1"]
-    assert "0.7100 -> 0.8300" in table and "ranks better" in table
+    assert "710.00 USD -> 830.50 USD" in table and "ranks better" in table
     assert _row(table, 2)[:2] == ["2", "rejected"] and "*" not in _row(table, 2)
 
 

@@ -30,7 +30,7 @@ from core.platform.warehouse import Warehouse
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
 LEARNED = Weights(revenue=0.1, confidence=0.1, time_to_revenue=0.1, capability=0.6, timing=0.1)
-BACKTEST = {"metric": "ndcg_at_k", "old": 0.7, "new": 0.9, "k": 10, "trained_on": 70, "held_out": 30}
+BACKTEST = {"metric": "top_k_net_minor", "old": 70_000, "new": 90_000, "k": 10, "trained_on": 70, "held_out": 30}
 
 # experiments.proposal_features in the shape ISSUE8.md gives it (the FEATURES helper's table).
 PROPOSAL_FEATURES_DDL = f"""CREATE TABLE IF NOT EXISTS {PROPOSALS_TABLE} (
@@ -220,13 +220,13 @@ def test_the_asset_learns_records_a_deployed_version_with_its_backtest(warehouse
     finished_history(warehouse, 120)
     meta = _materialize(strategy_weights, warehouse)
     assert meta["decision"] == "deployed" and meta["version"] == 1 and meta["parent_version"] == 0
-    assert meta["metrics"]["backtest_ndcg_at_k_new"] > meta["metrics"]["backtest_ndcg_at_k_old"]
-    assert "| capability " in meta["weights"] and "NDCG@k" in meta["backtest"]
+    assert meta["metrics"]["backtest_top_k_net_minor_new"] > meta["metrics"]["backtest_top_k_net_minor_old"]
+    assert "| capability " in meta["weights"] and "realized net of the top 10" in meta["backtest"]
     weights, version = deployed_weights(warehouse)
     assert version == 1 and weights.capability > Weights().capability
     (row,) = versions(warehouse).itertuples()
     assert (row.status, row.trained_on, row.held_out, row.backtest_k) == ("deployed", 84, 36, 10)
-    assert row.backtest_new == pytest.approx(meta["metrics"]["backtest_ndcg_at_k_new"])
+    assert row.backtest_new == meta["metrics"]["backtest_top_k_net_minor_new"]
     assert row.mlflow_run_id is None
 
     # The next run starts from version 1; an impossible margin rejects and version 1 stays deployed.
@@ -237,6 +237,8 @@ def test_the_asset_learns_records_a_deployed_version_with_its_backtest(warehouse
 
 
 def test_the_asset_records_nothing_with_too_few_finished_experiments(warehouse: Warehouse):
+    with pytest.raises(Exception, match=r"momentum must be in \[0, 1\)"):
+        _materialize(strategy_weights, warehouse, {"momentum": 1.5})
     without = _materialize(strategy_weights, warehouse)
     assert without["decision"] == "skipped" and "experiments.proposal_features" in without["reason"]
 

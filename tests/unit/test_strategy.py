@@ -15,9 +15,9 @@ from ml.strategy import (
     history,
     learn,
     momentum_step,
-    ndcg_at_k,
     optimize,
     project_to_simplex,
+    top_net,
     weights_from,
 )
 
@@ -84,11 +84,11 @@ def test_momentum_step_by_hand():
     assert new == pytest.approx([0.385, 0.28, 0.13, 0.13, 0.075])
 
 
-def test_ndcg_is_one_for_the_best_order_and_less_for_the_reverse():
-    gains = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-    assert ndcg_at_k(gains, gains, 3) == pytest.approx(1.0)
-    assert ndcg_at_k(-gains, gains, 3) < 0.5
-    assert ndcg_at_k(np.zeros(5), np.zeros(5), 3) == 1.0
+def test_top_net_sums_the_net_of_the_k_best_scored_and_ties_keep_their_order():
+    net = np.array([100, -50, 300, 20, -10])
+    assert top_net(np.array([0.9, 0.1, 0.8, 0.5, 0.2]), net, 2) == 400
+    assert top_net(np.array([0.1, 0.9, 0.2, 0.5, 0.8]), net, 2) == -60
+    assert top_net(np.zeros(5), net, 2) == 50  # equal scores: the earlier proposals first
 
 
 def test_rounded_weights_still_sum_to_one():
@@ -106,8 +106,8 @@ def test_the_weights_move_toward_the_factor_that_predicts_outcomes_and_deploy():
     assert new["capability"] > old["capability"] + 0.2
     assert max(new, key=new.get) == "capability"
     assert result.gradient["capability"] == max(result.gradient.values())
-    assert result.backtest.new > result.backtest.old + 0.05
-    assert result.backtest.new_top_net_minor > result.backtest.old_top_net_minor
+    assert result.backtest.new > result.backtest.old * 1.05
+    assert result.backtest.new_correlation > result.backtest.old_correlation
     assert result.deploy and result.reason.startswith("deployed")
     # Time-ordered: the step learned from the earliest 70%, the backtest ranked the rest.
     assert (result.trained_on, result.backtest.holdout) == (168, 72)
@@ -144,9 +144,16 @@ def test_the_backtest_refuses_weights_that_rank_worse():
 def test_a_gain_below_the_margin_is_rejected():
     frame = proposals(120)
     outcomes = outcomes_driven_by(frame, "capability_match")
-    result = learn(frame, outcomes, Weights(), settings=StrategySettings(margin=1.0))
+    result = learn(frame, outcomes, Weights(), settings=StrategySettings(margin=10.0))
     assert result.backtest.new > result.backtest.old and not result.deploy
-    assert "margin 1.0" in result.reason
+    assert "< margin 1000%" in result.reason
+
+
+def test_the_smallest_history_still_learns_from_two_and_backtests_on_two():
+    frame = proposals(4)
+    settings = StrategySettings(min_experiments=4, holdout_fraction=0.9)
+    result = learn(frame, outcomes_driven_by(frame, "confidence"), Weights(), settings=settings)
+    assert (result.trained_on, result.backtest.holdout, result.backtest.k) == (2, 2, 2)
 
 
 def test_outcomes_that_do_not_vary_teach_nothing():
@@ -202,6 +209,9 @@ def test_duplicates_naive_times_and_too_little_history_are_refused():
         ({"holdout_fraction": 1.0}, r"holdout_fraction must be in \(0, 1\)"),
         ({"steps": 0}, "steps must be at least 1"),
         ({"margin": -0.1}, "margin must be non-negative"),
+        ({"top_fraction": 0.0}, r"top_fraction must be in \(0, 1\]"),
+        ({"shrinkage": float("nan")}, "shrinkage must be a non-negative number"),
+        ({"min_experiments": 3}, "min_experiments must be at least 4"),
     ],
 )
 def test_bad_settings_say_which(setting, message):
@@ -212,3 +222,33 @@ def test_bad_settings_say_which(setting, message):
 def test_the_projection_refuses_non_finite_input():
     with pytest.raises(StrategyError, match="finite numbers"):
         project_to_simplex(np.array([0.5, np.nan, 0.5]))
+
+
+# -- on the simulated market -------------------------------------------------------------------
+
+
+def test_on_the_simulated_market_learning_helps_and_what_deploys_earns_more():
+    """3,000 finished experiments of core.simulator.population, then a fresh week of 1,000
+    candidates: the top 100 by the learned weights against the top 100 by the seed's, judged by
+    their expected net under the hidden truth. The seed's weights are already good here (within
+    about 10% of the best weights on the simplex), so the gain is small; what must hold is that the
+    learned weights help on average and that every version the backtest deploys earns more."""
+    from core.discovery.scoring import weighted_score
+    from core.simulator.population import expected_net_minor, population, realize
+
+    ratios, deployed = [], []
+    for seed in range(6):
+        past = population(seed, 3_000, START, days=90)
+        result = learn(past, realize(seed, past), Weights())
+        fresh = population(seed + 100, 1_000, START, days=7)
+        expected = expected_net_minor(seed + 100, fresh, draws=40).to_numpy()
+
+        def top(weights: Weights, fresh=fresh, expected=expected) -> float:
+            order = np.argsort(-weighted_score(fresh, weights).to_numpy(), kind="stable")
+            return float(expected[order[:100]].sum())
+
+        ratios.append(top(result.new) / top(Weights()))
+        if result.deploy:
+            deployed.append(ratios[-1])
+    assert np.mean(ratios) > 1.02, ratios
+    assert deployed and min(deployed) > 1.0, (deployed, ratios)
