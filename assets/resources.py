@@ -9,7 +9,7 @@ import datetime
 import functools
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,8 @@ import pydantic
 
 from core.discovery.sources.settings import SOURCE_SECRETS
 from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_environment, dbt_target_for, installed_dbt
-from core.platform.warehouse import Warehouse, WarehouseError, default_warehouse_url
+from core.platform.warehouse import Warehouse, WarehouseError, default_home, default_warehouse_url
+from ml.registry import ModelVersion, Registry, embedded_artifact_root, embedded_tracking_uri, redacted
 
 if TYPE_CHECKING:  # dagster_dbt costs seconds to import: only the step that runs dbt imports it
     from dagster_dbt import DbtCliInvocation, DbtCliResource
@@ -213,3 +214,51 @@ def warehouse_kind() -> str:
 def warehouse_pool() -> str:
     # A DuckDB file allows one writer process: every asset that writes it shares a pool of 1.
     return "duckdb" if Warehouse(default_warehouse_url()).backend == "duckdb" else "warehouse"
+
+
+# MLflow: where the learning runs, model versions and the champion alias live. Embedded default: a
+# SQLite store and local artifacts under $VENTURELOOP_HOME/mlflow; production: a tracking server
+# (MLFLOW_TRACKING_URI). `mlflow` itself is imported by ml.registry inside its methods.
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking and registry. tracking_uri None means the embedded SQLite store under the
+    home; registry_uri None means the tracking store's own registry."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    experiment: str = "ventureloop"
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or embedded_tracking_uri(default_home())
+
+    def artifact_root(self) -> Path | None:
+        """Where the embedded store keeps artifacts (None for a server: it decides)."""
+        return None if self.tracking_uri else embedded_artifact_root(default_home())
+
+    def registry(self) -> Registry:
+        root = self.artifact_root()
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        return Registry(
+            self.resolved_tracking_uri(),
+            registry_uri=self.registry_uri,
+            experiment=self.experiment,
+            artifact_location=root.as_uri() if root is not None else None,
+        )
+
+    def metadata(self, logged: ModelVersion | str, metrics: Mapping[str, float] | None = None) -> dict:
+        """What a materialization records of its MLflow run: the run id, where it is, and for a
+        model the version and its metrics (numbers, so the UI plots them across materializations).
+        `logged` is log_model's ModelVersion or log_run's run id."""
+        found: dict = {"mlflow_tracking_uri": redacted(self.resolved_tracking_uri())}
+        if isinstance(logged, ModelVersion):
+            found.update(
+                mlflow_run_id=logged.run_id,
+                mlflow_model=logged.name,
+                mlflow_model_version=logged.version,
+                mlflow_model_uri=logged.uri,
+            )
+            metrics = {**logged.metrics, **(metrics or {})}
+        else:
+            found["mlflow_run_id"] = logged
+        found.update({key: float(value) for key, value in (metrics or {}).items()})
+        return found

@@ -15,8 +15,8 @@ Policies, all on the same seeds, candidates and budget:
 - learned: the product's loop (ml/): the source bandit chooses what discovery queries, the
            strategy optimizer's weights and the success predictor's probability score the
            candidates, the top `proposals_per_week` are proposed, LinUCB orders them for money;
-- oracle:  knows each candidate's expected net from the hidden truth and funds the best first
-           (only those expected to earn more than they cost), from the same all-source candidates.
+- oracle:  knows the hidden truth: queries the better half of the sources by their true quality and
+           funds the candidates by expected net per budget dollar, only those expected to gain.
 """
 
 from collections.abc import Callable, Sequence
@@ -28,7 +28,9 @@ import pandas as pd
 
 from core.discovery.scoring import weighted_score
 from core.discovery.weights import Weights
+from core.simulator.ground_truth import source_quality
 from core.simulator.population import DEFAULT_SOURCES, expected_net_minor, population, realize
+from ml.features import FINISHED_COLUMNS
 
 DEFAULT_START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -36,10 +38,13 @@ DEFAULT_START = datetime(2026, 6, 1, tzinfo=UTC)
 @dataclass(frozen=True)
 class LoopSettings:
     weeks: int = 12
-    candidates_per_week: int = 120
-    proposals_per_week: int = 20  # experiment_proposals' top_n
-    weekly_budget_minor: int = 125_000  # about budgets.yaml's 5,000 USD a month
-    random_picks: int = 5
+    candidates_per_week: int = 200
+    proposals_per_week: int = 40  # experiment_proposals' top_n
+    weekly_budget_minor: int = 500_000  # 5,000 USD a week
+    random_picks: int = 15
+    # Finished experiments the loop has before week 1 (its back catalog, as the demo's simulated
+    # history gives a new warehouse): the first weeks' outcomes arrive only in week 5 otherwise.
+    history_experiments: int = 400
     seed: int = 7
     start: datetime = DEFAULT_START
 
@@ -96,12 +101,93 @@ def score_policy(settings: LoopSettings) -> Policy:
 
 
 def oracle_policy(settings: LoopSettings) -> Policy:
+    """Knows the hidden truth: discovery queries the better half of the sources by their true
+    quality, and the candidates are funded by expected net per budget dollar (the greedy answer to
+    the week's knapsack), only those expected to earn more than they cost."""
+    qualities = {name: source_quality(settings.seed, name) for name in DEFAULT_SOURCES}
+    best = sorted(DEFAULT_SOURCES, key=lambda name: -qualities[name])[: (len(DEFAULT_SOURCES) + 1) // 2]
+
     def choose(_at: datetime, candidates: pd.DataFrame, _history: History) -> tuple[list[str], None]:
-        expected = expected_net_minor(settings.seed, candidates)
-        ranked = candidates.assign(expected=expected.to_numpy()).sort_values("expected", ascending=False, kind="stable")
+        expected = expected_net_minor(settings.seed, candidates).to_numpy()
+        ranked = candidates.assign(expected=expected, per_dollar=expected / candidates["requested_budget_minor"])
+        ranked = ranked.sort_values("per_dollar", ascending=False, kind="stable")
         return ranked.loc[ranked["expected"] > 0, "experiment_id"].tolist(), None
 
-    return Policy("oracle", choose)
+    return Policy("oracle", choose, lambda _at, _history: best)
+
+
+@dataclass
+class _Learned:
+    """What the learned policy carries from week to week: the strategy optimizer's deployed weights
+    and velocity, and every opportunity discovery brought (the features' market timeline)."""
+
+    weights: Weights = field(default_factory=Weights)
+    velocity: dict[str, float] | None = None
+    seen: list[pd.DataFrame] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+
+
+def _finished_rows(proposals: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """ml.features' `finished` frame: each known outcome with its source, type and finish time."""
+    meta = proposals[["experiment_id", "source", "opportunity_type"]]
+    return outcomes.merge(meta, on="experiment_id")[list(FINISHED_COLUMNS)]
+
+
+def learned_policy(settings: LoopSettings, *, exploration_floor: float = 0.2, alpha: float = 1.0) -> Policy:
+    """The product's loop on the fast population: each piece is the one the assets run."""
+    from ml import bandit, linucb, predictors, strategy
+    from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features, training_frame
+
+    rng = np.random.default_rng([settings.seed, 2])
+    state = _Learned()
+
+    def sources(at: datetime, history: History) -> Sequence[str]:
+        proposals, outcomes = history.finished(at)
+        known = _finished_rows(proposals, outcomes) if len(outcomes) else pd.DataFrame(columns=FINISHED_COLUMNS)
+        table = bandit.posterior(known[["source", "succeeded", "roi"]], sources=DEFAULT_SOURCES)
+        return bandit.choose_sources(table, DEFAULT_SOURCES, exploration_floor=exploration_floor, rng=rng).sources
+
+    def choose(at: datetime, candidates: pd.DataFrame, history: History) -> tuple[list[str], None]:
+        state.seen.append(
+            candidates[["opportunity_type", "proposed_at"]].rename(columns={"proposed_at": "first_seen_at"})
+        )
+        timeline = pd.concat(state.seen, ignore_index=True)
+        proposals, outcomes = history.finished(at)
+        finished = _finished_rows(proposals, outcomes) if len(outcomes) else pd.DataFrame(columns=FINISHED_COLUMNS)
+        now = candidates.assign(proposed_at=pd.Timestamp(at))  # decided at the week's start: nothing later is known
+        features = build_features(now, finished, timeline)
+        past = build_features(proposals, finished, timeline) if len(proposals) else None
+        note = {"week_start": at, "finished": len(outcomes), "weights": "default", "confidence": "formula"}
+        if len(outcomes) >= strategy.StrategySettings().min_experiments:
+            result = strategy.learn(proposals, outcomes, state.weights, state.velocity)
+            if result.deploy:
+                state.weights, state.velocity = result.new, result.velocity
+                note["weights"] = "learned"
+        scored = candidates.copy()
+        if past is not None and len(outcomes) >= predictors.MIN_EXPERIMENTS:
+            try:
+                model = predictors.train_success(training_frame(past, outcomes), seed=settings.seed)
+            except predictors.TrainingDataError:
+                model = None
+            if model is not None and model.passed:
+                scored["confidence"] = predictors.success_probability(model.model, features)
+                note["confidence"] = "success model"
+        scored["score"] = weighted_score(scored, state.weights).to_numpy()
+        top = scored.sort_values("score", ascending=False, kind="stable").head(settings.proposals_per_week)
+        top_features = features.set_index("experiment_id").loc[top["experiment_id"]].reset_index()
+        if past is not None and len(past):
+            train = past.merge(outcomes[["experiment_id", "net_minor"]], on="experiment_id")
+            budgets = proposals.set_index("experiment_id").loc[train["experiment_id"], "requested_budget_minor"]
+            rewards = linucb.reward(train["net_minor"], budgets.to_numpy())
+            model = linucb.fit(train, rewards, numeric=NUMERIC_FEATURES, categorical=CATEGORICAL_FEATURES, alpha=alpha)
+            ranked = model.priorities(top_features).sort_values("ucb", ascending=False, kind="stable")
+            order = ranked.loc[ranked["ucb"] > 0, "experiment_id"].tolist()
+        else:  # nothing finished yet: the score's order
+            order = top["experiment_id"].tolist()
+        state.log.append(note)
+        return order, None
+
+    return Policy("learned", choose, sources)
 
 
 def _fund(candidates: pd.DataFrame, order: list[str], amounts: dict[str, int] | None, budget: int) -> pd.Series:
@@ -120,6 +206,10 @@ def _fund(candidates: pd.DataFrame, order: list[str], amounts: dict[str, int] | 
 def run(policy: Policy, settings: LoopSettings) -> pd.DataFrame:
     """One row per week: what the policy funded and what those experiments earned over their windows."""
     history = History()
+    if settings.history_experiments:
+        before = settings.start - timedelta(weeks=12, days=31)
+        past = population(settings.seed, settings.history_experiments, before, days=84, prefix="history")
+        history.add(past, realize(settings.seed, past))
     rows = []
     for week in range(settings.weeks):
         at = settings.start + timedelta(weeks=week)

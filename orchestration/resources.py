@@ -8,12 +8,12 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from assets.learning.resources import MlflowResource
 from assets.resources import (
     DbtResource,
     DiscoveryResource,
     ExperimentEnvironmentResource,
     LedgerInputsResource,
+    MlflowResource,
     WarehouseResource,
 )
 from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS

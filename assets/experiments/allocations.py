@@ -17,7 +17,7 @@ import pydantic
 
 from assets.experiments.proposals import experiment_proposals
 from assets.ledger.entries import budgets
-from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
+from assets.resources import MlflowResource, WarehouseResource, warehouse_kind, warehouse_pool
 
 SHOWN = [
     "rank",
@@ -72,7 +72,8 @@ class AllocationConfig(dg.Config):
     owners=["team:experiments"],
     kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
-    deps=[experiment_proposals, budgets],
+    # The candidates' features: built after the proposals, from what was known when each was proposed.
+    deps=[experiment_proposals, budgets, dg.AssetKey(["learning", "experiment_features"])],
     metadata={"dagster/table_name": "experiments.experiments"},
     description="allocated_budget_minor for each approved experiment that has none: ranked by LinUCB's upper "
     "confidence bound on its reward per budget (learned from finished experiments' features and outcomes; "
@@ -81,7 +82,7 @@ class AllocationConfig(dg.Config):
     "against it); nothing for a non-positive UCB; audited; never allocated twice.",
 )
 def experiment_allocations(
-    context: dg.AssetExecutionContext, config: AllocationConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: AllocationConfig, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     from core.experiments.allocation import Priority, allocate
     from core.experiments.lifecycle import APPROVED
@@ -140,6 +141,15 @@ def experiment_allocations(
     }
     if learned.skipped:
         metadata["skipped_history"] = dg.MetadataValue.json(learned.skipped)
+    if learned.model is not None and len(result):
+        run_id = mlflow.registry().log_run(
+            "linucb_allocation",
+            params={"alpha": config.alpha, "ridge": config.ridge, "features": learned.model.encoding.dimension},
+            metrics=metrics,
+            tables={"allocations": shown, "theta": learned.model.coefficients().rename_axis("feature").reset_index()},
+            tags={"dagster_run_id": context.run.run_id},
+        )
+        metadata |= mlflow.metadata(run_id)
     if learned.model is not None:
         coefficients = learned.model.coefficients()
         metadata["theta"] = dg.MetadataValue.md(

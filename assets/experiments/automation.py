@@ -1,6 +1,6 @@
 """When the experiment assets run outside the demo, which runs them in order itself:
 
-- proposals and allocations after each successful discovery run (the scores they read just
+- proposals, their features and allocations after each successful discovery run (the scores they read just
   changed), after each approval from the UI, and hourly (an approval from the shell launches no
   run; allocation is what the launch sensor waits for);
 - outcomes after each experiment run that ends, successful or not (a failed or rolled-back
@@ -17,8 +17,10 @@ from assets.experiments.proposals import experiment_proposals
 
 experiment_planning_job = dg.define_asset_job(
     "experiment_planning_job",
-    selection=dg.AssetSelection.assets(experiment_proposals, experiment_allocations),
-    description="Propose experiments from the newest scores, then allocate budget to the approved ones.",
+    selection=dg.AssetSelection.assets(experiment_proposals, experiment_allocations)
+    | dg.AssetSelection.keys(["learning", "experiment_features"]),
+    description="Propose experiments from the newest scores, build their proposal-time features, then "
+    "allocate budget to the approved ones (LinUCB ranks them on those features).",
 )
 experiment_outcomes_job = dg.define_asset_job(
     "experiment_outcomes_job",

@@ -3,7 +3,6 @@ duration from the ledger, and whether it met its success criteria (core/experime
 
 import dagster as dg
 
-from assets.experiments.allocations import experiment_allocations
 from assets.ledger.entries import ledger_entries
 from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
 
@@ -16,7 +15,9 @@ SHOWN_ROWS = 20
     owners=["team:experiments"],
     kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
-    deps=[ledger_entries, experiment_allocations],
+    # Not on experiment_allocations: the money comes from the ledger, and allocation reads the
+    # features that are built from these outcomes (learning/experiment_features), which would be a cycle.
+    deps=[ledger_entries],
     metadata={"dagster/table_name": "experiments.outcomes"},
     description="One row per completed, failed or rolled-back experiment (upserted as money arrives): revenue "
     "and cost in USD minor units as the experiment_pnl mart counts them, ROI, duration, and whether it met its "

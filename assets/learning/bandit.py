@@ -5,7 +5,7 @@ became (ml/bandit.py). The discovery schedule (assets/discovery/__init__.py) sam
 import dagster as dg
 
 from assets.discovery.raw import SOURCES
-from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
+from assets.resources import MlflowResource, WarehouseResource, warehouse_kind, warehouse_pool
 
 POSTERIOR_TABLE = "learning.source_posterior"
 UNATTRIBUTED_SHOWN = 10
@@ -101,7 +101,9 @@ def posterior_markdown(posterior) -> str:
     "on asinh(ROI), from every finished experiment's outcome; the discovery schedule Thompson-samples it to "
     "choose which sources to query, with an exploration floor per source.",
 )
-def source_bandit(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def source_bandit(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
     from datetime import UTC, datetime
 
     from core.platform.schema import ensure_schema
@@ -119,8 +121,16 @@ def source_bandit(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     client.replace(POSTERIOR_TABLE, table.assign(computed_at=datetime.now(UTC)))
     best = favoured(table)
     metrics = posterior_metrics(table)
+    run_id = mlflow.registry().log_run(
+        "source_bandit",
+        params={"prior": "Beta(1, 1); NIG(0, 1, 2, 1) on asinh(roi)", "sources": len(table)},
+        metrics=metrics,
+        tables={"posterior": table},
+        tags={"dagster_run_id": context.run.run_id, "favoured_source": best[0] if best else "none yet"},
+    )
     return dg.MaterializeResult(
         metadata={
+            **mlflow.metadata(run_id),
             "posterior": dg.MetadataValue.md(posterior_markdown(table)),
             "favoured_source": best[0] if best else "none yet",
             "why": best[1] if best else "no experiment has finished yet: every source is queried",

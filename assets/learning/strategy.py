@@ -11,7 +11,7 @@ import dagster as dg
 import pydantic
 
 from assets.experiments.outcomes import experiment_outcomes
-from assets.resources import WarehouseResource, warehouse_kind, warehouse_pool
+from assets.resources import MlflowResource, WarehouseResource, warehouse_kind, warehouse_pool
 
 OWNER = "team:learning"
 
@@ -75,7 +75,7 @@ def strategy_metrics(result) -> dict[str, float]:
     "`ventureloop strategy rollback VERSION --reason ...`.",
 )
 def strategy_weights(
-    context: dg.AssetExecutionContext, config: StrategyConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: StrategyConfig, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     from core.discovery.strategy_versions import (
         DEPLOYED,
@@ -115,6 +115,14 @@ def strategy_weights(
 
     result = optimize(finished, current.weights, current.velocity, settings)
     backtest = result.backtest
+    # Logged first, so the version row can name its run (a row is never updated afterwards).
+    run_id = mlflow.registry().log_run(
+        "strategy_weights",
+        params={f"weight_{k}": v for k, v in vars(result.new).items()} | {"parent_version": current.version},
+        metrics=strategy_metrics(result),
+        tables={"weights": result.weights_table()},
+        tags={"dagster_run_id": context.run.run_id, "decision": DEPLOYED if result.deploy else REJECTED},
+    )
     version = record_version(
         client,
         status=DEPLOYED if result.deploy else REJECTED,
@@ -130,10 +138,12 @@ def strategy_weights(
             "trained_on": result.trained_on,
             "held_out": backtest.holdout,
         },
+        mlflow_run_id=run_id,
     )
     context.log.info(f"strategy weights version {version}: {result.reason}")
     return dg.MaterializeResult(
         metadata={
+            **mlflow.metadata(run_id),
             "decision": DEPLOYED if result.deploy else REJECTED,
             "reason": result.reason,
             "version": version,

@@ -223,7 +223,7 @@ def test_each_call_restores_mlflows_global_tracking_uri(registry, two_versions):
 def test_an_asset_logs_through_the_resource_and_its_metadata_names_the_run(registry, home, monkeypatch):
     import dagster as dg
 
-    from assets.learning.resources import MlflowResource
+    from assets.resources import MlflowResource
 
     @dg.asset
     def source_posterior(mlflow: MlflowResource) -> dg.MaterializeResult:

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from typer.testing import CliRunner
 
-from assets.learning.resources import MlflowResource
+from assets.resources import MlflowResource
 from ml.registry import ModelVersion
 from orchestration.cli import app, mlflow_ui_command
 from orchestration.resources import resources
@@ -90,7 +90,7 @@ def test_mlflow_ui_with_a_tracking_server_names_it_and_starts_nothing(tmp_path):
 
 def test_the_resource_and_registry_do_not_import_mlflow():
     probe = (
-        "import sys; from assets.learning.resources import MlflowResource; MlflowResource().registry(); "
+        "import sys; from assets.resources import MlflowResource; MlflowResource().registry(); "
         "import orchestration.resources; print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('mlflow', 'xgboost', 'sklearn')))"
     )
