@@ -311,10 +311,14 @@ class Registry:
         self._client_instance = client
         return client
 
+    def experiment_id(self) -> str:
+        """The experiment's id, creating the store and the experiment on first use."""
+        with self._scope():
+            assert self._experiment_id is not None
+            return self._experiment_id
+
     def _experiment(self) -> str:
-        self._client()
-        assert self._experiment_id is not None
-        return self._experiment_id
+        return self.experiment_id()
 
     def _ensure_experiment(self, client: Any) -> str:
         from mlflow.exceptions import MlflowException

@@ -56,6 +56,10 @@ simulator_app = typer.Typer(
     help="The market simulator experiments run on offline (docs/simulator.md).", no_args_is_help=True
 )
 app.add_typer(simulator_app, name="simulator")
+mlflow_app = typer.Typer(
+    help="MLflow: the learning runs, model versions and champions (docs/learning.md).", no_args_is_help=True
+)
+app.add_typer(mlflow_app, name="mlflow")
 
 
 @app.callback()
@@ -893,6 +897,68 @@ def simulator_oracle(
         typer.echo(f"wrote {len(frame)} experiments to {out}")
     else:
         typer.echo(frame.to_csv(index=False), nl=False)
+
+
+# The server's job runner (GenAI jobs: prompt optimization, scorers) starts seven more processes
+# and doubles the start-up time; browsing runs and the registry needs none of it.
+MLFLOW_UI_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def mlflow_ui_command(home: Path, host: str, port: int) -> list[str]:
+    """The real `mlflow server` over the embedded store of `home`: its SQLite database, and the
+    artifacts directory, proxied (--serve-artifacts), so experiments created from the UI or a
+    client of this server keep their artifacts there too."""
+    from ml.registry import embedded_artifact_root, embedded_tracking_uri
+
+    return [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        embedded_tracking_uri(home),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        embedded_artifact_root(home).as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        # One laptop, one SQLite file: one worker (the default is 4 processes).
+        "--workers",
+        "1",
+    ]
+
+
+@mlflow_app.command("ui")
+def mlflow_ui(
+    host: str = typer.Option("127.0.0.1", help="Address the MLflow UI listens on."),
+    port: int = typer.Option(5000, help="Port of the MLflow UI."),
+) -> None:
+    """The MLflow UI (runs, registered models, champion aliases) on the embedded store under
+    $VENTURELOOP_HOME/mlflow; with MLFLOW_TRACKING_URI set, where that server's UI is."""
+    from ml.registry import MLFLOW_DEFAULTS, embedded_tracking_uri, redacted, sqlite_path
+
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        typer.echo(
+            f"MLFLOW_TRACKING_URI is set: the runs and the registry are at {redacted(configured)}; open "
+            "that server's UI in a browser (unset MLFLOW_TRACKING_URI to browse the embedded store)"
+        )
+        return
+    home = default_home()
+    database = sqlite_path(embedded_tracking_uri(home))
+    if not database.exists():
+        # Created here, under the registry's lock, not by the server: an asset that trains while
+        # the server starts would otherwise create the same tables at the same time.
+        from ml.registry import Registry
+
+        typer.echo(f"creating the MLflow store {database} (once; takes a few seconds)")
+        Registry(
+            embedded_tracking_uri(home), experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or "ventureloop"
+        ).experiment_id()
+    command = mlflow_ui_command(home, host, port)
+    typer.echo(f"MLflow UI: http://{host}:{port} (store {database}); Ctrl-C stops it")
+    env = {**MLFLOW_DEFAULTS, **MLFLOW_UI_DEFAULTS, **os.environ}
+    os.execve(command[0], command, env)
 
 
 def _experiment_or_exit(warehouse: Warehouse, experiment_id: str) -> dict:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from assets.learning.resources import MlflowResource
 from assets.resources import (
     DbtResource,
     DiscoveryResource,
@@ -57,6 +58,13 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             outcomes_source=env.get("OUTCOMES_SOURCE") or "simulator",
             simulator_seed=_integer(env, "SIMULATOR_SEED", 7),
             simulator_start=_text(env, "SIMULATOR_START"),
+        ),
+        # Unset: the embedded SQLite store under $VENTURELOOP_HOME/mlflow. Set: a tracking server,
+        # by reference (a URL may carry credentials).
+        "mlflow": MlflowResource(
+            tracking_uri=_secret(env, "MLFLOW_TRACKING_URI"),
+            registry_uri=_secret(env, "MLFLOW_REGISTRY_URI"),
+            experiment=env.get("MLFLOW_EXPERIMENT_NAME") or "ventureloop",
         ),
     }
 
