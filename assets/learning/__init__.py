@@ -6,8 +6,9 @@ The algorithms are in ml/; these assets read the warehouse, call them and record
 import dagster as dg
 
 from assets import with_code_references
+from assets.learning.features import experiment_features
 
-LEARNING_ASSETS: list = []
+LEARNING_ASSETS: list = [experiment_features]
 LEARNING_CHECKS: list = []
 
 defs = dg.Definitions(assets=with_code_references(LEARNING_ASSETS), asset_checks=LEARNING_CHECKS)

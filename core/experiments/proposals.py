@@ -10,9 +10,16 @@ score is not part of that content (it changes with every rescoring); the stored 
 Sizing, in integer minor units of USD: the requested budget is 10% of the opportunity's estimated
 monthly revenue, clamped to [MIN_BUDGET_MINOR, MAX_BUDGET_MINOR]; success is revenue of at least
 twice the budget within 30 days, or an ROI of at least 0.5 within 30 days.
+
+With each new experiment, in the same transaction, its opportunity's features as they were then go
+into experiments.proposal_features (SNAPSHOT_FEATURES, from the scored row; NULL where the scored
+frame lacks a column): core.opportunity_features is replaced on every discovery run, so this is the
+only record learning has of what was known at proposal time.
 """
 
 import hashlib
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ from core.experiments.lifecycle import (
     record_transition,
     transition,
 )
+from core.experiments.outcomes import longest_window_days
 from core.experiments.playbook import CATEGORY_CHANNELS, default_playbook, validate_playbook
 from core.ledger.audit import Clock, canonical_json, utc_now, write_transaction
 from core.platform.warehouse import Warehouse, run_sql
@@ -42,6 +50,27 @@ REVENUE_MULTIPLE = 2
 MIN_ROI = 0.5
 REQUIRED_COLUMNS = ("opportunity_id", "score", "opportunity_type", "title", "est_monthly_revenue_cents")
 POLICY_ACTOR = "policy"
+# The scored row's features kept in experiments.proposal_features; the first two are text, the
+# others numbers (the row's value, or NULL when the scored frame has no such column or no value).
+SNAPSHOT_FEATURES = (
+    "source",
+    "opportunity_type",
+    "age_days",
+    "confidence",
+    "est_monthly_revenue_cents",
+    "capability_match",
+    "days_to_revenue",
+    "cluster_size",
+)
+SNAPSHOT_COLUMNS = (
+    "experiment_id",
+    "opportunity_id",
+    "proposed_at",
+    *SNAPSHOT_FEATURES,
+    "requested_budget_minor",
+    "window_days",
+    "score",
+)
 
 
 @dataclass(frozen=True)
@@ -196,14 +225,16 @@ def propose_from_scored(
     on the next one."""
     report = ProposalReport()
     at = clock()
-    proposals = []
+    proposals, rows = [], []
     for row in top_leads(scored, top_n).to_dict("records"):
         try:
             proposals.append(proposal_from(row))
         except ProposalError as error:  # one bad row never stops the batch; the report names it
             report.skipped.append(str(error))
+            continue
+        rows.append(row)
     with write_transaction(warehouse) as conn:
-        for proposal in proposals:
+        for proposal, row in zip(proposals, rows, strict=True):
             key = f"proposal:{proposal['opportunity_id']}"
             experiment_id = new_experiment_id(key)
             digest = content_hash(proposal)
@@ -220,6 +251,7 @@ def propose_from_scored(
                     )
                 continue
             _insert(conn, experiment_id, key, digest, proposal, at)
+            _insert_snapshot(conn, experiment_id, proposal, row, at)
             record_transition(
                 conn,
                 warehouse.backend,
@@ -285,4 +317,43 @@ def _insert(conn: Any, experiment_id: str, key: str, digest: str, proposal: dict
             at,
             at,
         ],
+    )
+
+
+def snapshot_of(experiment_id: str, proposal: dict[str, Any], row: dict[str, Any], at: Any) -> dict[str, Any]:
+    """The experiments.proposal_features row of a new experiment: its scored row's features as they
+    are now (None where the row has no value), its budget, its criteria's longest window and score."""
+    values: dict[str, Any] = {"experiment_id": experiment_id, "opportunity_id": proposal["opportunity_id"]}
+    values["proposed_at"] = at
+    for name in SNAPSHOT_FEATURES:
+        values[name] = _plain(row.get(name), text=name in ("source", "opportunity_type"))
+    values["opportunity_type"] = proposal["category"]  # validated by proposal_from
+    # proposal_from checked it is a non-negative amount below 2**62; stored as integer cents.
+    revenue = row["est_monthly_revenue_cents"]
+    values["est_monthly_revenue_cents"] = int(revenue) if isinstance(revenue, numbers.Integral) else round(revenue)
+    if values["cluster_size"] is not None:
+        values["cluster_size"] = int(values["cluster_size"])
+    values["requested_budget_minor"] = proposal["requested_budget_minor"]
+    values["window_days"] = longest_window_days(proposal["success_criteria"])
+    values["score"] = proposal["score"]
+    return values
+
+
+def _plain(value: Any, *, text: bool) -> Any:
+    """A driver-neutral value: None for a missing one (None, NaN, NaT, pd.NA), else str or float."""
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return None
+    if text:
+        return str(value)
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _insert_snapshot(conn: Any, experiment_id: str, proposal: dict[str, Any], row: dict[str, Any], at: Any) -> None:
+    values = snapshot_of(experiment_id, proposal, row, at)
+    run_sql(
+        conn,
+        f"INSERT INTO experiments.proposal_features ({', '.join(SNAPSHOT_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(SNAPSHOT_COLUMNS))})",
+        [values[name] for name in SNAPSHOT_COLUMNS],
     )

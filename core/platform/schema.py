@@ -6,7 +6,7 @@ first.
 
 from core.platform.warehouse import Warehouse
 
-SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments")
+SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments", "learning")
 
 DISCOVERY_DDL: list[str] = [
     # One row per HTTP response (or snapshot replay): normalization can be replayed from these.
@@ -279,9 +279,61 @@ EXPERIMENTS_DDL: list[str] = [
         criteria TEXT NOT NULL,
         reason TEXT NOT NULL
     )""",
+    # The opportunity's features as they were when it was proposed, written with the experiment in
+    # one transaction (core.experiments.proposals): core.opportunity_features is rebuilt on every
+    # discovery run, so this row is the only record of what was known at proposal time, and what
+    # ml.features learns from. A column the scored frame did not carry is NULL (ml.features fills
+    # it, documented there). An experiment proposed before this table existed has no row.
+    """CREATE TABLE IF NOT EXISTS experiments.proposal_features (
+        experiment_id TEXT PRIMARY KEY,
+        opportunity_id TEXT NOT NULL,
+        proposed_at TIMESTAMPTZ NOT NULL,
+        source TEXT,
+        opportunity_type TEXT NOT NULL,
+        age_days DOUBLE PRECISION,
+        confidence DOUBLE PRECISION,
+        est_monthly_revenue_cents BIGINT NOT NULL,
+        capability_match DOUBLE PRECISION,
+        days_to_revenue DOUBLE PRECISION,
+        cluster_size BIGINT,
+        requested_budget_minor BIGINT NOT NULL,
+        window_days INTEGER NOT NULL,
+        score DOUBLE PRECISION NOT NULL
+    )""",
 ]
 
-ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL
+# Learning (ml/, assets/learning/): tables derived from the experiments and their outcomes.
+LEARNING_DDL: list[str] = [
+    # Written by assets/learning/features.py (ml.features.build_features), replaced on every run: one
+    # row per proposed experiment with a proposal-time snapshot, every feature as of proposed_at.
+    """CREATE TABLE IF NOT EXISTS learning.experiment_features (
+        experiment_id TEXT NOT NULL,
+        opportunity_id TEXT NOT NULL,
+        proposed_at TIMESTAMPTZ NOT NULL,
+        source TEXT NOT NULL,
+        opportunity_type TEXT NOT NULL,
+        age_days DOUBLE PRECISION NOT NULL,
+        confidence DOUBLE PRECISION NOT NULL,
+        est_monthly_revenue_cents DOUBLE PRECISION NOT NULL,
+        capability_match DOUBLE PRECISION NOT NULL,
+        days_to_revenue DOUBLE PRECISION NOT NULL,
+        cluster_size DOUBLE PRECISION NOT NULL,
+        market_trend DOUBLE PRECISION NOT NULL,
+        competition DOUBLE PRECISION NOT NULL,
+        dow_sin DOUBLE PRECISION NOT NULL,
+        dow_cos DOUBLE PRECISION NOT NULL,
+        month_sin DOUBLE PRECISION NOT NULL,
+        month_cos DOUBLE PRECISION NOT NULL,
+        source_success_rate DOUBLE PRECISION NOT NULL,
+        source_experiments DOUBLE PRECISION NOT NULL,
+        similar_experiments DOUBLE PRECISION NOT NULL,
+        similar_avg_roi DOUBLE PRECISION NOT NULL,
+        budget_minor DOUBLE PRECISION NOT NULL,
+        est_duration_days DOUBLE PRECISION NOT NULL
+    )""",
+]
+
+ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL + LEARNING_DDL
 
 
 def ensure_schema(warehouse: Warehouse) -> None:
