@@ -138,20 +138,30 @@ class ScoringConfig(dg.Config):
     pool=warehouse_pool(),
     deps=[opportunity_features],
     metadata={"dagster/table_name": "core.scored_opportunities"},
-    description="The seed's formula over every opportunity, with one column per weighted factor and why.",
+    description="The seed's formula over every opportunity, with one column per weighted factor and why; the "
+    "confidence factor is the champion success model's probability when there is one.",
+    # By key, not by a typed parameter: importing assets.learning here would be circular (learning's
+    # features asset depends on opportunity_features).
+    required_resource_keys={"warehouse", "mlflow"},
 )
-def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def scored_opportunities(context: dg.AssetExecutionContext, config: ScoringConfig) -> dg.MaterializeResult:
+    from assets.learning.models import champion_confidence
     from core.discovery.scoring import score
 
-    client = warehouse.client()
+    client = context.resources.warehouse.client()
     weights = config.weights()
-    scored = score(client.read("core.opportunity_features"), weights)
+    features = client.read("core.opportunity_features")
+    probability, confidence_source = champion_confidence(
+        client, context.resources.mlflow.registry(), features, datetime.now(UTC)
+    )
+    scored = score(features, weights, probability)
     client.replace("core.scored_opportunities", scored)
     return dg.MaterializeResult(
         metadata={
             "rows": len(scored),
             "dagster/row_count": len(scored),
             "weights": dg.MetadataValue.json(vars(weights)),
+            "confidence_source": confidence_source,  # "champion vN" (success model) or "formula"
             "top_10": dg.MetadataValue.md(top_ten_markdown(scored)),
         }
     )

@@ -7,8 +7,9 @@ import dagster as dg
 
 from assets import with_code_references
 from assets.learning.features import experiment_features
+from assets.learning.models import revenue_model, success_model
 
-LEARNING_ASSETS: list = [experiment_features]
+LEARNING_ASSETS: list = [experiment_features, success_model, revenue_model]
 LEARNING_CHECKS: list = []
 
 defs = dg.Definitions(assets=with_code_references(LEARNING_ASSETS), asset_checks=LEARNING_CHECKS)
