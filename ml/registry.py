@@ -147,8 +147,10 @@ class Registry:
         clean_metrics = _metrics(metrics, name)
         with self._scope() as mlflow:
             loader = _flavor_module(flavor)
-            with self._started(mlflow, name, tags) as run:
+            with self._started(mlflow, name, tags) as run, _quiet("mlflow.utils.environment"):
                 self._log_contents(mlflow, run.info.run_id, params, clean_metrics, tables)
+                # (quiet: without pip in a uv environment MLflow warns on every model that it
+                # cannot find pip's version for conda.yaml; the pip requirements are exact.)
                 info = loader.log_model(
                     model,
                     name="model",
@@ -411,6 +413,19 @@ class Registry:
             tags=dict(found.tags or {}),
             aliases=tuple(found.aliases or ()),
         )
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    import logging
+
+    target = logging.getLogger(logger)
+    level = target.level
+    target.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,8 @@ DAGSTER_EXECUTOR      in_process (default), multiprocess, or on a
 VENTURELOOP_INBOX     files the inbox sensor imports;
                       default $VENTURELOOP_HOME/inbox
 DISCOVERY_MODE        snapshot (default, offline) or live
+MLFLOW_TRACKING_URI   MLflow tracking server; default the SQLite
+                      store under $VENTURELOOP_HOME/mlflow
 
 Relative paths are made absolute against the .env that sets them, else the current directory. \
 The home never follows the current directory, and a command that reads the warehouse never \
