@@ -3,7 +3,7 @@
 Bayes-optimal AUC, the AUC of the ground-truth chance of success on the same outcomes; (b) the cost
 of training both models on 100,000 experiments.
 
-    python benchmarks/predictors.py [--train 2000] [--holdout 5000] [--seeds 3] [--cost-rows 100000]
+    python benchmarks/predictors.py [--train 2000] [--holdout 5000] [--seeds 3] [--cost-rows 100000] [--sweep 5000]
     python benchmarks/predictors.py --quick      # CI size: one seed, 2,000 held out, cost on 20,000
 
 Targets (issue 8): AUC at least 0.95 of Bayes-optimal with 2,000 training experiments; training
@@ -138,16 +138,22 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=5000, help="held-out experiments (proposed later)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cost-rows", type=int, default=100_000)
+    parser.add_argument("--sweep", default="5000,20000", help="more training sizes, seed 1 (empty: none)")
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 held out, cost on 20,000")
     args = parser.parse_args()
     if args.quick:
-        args.holdout, args.seeds, args.cost_rows = 2000, 1, 20_000
+        args.holdout, args.seeds, args.cost_rows, args.sweep = 2000, 1, 20_000, ""
     print(f"predictors: {machine()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
     print(f"\n(a) success predictor AUC vs Bayes-optimal, {args.train:,} training experiments (target ratio >= 0.95)")
     table = pd.DataFrame(auc_table(args.train, args.holdout, list(range(1, args.seeds + 1))))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"mean ratio {table['ratio'].mean():.3f} (learnable ceiling {table['ceiling ratio'].mean():.3f})")
+    sizes = [int(size) for size in args.sweep.split(",") if size.strip()]
+    if sizes:
+        print(f"\nthe same with more training experiments (seed 1, {args.holdout:,} held out)")
+        sweep = pd.DataFrame([row for size in sizes for row in auc_table(size, args.holdout, [1])])
+        print(sweep.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
     print(f"\n(b) training both models on {args.cost_rows:,} experiments (target under 120 s and 4,096 MB)")
     measured = cost(args.cost_rows, seed=1)

@@ -29,6 +29,7 @@ def main() -> int:
             ["ledger_write.py", "--postings", "20000"],
             ["dbt_marts.py", "--postings", "200000"],
             ["orchestration.py", "--quick"],
+            ["predictors.py", "--quick"],
         ]
     else:
         runs = [
@@ -38,6 +39,7 @@ def main() -> int:
             ["ledger_write.py"],
             ["dbt_marts.py"],
             ["orchestration.py"],
+            ["predictors.py"],
         ]
     failed = []
     for script, *options in runs:

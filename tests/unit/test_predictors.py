@@ -158,3 +158,28 @@ def test_the_revenue_predictor_beats_the_constant_and_predicts_minor_units():
     assert candidate.metrics["rmsle"] < candidate.metrics["baseline_rmsle"]
     revenue = predictors.predicted_revenue(candidate.model, candidate.split.holdout)
     assert revenue.dtype == np.int64 and (revenue >= 0).all() and revenue.std() > 0
+
+
+def test_score_takes_the_champion_probability_as_confidence_where_there_is_one():
+    from core.discovery.scoring import score
+    from core.discovery.weights import Weights
+
+    features = pd.DataFrame(
+        {
+            "opportunity_id": ["a", "b", "c"],
+            "cluster_id": ["a", "b", "c"],
+            "opportunity_type": "saas",
+            "revenue_signal": "none",
+            "est_monthly_revenue_cents": 0,
+            "days_to_revenue": 30,
+            "capability_match": 0.5,
+            "age_days": 0.0,
+            "confidence": [0.9, 0.9, 0.9],
+        }
+    )
+    seed = score(features, Weights()).set_index("opportunity_id")
+    assert seed["factor_confidence"].tolist() == pytest.approx([0.18] * 3)
+    # Row b has no probability (NaN): it keeps the seed's confidence; the others take the model's.
+    learned = score(features, Weights(), pd.Series([0.1, np.nan, 0.5])).set_index("opportunity_id")
+    assert learned.loc[["a", "b", "c"], "factor_confidence"].tolist() == pytest.approx([0.02, 0.18, 0.10])
+    assert learned.loc["b", "rank"] == 1
