@@ -54,10 +54,12 @@ def train_and_promote(kind: str, name: str, config: ModelTrainingConfig, warehou
     """Train, register, compare with the champion on the same holdout, promote if better; the
     materialization's metadata and the gates check say what happened and why."""
     from core.experiments.outcomes import read_outcomes
+    from core.platform.schema import ensure_schema
     from ml import predictors
     from ml.features import training_frame
 
     client = warehouse.client()
+    ensure_schema(client)  # a warehouse the features asset has not reached yet has no tables to read
     check = f"{name}_meets_quality_gates"
     frame = training_frame(client.read(FEATURES_TABLE), read_outcomes(client))
     train = predictors.train_success if kind == predictors.SUCCESS else predictors.train_revenue

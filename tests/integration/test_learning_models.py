@@ -15,6 +15,8 @@ from assets.learning.models import REVENUE_MODEL, SUCCESS_MODEL, revenue_model, 
 from assets.learning.resources import MlflowResource
 from assets.resources import WarehouseResource
 from core.experiments.outcomes import OUTCOME_COLUMNS
+from core.platform.schema import ensure_schema
+from core.platform.warehouse import Warehouse
 from core.simulator.population import population, realize
 from ml.features import FINISHED_COLUMNS, build_features
 from ml.registry import embedded_tracking_uri
@@ -45,12 +47,25 @@ def simulated_history(warehouse, n: int, seed: int = 5) -> pd.DataFrame:
     return proposals
 
 
-@pytest.fixture
-def resources(warehouse, tmp_path):
+def _resources(warehouse, tmp_path) -> dict:
     return {
         "warehouse": WarehouseResource(url=warehouse.url),
         "mlflow": MlflowResource(tracking_uri=embedded_tracking_uri(tmp_path / "home")),
     }
+
+
+@pytest.fixture
+def resources(warehouse, tmp_path):
+    return _resources(warehouse, tmp_path)
+
+
+@pytest.fixture
+def duckdb_warehouse(duckdb_url) -> Warehouse:
+    """The promotion flow trains and logs five models: on DuckDB only, to keep CI short; the
+    reading of features and outcomes runs on both backends (the too-few test)."""
+    warehouse = Warehouse(duckdb_url)
+    ensure_schema(warehouse)
+    return warehouse
 
 
 def _run(resources, config=None, assets=(success_model, revenue_model)):
@@ -86,7 +101,8 @@ def _opportunity_features(proposals: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def test_champion_only_when_better_never_when_a_gate_fails_and_scoring_uses_it(warehouse, resources):
+def test_champion_only_when_better_never_when_a_gate_fails_and_scoring_uses_it(duckdb_warehouse, tmp_path):
+    warehouse, resources = duckdb_warehouse, _resources(duckdb_warehouse, tmp_path)
     proposals = simulated_history(warehouse, 800)
     warehouse.replace("core.opportunity_features", _opportunity_features(proposals))
     scoring = {"warehouse": resources["warehouse"], "mlflow": resources["mlflow"]}
