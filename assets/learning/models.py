@@ -102,7 +102,7 @@ def train_and_promote(kind: str, name: str, config: ModelTrainingConfig, warehou
         name,
         candidate.model,
         flavor="xgboost",
-        params=candidate.params,
+        params={**candidate.params, "features": list(candidate.model.get_booster().feature_names)},
         metrics=logged_metrics,
         tables=candidate.tables,
         tags={
