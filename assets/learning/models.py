@@ -113,13 +113,26 @@ def train_and_promote(kind: str, name: str, config: ModelTrainingConfig, warehou
             "decision": why,
         },
     )
+    reasons_md = "\n".join(f"- {reason}" for reason in candidate.reasons)
+    # The check is built first and promotion keys off it: the alias moves only behind a passed gate.
+    gates = dg.AssetCheckResult(
+        check_name=check,
+        passed=candidate.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"v{version.version} passes its gates"
+            if candidate.passed
+            else f"v{version.version} fails its gates and is not promoted"
+        ),
+        metadata={"model_version": version.version, "gates": dg.MetadataValue.md(reasons_md)},
+    )
+    promote = promote and gates.passed
     if promote:
         registry.promote(name, version.version, reason=why)
     current = version.version if promote else (champion.version if champion else None)
     verdict = (
         f"v{version.version} became champion: {why}" if promote else f"v{version.version} stays a candidate: {why}"
     )
-    reasons_md = "\n".join(f"- {reason}" for reason in candidate.reasons)
     metadata = {
         "trained": True,
         "mlflow_run_id": version.run_id,
@@ -136,22 +149,7 @@ def train_and_promote(kind: str, name: str, config: ModelTrainingConfig, warehou
     }
     if "calibration" in candidate.tables:
         metadata["calibration"] = dg.MetadataValue.md(calibration_markdown(candidate.tables["calibration"]))
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=check,
-                passed=candidate.passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=(
-                    f"v{version.version} passes its gates"
-                    if candidate.passed
-                    else f"v{version.version} fails its gates and is not promoted"
-                ),
-                metadata={"model_version": version.version, "gates": dg.MetadataValue.md(reasons_md)},
-            )
-        ],
-    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[gates])
 
 
 def calibration_markdown(table) -> str:
