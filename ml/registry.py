@@ -13,7 +13,6 @@ never write to each other's."""
 import contextlib
 import io
 import json
-import math
 import os
 import re
 import threading
@@ -145,10 +144,11 @@ class Registry:
             raise RegistryError(f"log_model({name!r}): flavor {flavor!r} is not supported: use one of {FLAVORS}")
         _check_name(name)
         clean_metrics = _metrics(metrics, name)
+        _check_tables(tables, name)
         with self._scope() as mlflow:
             loader = _flavor_module(flavor)
             with self._started(mlflow, name, tags) as run, _quiet("mlflow.utils.environment"):
-                self._log_contents(mlflow, run.info.run_id, params, clean_metrics, tables)
+                self._log_contents(mlflow, run.info.run_id, params, {}, tables)
                 # (quiet: without pip in a uv environment MLflow warns on every model that it
                 # cannot find pip's version for conda.yaml; the pip requirements are exact.)
                 info = loader.log_model(
@@ -159,6 +159,10 @@ class Registry:
                     # the versions installed now are what the model needs.
                     pip_requirements=_requirements(flavor),
                 )
+                # After the model, with its id: MLflow 3 then shows them on the run and on the
+                # logged model's page both.
+                if clean_metrics:
+                    mlflow.log_metrics(clean_metrics, model_id=info.model_id)
             version = int(info.registered_model_version)
             client = self._client()
             client.set_model_version_tag(name, str(version), FLAVOR_TAG, flavor)
@@ -179,6 +183,7 @@ class Registry:
         returns its run id."""
         _check_name(name)
         clean_metrics = _metrics(metrics, name)
+        _check_tables(tables, name)
         with self._scope() as mlflow, self._started(mlflow, name, tags) as run:
             self._log_contents(mlflow, run.info.run_id, params, clean_metrics, tables)
         return run.info.run_id
@@ -263,9 +268,6 @@ class Registry:
         if metrics:
             mlflow.log_metrics(metrics)
         for key, frame in (tables or {}).items():
-            if not isinstance(frame, pd.DataFrame):
-                raise RegistryError(f"table {key!r} of run {run_id}: expected a pandas DataFrame, got {type(frame)}")
-            _check_name(key)
             # CSV for people and pandas; MLflow's JSON table format for the UI's table views.
             mlflow.log_text(frame.to_csv(index=False), f"tables/{key}.csv")
             mlflow.log_table(frame.reset_index(drop=True), artifact_file=f"tables/{key}.json")
@@ -492,10 +494,15 @@ def _metrics(metrics: Mapping[str, Any], name: str) -> dict[str, float]:
             number = float(value)
         except (TypeError, ValueError):
             raise RegistryError(f"{name}: metric {key!r} = {value!r} is not a number") from None
-        if math.isnan(number):
-            raise RegistryError(f"{name}: metric {key!r} is NaN: compute it on a non-empty holdout")
-        clean[str(key)] = number
+        clean[str(key)] = number  # NaN is kept (MLflow stores it): an undefined metric compares false
     return clean
+
+
+def _check_tables(tables: Mapping[str, Any] | None, name: str) -> None:
+    for key, frame in (tables or {}).items():
+        if not isinstance(frame, pd.DataFrame):
+            raise RegistryError(f"{name}: table {key!r} is a {type(frame).__name__}, not a pandas DataFrame")
+        _check_name(key)
 
 
 def _param(value: Any) -> str:

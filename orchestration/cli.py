@@ -960,6 +960,7 @@ def mlflow_ui(
     command = mlflow_ui_command(home, host, port)
     typer.echo(f"MLflow UI: http://{host}:{port} (store {database}); Ctrl-C stops it")
     env = {**MLFLOW_DEFAULTS, **MLFLOW_UI_DEFAULTS, **os.environ}
+    sys.stdout.flush()  # exec replaces the process: what is still buffered would be lost
     os.execve(command[0], command, env)
 
 

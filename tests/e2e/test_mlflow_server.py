@@ -46,7 +46,8 @@ def _get(url: str) -> tuple[int, str]:
 def server(tmp_path_factory):
     """`ventureloop mlflow ui` on a new home, started as a user starts it; while it starts, this
     process trains on the same new store (two processes on one fresh SQLite file)."""
-    home = tmp_path_factory.mktemp("mlflow_ui") / "home"
+    directory = tmp_path_factory.mktemp("mlflow_ui")
+    home, log = directory / "home", (directory / "ui.log").open("w")  # a file, not a pipe nobody drains
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VENTURELOOP_"))}
     env["VENTURELOOP_HOME"] = str(home)
     port = _free_port()
@@ -54,9 +55,8 @@ def server(tmp_path_factory):
         [str(BIN / "ventureloop"), "mlflow", "ui", "--port", str(port)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,  # the server starts uvicorn: stop the whole group at the end
     )
     try:
@@ -70,9 +70,15 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`ventureloop mlflow ui` did not serve:\n{process.stdout.read()[-3000:]}")
+                pytest.fail(f"`ventureloop mlflow ui` did not serve:\n{(directory / 'ui.log').read_text()[-3000:]}")
             time.sleep(0.5)
-        yield {"url": f"http://127.0.0.1:{port}", "home": home, "embedded": embedded, "trained": trained}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "home": home,
+            "embedded": embedded,
+            "trained": trained,
+            "printed": (directory / "ui.log").read_text(),
+        }
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, as a user stops it
         try:
@@ -80,11 +86,13 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        log.close()
 
 
 def test_the_ui_serves_the_embedded_store(server):
     status, page = _get(server["url"] + "/")
     assert status == 200 and "MLflow" in page
+    assert f"MLflow UI: {server['url']} (store {server['home'] / 'mlflow' / 'mlflow.db'})" in server["printed"]
     # What the assets registered in the embedded store is what the server (so the UI) shows.
     remote = Registry(server["url"])
     assert [(v.version, v.run_id) for v in remote.versions("embedded_model")] == [(1, server["trained"].run_id)]

@@ -39,7 +39,49 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(home) -> Registry:
+def first_use(home) -> list[str]:
+    """The store's first use, from a second process and two threads of this one at once: MLflow
+    creates its tables on first use without a lock, and two creators on one new SQLite file
+    collide. Returns the three runs they logged."""
+    import mlflow  # noqa: F401 - imported before the child is told to go, so both start together
+
+    uri = embedded_tracking_uri(home)
+    script = (
+        "import sys; from ml.registry import Registry; import mlflow; print('ready', flush=True); "
+        "sys.stdin.readline(); "
+        f"print(Registry({uri!r}).log_run('child', params={{}}, metrics={{'m': 1}}))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs: list[str] = []
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()[-2000:]
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        threads = [
+            threading.Thread(target=lambda i=i: runs.append(Registry(uri).log_run(f"t{i}", params={}, metrics={})))
+            for i in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err[-2000:]
+    return [*runs, out.strip().splitlines()[-1]]
+
+
+@pytest.fixture(scope="module")
+def registry(home, first_use) -> Registry:
     return Registry(embedded_tracking_uri(home), experiment="tests")
 
 
@@ -75,6 +117,11 @@ def test_log_model_registers_consecutive_versions_with_their_run_and_metrics(reg
     # Everything is under the home: the database and the artifacts, none in the current directory.
     assert (home / "mlflow" / "mlflow.db").is_file()
     assert list((home / "mlflow" / "artifacts" / "tests").rglob("model.ubj"))
+    # The requirements are the installed packages, given (not inferred): xgboost-cpu, which is
+    # xgboost without the 300 MB CUDA wheel a plain `xgboost` requirement would pull in.
+    requirements = next((home / "mlflow" / "artifacts" / "tests").rglob("requirements.txt")).read_text().split()
+    assert any(line.startswith("xgboost-cpu==") for line in requirements), requirements
+    assert not any(line.startswith("xgboost==") for line in requirements)
     assert not (ROOT / "mlruns").exists()
 
 
@@ -134,12 +181,13 @@ def test_unknown_names_and_bad_input_say_what_and_where(registry, home, two_vers
         registry.load("no_such_model", 1)
     with pytest.raises(RegistryError, match="metric 'auc' = 'high' is not a number"):
         registry.log_run("x", params={}, metrics={"auc": "high"})
-    with pytest.raises(RegistryError, match="metric 'auc' is NaN"):
-        registry.log_run("x", params={}, metrics={"auc": float("nan")})
     with pytest.raises(RegistryError, match="flavor 'torch' is not supported"):
         registry.log_model("x", object(), flavor="torch", params={}, metrics={})
-    with pytest.raises(RegistryError, match="expected a pandas DataFrame"):
+    with pytest.raises(RegistryError, match="table 't' is a list, not a pandas DataFrame"):
         registry.log_run("x", params={}, metrics={}, tables={"t": [1, 2]})
+    with pytest.raises(RegistryError, match="name 'a/b'"):
+        registry.log_model("a/b", object(), params={}, metrics={})
+    assert registry.champion("x") is None  # nothing refused was registered
 
 
 def test_an_unreachable_server_fails_fast_naming_it():
@@ -157,44 +205,35 @@ def test_a_second_registry_on_the_same_store_sees_and_adds_versions(registry, ho
     assert registry.versions("success_model")[-1].version == 3
 
 
-def test_threads_and_a_second_process_share_a_fresh_store(tmp_path, registry, two_versions):
-    """MLflow creates its tables on first use without a lock: first use of a new SQLite file from
-    two processes (and threads) at once must leave one intact store with every run in it."""
-    uri = embedded_tracking_uri(tmp_path)
-    script = (
-        "import sys; from ml.registry import Registry; import mlflow; print('ready', flush=True); "
-        "sys.stdin.readline(); "
-        f"print(Registry({uri!r}).log_run('child', params={{}}, metrics={{'m': 1}}))"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "ready"  # mlflow imported: start together
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        runs: list[str] = []
-        threads = [
-            threading.Thread(target=lambda i=i: runs.append(Registry(uri).log_run(f"t{i}", params={}, metrics={})))
-            for i in range(2)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0, err[-2000:]
-    runs.append(out.strip().splitlines()[-1])
-    fresh = Registry(uri)
-    assert sorted(fresh.run(run_id)["tags"]["mlflow.runName"] for run_id in runs) == ["child", "t0", "t1"]
-    # Registries of two stores in one process keep apart: neither sees (or wrote to) the other.
-    assert fresh.champion("success_model") is None
-    assert [v.version for v in registry.versions("success_model")][:2] == [1, 2]
+def test_a_fresh_store_first_used_by_two_processes_and_two_threads_at_once_keeps_every_run(registry, first_use):
+    assert sorted(registry.run(run_id)["tags"]["mlflow.runName"] for run_id in first_use) == ["child", "t0", "t1"]
+
+
+def test_each_call_restores_mlflows_global_tracking_uri(registry, two_versions):
+    import mlflow
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    registry.versions("success_model")
+    with pytest.raises(RegistryUnavailable):
+        Registry("http://127.0.0.1:9").champion("success_model")
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
+    assert [v.version for v in registry.versions("success_model")][:2] == [1, 2]  # and this store still answers
+
+
+def test_an_asset_logs_through_the_resource_and_its_metadata_names_the_run(registry, home, monkeypatch):
+    import dagster as dg
+
+    from assets.learning.resources import MlflowResource
+
+    @dg.asset
+    def source_posterior(mlflow: MlflowResource) -> dg.MaterializeResult:
+        run_id = mlflow.registry().log_run("source_bandit", params={"floor": 0.05}, metrics={"best_mean": 0.6})
+        return dg.MaterializeResult(metadata=mlflow.metadata(run_id, {"best_mean": 0.6}))
+
+    monkeypatch.setenv("VENTURELOOP_HOME", str(home))  # the resource's default: the store under the home
+    result = dg.materialize([source_posterior], resources={"mlflow": MlflowResource(experiment="tests")})
+    assert result.success
+    metadata = result.asset_materializations_for_node("source_posterior")[0].metadata
+    run_id = metadata["mlflow_run_id"].value
+    assert metadata["best_mean"].value == 0.6
+    assert registry.run(run_id)["params"] == {"floor": "0.05"}  # in the store this module's registry uses

@@ -9,6 +9,7 @@ import dagster as dg
 from typer.testing import CliRunner
 
 from assets.learning.resources import MlflowResource
+from ml.registry import ModelVersion
 from orchestration.cli import app, mlflow_ui_command
 from orchestration.resources import resources
 
@@ -40,6 +41,27 @@ def test_a_tracking_server_comes_from_the_environment_by_reference():
     registry = MlflowResource(tracking_uri="http://127.0.0.1:5000", experiment="prod").registry()
     assert (registry.tracking_uri, registry.artifact_location) == ("http://127.0.0.1:5000", None)  # the server decides
     assert "hunter2" not in repr(MlflowResource(tracking_uri="https://ml:hunter2@h").registry())
+
+
+def test_materialization_metadata_carries_the_run_the_version_and_the_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("VENTURELOOP_HOME", str(tmp_path))
+    resource = MlflowResource()
+    version = ModelVersion("success_model", 3, "abc123", {"auc": 0.84})
+    assert resource.metadata(version, {"bayes_auc": 0.9}) == {
+        "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+        "mlflow_run_id": "abc123",
+        "mlflow_model": "success_model",
+        "mlflow_model_version": 3,
+        "mlflow_model_uri": "models:/success_model/3",
+        "auc": 0.84,
+        "bayes_auc": 0.9,
+    }
+    server = MlflowResource(tracking_uri="https://ml:hunter2@mlflow.internal")
+    assert server.metadata("run9", {"regret": 3}) == {
+        "mlflow_tracking_uri": "https://ml:***@mlflow.internal",
+        "mlflow_run_id": "run9",
+        "regret": 3.0,
+    }
 
 
 def test_mlflow_ui_runs_the_real_server_on_the_embedded_store(tmp_path):
