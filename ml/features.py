@@ -31,8 +31,9 @@ Each feature, its fill value when unknown, and why it is known at proposal time 
 | budget_minor | the requested budget, USD cents | 0.0 | snapshot |
 | est_duration_days | the success criteria's longest window, days | 30.0 (proposals' window) | snapshot |
 
-A missing or non-finite snapshot number takes the fill value; every numeric
-feature is a float and never NULL. A finished experiment whose ROI is NaN (no cost) counts in
+A missing or non-finite snapshot number takes the fill value; every numeric feature is a float
+and never NULL. A missing source or type is the category "unknown", whose history is pooled like
+any other category's. A finished experiment whose ROI is NaN (no cost) counts in
 similar_experiments but not in similar_avg_roi. The rows come back ordered by proposed_at, then
 experiment_id.
 """

@@ -99,3 +99,32 @@ def test_top_leads_are_cluster_leads_by_score():
     assert list(top_leads(frame, 2)["opportunity_id"]) == ["b", "d"]
     with pytest.raises(ValueError, match=r"scored opportunities lack columns \['title'\]"):
         top_leads(frame.drop(columns=["title"]), 2)
+
+
+def test_the_snapshot_keeps_the_scored_row_as_plain_values_and_none_for_what_it_lacks():
+    import numpy as np
+
+    from core.experiments.proposals import SNAPSHOT_COLUMNS, snapshot_of
+
+    row = {
+        **OPPORTUNITY,
+        "est_monthly_revenue_cents": 2**60 + 1,  # exact, not through a float
+        "source": float("nan"),
+        "age_days": np.float64(1.25),
+        "confidence": None,
+        "cluster_size": np.int64(3),
+        "days_to_revenue": np.int64(45),
+    }
+    proposal = proposal_from(row)
+    snapshot = snapshot_of("exp-1", proposal, row, "at")
+    assert list(snapshot) == list(SNAPSHOT_COLUMNS)
+    assert snapshot["est_monthly_revenue_cents"] == 2**60 + 1 and type(snapshot["est_monthly_revenue_cents"]) is int
+    assert (snapshot["source"], snapshot["confidence"], snapshot["capability_match"]) == (None, None, None)
+    assert (snapshot["age_days"], snapshot["days_to_revenue"], snapshot["cluster_size"]) == (1.25, 45.0, 3)
+    assert type(snapshot["cluster_size"]) is int and type(snapshot["age_days"]) is float
+    assert (snapshot["opportunity_type"], snapshot["requested_budget_minor"], snapshot["window_days"]) == (
+        "api",
+        200_000,
+        30,
+    )
+    assert (snapshot["experiment_id"], snapshot["proposed_at"], snapshot["score"]) == ("exp-1", "at", 0.73)
