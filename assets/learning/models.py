@@ -135,8 +135,7 @@ def train_and_promote(kind: str, name: str, config: ModelTrainingConfig, warehou
     )
     metadata = {
         "trained": True,
-        "mlflow_run_id": version.run_id,
-        "model_version": version.version,
+        **mlflow.metadata(version, logged_metrics),  # run id, model version and uri, each metric
         "champion": promote,
         "champion_reason": verdict,
         "champion_version": current if current is not None else "none",
@@ -145,7 +144,6 @@ def train_and_promote(kind: str, name: str, config: ModelTrainingConfig, warehou
         "holdout_from": candidate.split.cutoff.isoformat(),
         "train_rows": len(candidate.split.train),
         "holdout_rows": len(candidate.split.holdout),
-        **{f"metric/{k}": float(v) for k, v in logged_metrics.items()},
     }
     if "calibration" in candidate.tables:
         metadata["calibration"] = dg.MetadataValue.md(calibration_markdown(candidate.tables["calibration"]))

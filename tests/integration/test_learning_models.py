@@ -116,11 +116,11 @@ def test_champion_only_when_better_never_when_a_gate_fails_and_scoring_uses_it(d
     assert first.success
     for asset, name in ((success_model, SUCCESS_MODEL), (revenue_model, REVENUE_MODEL)):
         meta = _metadata(first, asset.key.path[-1])
-        assert meta["trained"] and meta["model_version"] == 1 and meta["champion"] is True
+        assert meta["trained"] and meta["mlflow_model_version"] == 1 and meta["champion"] is True
         assert meta["champion_reason"] == "v1 became champion: no champion to beat"
         assert meta["mlflow_run_id"] and registry.champion(name).version == 1
     success = _metadata(first, "success_model")
-    assert success["metric/auc"] > 0.55 and success["holdout_rows"] == 200
+    assert success["auc"] > 0.55 and success["holdout_rows"] == 200
     assert success["calibration"].startswith("| bin | count | predicted mean | observed rate |")
     assert len(success["calibration"].splitlines()) == 2 + 10
     assert _checks(first) == {"success_model_meets_quality_gates": True, "revenue_model_meets_quality_gates": True}
@@ -145,11 +145,11 @@ def test_champion_only_when_better_never_when_a_gate_fails_and_scoring_uses_it(d
     )
     assert not second.success
     meta = _metadata(second, "success_model")
-    assert meta["model_version"] == 2 and meta["champion"] is False and meta["champion_version"] == 1
+    assert meta["mlflow_model_version"] == 2 and meta["champion"] is False and meta["champion_version"] == 1
     assert meta["champion_reason"] == "v2 stays a candidate: its quality gates failed"
     assert registry.versions(SUCCESS_MODEL)[-1].tags["gates"] == "failed"
     revenue = _metadata(second, "revenue_model")
-    assert revenue["model_version"] == 2 and revenue["champion"] is False
+    assert revenue["mlflow_model_version"] == 2 and revenue["champion"] is False
     assert "v2 stays a candidate: does not beat champion v1" in revenue["champion_reason"]
     assert _checks(second) == {"success_model_meets_quality_gates": False, "revenue_model_meets_quality_gates": True}
     assert registry.champion(SUCCESS_MODEL).version == 1 and registry.champion(REVENUE_MODEL).version == 1
