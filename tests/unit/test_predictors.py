@@ -189,3 +189,16 @@ def test_score_takes_the_champion_probability_as_confidence_where_there_is_one()
     learned = score(features, Weights(), pd.Series([0.1, np.nan, 0.5])).set_index("opportunity_id")
     assert learned.loc[["a", "b", "c"], "factor_confidence"].tolist() == pytest.approx([0.02, 0.18, 0.10])
     assert learned.loc["b", "rank"] == 1
+
+
+def test_a_trained_model_that_can_only_predict_a_constant_fails_its_gates():
+    data = frame(80).assign(source="a", opportunity_type="saas", x=1.0)  # nothing to split on
+    candidate = predictors.train_success(data, categorical=CATEGORICAL, numeric=["x"])
+    assert not candidate.passed
+    assert candidate.reasons[0].startswith("FAIL: prediction std on the holdout")
+    assert should_promote(candidate.metrics["auc"], None, gates_passed=candidate.passed) == (
+        False,
+        "its quality gates failed",
+    )
+    revenue = predictors.train_revenue(data, categorical=CATEGORICAL, numeric=["x"])
+    assert not revenue.passed and revenue.reasons[0].startswith("FAIL: prediction std")
