@@ -32,6 +32,8 @@ def main() -> int:
             ["dbt_marts.py", "--postings", "200000"],
             ["orchestration.py", "--quick"],
             ["bandit_regret.py", "--quick"],
+            ["predictors.py", "--quick"],
+            ["closed_loop.py", "--quick"],
         ]
     else:
         runs = [
@@ -42,6 +44,8 @@ def main() -> int:
             ["dbt_marts.py"],
             ["orchestration.py"],
             ["bandit_regret.py"],
+            ["predictors.py"],
+            ["closed_loop.py"],
         ]
     failed = []
     for script, *options in runs:

@@ -209,12 +209,13 @@ def warehouse(warehouse_url: str) -> Warehouse:
 @pytest.fixture
 def asset_resources(warehouse: Warehouse, tmp_path):
     """Every resource the assets take, on the test's warehouse, with the embedded defaults."""
-    from assets.resources import DiscoveryResource, LedgerInputsResource, WarehouseResource
+    from assets.resources import DiscoveryResource, LedgerInputsResource, MlflowResource, WarehouseResource
 
     return {
         "warehouse": WarehouseResource(url=warehouse.url),
         "discovery": DiscoveryResource(mode="snapshot"),
         "ledger_inputs": LedgerInputsResource(inbox_dir=str(tmp_path / "inbox")),
+        "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"),
     }
 
 

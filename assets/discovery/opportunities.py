@@ -10,7 +10,7 @@ import dagster as dg
 import pydantic
 
 from assets.discovery.raw import OWNER, SOURCES, raw_assets
-from assets.resources import DiscoveryResource, WarehouseResource, warehouse_kind, warehouse_pool
+from assets.resources import DiscoveryResource, MlflowResource, WarehouseResource, warehouse_kind, warehouse_pool
 from core.discovery.weights import Weights
 
 DEFAULT_WEIGHTS = Weights()
@@ -146,9 +146,13 @@ class ScoringConfig(dg.Config):
     pool=warehouse_pool(),
     deps=[opportunity_features],
     metadata={"dagster/table_name": "core.scored_opportunities"},
-    description="The seed's formula over every opportunity, with one column per weighted factor and why.",
+    description="The seed's formula over every opportunity, with one column per weighted factor and why; the "
+    "confidence factor is the champion success model's probability when there is one.",
 )
-def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def scored_opportunities(
+    config: ScoringConfig, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    from assets.learning.models import champion_confidence
     from core.discovery.scoring import score
 
     client = warehouse.client()
@@ -157,7 +161,9 @@ def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) ->
         from core.discovery.strategy_versions import deployed_weights
 
         weights, version = deployed_weights(client)
-    scored = score(client.read("core.opportunity_features"), weights)
+    features = client.read("core.opportunity_features")
+    probability, confidence_source = champion_confidence(client, mlflow.registry(), features, datetime.now(UTC))
+    scored = score(features, weights, probability)
     client.replace("core.scored_opportunities", scored)
     return dg.MaterializeResult(
         metadata={
@@ -167,6 +173,7 @@ def scored_opportunities(config: ScoringConfig, warehouse: WarehouseResource) ->
             # The learning.strategy_weights version that scored (0: the seed's), or the run config's.
             "weights_source": "run config" if version is None else f"strategy weights version {version}",
             **({} if version is None else {"weights_version": version}),
+            "confidence_source": confidence_source,  # "champion vN" (success model) or "formula"
             "top_10": dg.MetadataValue.md(top_ten_markdown(scored)),
         }
     )

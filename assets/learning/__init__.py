@@ -12,9 +12,10 @@ from assets import with_code_references
 from assets.experiments.automation import experiment_outcomes_job
 from assets.learning.bandit import source_bandit
 from assets.learning.features import experiment_features
+from assets.learning.models import revenue_model, success_model
 from assets.learning.strategy import strategy_weights
 
-LEARNING_ASSETS: list = [experiment_features, source_bandit, strategy_weights]
+LEARNING_ASSETS: list = [experiment_features, source_bandit, success_model, revenue_model, strategy_weights]
 LEARNING_CHECKS: list = []
 
 learning_job = dg.define_asset_job(

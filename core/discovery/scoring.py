@@ -15,13 +15,18 @@ import pandas as pd
 from core.discovery.weights import FACTORS, Weights
 
 
-def factors(features: pd.DataFrame) -> pd.DataFrame:
-    """Each factor in [0, 1] before weighting."""
+def factors(features: pd.DataFrame, success_probability: pd.Series | None = None) -> pd.DataFrame:
+    """Each factor in [0, 1] before weighting. `success_probability` (aligned with `features`; the
+    champion success model's, see assets/discovery/opportunities.py) is the confidence factor where
+    given; rows without one, or no such column at all, keep the seed's confidence."""
     monthly_usd = features["est_monthly_revenue_cents"] / 100
+    confidence = features["confidence"]
+    if success_probability is not None:
+        confidence = success_probability.reindex(features.index).fillna(confidence)
     return pd.DataFrame(
         {
             "revenue": (monthly_usd / 10_000).clip(lower=0, upper=1.0),
-            "confidence": features["confidence"].clip(0, 1),
+            "confidence": confidence.clip(0, 1),
             "time_to_revenue": 1.0 / (1.0 + features["days_to_revenue"].clip(lower=0) / 30),
             "capability": features["capability_match"].clip(0, 1),
             "timing": 1.0 / (1.0 + features["age_days"].clip(lower=0) / 7),
@@ -30,11 +35,11 @@ def factors(features: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def score(features: pd.DataFrame, weights: Weights) -> pd.DataFrame:
+def score(features: pd.DataFrame, weights: Weights, success_probability: pd.Series | None = None) -> pd.DataFrame:
     """The features with each weighted factor, their sum (`score`, rounded to 6 places), `why`, and
     `rank`: 1 for the highest score, then by descending score; equal scores rank in the order of
-    `features` (the earlier row first). Returned in rank order."""
-    weighted = factors(features).mul(pd.Series(asdict(weights)))
+    `features` (the earlier row first). Returned in rank order. `success_probability`: see `factors`."""
+    weighted = factors(features, success_probability).mul(pd.Series(asdict(weights)))
     scored = features.join(weighted.add_prefix("factor_")).assign(score=weighted.sum(axis=1).round(6))
     scored["why"] = explain(scored)
     scored["rank"] = scored["score"].rank(method="first", ascending=False).astype("int64")

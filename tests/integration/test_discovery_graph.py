@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import tempfile
+import uuid
 
 import dagster as dg
 import pytest
@@ -18,7 +20,7 @@ from assets.discovery.opportunities import (
     scored_opportunities,
 )
 from assets.discovery.raw import SOURCES, raw_assets
-from assets.resources import DiscoveryResource, WarehouseResource
+from assets.resources import DiscoveryResource, MlflowResource, WarehouseResource
 from core.discovery.sources.base import FAMILIES
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
@@ -34,9 +36,18 @@ GRAPH = [
 ]
 
 
+# An MLflow store that was never written: scoring keeps the seed's formula (no champion model).
+NO_MODELS = MlflowResource(tracking_uri=f"sqlite:///{tempfile.gettempdir()}/ventureloop-{uuid.uuid4().hex}/mlflow.db")
+
+
 def _materialize(url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        GRAPH, resources={"warehouse": WarehouseResource(url=url), "discovery": DiscoveryResource(mode="snapshot")}
+        GRAPH,
+        resources={
+            "warehouse": WarehouseResource(url=url),
+            "discovery": DiscoveryResource(mode="snapshot"),
+            "mlflow": NO_MODELS,
+        },
     )
 
 
@@ -166,7 +177,7 @@ def test_scoring_config_is_validated(materialized_warehouse: Warehouse, weights)
     with pytest.raises(Exception, match="sum to 1"):
         dg.materialize(
             [scored_opportunities],
-            resources={"warehouse": WarehouseResource(url=warehouse.url), "discovery": DiscoveryResource()},
+            resources={"warehouse": WarehouseResource(url=warehouse.url), "mlflow": NO_MODELS},
             run_config={"ops": {"scored_opportunities": {"config": weights}}},
             selection=[scored_opportunities],
         )

@@ -23,16 +23,21 @@ from ml.predictors import (
 )
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
-# The proposal-time columns every population row has; the history features of ml.features are
-# built from past outcomes and tested where they are built.
 CATEGORICAL = ["source", "opportunity_type"]
-NUMERIC = ["age_days", "confidence", "est_monthly_revenue_cents", "capability_match", "days_to_revenue", "cluster_size"]
 
 
 def simulated(seed: int, n: int) -> pd.DataFrame:
-    """A training frame's columns (features + outcome) for n simulated experiments, in time order."""
+    """ml.features.training_frame of n simulated experiments (history: those finished before each)."""
+    from ml.features import FINISHED_COLUMNS, build_features, training_frame
+
     proposals = population(seed, n, START)
-    return proposals.merge(realize(seed, proposals), on="experiment_id")
+    outcomes = realize(seed, proposals)
+    finished = proposals[["experiment_id", "source", "opportunity_type"]].merge(outcomes, on="experiment_id")
+    timeline = pd.DataFrame(
+        {"opportunity_type": proposals["opportunity_type"], "first_seen_at": proposals["proposed_at"]}
+    )
+    features = build_features(proposals, finished[FINISHED_COLUMNS], timeline)
+    return training_frame(features, outcomes)
 
 
 def frame(n: int, succeeded=None, start: str = "2026-01-01") -> pd.DataFrame:
@@ -132,9 +137,10 @@ def test_champion_rule():
 
 def test_the_success_predictor_learns_on_a_simulated_population():
     data = simulated(seed=11, n=1500)
-    candidate = predictors.train_success(data, categorical=CATEGORICAL, numeric=NUMERIC)
+    candidate = predictors.train_success(data)  # ml.features' columns
     holdout = candidate.split.holdout
-    bayes = success_metrics(holdout["succeeded"].to_numpy(), bayes_success_probability(11, holdout, draws=200))
+    held = population(11, 1500, START).set_index("experiment_id").loc[holdout["experiment_id"]].reset_index()
+    bayes = success_metrics(holdout["succeeded"].to_numpy(), bayes_success_probability(11, held, draws=200))
     assert candidate.passed, candidate.reasons
     assert candidate.metrics["auc"] > 0.62
     assert candidate.metrics["auc"] > 0.85 * bayes["auc"]
@@ -152,9 +158,47 @@ def test_the_success_predictor_learns_on_a_simulated_population():
 
 def test_the_revenue_predictor_beats_the_constant_and_predicts_minor_units():
     data = simulated(seed=12, n=800)
-    candidate = predictors.train_revenue(data, categorical=CATEGORICAL, numeric=NUMERIC)
+    candidate = predictors.train_revenue(data)
     assert candidate.params["objective"] == "reg:pseudohubererror"
     assert candidate.passed, candidate.reasons
     assert candidate.metrics["rmsle"] < candidate.metrics["baseline_rmsle"]
     revenue = predictors.predicted_revenue(candidate.model, candidate.split.holdout)
     assert revenue.dtype == np.int64 and (revenue >= 0).all() and revenue.std() > 0
+
+
+def test_score_takes_the_champion_probability_as_confidence_where_there_is_one():
+    from core.discovery.scoring import score
+    from core.discovery.weights import Weights
+
+    features = pd.DataFrame(
+        {
+            "opportunity_id": ["a", "b", "c"],
+            "cluster_id": ["a", "b", "c"],
+            "opportunity_type": "saas",
+            "revenue_signal": "none",
+            "est_monthly_revenue_cents": 0,
+            "days_to_revenue": 30,
+            "capability_match": 0.5,
+            "age_days": 0.0,
+            "confidence": [0.9, 0.9, 0.9],
+        }
+    )
+    seed = score(features, Weights()).set_index("opportunity_id")
+    assert seed["factor_confidence"].tolist() == pytest.approx([0.18] * 3)
+    # Row b has no probability (NaN): it keeps the seed's confidence; the others take the model's.
+    learned = score(features, Weights(), pd.Series([0.1, np.nan, 0.5])).set_index("opportunity_id")
+    assert learned.loc[["a", "b", "c"], "factor_confidence"].tolist() == pytest.approx([0.02, 0.18, 0.10])
+    assert learned.loc["b", "rank"] == 1
+
+
+def test_a_trained_model_that_can_only_predict_a_constant_fails_its_gates():
+    data = frame(80).assign(source="a", opportunity_type="saas", x=1.0)  # nothing to split on
+    candidate = predictors.train_success(data, categorical=CATEGORICAL, numeric=["x"])
+    assert not candidate.passed
+    assert candidate.reasons[0].startswith("FAIL: prediction std on the holdout")
+    assert should_promote(candidate.metrics["auc"], None, gates_passed=candidate.passed) == (
+        False,
+        "its quality gates failed",
+    )
+    revenue = predictors.train_revenue(data, categorical=CATEGORICAL, numeric=["x"])
+    assert not revenue.passed and revenue.reasons[0].startswith("FAIL: prediction std")
