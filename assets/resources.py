@@ -19,7 +19,7 @@ import pydantic
 from core.discovery.sources.settings import SOURCE_SECRETS
 from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_environment, dbt_target_for, installed_dbt
 from core.platform.warehouse import Warehouse, WarehouseError, default_home, default_warehouse_url
-from ml.registry import ModelVersion, Registry, embedded_artifact_root, embedded_tracking_uri, redacted
+from ml.registry import ModelVersion, Registry, embedded_artifact_root, embedded_tracking_uri, redacted, sqlite_path
 
 if TYPE_CHECKING:  # dagster_dbt costs seconds to import: only the step that runs dbt imports it
     from dagster_dbt import DbtCliInvocation, DbtCliResource
@@ -128,16 +128,21 @@ class ExperimentEnvironmentResource(dg.ConfigurableResource):
                 raise ValueError(f"SIMULATOR_START={value!r}: use an ISO date such as 2026-01-05") from None
         return value
 
+    def simulated_start(self) -> datetime.datetime:
+        """Where the simulated market's time starts: SIMULATOR_START, else default_start(today)."""
+        from core.simulator.environment import default_start
+
+        if self.simulator_start:
+            day = datetime.date.fromisoformat(self.simulator_start)
+            return datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+        return default_start(datetime.datetime.now(datetime.UTC))
+
     def build(self, warehouse: Warehouse) -> "Environment":
         # Imported here: the simulator and httpx are for the run that executes an experiment only.
         if self.outcomes_source == "simulator":
-            from core.simulator.environment import SimulatedMarket, default_start
+            from core.simulator.environment import SimulatedMarket
 
-            start = default_start(datetime.datetime.now(datetime.UTC))
-            if self.simulator_start:
-                day = datetime.date.fromisoformat(self.simulator_start)
-                start = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
-            return SimulatedMarket(warehouse, self.simulator_seed, start)
+            return SimulatedMarket(warehouse, self.simulator_seed, self.simulated_start())
         from core.experiments.executor import LiveEnvironment
 
         return LiveEnvironment(timeout=self.webhook_timeout_seconds)
@@ -231,8 +236,13 @@ class MlflowResource(dg.ConfigurableResource):
         return self.tracking_uri or embedded_tracking_uri(default_home())
 
     def artifact_root(self) -> Path | None:
-        """Where the embedded store keeps artifacts (None for a server: it decides)."""
-        return None if self.tracking_uri else embedded_artifact_root(default_home())
+        """Where a SQLite store keeps artifacts: beside its database file (the embedded default's is
+        the home's mlflow/artifacts). None for a server: it decides."""
+        if not self.tracking_uri:
+            return embedded_artifact_root(default_home())
+        if self.tracking_uri.startswith("sqlite:///"):
+            return sqlite_path(self.tracking_uri).parent / "artifacts"
+        return None
 
     def registry(self) -> Registry:
         root = self.artifact_root()

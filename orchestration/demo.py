@@ -10,13 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 import typer
 
 from core.platform.warehouse import Warehouse, default_home
+from core.simulator.history import PREFIX as HISTORY_PREFIX
 
 # Dagster's step keys for the assets the user knows by key: raw/hackernews runs as raw__hackernews.
 DBT_STEP = "ledger_dbt_assets"
@@ -120,7 +121,15 @@ def log_path(now: datetime | None = None) -> Path:
 # waits for the demo's approvals (so that every approved experiment shares the budget), and the
 # outcomes and the marts are built over the ledger the experiments filled.
 PLAY_ASSETS = ("experiment_allocations",)
-LATER_ASSETS = ("experiment_outcomes",)
+# Learning runs twice: on the simulated history before discovery (so scoring, proposals and
+# allocation use what it learned), and again on everything after the experiments played. The
+# features are built in the first part too, after the proposals: allocation ranks on them.
+LEARNING_ASSETS = ("source_bandit", "success_model", "revenue_model", "strategy_weights")
+LATER_ASSETS = ("experiment_outcomes", *LEARNING_ASSETS)
+# The back catalog a new warehouse starts with (core/simulator/history.py): enough finished
+# experiments for the predictors' quality gates to judge a holdout.
+HISTORY_EXPERIMENTS = 300
+GATE_SUFFIX = "_meets_quality_gates"  # assets/learning/models.py's blocking checks
 # A gated experiment takes two runs (one to its gate, one after the demo opens it); the rounds end
 # early once the sensor has nothing left to launch.
 PLAY_ROUNDS = 6
@@ -132,16 +141,17 @@ def run(warehouse: Warehouse) -> bool:
     simulated market (one Dagster run each, as the launch sensor would start them), then build their
     outcomes and the dbt marts; print progress and the summary."""
     started = time.monotonic()
-    typer.echo("loading the code locations (discovery, experiments, ledger, dbt marts)...")
+    typer.echo("loading the code locations (discovery, experiments, ledger, learning, dbt marts)...")
     import dagster as dg
 
-    from assets import discovery, experiments, ledger, ledger_marts
+    from assets import discovery, experiments, learning, ledger, ledger_marts
     from core.platform.dbt_env import dbt_target_for
+    from core.simulator.history import book_history
     from orchestration.wiring import discovery_is_live, location
 
     live = discovery_is_live()
     # Both code locations' assets in one graph, as `make dev` shows them.
-    defs = location(discovery.definitions(live=live), experiments.defs, ledger.defs, ledger_marts.defs)
+    defs = location(discovery.definitions(live=live), experiments.defs, ledger.defs, learning.defs, ledger_marts.defs)
     graph = defs.resolve_asset_graph()
     executable = sorted(
         (key for key in graph.get_all_asset_keys() if graph.get(key).is_executable), key=lambda k: k.to_user_string()
@@ -160,6 +170,7 @@ def run(warehouse: Warehouse) -> bool:
     )
     tags = {"ventureloop/command": "demo", "warehouse": warehouse.backend, "dbt/target": dbt_target}
     metadata: dict[str, dict] = {}
+    not_promoted: set[str] = set()
     progress = None
     with path.open("a", encoding="utf-8") as log, output_to(log) as terminal:
         progress = StageProgress(terminal, started, check_stages(graph.asset_check_keys))
@@ -183,23 +194,49 @@ def run(warehouse: Warehouse) -> bool:
                     metadata[materialization.asset_key.to_user_string()] = {
                         k: v.value for k, v in materialization.metadata.items()
                     }
-                return result.success
+                # A model candidate that fails its blocking quality gates stops its step and is never
+                # promoted: that is the gate working, reported in the learning summary, not a failed demo.
+                gated = {
+                    check.asset_key.to_user_string()
+                    for check in result.get_asset_check_evaluations()
+                    if not check.passed and check.check_name.endswith(GATE_SUFFIX)
+                }
+                failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+                not_promoted.update(gated & failed)
+                return result.success or failed <= gated
 
-            ok = materialize([key for key in executable if key not in later | playing])
-            played = play_experiments(defs, instance, warehouse, terminal, started, tags)
+            history = book_history(
+                warehouse,
+                defs.resources["experiment_environment"].simulator_seed,
+                HISTORY_EXPERIMENTS,
+                defs.resources["experiment_environment"].simulated_start() - timedelta(days=1),
+            )
+            terminal.write(f"  {time.monotonic() - started:6.1f} s  {history.summary()}\n")
+            learned = {dg.AssetKey(name) for name in ("experiment_outcomes", "experiment_features", *LEARNING_ASSETS)}
+            ok = materialize([key for key in executable if key in learned])
+            ok = materialize([key for key in executable if key not in later | playing]) and ok
+            played = play_experiments(defs, instance, warehouse, terminal, started, tags, metadata)
             ok = materialize([key for key in executable if key in later]) and ok and played
     print_summary(warehouse, metadata, live=live)
     print_experiments(warehouse)
+    with dg.build_resources({"mlflow": defs.resources["mlflow"]}) as built:  # resolves MLFLOW_TRACKING_URI
+        print_learning(metadata, built.mlflow, not_promoted)
     typer.echo(
         f"\ndemo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s"
-        + (f" (failed: {', '.join(progress.failed)})" if progress.failed else "")
+        + (
+            f" (failed: {', '.join(failed)})"
+            if (failed := [s for s in progress.failed if s not in not_promoted])
+            else ""
+        )
         + f"\nfull log (Dagster events, dbt output): {path}"
         "\ninspect the runs and the assets with `make dev` (http://127.0.0.1:3000)"
     )
     return ok
 
 
-def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, started: float, tags: dict) -> bool:
+def play_experiments(
+    defs, instance, warehouse: Warehouse, terminal: TextIO, started: float, tags: dict, metadata: dict[str, dict]
+) -> bool:
     """What the daemon does in production, here in this process: the launch sensor's run requests,
     each executed as a run of `experiment_run` on the simulated market. Between rounds the demo does
     what a person would: it approves the proposals that wait for one, and opens manual gates."""
@@ -227,6 +264,9 @@ def play_experiments(defs, instance, warehouse: Warehouse, terminal: TextIO, sta
     allocated = allocations.execute_in_process(
         instance=instance, asset_selection=[dg.AssetKey("experiment_allocations")], tags=tags, raise_on_error=False
     )
+    for event in allocated.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
     say(f"experiment_allocations: {'done' if allocated.success else 'FAILED (the log has why)'}")
     sensor = defs.get_sensor_def("experiment_launcher")
     job = defs.get_job_def("experiment_run")
@@ -400,8 +440,16 @@ def print_experiments(warehouse: Warehouse) -> None:
         "SELECT e.title, e.category, e.state, e.allocated_budget_minor, e.started_at, e.finished_at, "
         "o.revenue_minor, o.cost_minor, o.roi, o.succeeded FROM experiments.experiments e "
         "LEFT JOIN experiments.outcomes o ON o.experiment_id = e.experiment_id "
-        "ORDER BY o.revenue_minor DESC NULLS LAST, e.title"
+        "WHERE e.opportunity_id NOT LIKE %s ORDER BY o.revenue_minor DESC NULLS LAST, e.title",
+        [f"{HISTORY_PREFIX}-%"],
     )
+    history = warehouse.scalar(
+        "SELECT count(*) FROM experiments.experiments WHERE opportunity_id LIKE %s", [f"{HISTORY_PREFIX}-%"]
+    )
+    if history:
+        typer.echo(
+            f"\n(the {history} experiments of the simulated history are not listed: `ventureloop experiments list`)"
+        )
     if frame.empty:
         return
     ran = frame[frame["started_at"].notna()]
@@ -442,3 +490,49 @@ def print_experiments(warehouse: Warehouse) -> None:
         "  (experiments.outcomes, USD; success is judged against each experiment's criteria: "
         "`ventureloop experiments show ID`)"
     )
+
+
+def print_learning(metadata: dict[str, dict], mlflow, not_promoted: set[str]) -> None:
+    """The learning report: which source the bandit favours and why, the champion models and their
+    metrics (from the MLflow registry), the strategy weights in force and this round's allocation."""
+    from tabulate import tabulate
+
+    typer.echo("\nlearning (the second pass, on the history and the experiments above):")
+    for name in sorted(not_promoted):
+        typer.echo(f"- {name}: this run's candidate failed its quality gates, so it was not promoted (blocking check)")
+    bandit = metadata.get("source_bandit", {})
+    typer.echo(f"- source bandit favours {bandit.get('favoured_source', '?')}: {bandit.get('why', 'not run')}")
+    typer.echo(
+        "  (hourly_discovery Thompson-samples this posterior to choose which sources to query; "
+        "every source keeps its exploration floor)"
+    )
+    registry = mlflow.registry()
+    rows = []
+    shown_metrics = {"success_model": ("auc", "brier", "log_loss"), "revenue_model": ("rmsle", "baseline_rmsle")}
+    for name, metrics in shown_metrics.items():
+        champion = registry.champion(name)
+        latest = metadata.get(name, {})
+        shown = ", ".join(f"{m} {champion.metrics[m]:.3f}" for m in metrics if champion and m in champion.metrics)
+        rows.append(
+            [
+                name,
+                f"v{champion.version}" if champion else "none",
+                shown or "-",
+                len(registry.versions(name)) if champion else 0,
+                str(latest.get("champion_reason", latest.get("reason", "not run")))[:70],
+            ]
+        )
+    typer.echo(tabulate(rows, headers=["model", "champion", "its holdout metrics", "versions", "this run"]))
+    strategy = metadata.get("strategy_weights", {})
+    typer.echo(
+        f"- strategy weights: {strategy.get('decision', 'not run')}, version {strategy.get('deployed_version', 0)} "
+        f"deployed ({str(strategy.get('reason', ''))[:90]})"
+    )
+    allocation = metadata.get("experiment_allocations", {})
+    typer.echo(
+        f"- this round's allocation (LinUCB, alpha {allocation.get('alpha', '?')}, learned from "
+        f"{allocation.get('learned_from', 0)} finished experiments): {allocation.get('allocated', 0)} funded, "
+        f"{allocation.get('waiting_for_headroom', 0)} waiting for headroom, {allocation.get('declined', 0)} declined"
+    )
+    typer.echo(f"- MLflow runs and registry: {metadata.get('source_bandit', {}).get('mlflow_tracking_uri', '?')}")
+    typer.echo("  browse them with `ventureloop mlflow ui` (http://127.0.0.1:5000)")

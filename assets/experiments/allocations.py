@@ -73,7 +73,7 @@ class AllocationConfig(dg.Config):
     kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     # The candidates' features: built after the proposals, from what was known when each was proposed.
-    deps=[experiment_proposals, budgets, dg.AssetKey(["learning", "experiment_features"])],
+    deps=[experiment_proposals, budgets, dg.AssetKey("experiment_features")],
     metadata={"dagster/table_name": "experiments.experiments"},
     description="allocated_budget_minor for each approved experiment that has none: ranked by LinUCB's upper "
     "confidence bound on its reward per budget (learned from finished experiments' features and outcomes; "

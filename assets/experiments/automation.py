@@ -18,7 +18,7 @@ from assets.experiments.proposals import experiment_proposals
 experiment_planning_job = dg.define_asset_job(
     "experiment_planning_job",
     selection=dg.AssetSelection.assets(experiment_proposals, experiment_allocations)
-    | dg.AssetSelection.keys(["learning", "experiment_features"]),
+    | dg.AssetSelection.keys("experiment_features"),
     description="Propose experiments from the newest scores, build their proposal-time features, then "
     "allocate budget to the approved ones (LinUCB ranks them on those features).",
 )

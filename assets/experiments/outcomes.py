@@ -16,7 +16,7 @@ SHOWN_ROWS = 20
     kinds={"python", warehouse_kind()},
     pool=warehouse_pool(),
     # Not on experiment_allocations: the money comes from the ledger, and allocation reads the
-    # features that are built from these outcomes (learning/experiment_features), which would be a cycle.
+    # features that are built from these outcomes (experiment_features), which would be a cycle.
     deps=[ledger_entries],
     metadata={"dagster/table_name": "experiments.outcomes"},
     description="One row per completed, failed or rolled-back experiment (upserted as money arrives): revenue "

@@ -102,7 +102,6 @@ def read_inputs(client) -> dict:
 
 
 @dg.asset(
-    key_prefix=["learning"],
     group_name="learning",
     owners=["team:learning"],
     kinds={"python", warehouse_kind()},

@@ -119,7 +119,7 @@ def materialize(warehouse: Warehouse) -> dict:
     result = dg.materialize([experiment_features], resources={"warehouse": WarehouseResource(url=warehouse.url)})
     assert result.success
     (event,) = result.get_asset_materialization_events()
-    assert event.asset_key == dg.AssetKey(["learning", "experiment_features"])
+    assert event.asset_key == dg.AssetKey("experiment_features")
     return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
 
 

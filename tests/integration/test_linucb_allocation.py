@@ -3,6 +3,7 @@ experiments' features and outcomes and its UCB, not the score, decides who is fu
 candidate without features ranks by its score and says so; alpha comes from the config, its
 default from VENTURELOOP_LINUCB_ALPHA."""
 
+import tempfile
 from datetime import timedelta
 
 import dagster as dg
@@ -11,13 +12,17 @@ import pandas as pd
 import pytest
 
 from assets.experiments.allocations import AllocationConfig, experiment_allocations, linucb_alpha
-from assets.resources import WarehouseResource
+from assets.resources import MlflowResource, WarehouseResource
 from core.platform.warehouse import Warehouse
 from ml.features import FEATURE_COLUMNS, NUMERIC_FEATURES
 from tests.integration.test_allocation import T0, allocated, allocation_events, approved, monthly
 
 # Finished hackernews experiments made money, reddit ones lost it: what LinUCB should learn.
 NET_PER_BUDGET = {"hackernews": 0.8, "reddit": -0.6}
+
+
+# LinUCB logs each round that learned something to MLflow: a store of this module's own.
+MLFLOW = MlflowResource(tracking_uri=f"sqlite:///{tempfile.mkdtemp(prefix='ventureloop-mlflow-')}/mlflow.db")
 
 
 def feature_row(experiment_id: str, source: str, proposed_at, rng: np.random.Generator) -> dict:
@@ -71,7 +76,12 @@ def candidate_features(warehouse: Warehouse, sources: dict[str, str]) -> None:
 def materialize(warehouse: Warehouse, alpha: float | None = None) -> dict:
     config = {} if alpha is None else {"ops": {"experiment_allocations": {"config": {"alpha": alpha}}}}
     result = dg.materialize(
-        [experiment_allocations], resources={"warehouse": WarehouseResource(url=warehouse.url)}, run_config=config
+        [experiment_allocations],
+        resources={
+            "warehouse": WarehouseResource(url=warehouse.url),
+            "mlflow": MLFLOW,
+        },
+        run_config=config,
     )
     assert result.success
     (materialization,) = result.asset_materializations_for_node("experiment_allocations")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,13 +226,14 @@ def test_the_allocation_and_outcome_assets_materialize_and_check(ledger):
 
     from assets.experiments.allocations import experiment_allocations
     from assets.experiments.outcomes import completed_experiments_have_outcomes, experiment_outcomes
-    from assets.resources import WarehouseResource
+    from assets.resources import MlflowResource, WarehouseResource
     from core.ledger.budgets import set_budget
 
     warehouse, _ids = ledger
     waiting = experiment(warehouse, "approved", T0)  # approved, without an allocation
     set_budget(warehouse, scope="global", period="month", currency="USD", limit_minor=10**9, changed_by="t", at=T0)
-    resources = {"warehouse": WarehouseResource(url=warehouse.url)}
+    mlflow = MlflowResource(tracking_uri=f"sqlite:///{tempfile.mkdtemp(prefix='ventureloop-mlflow-')}/mlflow.db")
+    resources = {"warehouse": WarehouseResource(url=warehouse.url), "mlflow": mlflow}
     result = dg.materialize(
         [experiment_allocations, experiment_outcomes, completed_experiments_have_outcomes], resources=resources
     )

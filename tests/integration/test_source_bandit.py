@@ -3,6 +3,7 @@ the real code and outcomes written into the real schema, its learning.source_pos
 then hourly_discovery evaluated on that warehouse, whose run request selects the sources it sampled
 (plus the opportunities group) and says why in its tags."""
 
+import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -22,12 +23,15 @@ from assets.discovery import (
 )
 from assets.discovery.raw import SOURCES
 from assets.learning.bandit import COLUMNS, POSTERIOR_TABLE, read_posterior, source_bandit, source_outcomes
-from assets.resources import WarehouseResource
+from assets.resources import MlflowResource, WarehouseResource
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import fixed_clock
 from core.platform.schema import ensure_schema
 from core.platform.warehouse import Warehouse
 from ml.bandit import POSTERIOR_COLUMNS
+
+# The MLflow store of this module's runs (the learning assets log each materialization).
+MLFLOW = MlflowResource(tracking_uri=f"sqlite:///{tempfile.mkdtemp(prefix='ventureloop-mlflow-')}/mlflow.db")
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 NEVER = ApprovalPolicy(max_budget_minor=0, min_score=1.0)
@@ -102,7 +106,9 @@ BACKENDS = pytest.mark.parametrize(
 def learned(shared_warehouse: Warehouse) -> tuple[Warehouse, dg.ExecuteInProcessResult]:
     # Once per backend for the module: the tests below only read it (a rerun rebuilds the same table).
     finished_experiments(shared_warehouse)
-    result = dg.materialize([source_bandit], resources={"warehouse": WarehouseResource(url=shared_warehouse.url)})
+    result = dg.materialize(
+        [source_bandit], resources={"warehouse": WarehouseResource(url=shared_warehouse.url), "mlflow": MLFLOW}
+    )
     return shared_warehouse, result
 
 
@@ -141,7 +147,9 @@ def test_the_posterior_counts_each_sources_outcomes(learned):
 @BACKENDS
 def test_a_rerun_rebuilds_the_posterior_from_all_outcomes(learned):
     warehouse, _ = learned
-    assert dg.materialize([source_bandit], resources={"warehouse": WarehouseResource(url=warehouse.url)}).success
+    assert dg.materialize(
+        [source_bandit], resources={"warehouse": WarehouseResource(url=warehouse.url), "mlflow": MLFLOW}
+    ).success
     table = warehouse.read(POSTERIOR_TABLE)
     assert len(table) == len(NAMES)
     assert int(table.loc[table.source == "hackernews", "experiments"].item()) == 4

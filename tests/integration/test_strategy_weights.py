@@ -3,6 +3,7 @@ rolled back), deployed_weights follows them, scored_opportunities scores with th
 unless its run config sets weights, and the strategy_weights asset learns from the history, or
 records nothing when there is too little of it."""
 
+import tempfile
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -13,7 +14,7 @@ import pytest
 from assets.discovery import scoring_weights
 from assets.discovery.opportunities import scored_opportunities
 from assets.learning.strategy import strategy_weights
-from assets.resources import WarehouseResource
+from assets.resources import MlflowResource, WarehouseResource
 from core.discovery.strategy_versions import (
     PROPOSALS_TABLE,
     StrategyVersionError,
@@ -27,6 +28,9 @@ from core.discovery.weights import Weights
 from core.ledger.audit import fixed_clock
 from core.ledger.verify import verify
 from core.platform.warehouse import Warehouse
+
+# The MLflow store of this module's runs (the learning assets log each materialization).
+MLFLOW = MlflowResource(tracking_uri=f"sqlite:///{tempfile.mkdtemp(prefix='ventureloop-mlflow-')}/mlflow.db")
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
 LEARNED = Weights(revenue=0.1, confidence=0.1, time_to_revenue=0.1, capability=0.6, timing=0.1)
@@ -127,7 +131,7 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 def _materialize(asset, warehouse: Warehouse, config: dict | None = None) -> dict:
     result = dg.materialize(
         [asset],
-        resources={"warehouse": WarehouseResource(url=warehouse.url)},
+        resources={"warehouse": WarehouseResource(url=warehouse.url), "mlflow": MLFLOW},
         run_config={"ops": {asset.op.name: {"config": config}}} if config is not None else None,
     )
     assert result.success
@@ -227,7 +231,7 @@ def test_the_asset_learns_records_a_deployed_version_with_its_backtest(warehouse
     (row,) = versions(warehouse).itertuples()
     assert (row.status, row.trained_on, row.held_out, row.backtest_k) == ("deployed", 84, 36, 10)
     assert row.backtest_new == meta["metrics"]["backtest_top_k_net_minor_new"]
-    assert row.mlflow_run_id is None
+    assert MLFLOW.registry().run(row.mlflow_run_id)["tags"]["decision"] == "deployed"  # the run that logged it
 
     # The next run starts from version 1; an impossible margin rejects and version 1 stays deployed.
     again = _materialize(strategy_weights, warehouse, {"margin": 1.0})
@@ -240,7 +244,7 @@ def test_the_asset_records_nothing_with_too_few_finished_experiments(warehouse: 
     with pytest.raises(Exception, match=r"momentum must be in \[0, 1\)"):
         _materialize(strategy_weights, warehouse, {"momentum": 1.5})
     without = _materialize(strategy_weights, warehouse)
-    assert without["decision"] == "skipped" and "experiments.proposal_features" in without["reason"]
+    assert without["decision"] == "skipped" and "0 finished experiment(s)" in without["reason"]
 
     finished_history(warehouse, 40, finished=12)
     meta = _materialize(strategy_weights, warehouse)
