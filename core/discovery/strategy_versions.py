@@ -233,6 +233,8 @@ def learning_history(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame] 
     if not warehouse.table_exists(PROPOSALS_TABLE):
         return None
     proposals = warehouse.read(PROPOSALS_TABLE)
+    # TIMESTAMPTZ: UTC; an empty table reads back untyped on PostgreSQL.
+    proposals["proposed_at"] = pd.to_datetime(proposals["proposed_at"], utc=True)
     outcomes = warehouse.query(
         f"SELECT o.experiment_id, o.net_minor, o.roi, o.succeeded FROM {OUTCOMES_TABLE} o "
         f"WHERE o.experiment_id IN (SELECT experiment_id FROM {PROPOSALS_TABLE}) ORDER BY o.experiment_id"
