@@ -387,7 +387,10 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
             "SELECT coalesce(e.title, r.experiment_id) AS experiment, r.total_revenue_cents, r.total_cost_cents, "
             "r.net_profit_cents, r.event_count FROM analytics.revenue_summary r "
             "LEFT JOIN experiments.experiments e ON e.experiment_id = r.experiment_id "
-            "ORDER BY r.net_profit_cents DESC, experiment"
+            # The simulated history is in the mart too; the demo lists what it played.
+            "WHERE e.opportunity_id IS NULL OR e.opportunity_id NOT LIKE %s "
+            "ORDER BY r.net_profit_cents DESC, experiment",
+            [f"{HISTORY_PREFIX}-%"],
         )
     if warehouse.table_exists("ledger.transactions"):
         ledger = warehouse.query(
@@ -406,7 +409,7 @@ def print_summary(warehouse: Warehouse, metadata: dict[str, dict], live: bool = 
         if summary is not None and len(summary):
             typer.echo(
                 f"  revenue {money(summary.total_revenue_cents.sum())}, cost {money(summary.total_cost_cents.sum())}, "
-                f"net {money(summary.net_profit_cents.sum())} (all experiments, USD)"
+                f"net {money(summary.net_profit_cents.sum())} (the experiments played here, USD)"
             )
     if summary is not None:
         rows = [
@@ -526,7 +529,7 @@ def print_learning(metadata: dict[str, dict], mlflow, not_promoted: set[str]) ->
     strategy = metadata.get("strategy_weights", {})
     typer.echo(
         f"- strategy weights: {strategy.get('decision', 'not run')}, version {strategy.get('deployed_version', 0)} "
-        f"deployed ({str(strategy.get('reason', ''))[:90]})"
+        f"deployed ({strategy.get('reason', '')})"
     )
     allocation = metadata.get("experiment_allocations", {})
     typer.echo(
