@@ -124,7 +124,6 @@ class _Learned:
     weights: Weights = field(default_factory=Weights)
     velocity: dict[str, float] | None = None
     seen: list[pd.DataFrame] = field(default_factory=list)
-    log: list[dict] = field(default_factory=list)
 
 
 def _finished_rows(proposals: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -151,18 +150,19 @@ def learned_policy(settings: LoopSettings, *, exploration_floor: float = 0.2, al
         state.seen.append(
             candidates[["opportunity_type", "proposed_at"]].rename(columns={"proposed_at": "first_seen_at"})
         )
-        timeline = pd.concat(state.seen, ignore_index=True)
+        # The discovery timeline: this loop's candidates, and the back catalog's proposals before them.
+        before = history.proposals[["opportunity_type", "proposed_at"]] if len(history.proposals) else None
+        earlier = [] if before is None else [before.rename(columns={"proposed_at": "first_seen_at"})]
+        timeline = pd.concat([*earlier, *state.seen], ignore_index=True).drop_duplicates()
         proposals, outcomes = history.finished(at)
         finished = _finished_rows(proposals, outcomes) if len(outcomes) else pd.DataFrame(columns=FINISHED_COLUMNS)
         now = candidates.assign(proposed_at=pd.Timestamp(at))  # decided at the week's start: nothing later is known
         features = build_features(now, finished, timeline)
         past = build_features(proposals, finished, timeline) if len(proposals) else None
-        note = {"week_start": at, "finished": len(outcomes), "weights": "default", "confidence": "formula"}
         if len(outcomes) >= strategy.StrategySettings().min_experiments:
             result = strategy.learn(proposals, outcomes, state.weights, state.velocity)
             if result.deploy:
                 state.weights, state.velocity = result.new, result.velocity
-                note["weights"] = "learned"
         scored = candidates.copy()
         if past is not None and len(outcomes) >= predictors.MIN_EXPERIMENTS:
             try:
@@ -171,7 +171,6 @@ def learned_policy(settings: LoopSettings, *, exploration_floor: float = 0.2, al
                 model = None
             if model is not None and model.passed:
                 scored["confidence"] = predictors.success_probability(model.model, features)
-                note["confidence"] = "success model"
         scored["score"] = weighted_score(scored, state.weights).to_numpy()
         top = scored.sort_values("score", ascending=False, kind="stable").head(settings.proposals_per_week)
         top_features = features.set_index("experiment_id").loc[top["experiment_id"]].reset_index()
@@ -184,7 +183,6 @@ def learned_policy(settings: LoopSettings, *, exploration_floor: float = 0.2, al
             order = ranked.loc[ranked["ucb"] > 0, "experiment_id"].tolist()
         else:  # nothing finished yet: the score's order
             order = top["experiment_id"].tolist()
-        state.log.append(note)
         return order, None
 
     return Policy("learned", choose, sources)

@@ -43,6 +43,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from core.experiments.proposals import PROPOSAL_COLUMNS as PROPOSAL_SHAPE
+
 CATEGORICAL_FEATURES = ["source", "opportunity_type"]
 NUMERIC_FEATURES = [
     "age_days",
@@ -67,21 +69,7 @@ NUMERIC_FEATURES = [
 KEYS = ["experiment_id", "opportunity_id", "proposed_at"]
 FEATURE_COLUMNS = [*KEYS, *CATEGORICAL_FEATURES, *NUMERIC_FEATURES]
 
-PROPOSAL_COLUMNS = [
-    "experiment_id",
-    "opportunity_id",
-    "proposed_at",
-    "source",
-    "opportunity_type",
-    "age_days",
-    "confidence",
-    "est_monthly_revenue_cents",
-    "capability_match",
-    "days_to_revenue",
-    "cluster_size",
-    "requested_budget_minor",
-    "window_days",
-]
+PROPOSAL_COLUMNS = list(PROPOSAL_SHAPE)  # the snapshot's columns but the score
 FINISHED_COLUMNS = ["experiment_id", "source", "opportunity_type", "finished_at", "succeeded", "roi"]
 OPPORTUNITY_COLUMNS = ["opportunity_type", "first_seen_at"]
 OUTCOME_COLUMNS = ["experiment_id", "succeeded", "revenue_minor", "cost_minor", "net_minor", "roi"]

@@ -62,15 +62,17 @@ SNAPSHOT_FEATURES = (
     "days_to_revenue",
     "cluster_size",
 )
-SNAPSHOT_COLUMNS = (
+# A proposal as the learning code takes it (ml.features.build_features, core.simulator.population),
+# and the snapshot row: that and the score.
+PROPOSAL_COLUMNS = (
     "experiment_id",
     "opportunity_id",
     "proposed_at",
     *SNAPSHOT_FEATURES,
     "requested_budget_minor",
     "window_days",
-    "score",
 )
+SNAPSHOT_COLUMNS = (*PROPOSAL_COLUMNS, "score")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import pandas as pd
 from core.discovery.features import MAX_MONTHLY_REVENUE_CENTS
 from core.experiments.playbook import launch_spend_minor
 from core.experiments.proposals import MIN_ROI, REVENUE_MULTIPLE, WINDOW_DAYS, requested_budget_minor
+from core.experiments.proposals import PROPOSAL_COLUMNS as PROPOSAL_SHAPE
 from core.simulator import ground_truth, market
 
 RAMP = 0.9  # mean of min(1, (day + 1) / RAMP_DAYS) over the 30 days
@@ -69,21 +70,7 @@ TYPE_DEFAULTS = {
     "open_source_tool": (20_000, 120),
     "other": (10_000, 90),
 }
-PROPOSAL_COLUMNS = [
-    "experiment_id",
-    "opportunity_id",
-    "proposed_at",
-    "source",
-    "opportunity_type",
-    "age_days",
-    "confidence",
-    "est_monthly_revenue_cents",
-    "capability_match",
-    "days_to_revenue",
-    "cluster_size",
-    "requested_budget_minor",
-    "window_days",
-]
+PROPOSAL_COLUMNS = list(PROPOSAL_SHAPE)
 OUTCOME_COLUMNS = [
     "experiment_id",
     "finished_at",
