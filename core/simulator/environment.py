@@ -257,9 +257,15 @@ class SimulatedMarket:
     def warehouse_oracle(self) -> pd.DataFrame:
         """oracle() of every experiment that has run on this warehouse's simulated market, not only
         of those this object ran (each run of experiment_run makes its own market): each is read
-        back from experiments.experiments and the ledger. `ventureloop simulator oracle` prints it."""
+        back from experiments.experiments and the ledger. The simulated history
+        (core/simulator/history.py) is left out. `ventureloop simulator oracle` prints it."""
+        from core.simulator.history import PREFIX as HISTORY_PREFIX
+
+        # Not the simulated history's: the fast population realized those, not this market.
         started = self.warehouse.query(
-            "SELECT * FROM experiments.experiments WHERE started_at IS NOT NULL ORDER BY experiment_id"
+            "SELECT * FROM experiments.experiments WHERE started_at IS NOT NULL AND opportunity_id NOT LIKE %s "
+            "ORDER BY experiment_id",
+            [f"{HISTORY_PREFIX}-%"],
         )
         for row in started.to_dict("records"):
             self._state(row)
