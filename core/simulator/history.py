@@ -18,7 +18,17 @@ import pandas as pd
 from core.discovery.scoring import weighted_score
 from core.discovery.weights import Weights
 from core.experiments.allocation import EXPERIMENT_ALLOCATED, spend_category
-from core.experiments.lifecycle import APPROVED, COMPLETED, QUEUED, RUNNING, new_experiment_id, transition
+from core.experiments.lifecycle import (
+    APPROVED,
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    LifecycleError,
+    Transition,
+    check_transition,
+    new_experiment_id,
+    record_transition,
+)
 from core.experiments.proposals import ApprovalPolicy, propose_from_scored
 from core.ledger.audit import append_events, write_transaction
 from core.ledger.booking import book_many
@@ -92,10 +102,15 @@ def _book_history(warehouse: Warehouse, seed: int, n: int, end: datetime, weeks:
     for _day, batch in scored.groupby(scored["proposed_at"].dt.floor("D")):
         at = batch["proposed_at"].min().to_pydatetime()
         propose_from_scored(warehouse, batch, len(batch), approve_all, clock=lambda at=at: at, actor=HISTORY_ACTOR)
+    _run_all(warehouse, fresh, outcomes)
+    playbooks = dict(
+        warehouse.query(
+            "SELECT experiment_id, playbook FROM experiments.experiments WHERE opportunity_id LIKE %s", [f"{PREFIX}-%"]
+        ).itertuples(index=False, name=None)
+    )
     requests: list[TransactionRequest] = []
     for row in fresh.itertuples(index=False):
-        _run(warehouse, row, outcomes.loc[row.experiment_id])
-        requests += _money(warehouse, row, outcomes.loc[row.experiment_id])
+        requests += _money(row, outcomes.loc[row.experiment_id], spend_category(playbooks[row.experiment_id]))
     book_many(warehouse, requests, clock=lambda: outcomes["finished_at"].max().to_pydatetime())
     return HistoryReport(
         len(fresh),
@@ -105,41 +120,59 @@ def _book_history(warehouse: Warehouse, seed: int, n: int, end: datetime, weeks:
     )
 
 
-def _run(warehouse: Warehouse, row: object, outcome: pd.Series) -> None:
-    """Allocate, queue, run and complete one history experiment at its simulated times."""
-    experiment_id = row.experiment_id
-    approved_at = row.proposed_at.to_pydatetime()
-    started = approved_at + START_DELAY
-    finished = outcome["finished_at"].to_pydatetime() + START_DELAY
+def _run_all(warehouse: Warehouse, fresh: pd.DataFrame, outcomes: pd.DataFrame) -> None:
+    """Allocate, queue, run and complete every history experiment at its simulated times, in one
+    write transaction: each move checked against the lifecycle's table and recorded as
+    core.experiments.lifecycle.transition records it (history row and audit event), the state
+    moved by a compare-and-set from approved (hundreds of separate transactions took half a minute)."""
     with write_transaction(warehouse) as conn:
-        run_sql(
-            conn,
-            "UPDATE experiments.experiments SET allocated_budget_minor = %s, started_at = %s, finished_at = %s "
-            "WHERE experiment_id = %s AND state = %s",
-            [int(row.requested_budget_minor), started, finished, experiment_id, APPROVED],
-        )
-        event = {
-            "experiment_id": experiment_id,
-            "allocated_budget_minor": int(row.requested_budget_minor),
-            "requested_budget_minor": int(row.requested_budget_minor),
-            "currency": "USD",
-            "actor": HISTORY_ACTOR,
-            "limited_by": "its requested budget",
-        }
-        append_events(conn, warehouse.backend, [(EXPERIMENT_ALLOCATED, event)], recorded_at=approved_at)
-    for state, at in ((QUEUED, approved_at), (RUNNING, started), (COMPLETED, finished)):
-        transition(
-            warehouse, experiment_id, state, actor=HISTORY_ACTOR, reason="simulated history", clock=lambda at=at: at
-        )
+        for row in fresh.itertuples(index=False):
+            experiment_id = row.experiment_id
+            approved_at = row.proposed_at.to_pydatetime()
+            started = approved_at + START_DELAY
+            finished = outcomes.loc[experiment_id, "finished_at"].to_pydatetime() + START_DELAY
+            moves = [(APPROVED, QUEUED, approved_at), (QUEUED, RUNNING, started), (RUNNING, COMPLETED, finished)]
+            for from_state, to_state, _at in moves:
+                check_transition(from_state, to_state)
+            seq = run_sql(
+                conn,
+                "UPDATE experiments.experiments SET allocated_budget_minor = %s, started_at = %s, finished_at = %s, "
+                "state = %s, state_seq = state_seq + %s, updated_at = %s WHERE experiment_id = %s AND state = %s "
+                "RETURNING state_seq",
+                [
+                    int(row.requested_budget_minor),
+                    started,
+                    finished,
+                    COMPLETED,
+                    len(moves),
+                    finished,
+                    experiment_id,
+                    APPROVED,
+                ],
+            ).fetchone()
+            if seq is None:
+                raise LifecycleError(f"experiment {experiment_id} is no longer approved: the history leaves it alone")
+            event = {
+                "experiment_id": experiment_id,
+                "allocated_budget_minor": int(row.requested_budget_minor),
+                "requested_budget_minor": int(row.requested_budget_minor),
+                "currency": "USD",
+                "actor": HISTORY_ACTOR,
+                "limited_by": "its requested budget",
+            }
+            append_events(conn, warehouse.backend, [(EXPERIMENT_ALLOCATED, event)], recorded_at=approved_at)
+            first = int(seq[0]) - len(moves)
+            for n, (from_state, to_state, at) in enumerate(moves, start=1):
+                done = Transition(
+                    experiment_id, first + n, from_state, to_state, HISTORY_ACTOR, "simulated history", at
+                )
+                record_transition(conn, warehouse.backend, done)
 
 
-def _money(warehouse: Warehouse, row: object, outcome: pd.Series) -> list[TransactionRequest]:
+def _money(row: object, outcome: pd.Series, category: str | None) -> list[TransactionRequest]:
     """The window's sales (one transaction, mid-window) and spend (at the start), in USD."""
     experiment_id = row.experiment_id
     started = row.proposed_at.to_pydatetime() + START_DELAY
-    category = spend_category(
-        warehouse.scalar("SELECT playbook FROM experiments.experiments WHERE experiment_id = %s", [experiment_id])
-    )
     requests = []
     if int(outcome["revenue_minor"]):
         requests.append(

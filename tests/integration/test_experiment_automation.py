@@ -44,7 +44,19 @@ def test_a_ui_approval_plans_and_experiment_runs_record_outcomes(duckdb_url: str
         assert outcomes.job_name == "experiment_outcomes_job"
         assert outcomes.default_status == dg.DefaultSensorStatus.RUNNING
     planned = defs.resolve_job_def("experiment_planning_job")
+    # The proposals' features are built between them: allocation ranks on them (LinUCB).
     assert {key.to_user_string() for key in planned.asset_layer.executable_asset_keys} == {
         "experiment_proposals",
+        "experiment_features",
         "experiment_allocations",
+    }
+    learning = defs.get_sensor_def("learn_after_outcomes")
+    assert learning.job_name == "learning_job" and learning.default_status == dg.DefaultSensorStatus.RUNNING
+    learned = defs.resolve_job_def("learning_job")
+    assert {key.to_user_string() for key in learned.asset_layer.executable_asset_keys} == {
+        "experiment_features",
+        "source_bandit",
+        "success_model",
+        "revenue_model",
+        "strategy_weights",
     }
