@@ -117,9 +117,10 @@ def log_path(now: datetime | None = None) -> Path:
     return default_home() / "logs" / f"demo-{stamp}.log"
 
 
-# The three parts of a demo run: the experiments play between the first and the last. Allocation
-# waits for the demo's approvals (so that every approved experiment shares the budget), and the
-# outcomes and the marts are built over the ledger the experiments filled.
+# The parts of a demo run: learning from the simulated history, then everything up to the
+# proposals and their features, then the experiments play, then the rest. Allocation waits for the
+# demo's approvals (so that every approved experiment is ranked in one round), and the outcomes,
+# the second learning pass and the marts are built over the ledger the experiments filled.
 PLAY_ASSETS = ("experiment_allocations",)
 # Learning runs twice: on the simulated history before discovery (so scoring, proposals and
 # allocation use what it learned), and again on everything after the experiments played. The
