@@ -10,6 +10,8 @@ tracking URI, so every call here sets this Registry's URIs for its duration unde
 lock and restores the previous ones after: two Registries on different stores in one process
 never write to each other's."""
 
+from __future__ import annotations
+
 import contextlib
 import io
 import json
@@ -23,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs 1.6 s: the code location imports this module, a run reads tables
+    import pandas as pd
 
 CHAMPION = "champion"
 FLAVORS = ("xgboost", "sklearn")
@@ -255,6 +258,8 @@ class Registry:
                 raise RegistryError(
                     f"run {run_id!r} in {redacted(self.tracking_uri)} has no table {table!r}: {error.message}"
                 ) from None
+        import pandas as pd
+
         return pd.read_csv(io.StringIO(text))
 
     # --- internals ---------------------------------------------------------------------------
@@ -500,6 +505,8 @@ def _metrics(metrics: Mapping[str, Any], name: str) -> dict[str, float]:
 
 def _check_tables(tables: Mapping[str, Any] | None, name: str) -> None:
     for key, frame in (tables or {}).items():
+        import pandas as pd
+
         if not isinstance(frame, pd.DataFrame):
             raise RegistryError(f"{name}: table {key!r} is a {type(frame).__name__}, not a pandas DataFrame")
         _check_name(key)

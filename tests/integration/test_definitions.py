@@ -98,6 +98,7 @@ HEAVY_IMPORTS = (
     "mlflow",
     "xgboost",
     "sklearn",
+    "pandas",
 )
 
 
