@@ -127,6 +127,7 @@ PLAY_ASSETS = ("experiment_allocations",)
 # features are built in the first part too, after the proposals: allocation ranks on them.
 LEARNING_ASSETS = ("source_bandit", "success_model", "revenue_model", "strategy_weights")
 LATER_ASSETS = ("experiment_outcomes", *LEARNING_ASSETS)
+LAST_GROUPS = ("ledger_marts", "forecasting", "monitoring")
 # The back catalog a new warehouse starts with (core/simulator/history.py): enough finished
 # experiments for the predictors' quality gates to judge a holdout.
 HISTORY_EXPERIMENTS = 300
@@ -145,19 +146,28 @@ def run(warehouse: Warehouse) -> bool:
     typer.echo("loading the code locations (discovery, experiments, ledger, learning, dbt marts)...")
     import dagster as dg
 
-    from assets import discovery, experiments, learning, ledger, ledger_marts
+    from assets import discovery, experiments, forecasting, learning, ledger, ledger_marts, monitoring
     from core.platform.dbt_env import dbt_target_for
     from core.simulator.history import book_history
     from orchestration.wiring import discovery_is_live, location
 
     live = discovery_is_live()
     # Both code locations' assets in one graph, as `make dev` shows them.
-    defs = location(discovery.definitions(live=live), experiments.defs, ledger.defs, learning.defs, ledger_marts.defs)
+    defs = location(
+        discovery.definitions(live=live),
+        experiments.defs,
+        ledger.defs,
+        learning.defs,
+        forecasting.defs,
+        monitoring.defs,
+        ledger_marts.defs,
+    )
     graph = defs.resolve_asset_graph()
     executable = sorted(
         (key for key in graph.get_all_asset_keys() if graph.get(key).is_executable), key=lambda k: k.to_user_string()
     )
-    marts = {key for key in executable if graph.get(key).group_name == "ledger_marts"}
+    # The marts, and what reads them (the forecast, the anomalies, the SLOs and the report), come last.
+    marts = {key for key in executable if graph.get(key).group_name in LAST_GROUPS}
     later = marts | {dg.AssetKey(name) for name in LATER_ASSETS}
     playing = {dg.AssetKey(name) for name in PLAY_ASSETS}
     dbt_target = dbt_target_for(warehouse.url, os.environ.get("DBT_TARGET"))

@@ -6,7 +6,7 @@ first.
 
 from core.platform.warehouse import Warehouse
 
-SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments", "learning")
+SCHEMAS = ("raw", "core", "quarantine", "ledger", "audit", "experiments", "learning", "forecasting", "monitoring")
 
 DISCOVERY_DDL: list[str] = [
     # One row per HTTP response (or snapshot replay): normalization can be replayed from these.
