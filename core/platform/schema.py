@@ -374,7 +374,111 @@ LEARNING_DDL: list[str] = [
     )""",
 ]
 
-ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL + LEARNING_DDL
+# assets/forecasting (cash_flow_forecast, ml/forecast.py). Appended: one forecast_id per
+# materialization, so past forecasts can be scored against what happened. The latest forecast is
+# the rows of the latest made_at. Money in the reporting currency's minor units, rounded.
+FORECASTING_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS forecasting.cash_flow_forecast (
+        forecast_id TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        forecast_date DATE NOT NULL,
+        horizon_day INTEGER NOT NULL,
+        net_minor BIGINT NOT NULL,
+        lo80_minor BIGINT NOT NULL,
+        hi80_minor BIGINT NOT NULL,
+        lo95_minor BIGINT NOT NULL,
+        hi95_minor BIGINT NOT NULL,
+        trained_through DATE NOT NULL,
+        made_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (forecast_id, forecast_date)
+    )""",
+    # The rolling-origin backtest behind each forecast: one row per model (and one for the
+    # ensemble), with the weight the ensemble gave it.
+    """CREATE TABLE IF NOT EXISTS forecasting.forecast_backtest (
+        forecast_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        folds INTEGER NOT NULL,
+        horizon INTEGER NOT NULL,
+        mase DOUBLE PRECISION,
+        smape DOUBLE PRECISION,
+        coverage80 DOUBLE PRECISION,
+        coverage95 DOUBLE PRECISION,
+        fit_seconds DOUBLE PRECISION NOT NULL,
+        weight DOUBLE PRECISION NOT NULL,
+        made_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (forecast_id, model)
+    )""",
+]
+
+# assets/monitoring (metric_anomalies, slo_report, the alert sensors; core/monitoring, ml/anomaly.py).
+MONITORING_DDL: list[str] = [
+    # The daily series the anomaly detector saw, rebuilt each materialization: revenue_minor,
+    # cost_minor, refunds_minor, experiment_failures, run_duration_seconds, source_errors.
+    """CREATE TABLE IF NOT EXISTS monitoring.daily_metrics (
+        metric_date DATE NOT NULL,
+        metric TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        computed_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (metric_date, metric)
+    )""",
+    # Every anomaly ever detected, once: anomaly_id is derived from (metric, metric_date, method),
+    # so a re-run finds the same anomaly and adds nothing.
+    """CREATE TABLE IF NOT EXISTS monitoring.metric_anomalies (
+        anomaly_id TEXT PRIMARY KEY,
+        metric_date DATE NOT NULL,
+        metric TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        expected DOUBLE PRECISION,
+        score DOUBLE PRECISION NOT NULL,
+        severity TEXT NOT NULL,
+        method TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        detected_at TIMESTAMPTZ NOT NULL
+    )""",
+    # One row per SLO per evaluation, appended: attainment over the SLO's window, the error budget
+    # left and the burn rates over the last hour and six hours.
+    """CREATE TABLE IF NOT EXISTS monitoring.slo_report (
+        evaluated_at TIMESTAMPTZ NOT NULL,
+        slo TEXT NOT NULL,
+        objective DOUBLE PRECISION NOT NULL,
+        slo_window TEXT NOT NULL,
+        good DOUBLE PRECISION,
+        total DOUBLE PRECISION,
+        attainment DOUBLE PRECISION,
+        error_budget_remaining DOUBLE PRECISION,
+        burn_rate_1h DOUBLE PRECISION,
+        burn_rate_6h DOUBLE PRECISION,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (evaluated_at, slo)
+    )""",
+    # Alerts, deduplicated on dedup_key: a repeat within the dedup window bumps occurrences and
+    # last_seen_at instead of alerting again.
+    """CREATE TABLE IF NOT EXISTS monitoring.alerts (
+        alert_id TEXT PRIMARY KEY,
+        dedup_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        link TEXT,
+        first_seen_at TIMESTAMPTZ NOT NULL,
+        last_seen_at TIMESTAMPTZ NOT NULL,
+        occurrences BIGINT NOT NULL
+    )""",
+    # Each attempt to hand an alert to a sink: delivered, or undelivered after the retries (with
+    # the last error), so that `ventureloop alerts redeliver` can try again.
+    """CREATE TABLE IF NOT EXISTS monitoring.alert_deliveries (
+        alert_id TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT,
+        attempted_at TIMESTAMPTZ NOT NULL
+    )""",
+]
+
+ALL_DDL: list[str] = DISCOVERY_DDL + LEDGER_DDL + EXPERIMENTS_DDL + LEARNING_DDL + FORECASTING_DDL + MONITORING_DDL
 
 
 def ensure_schema(warehouse: Warehouse) -> None:
