@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from assets.forecasting.forecast import ForecastResource
 from assets.resources import (
     DbtResource,
     DiscoveryResource,
@@ -65,6 +66,12 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             tracking_uri=_secret(env, "MLFLOW_TRACKING_URI"),
             registry_uri=_secret(env, "MLFLOW_REGISTRY_URI"),
             experiment=env.get("MLFLOW_EXPERIMENT_NAME") or "ventureloop",
+        ),
+        # The cash-flow forecast (assets/forecasting/forecast.py): horizon, holidays, backtest folds.
+        "forecast": ForecastResource(
+            horizon_days=_integer(env, "FORECAST_HORIZON_DAYS", 30),
+            holiday_country=env.get("FORECAST_HOLIDAY_COUNTRY", "US") or None,
+            backtest_folds=_integer(env, "FORECAST_BACKTEST_FOLDS", 3),
         ),
     }
 

@@ -4,8 +4,9 @@ by an ensemble whose weights come from rolling-origin backtests (ml/forecast.py)
 import dagster as dg
 
 from assets import with_code_references
+from assets.forecasting.forecast import cash_flow_forecast, ensemble_beats_seasonal_naive, forecast_intervals_nested
 
-FORECASTING_ASSETS: list = []
-FORECASTING_CHECKS: list = []
+FORECASTING_ASSETS: list = [cash_flow_forecast]
+FORECASTING_CHECKS: list = [forecast_intervals_nested, ensemble_beats_seasonal_naive]
 
 defs = dg.Definitions(assets=with_code_references(FORECASTING_ASSETS), asset_checks=FORECASTING_CHECKS)
