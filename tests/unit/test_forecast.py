@@ -1,0 +1,185 @@
+"""ml.forecast without a warehouse: the metrics on hand-computed cases, the backtest's origins and
+that no model ever sees a day at or after its origin, the weights, the calibrated intervals, the
+daily series and the reporting currency, and the errors a short or broken history gives."""
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.ledger import fx
+from ml import forecast as ml
+
+
+def days(n: int, start: date = date(2026, 1, 5)) -> np.ndarray:
+    return np.datetime64(start, "D") + np.arange(n).astype("timedelta64[D]")
+
+
+def weekly(n: int, seed: int = 3) -> np.ndarray:
+    pattern = np.array([120, 130, 125, 118, 100, 60, 80], float)
+    return np.tile(pattern, n // 7 + 1)[:n] * 100 + np.random.default_rng(seed).normal(0, 600, n)
+
+
+def test_mase_is_the_mae_over_the_in_sample_seasonal_naive_mae():
+    train = np.array([1, 3, 2, 4, 3, 5], float)  # lag-2 differences: 1, 1, 1, 1 -> scale 1
+    assert ml.seasonal_naive_scale(train, 2) == 1.0
+    assert ml.mase(np.array([4, 6]), np.array([5, 5]), train, 2) == pytest.approx(1.0)
+    assert ml.mase(np.array([4, 6]), np.array([4, 6]), train, 2) == 0.0
+    # Scale 2 (differences 2, 2) halves the same error.
+    assert ml.mase(np.array([4, 6]), np.array([5, 5]), np.array([0, 0, 2, 2]), 2) == pytest.approx(0.5)
+
+
+def test_mase_is_undefined_on_a_constant_history():
+    assert math.isnan(ml.mase(np.array([1.0]), np.array([2.0]), np.zeros(10), 7))
+    assert math.isnan(ml.seasonal_naive_scale(np.ones(7), 7))  # no full season to difference
+
+
+def test_smape_in_percent_counts_two_zeros_as_perfect():
+    # 2 * 10 / 210 = 9.5238% on the first day, 0 on the zero day: mean 4.7619%.
+    assert ml.smape(np.array([100, 0]), np.array([110, 0])) == pytest.approx(100 * 20 / 210 / 2)
+    assert ml.smape(np.array([0.0]), np.array([5.0])) == pytest.approx(200.0)
+
+
+def test_coverage_counts_the_bounds_as_inside():
+    assert ml.coverage(np.array([1, 2, 3]), np.array([0, 2.5, 3]), np.array([2, 3, 3])) == pytest.approx(2 / 3)
+
+
+def test_seasonal_naive_repeats_the_last_season_and_widens_each_season():
+    y = np.arange(1, 15, dtype=float)
+    found = ml.seasonal_naive(y, days(14), days(10, date(2026, 1, 19)), ml.Settings())
+    assert list(found.mean) == [8, 9, 10, 11, 12, 13, 14, 8, 9, 10]
+    # Residuals y[t] - y[t-7] are all 7: sigma 7, sqrt(2) wider in the second season.
+    assert found.upper[95][0] - found.mean[0] == pytest.approx(7 * 1.959964, rel=1e-5)
+    assert found.upper[95][7] - found.mean[7] == pytest.approx(7 * 1.959964 * math.sqrt(2), rel=1e-5)
+    assert np.all(found.lower[95] < found.lower[80])
+
+
+@pytest.mark.parametrize(
+    ("n", "origins", "horizon"),
+    [
+        (400, (310, 340, 370), 30),  # long history: three non-overlapping 30-day windows
+        (33, (22, 24, 26), 7),  # the demo's month: one-week windows, origins two days apart
+        (28, (21,), 7),  # the shortest history: one fold
+    ],
+)
+def test_the_backtest_plan_ends_at_the_last_day(n, origins, horizon):
+    plan = ml.plan_backtest(n, ml.Settings(horizon=30, folds=3))
+    assert plan == ml.Plan(origins, horizon)
+    assert plan.origins[-1] + plan.horizon == n
+    assert plan.origins[0] >= 21
+
+
+def test_a_too_short_history_says_how_long_it_must_be():
+    with pytest.raises(ml.HistoryTooShort, match=r"27 day\(s\); a forecast needs at least 28"):
+        ml.forecast(weekly(27), days(27))
+    with pytest.raises(ml.HistoryTooShort, match="empty"):
+        ml.daily_series([], [])
+
+
+def test_the_backtest_never_shows_a_model_a_day_from_its_origin_on(monkeypatch):
+    seen = []
+
+    def spy(y, dates, future, settings):
+        seen.append((len(y), dates[-1], future[0], len(future)))
+        return ml.seasonal_naive(y, dates, future, settings)
+
+    monkeypatch.setitem(ml.MODEL_FUNCTIONS, ml.SEASONAL_NAIVE, spy)
+    y, d = weekly(90), days(90)
+    bt = ml.backtest(y, d, ml.Settings(horizon=14, folds=3, models=(ml.SEASONAL_NAIVE,)))
+    assert [s[0] for s in seen] == list(bt.plan.origins)
+    for (length, last_seen, first_ahead, ahead), origin in zip(seen, bt.plan.origins, strict=True):
+        assert last_seen == d[origin - 1] and first_ahead == d[origin] and ahead == bt.plan.horizon
+    # Changing every day from the first origin on changes nothing the first fold forecast.
+    changed = y.copy()
+    changed[bt.plan.origins[0] :] += 1e6
+    again = ml.backtest(changed, d, ml.Settings(horizon=14, folds=3, models=(ml.SEASONAL_NAIVE,)))
+    first, second = bt.forecasts[ml.SEASONAL_NAIVE][0], again.forecasts[ml.SEASONAL_NAIVE][0]
+    assert np.array_equal(first.mean, second.mean) and np.array_equal(first.upper[95], second.upper[95])
+
+
+def test_weights_are_inverse_mase_among_models_not_worse_than_seasonal_naive():
+    weights = ml.choose_weights({"prophet": 0.5, "auto_arima": 1.0, "seasonal_naive": 1.0, "auto_ets": 2.0})
+    assert weights == pytest.approx({"prophet": 0.5, "auto_arima": 0.25, "seasonal_naive": 0.25, "auto_ets": 0.0})
+    assert ml.choose_weights({"auto_ets": math.nan, "seasonal_naive": 0.8}) == {"auto_ets": 0.0, "seasonal_naive": 1.0}
+    assert ml.choose_weights({"prophet": 0.0, "seasonal_naive": 0.3}) == {"prophet": 1.0, "seasonal_naive": 0.0}
+    with pytest.raises(ml.ForecastError, match="baseline"):
+        ml.choose_weights({"prophet": 0.5, "seasonal_naive": math.nan})
+
+
+def test_calibration_stretches_the_band_to_the_conformal_quantile_and_keeps_it_nested():
+    mean = np.zeros(20)
+    raw = ml.Forecast(mean, {80: mean - 1, 95: mean - 1.5}, {80: mean + 1, 95: mean + 1.5})
+    actual = np.arange(1, 21) / 10.0  # 0.1 .. 2.0 above the mean
+    factors = ml.calibration_factors([actual], [raw])
+    assert factors[80] == pytest.approx(1.7)  # the ceil(21 * 0.8) = 17th smallest score
+    assert factors[95] == pytest.approx(2.0 / 1.5)  # the 20th, on the 95% half-width of 1.5
+    band = ml.calibrated(raw, factors)
+    assert ml.coverage(actual, band.lower[80], band.upper[80]) == pytest.approx(0.85)
+    assert ml.coverage(actual, band.lower[95], band.upper[95]) == 1.0
+    narrow = ml.calibrated(raw, {80: 2.0, 95: 1.0})  # 95% would be inside 80%: it is widened to it
+    assert np.all(narrow.upper[95] >= narrow.upper[80]) and np.all(narrow.lower[95] <= narrow.lower[80])
+
+
+def test_a_failing_model_is_left_out_with_its_reason(monkeypatch):
+    def broken(y, dates, future, settings):
+        raise RuntimeError("no convergence")
+
+    monkeypatch.setitem(ml.MODEL_FUNCTIONS, ml.AUTO_ARIMA, broken)
+    settings = ml.Settings(horizon=7, folds=2, models=(ml.AUTO_ARIMA, ml.SEASONAL_NAIVE))
+    result = ml.forecast(weekly(60), days(60), settings)
+    assert result.weights == {ml.SEASONAL_NAIVE: 1.0}
+    arima = result.score(ml.AUTO_ARIMA)
+    assert arima.weight == 0.0 and "RuntimeError: no convergence" in arima.error and math.isnan(arima.mase)
+    assert any("auto_arima left out" in note for note in result.notes)
+
+
+def test_the_forecast_starts_the_day_after_the_history_with_ordered_intervals():
+    y, d = weekly(84), days(84)
+    result = ml.forecast(y, d, ml.Settings(horizon=10, folds=3, models=(ml.AUTO_ETS, ml.SEASONAL_NAIVE)))
+    table = result.table()
+    assert list(table["horizon_day"]) == list(range(1, 11))
+    assert table["forecast_date"].iloc[0] == date(2026, 1, 5) + timedelta(days=84)
+    assert result.trained_through == date(2026, 1, 5) + timedelta(days=83)
+    assert (table["lo95"] <= table["lo80"]).all() and (table["lo80"] <= table["net"]).all()
+    assert (table["net"] <= table["hi80"]).all() and (table["hi80"] <= table["hi95"]).all()
+    assert sum(result.weights.values()) == pytest.approx(1.0)
+    backtest = result.backtest_table().set_index("model")
+    assert set(backtest.index) == {ml.AUTO_ETS, ml.SEASONAL_NAIVE, ml.ENSEMBLE}
+    assert backtest.loc[ml.ENSEMBLE, "folds"] == 3 and backtest.loc[ml.ENSEMBLE, "horizon"] == 10
+    # A clean weekly pattern: the ensemble's cross-fitted MASE is well below 1.
+    assert backtest.loc[ml.ENSEMBLE, "mase"] < 1
+
+
+def test_missing_days_are_zero_flow_days():
+    dates, values = ml.daily_series([date(2026, 3, 1), date(2026, 3, 3), date(2026, 3, 3)], [5, 7, 1])
+    assert [str(d) for d in dates] == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    assert list(values) == [5, 0, 8]
+
+
+def test_other_currencies_are_converted_and_a_currency_without_a_rate_is_left_out():
+    day = date(2026, 10, 1)
+    frame = pd.DataFrame(
+        {
+            "cash_date": [day, day, day],
+            "currency": ["USD", "EUR", "KWD"],
+            "net_minor": [1_000, 10_000, 5_000],
+        }
+    )
+    daily, excluded = ml.reporting_cash_flow(frame, "USD")
+    assert daily["net_minor"].tolist() == [1_000 + fx.convert(10_000, "EUR", "USD", day)]
+    assert excluded[["currency", "net_minor"]].values.tolist() == [["KWD", 5_000]]
+    assert "no FX rate for KWD" in excluded["reason"].iloc[0]
+
+
+def test_settings_refuse_what_cannot_work():
+    with pytest.raises(ml.ForecastError, match="seasonal_naive"):
+        ml.Settings(models=(ml.PROPHET,))
+    with pytest.raises(ml.ForecastError, match="unknown model"):
+        ml.Settings(models=("lstm", ml.SEASONAL_NAIVE))
+    with pytest.raises(ml.ForecastError, match="horizon=0"):
+        ml.Settings(horizon=0)
+    with pytest.raises(ml.ForecastError, match="'XX'"):
+        ml.check_country("XX")
+    assert ml.check_country("DE") == "DE" and ml.check_country("") is None
