@@ -117,7 +117,7 @@ def cash_flow_forecast(
     daily, excluded = ml.reporting_cash_flow(mart, REPORTING_CURRENCY, rates)
     common = {
         "currency": REPORTING_CURRENCY,
-        "currencies_converted": ", ".join(sorted(foreign)) or "none",
+        "currencies_converted": ", ".join(sorted(foreign - set(excluded["currency"]))) or "none",
         "rows_excluded": len(excluded),
         "horizon_days": settings.horizon,
         "holiday_country": settings.holiday_country or "none",
