@@ -1,7 +1,7 @@
 """The cash_flow_forecast asset on a real warehouse: analytics.daily_cash_flow built in the mart's
 shape (dbt runs are slow; the demo's end-to-end test covers the real chain), the forecast and the
-backtest written, the MLflow run logged, the checks evaluated; each run appends its own forecast, a short history is a clear skip, a
-missing mart a clear failure; and once on PostgreSQL."""
+backtest written, the MLflow run logged, the checks evaluated; each run appends its own forecast;
+a short history is a clear skip, a missing mart a clear failure; and once on PostgreSQL."""
 
 import tempfile
 from datetime import UTC, date, datetime, timedelta
