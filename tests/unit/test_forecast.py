@@ -183,3 +183,17 @@ def test_settings_refuse_what_cannot_work():
     with pytest.raises(ml.ForecastError, match="'XX'"):
         ml.check_country("XX")
     assert ml.check_country("DE") == "DE" and ml.check_country("") is None
+
+
+def test_the_forecast_settings_come_from_the_environment():
+    from orchestration.resources import resources
+
+    configured = resources(
+        {"FORECAST_HORIZON_DAYS": "14", "FORECAST_HOLIDAY_COUNTRY": "", "FORECAST_BACKTEST_FOLDS": "2"}
+    )
+    assert configured["forecast"].settings() == ml.Settings(horizon=14, folds=2, holiday_country=None)
+    assert resources({})["forecast"].settings() == ml.Settings(horizon=30, folds=3, holiday_country="US")
+    with pytest.raises(ValueError, match="FORECAST_HORIZON_DAYS='a month'"):
+        resources({"FORECAST_HORIZON_DAYS": "a month"})
+    with pytest.raises(ValueError, match="horizon_days=0"):
+        resources({"FORECAST_HORIZON_DAYS": "0"})
