@@ -34,6 +34,8 @@ def main() -> int:
             ["bandit_regret.py", "--quick"],
             ["predictors.py", "--quick"],
             ["closed_loop.py", "--quick"],
+            ["forecast.py", "--quick"],
+            ["forecast_lstm.py"],
         ]
     else:
         runs = [
@@ -46,6 +48,8 @@ def main() -> int:
             ["bandit_regret.py"],
             ["predictors.py"],
             ["closed_loop.py"],
+            ["forecast.py"],
+            ["forecast_lstm.py"],  # exits 0 at once without torch (a throwaway venv: its docstring)
         ]
     failed = []
     for script, *options in runs:
