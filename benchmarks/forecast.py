@@ -81,6 +81,10 @@ def prophet_series() -> tuple[np.ndarray, np.ndarray]:
     return ml.as_days(pd.to_datetime(frame["ds"]).dt.date), frame["y"].to_numpy(float)
 
 
+def short(model: str) -> str:
+    return model.replace("auto_", "")[:5]
+
+
 def held_out(dates, y, settings: ml.Settings, origins: int, step: int) -> list[dict]:
     """Forecast from `origins` origins, `step` days apart, ending `horizon` days before the end."""
     h = settings.horizon
@@ -102,7 +106,7 @@ def held_out(dates, y, settings: ml.Settings, origins: int, step: int) -> list[d
                 "inside95": int(np.sum((actual >= f.lower[95]) & (actual <= f.upper[95]))),
                 "days": h,
                 "seconds": seconds,
-                "weights": " ".join(f"{m[:5]}={w:.2f}" for m, w in result.weights.items() if w > 0),
+                "weights": " ".join(f"{short(m)}={w:.2f}" for m, w in result.weights.items() if w > 0),
             }
         )
     return rows
