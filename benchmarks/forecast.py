@@ -17,7 +17,8 @@ Series:
   between two cash accounts and net to zero).
 - prophet/tests/data.csv inside prophet's wheel: a real daily closing price series (510 trading
   days, 2012-2014); trading days, so the season is 5 days and the forecast days are the real next
-  trading days; no holidays (the market is closed on them).
+  trading days; no holidays (the market is closed on them). Forecast twice: the price (a level, a
+  random walk), and its daily change (a flow, as net cash is).
 - fleet: 1,000 simulator portfolios of 90 days (different seeds and launch cadences), each forecast
   end to end, on a pool of one process per core."""
 
@@ -193,27 +194,36 @@ def main() -> int:
     parser.add_argument("--origins", type=int, default=4)
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--skip-fleet", action="store_true")
+    parser.add_argument("--skip-simulator", action="store_true")
     args = parser.parse_args()
     seeds, origins, count = (1, 2, 40) if args.quick else (args.seeds, args.origins, args.fleet)
     print(_common.machine())
-    sim_rows = []
-    for seed in range(seeds):
-        dates, y = simulator_series(7 + seed, 400)
-        sim_rows += held_out(dates, y, ml.Settings(horizon=30, folds=3), origins, 30)
-    sim = report(f"simulator cash flow ({seeds} seed(s), 400 days, {origins} origins each)", sim_rows)
+    sim = {"ratio": math.nan, "coverage95": math.nan}
+    if not args.skip_simulator:
+        sim_rows = []
+        for seed in range(seeds):
+            dates, y = simulator_series(7 + seed, 400)
+            sim_rows += held_out(dates, y, ml.Settings(horizon=30, folds=3), origins, 30)
+        sim = report(f"simulator cash flow ({seeds} seed(s), 400 days, {origins} origins each)", sim_rows)
     dates, y = prophet_series()
-    real = report(
-        f"prophet/tests/data.csv ({len(y)} trading days, season 5)",
-        held_out(dates, y, ml.Settings(horizon=30, folds=3, season_length=5, holiday_country=None), 2 * origins, 30),
+    trading = ml.Settings(horizon=30, folds=3, season_length=5, holiday_country=None)
+    level = report(
+        f"prophet/tests/data.csv, the price ({len(y)} trading days, season 5)",
+        held_out(dates, y, trading, 2 * origins, 30),
+    )
+    # The same series as a flow, like net cash: each day's change of the price.
+    flow = report(
+        f"prophet/tests/data.csv, the daily change ({len(y) - 1} trading days, season 5)",
+        held_out(dates[1:], np.diff(y), trading, 2 * origins, 30),
     )
     print(
-        f"\ntargets: simulator ratio {sim['ratio']:.3f}, real ratio {real['ratio']:.3f} (both below 1?"
-        f" {sim['ratio'] < 1 and real['ratio'] < 1}); 95% coverage {sim['coverage95']:.1%} / "
-        f"{real['coverage95']:.1%} (90-99%?)"
+        f"\ntargets: ensemble/naive MASE ratio simulator {sim['ratio']:.3f}, prophet price {level['ratio']:.3f}, "
+        f"prophet daily change {flow['ratio']:.3f} (below 1 beats); 95% coverage {sim['coverage95']:.1%} / "
+        f"{level['coverage95']:.1%} / {flow['coverage95']:.1%} (target 90-99%)"
     )
     if not args.skip_fleet:
         fleet(count)
-    return 0 if math.isfinite(sim["ratio"]) else 1
+    return 0
 
 
 if __name__ == "__main__":
