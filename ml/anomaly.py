@@ -36,7 +36,7 @@ ordinary point; s >= IF_SEVERITY["low"] and |z| >= IF_MIN_Z is an anomaly. The s
 the forest from flagging a day only for being an unusual combination of ordinary values.
 
 Severity (documented thresholds, docs/anomalies.md):
-    robust_z:          low |z| >= 4, medium >= 6, high >= 9, critical >= 14
+    robust_z:          low |z| >= 3.5, medium >= 5, high >= 8, critical >= 12
     isolation_forest:  low s >= 0.62, medium >= 0.68, high >= 0.74, critical >= 0.80
 
 Short series: a metric with fewer than `min_history` + 1 observations has no baseline yet and no
@@ -71,13 +71,14 @@ METRICS = (
 )
 METHODS = ("isolation_forest", "robust_z")
 SEVERITIES = ("low", "medium", "high", "critical")
-Z_SEVERITY = {"low": 4.0, "medium": 6.0, "high": 9.0, "critical": 14.0}
+Z_SEVERITY = {"low": 3.5, "medium": 5.0, "high": 8.0, "critical": 12.0}
 IF_SEVERITY = {"low": 0.62, "medium": 0.68, "high": 0.74, "critical": 0.80}
-IF_MIN_Z = 2.5
+IF_MIN_Z = 3.0
 PROFILE_GAIN = 0.75  # the weekday profile must cut the window's MAD by a quarter to be used
 FIRST_PREDICTION = 7  # one-day-ahead errors are collected from day 7 on, for the scale of day 14 on
 MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): MAD x this estimates a normal's standard deviation
 MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2): the same for the mean absolute deviation
+Q90_TO_SIGMA = 1.2816  # Phi^-1(0.9): the 90th percentile of |error| over this estimates it too
 # The smallest change worth a unit of scale, per metric: one minor unit of money is noise, a dollar
 # (100 minor units of USD) is the smallest a person would look at; one failure; one second.
 MIN_SCALE = {
@@ -207,11 +208,17 @@ def baseline(values: np.ndarray, weekdays: np.ndarray, t: int, settings: Setting
 
 
 def error_scale(errors: np.ndarray, floor: float) -> float:
-    """1.4826 x the median absolute one-day-ahead error, else 1.2533 x the mean one, at least `floor`."""
+    """The larger of two normal-consistent estimates of the one-day-ahead errors' spread: 1.4826 x
+    their median absolute value and their 90th percentile / 1.2816; else (more than 90% of them 0)
+    1.2533 x their mean absolute value; at least `floor`.
+
+    On a normal series both estimate its standard deviation. The percentile is what keeps a lumpy,
+    mostly-zero series (refunds: a whole charge now and then) from turning each refund into a
+    z of 50: there the median absolute error is 0 and the mean is a fraction of one refund."""
     if len(errors) == 0:
         return floor
     deviations = np.abs(errors)
-    scale = MAD_TO_SIGMA * float(np.median(deviations))
+    scale = max(MAD_TO_SIGMA * float(np.median(deviations)), float(np.quantile(deviations, 0.9)) / Q90_TO_SIGMA)
     if scale == 0:
         scale = MEAN_AD_TO_SIGMA * float(np.mean(deviations))
     return max(scale, floor)

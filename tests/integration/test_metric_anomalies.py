@@ -49,13 +49,12 @@ def book_simulated_ledger(warehouse: Warehouse, days: int, markets: tuple[str, .
     frame = opportunities(len(markets))
     experiments = [Experiment(f"exp-{n}", f"opp-{n}", START, market) for n, market in enumerate(markets)]
     simulated = list(simulate(SEED, experiments, truths(SEED, frame), START, days))
-    clock = SimulatedClock(START)
-    with warehouse.held():
-        for day in clock.days(days):
-            objects = simulated[clock.elapsed_days].objects
-            import_objects(warehouse, objects, origin=f"simulator:{day}", now=clock.now())
-        book_many(warehouse, [cost.request() for day in simulated for cost in day.costs])
     last = START + timedelta(days=days - 1)
+    clock = SimulatedClock(START, elapsed_days=days - 1)  # standing on the last day: every day is past
+    with warehouse.held():
+        objects = [obj for day in simulated for obj in day.objects]
+        import_objects(warehouse, objects, origin=f"simulator:{START}..{last}", now=clock.now())
+        book_many(warehouse, [cost.request() for day in simulated for cost in day.costs])
     book(
         warehouse,
         TransactionRequest(
