@@ -123,7 +123,7 @@ def inject(values: np.ndarray, rng: np.random.Generator, events: int) -> tuple[n
     return values, labelled
 
 
-def evaluate(replicates: int, days: int, events: int) -> tuple[pd.DataFrame, float]:
+def evaluate(replicates: int, days: int, events: int) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     found_rows, event_rows, seconds = [], [], 0.0
     for replicate in range(replicates):
         rng = np.random.default_rng(1000 + replicate)
@@ -141,7 +141,15 @@ def evaluate(replicates: int, days: int, events: int) -> tuple[pd.DataFrame, flo
             found_rows.append((replicate, row.metric, (row.metric_date - START).days, row.method, row.severity))
     found = pd.DataFrame(found_rows, columns=["replicate", "metric", "day", "method", "severity"])
     events_frame = pd.DataFrame(event_rows, columns=["replicate", "metric", "kind", "first", "last"])
-    return score(found, events_frame), seconds / max(replicates, 1)
+    by_metric = pd.concat(
+        [
+            score(found[found["metric"] == metric], events_frame[events_frame["metric"] == metric])
+            .query("method == 'combined'")
+            .assign(method=metric)
+            for metric in sorted(events_frame["metric"].unique())
+        ]
+    ).rename(columns={"method": "metric (combined)"})
+    return score(found, events_frame), by_metric, seconds / max(replicates, 1)
 
 
 def score(found: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -224,12 +232,13 @@ def main() -> int:
     if args.quick:
         args.replicates, args.days = 5, 120
     print(f"anomalies: {machine()}")
-    table, per_replicate = evaluate(args.replicates, args.days, args.events)
+    table, by_metric, per_replicate = evaluate(args.replicates, args.days, args.events)
     print(
         f"\ninjected anomalies: {args.replicates} replicates x 6 metrics x {args.days} days, "
         f"{args.events} events per series; detect() {per_replicate:.2f} s per replicate (6 series)"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(by_metric.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     real, origin, points, anomalous = auc_pr()
     print(f"\nAUC-PR on UCR InternalBleeding16 ({points:,} points, {anomalous} labelled anomalous), from {origin}")
     print(real.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
