@@ -36,6 +36,7 @@ def main() -> int:
             ["closed_loop.py", "--quick"],
             ["forecast.py", "--quick"],
             ["forecast_lstm.py"],
+            ["anomalies.py", "--quick"],
         ]
     else:
         runs = [
@@ -50,6 +51,7 @@ def main() -> int:
             ["closed_loop.py"],
             ["forecast.py"],
             ["forecast_lstm.py"],  # exits 0 at once without torch (a throwaway venv: its docstring)
+            ["anomalies.py"],
         ]
     failed = []
     for script, *options in runs:
