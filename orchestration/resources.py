@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from assets.resources import (
+    AlertsResource,
     DbtResource,
     DiscoveryResource,
     ExperimentEnvironmentResource,
@@ -65,6 +66,22 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             tracking_uri=_secret(env, "MLFLOW_TRACKING_URI"),
             registry_uri=_secret(env, "MLFLOW_REGISTRY_URI"),
             experiment=env.get("MLFLOW_EXPERIMENT_NAME") or "ventureloop",
+        ),
+        # Alerts (docs/monitoring.md): the log sink always; the webhook and SMTP when set. The webhook
+        # URL carries its token and the SMTP password is a secret: both by reference.
+        "alerts": AlertsResource(
+            warehouse=warehouse,
+            webhook_url=_secret(env, "ALERT_WEBHOOK_URL"),
+            smtp_host=_text(env, "ALERT_SMTP_HOST"),
+            smtp_port=_integer(env, "ALERT_SMTP_PORT", 587),
+            smtp_user=_text(env, "ALERT_SMTP_USER"),
+            smtp_password=_secret(env, "ALERT_SMTP_PASSWORD"),
+            smtp_starttls=(env.get("ALERT_SMTP_STARTTLS") or "true").lower() not in ("false", "0", "no"),
+            email_from=_text(env, "ALERT_EMAIL_FROM"),
+            email_to=_text(env, "ALERT_EMAIL_TO"),
+            dedup_minutes=_integer(env, "ALERT_DEDUP_MINUTES", 60),
+            retry_attempts=_integer(env, "ALERT_RETRY_ATTEMPTS", 3),
+            ui_url=env.get("DAGSTER_UI_URL") or "http://127.0.0.1:3000",
         ),
     }
 

@@ -4,8 +4,26 @@ the alerts they raise (core/monitoring/), and the weekly report."""
 import dagster as dg
 
 from assets import with_code_references
+from assets.monitoring.alerts import ALERT_SENSORS
+from assets.monitoring.slo import FRESHNESS_CHECKS, freshness_checks_sensor, slo_job, slo_report, slo_schedule
 
 MONITORING_ASSETS: list = []
 MONITORING_CHECKS: list = []
+MONITORING_JOBS: list = []
+MONITORING_SCHEDULES: list = []
+MONITORING_SENSORS: list = []
 
-defs = dg.Definitions(assets=with_code_references(MONITORING_ASSETS), asset_checks=MONITORING_CHECKS)
+# SLOs and alerts (docs/monitoring.md)
+MONITORING_ASSETS.append(slo_report)
+MONITORING_CHECKS.extend(FRESHNESS_CHECKS)
+MONITORING_JOBS.append(slo_job)
+MONITORING_SCHEDULES.append(slo_schedule)
+MONITORING_SENSORS.extend([freshness_checks_sensor, *ALERT_SENSORS])
+
+defs = dg.Definitions(
+    assets=with_code_references(MONITORING_ASSETS),
+    asset_checks=MONITORING_CHECKS,
+    jobs=MONITORING_JOBS,
+    schedules=MONITORING_SCHEDULES,
+    sensors=MONITORING_SENSORS,
+)
