@@ -77,55 +77,57 @@ def check_failure_alert(record, base_url: str):
     """The alert of one failed asset check evaluation event record."""
     from core.monitoring.alerts import Alert, check_link
 
-    evaluation = record.event_log_entry.dagster_event.asset_check_evaluation
+    evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
     asset = evaluation.asset_key.to_user_string()
-    error = evaluation.severity == dg.AssetCheckSeverity.ERROR
     return Alert(
         dedup_key=f"check_failure:{asset}:{evaluation.check_name}",
         kind="check_failure",
-        severity="high" if error else "medium",
+        severity="high",
         title=f"blocking check {evaluation.check_name} on {asset} failed",
         body=(
             f"{evaluation.check_name} on {asset} failed with severity {evaluation.severity.value} in run "
-            f"{record.run_id}: {evaluation.description or 'no description'}"
+            f"{record.run_id}, which stopped what depends on {asset}: {evaluation.description or 'no description'}"
         )[:4000],
         link=check_link(base_url, evaluation.asset_key.path, evaluation.check_name),
     )
 
 
-@dg.sensor(
+def failed_blocking_checks(instance: dg.DagsterInstance, run_id: str) -> list:
+    """The run's failed blocking check evaluations (event records), read from that run's own events:
+    on the default SQLite instance the event log is sharded by run, and a cross-run query of check
+    evaluations after a cursor is refused."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return [
+        r
+        for r in records
+        if not r.event_log_entry.dagster_event.asset_check_evaluation_data.passed
+        and r.event_log_entry.dagster_event.asset_check_evaluation_data.blocking
+    ]
+
+
+# A blocking check stops its run only when it fails with ERROR severity (a WARN failure blocks
+# nothing), and then the run fails: watching failed runs sees every check that blocked something.
+@dg.run_failure_sensor(
     name="alert_on_failed_blocking_checks",
-    minimum_interval_seconds=60,
+    monitor_all_code_locations=True,
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Raises a check_failure alert for every failed blocking asset check (from the event log).",
+    description="Raises a check_failure alert for each failed blocking asset check of a failed run.",
 )
-def alert_on_failed_blocking_checks(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
-    storage = context.instance.event_log_storage
-    if context.cursor is None:
-        # Start at the newest event: a first tick does not page the history.
-        latest = storage.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False
+def alert_on_failed_blocking_checks(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    run = context.dagster_run
+    failed = failed_blocking_checks(context.instance, run.run_id)
+    if not failed:
+        return
+    busy = busy_run(context.instance, alerts, exclude=run.run_id)
+    alerter = alerts.alerter(record=busy is None)
+    for record in failed:
+        outcome = alerter.raise_alert(check_failure_alert(record, alerts.base_url()))
+        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+        context.log.info(
+            f"{evaluation.check_name} on {evaluation.asset_key.to_user_string()}: alert {outcome.alert_id} "
+            + ("raised" if outcome.new else f"repeat #{outcome.occurrences}, not sent again")
         )
-        context.update_cursor(str(latest[0].storage_id if latest else 0))
-        return dg.SkipReason("started: alerting on check evaluations from now on")
-    if busy := busy_run(context.instance, alerts):
-        return dg.SkipReason(f"run {busy} may be writing the DuckDB warehouse: next tick")
-    records = storage.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=int(context.cursor)),
-        limit=PER_TICK * 4,
-        ascending=True,
-    )
-    alerter = alerts.alerter()
-    raised = 0
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation
-        if not evaluation.passed and evaluation.blocking:
-            if raised >= PER_TICK:
-                break
-            outcome = alerter.raise_alert(check_failure_alert(record, alerts.base_url()))
-            raised += outcome.new
-        context.update_cursor(str(record.storage_id))
-    return dg.SkipReason(f"{len(records)} check evaluation(s) read, {raised} new alert(s)")
 
 
 def anomaly_alert(row, base_url: str):
