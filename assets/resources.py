@@ -17,6 +17,7 @@ import dagster as dg
 import pydantic
 
 from core.discovery.sources.settings import SOURCE_SECRETS
+from core.monitoring.alerts import DEFAULT_UI_URL
 from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_environment, dbt_target_for, installed_dbt
 from core.platform.warehouse import Warehouse, WarehouseError, default_home, default_warehouse_url
 from ml.registry import ModelVersion, Registry, embedded_artifact_root, embedded_tracking_uri, redacted, sqlite_path
@@ -292,7 +293,7 @@ class AlertsResource(dg.ConfigurableResource):
     retry_attempts: int = 3
     retry_wait_seconds: float = 0.5
     timeout_seconds: float = 5.0
-    ui_url: str = "http://127.0.0.1:3000"
+    ui_url: str = DEFAULT_UI_URL
 
     @pydantic.field_validator("dedup_minutes", "retry_attempts")
     @classmethod

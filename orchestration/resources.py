@@ -18,6 +18,7 @@ from assets.resources import (
     WarehouseResource,
 )
 from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS
+from core.monitoring.alerts import DEFAULT_UI_URL
 from core.platform.warehouse import default_home, default_warehouse_url
 
 
@@ -81,7 +82,7 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             email_to=_text(env, "ALERT_EMAIL_TO"),
             dedup_minutes=_integer(env, "ALERT_DEDUP_MINUTES", 60),
             retry_attempts=_integer(env, "ALERT_RETRY_ATTEMPTS", 3),
-            ui_url=env.get("DAGSTER_UI_URL") or "http://127.0.0.1:3000",
+            ui_url=env.get("DAGSTER_UI_URL") or DEFAULT_UI_URL,
         ),
     }
 

@@ -19,26 +19,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import smtplib
-import ssl
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from core.platform.warehouse import run_sql
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     from core.platform.warehouse import Warehouse
 
 SEVERITIES = ("low", "medium", "high", "critical")
 KINDS = ("run_failure", "check_failure", "anomaly", "slo_burn")
 DELIVERED, UNDELIVERED = "delivered", "undelivered"
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"  # `make dev` serves the UI there (DAGSTER_UI_URL overrides)
 ALERTS_TABLE = "monitoring.alerts"
 DELIVERIES_TABLE = "monitoring.alert_deliveries"
 # Slack refuses a section block whose text is over 3,000 characters: the body is cut before that.
@@ -74,11 +72,6 @@ class Alert:
 
 
 # -- links into the Dagster UI --------------------------------------------------------------------
-
-
-def ui_base(env: dict[str, str] | None = None) -> str:
-    source = os.environ if env is None else env
-    return (source.get("DAGSTER_UI_URL") or DEFAULT_UI_URL).rstrip("/")
 
 
 def run_link(base: str, run_id: str) -> str:
@@ -178,6 +171,8 @@ class EmailSink:
     name: str = "email"
 
     def message(self, alert: Alert, alert_id: str, occurrences: int) -> EmailMessage:
+        from email.message import EmailMessage  # smtplib, ssl and email: for a process that mails only
+
         message = EmailMessage()
         message["Subject"] = f"[ventureloop {alert.severity}] {alert.title}"
         message["From"] = self.sender
@@ -197,6 +192,9 @@ class EmailSink:
         return message
 
     def send(self, alert: Alert, alert_id: str, occurrences: int) -> None:
+        import smtplib
+        import ssl
+
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds) as smtp:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context())
