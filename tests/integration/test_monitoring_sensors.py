@@ -293,3 +293,31 @@ def slo_report_on(instance, warehouse: Warehouse) -> None:
     webhook = deliveries[deliveries.sink == "webhook"]
     assert len(webhook) == 2 and set(webhook.status) == {"undelivered"} and set(webhook.attempts) == {2}
     assert webhook.error.str.contains("ConnectError").all()
+
+
+def test_the_warehouse_slis_read_alike_on_both_backends(warehouse):
+    """revenue_by_day (UTC days, refunds netted, other currencies named when they have no rate) and
+    experiment_run_events on the conftest's DuckDB and PostgreSQL warehouses."""
+    from core.ledger.booking import reverse
+    from core.monitoring.slo import experiment_run_events, revenue_by_day
+
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    experiment_runs(warehouse, now)
+    # 23:30 UTC on the 18th is the 18th, whatever the session time zone says.
+    book(warehouse, sale("late", 700, datetime(2026, 11, 18, 23, 30, tzinfo=UTC)))
+    refunded = book(warehouse, sale("refunded", 200, datetime(2026, 11, 19, 8, 0, tzinfo=UTC)))
+    reverse(
+        warehouse,
+        refunded.transaction_id,
+        idempotency_key="refund:refunded",
+        reason="refund",
+        occurred_at=datetime(2026, 11, 19, 15, 0, tzinfo=UTC),
+    )
+    book(warehouse, sale("kept", 300, datetime(2026, 11, 19, 9, 0, tzinfo=UTC)))
+    book(warehouse, sale("euros", 900, datetime(2026, 11, 19, 10, 0, tzinfo=UTC), currency="EUR"))
+    by_day, problems = revenue_by_day(warehouse, datetime(2026, 11, 17, tzinfo=UTC), now, "USD")
+    assert by_day == {datetime(2026, 11, 18).date(): 700, datetime(2026, 11, 19).date(): 300}
+    assert len(problems) == 1 and problems[0].startswith("EUR on 2026-11-19 not counted")
+    events = experiment_run_events(warehouse, now - timedelta(days=7))
+    assert len(events) == 20 and sum(not e.good for e in events) == 2
+    assert all(e.at.tzinfo is not None for e in events)
