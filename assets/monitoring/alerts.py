@@ -36,16 +36,23 @@ def busy_run(instance: dg.DagsterInstance, alerts: AlertsResource, exclude: str 
     return None
 
 
-def run_failure_alert(run: dg.DagsterRun, message: str, base_url: str):
+def run_failure_alert(run: dg.DagsterRun, message: str, base_url: str, failed_steps: list[str] | None = None):
     from core.monitoring.alerts import Alert, run_link
 
+    what = run.job_name
+    if run.job_name.startswith("__"):
+        # An ad hoc run (the UI's Materialize button, `dagster asset materialize`): its selected
+        # assets, else its failed steps, say what failed; the hidden job's name says nothing.
+        named = sorted(key.to_user_string() for key in run.asset_selection or ()) or sorted(failed_steps or ())
+        if named:
+            what = f"{', '.join(named[:5])}{' and more' if len(named) > 5 else ''}"
     return Alert(
-        # One alert per job in the dedup window: a job failing every minute is one problem.
-        dedup_key=f"run_failure:{run.job_name}",
+        # One alert per job (or asset set) in the dedup window: one failing every minute is one problem.
+        dedup_key=f"run_failure:{what}",
         kind="run_failure",
         severity="high",
-        title=f"run of {run.job_name} failed",
-        body=f"run {run.run_id} of job {run.job_name} failed: {message}"[:4000],
+        title=f"run of {what} failed",
+        body=f"run {run.run_id} of {what} failed: {message}"[:4000],
         link=run_link(base_url, run.run_id),
     )
 
@@ -60,12 +67,12 @@ def run_failure_alert(run: dg.DagsterRun, message: str, base_url: str):
 def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
     run = context.dagster_run
     message = context.failure_event.message or "no message"
-    step_failures = [e for e in context.get_step_failure_events() if e.step_key]
-    if step_failures:
-        message += "; failed steps: " + ", ".join(sorted({e.step_key for e in step_failures}))
+    steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
+    if steps:
+        message += "; failed steps: " + ", ".join(steps)
     busy = busy_run(context.instance, alerts, exclude=run.run_id)
     alerter = alerts.alerter(record=busy is None)
-    outcome = alerter.raise_alert(run_failure_alert(run, message, alerts.base_url()))
+    outcome = alerter.raise_alert(run_failure_alert(run, message, alerts.base_url(), steps))
     context.log.info(
         f"run {run.run_id} ({run.job_name}): alert {outcome.alert_id} "
         + ("raised" if outcome.new else f"repeat #{outcome.occurrences}, not sent again")

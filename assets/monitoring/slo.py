@@ -65,7 +65,8 @@ class SloConfig(dg.Config):
     burn_threshold: float = 6.0
 
 
-def slos(config: SloConfig) -> dict[str, "object"]:
+def slos(config: SloConfig) -> dict:
+    """The SLOs by name (core.monitoring.slo.Slo), one data_freshness:<asset> per key asset."""
     from core.monitoring.slo import Slo
 
     hours = timedelta(hours=1)

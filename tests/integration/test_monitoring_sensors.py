@@ -146,13 +146,16 @@ def test_a_failed_blocking_check_raises_a_check_alert_and_an_advisory_one_does_n
     with failure_context(instance, result.run_id, alerts) as context:
         alert_on_failed_blocking_checks(context)
     [row] = alert_rows(duckdb_warehouse).itertuples()  # scores_not_blocking failed too, but blocks nothing
-    assert row.dedup_key == "check_failure:scores:scores_within_unit_interval"
+    assert row.kind == "check_failure" and row.dedup_key == "check_failure:scores:scores_within_unit_interval"
     assert row.severity == "high" and "3 scores above 1.0" in row.body and result.run_id in row.body
     assert row.link == f"{UI}/assets/scores?view=checks&checkDetail=scores_within_unit_interval"
+    with failure_context(instance, result.run_id, alerts) as context:
+        alert_on_run_failure(context)  # the run failed too: its alert names the step, not the ad hoc job
+    assert "run_failure:scores_scores_within_unit_interval" in set(alert_rows(duckdb_warehouse).dedup_key)
     failed_run = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
     with failure_context(instance, failed_run.run_id, alerts) as context:
         alert_on_failed_blocking_checks(context)  # a run that failed without a check: nothing
-    assert len(alert_rows(duckdb_warehouse)) == 1
+    assert len(alert_rows(duckdb_warehouse)) == 2
 
 
 def anomaly(metric: str, severity: str, detected_at: datetime) -> dict:
