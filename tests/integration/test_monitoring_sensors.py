@@ -72,6 +72,15 @@ def instance():
         yield instance
 
 
+@pytest.fixture(scope="module")
+def failed_runs(instance) -> list[str]:
+    """Two real failed runs of flaky_job on the module's instance (each sensor test alerts on them
+    on its own warehouse)."""
+    runs = [flaky_job.execute_in_process(instance=instance, raise_on_error=False) for _ in range(2)]
+    assert not any(run.success for run in runs)
+    return [run.run_id for run in runs]
+
+
 @pytest.fixture
 def duckdb_warehouse(duckdb_url) -> Warehouse:
     warehouse = Warehouse(duckdb_url)
@@ -101,14 +110,12 @@ def failure_context(instance, run_id: str, alerts: AlertsResource):
     ).for_run_failure()
 
 
-def test_a_failed_run_raises_one_alert_linked_to_the_run(instance, duckdb_warehouse, caplog):
+def test_a_failed_run_raises_one_alert_linked_to_the_run(instance, failed_runs, duckdb_warehouse, caplog):
     alerts = alerts_for(duckdb_warehouse)
-    first = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
-    second = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
-    assert not first.success and not second.success
-    for run in (first, second):
-        with failure_context(instance, run.run_id, alerts) as context:
+    for run_id in failed_runs:
+        with failure_context(instance, run_id, alerts) as context:
             alert_on_run_failure(context)
+    first = instance.get_run_by_id(failed_runs[0])
     [row] = alert_rows(duckdb_warehouse).itertuples()
     assert (row.dedup_key, row.kind, row.severity) == ("run_failure:flaky_job", "run_failure", "high")
     assert row.link == f"{UI}/runs/{first.run_id}"
@@ -120,9 +127,10 @@ def test_a_failed_run_raises_one_alert_linked_to_the_run(instance, duckdb_wareho
     assert f'"link": "{UI}/runs/{first.run_id}"' in caplog.text  # the log sink's line
 
 
-def test_a_run_failure_alert_while_another_run_writes_duckdb_is_delivered_unrecorded(instance, duckdb_warehouse):
+def test_a_run_failure_alert_while_another_run_writes_duckdb_is_delivered_unrecorded(
+    instance, failed_runs, duckdb_warehouse
+):
     alerts = alerts_for(duckdb_warehouse)
-    failed = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
     writing = instance.create_run_for_job(steady_job, run_id=str(uuid.uuid4()))
     instance.handle_run_event(  # the other run is now STARTED: it may hold the DuckDB file
         writing.run_id,
@@ -130,14 +138,16 @@ def test_a_run_failure_alert_while_another_run_writes_duckdb_is_delivered_unreco
     )
     assert instance.get_run_by_id(writing.run_id).status == dg.DagsterRunStatus.STARTED
     try:
-        with failure_context(instance, failed.run_id, alerts) as context:
+        with failure_context(instance, failed_runs[0], alerts) as context:
             alert_on_run_failure(context)
     finally:
         instance.report_run_canceled(instance.get_run_by_id(writing.run_id))
     assert len(alert_rows(duckdb_warehouse)) == 0  # not opened while the other run may write
 
 
-def test_a_failed_blocking_check_raises_a_check_alert_and_an_advisory_one_does_not(instance, duckdb_warehouse):
+def test_a_failed_blocking_check_raises_a_check_alert_and_an_advisory_one_does_not(
+    instance, failed_runs, duckdb_warehouse
+):
     alerts = alerts_for(duckdb_warehouse)
     result = dg.materialize(
         [scores, scores_within_unit_interval, scores_not_blocking], instance=instance, raise_on_error=False
@@ -152,8 +162,7 @@ def test_a_failed_blocking_check_raises_a_check_alert_and_an_advisory_one_does_n
     with failure_context(instance, result.run_id, alerts) as context:
         alert_on_run_failure(context)  # the run failed too: its alert names the step, not the ad hoc job
     assert "run_failure:scores_scores_within_unit_interval" in set(alert_rows(duckdb_warehouse).dedup_key)
-    failed_run = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
-    with failure_context(instance, failed_run.run_id, alerts) as context:
+    with failure_context(instance, failed_runs[0], alerts) as context:
         alert_on_failed_blocking_checks(context)  # a run that failed without a check: nothing
     assert len(alert_rows(duckdb_warehouse)) == 2
 
