@@ -17,6 +17,7 @@ import dagster as dg
 import pydantic
 
 from core.discovery.sources.settings import SOURCE_SECRETS
+from core.monitoring.alerts import DEFAULT_UI_URL
 from core.platform.dbt_env import DBT_PROJECT_DIR, dbt_environment, dbt_target_for, installed_dbt
 from core.platform.warehouse import Warehouse, WarehouseError, default_home, default_warehouse_url
 from ml.registry import ModelVersion, Registry, embedded_artifact_root, embedded_tracking_uri, redacted, sqlite_path
@@ -272,3 +273,89 @@ class MlflowResource(dg.ConfigurableResource):
             found["mlflow_run_id"] = logged
         found.update({key: float(value) for key, value in (metrics or {}).items()})
         return found
+
+
+# -- alerts (issue 9): where alerts go. The log sink always; a Slack-compatible webhook and SMTP email
+# when configured (ALERT_* in .env.example). core/monitoring/alerts.py does the work.
+class AlertsResource(dg.ConfigurableResource):
+    """The alert sinks, deduplication window, retries and the Dagster UI the links point at."""
+
+    warehouse: WarehouseResource
+    webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    email_from: str | None = None
+    email_to: str | None = None  # comma-separated addresses
+    dedup_minutes: int = 60
+    retry_attempts: int = 3
+    retry_wait_seconds: float = 0.5
+    timeout_seconds: float = 5.0
+    ui_url: str = DEFAULT_UI_URL
+
+    @pydantic.field_validator("dedup_minutes", "retry_attempts")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"{value}: ALERT_DEDUP_MINUTES and ALERT_RETRY_ATTEMPTS must be at least 1")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _email_complete(self) -> "AlertsResource":
+        # Checked when the code location loads: a sensor finding it out later would lose the alert.
+        if self.smtp_host and (not self.email_from or not self.recipients()):
+            raise ValueError(
+                f"ALERT_SMTP_HOST={self.smtp_host} is set but ALERT_EMAIL_FROM or ALERT_EMAIL_TO is not: set both "
+                "(the sender, and comma-separated recipients), or unset ALERT_SMTP_HOST"
+            )
+        return self
+
+    def recipients(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in (self.email_to or "").split(",") if a.strip())
+
+    def sinks(self) -> list:
+        from core.monitoring.alerts import EmailSink, LogSink, WebhookSink
+
+        sinks: list = [LogSink()]
+        if self.webhook_url:
+            sinks.append(WebhookSink(self.webhook_url, timeout_seconds=self.timeout_seconds))
+        if self.smtp_host:
+            sinks.append(
+                EmailSink(
+                    host=self.smtp_host,
+                    port=self.smtp_port,
+                    sender=self.email_from,
+                    recipients=self.recipients(),
+                    user=self.smtp_user,
+                    password=self.smtp_password,
+                    starttls=self.smtp_starttls,
+                    timeout_seconds=self.timeout_seconds,
+                )
+            )
+        return sinks
+
+    def alerter(self, record: bool = True):
+        """The Alerter on this warehouse; record=False delivers without the store (no dedup), for a
+        caller that must not open a DuckDB file another process is writing."""
+        from datetime import timedelta
+
+        from core.monitoring.alerts import Alerter, AlertStore, Retry
+
+        client = self.warehouse.client()
+        store = AlertStore(client) if record and client.exists() else None
+        if store is not None:
+            try:
+                store.ensure_tables()
+            except Exception:  # noqa: BLE001 - the alert still goes out (Alerter says it was not recorded)
+                store = None
+        return Alerter(
+            store=store,
+            sinks=self.sinks(),
+            dedup_window=timedelta(minutes=self.dedup_minutes),
+            retry=Retry(attempts=self.retry_attempts, first_wait_seconds=self.retry_wait_seconds),
+        )
+
+    def base_url(self) -> str:
+        return self.ui_url.rstrip("/")

@@ -67,6 +67,11 @@ strategy_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(strategy_app, name="strategy")
+alerts_app = typer.Typer(
+    help="Alerts (monitoring.alerts): list them with their deliveries, redeliver the undelivered (docs/monitoring.md).",
+    no_args_is_help=True,
+)
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.callback()
@@ -1058,6 +1063,86 @@ def _experiment_or_exit(warehouse: Warehouse, experiment_id: str) -> dict:
     except UnknownExperiment as error:
         typer.echo(f"refused: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+# -- alerts (docs/monitoring.md) ------------------------------------------------------------------
+
+
+def _alerter():
+    """The Alerter the sensors use: the `alerts` resource of this environment (ALERT_* variables),
+    its secrets resolved, on this environment's warehouse."""
+    import dagster as dg
+
+    from orchestration.resources import resources
+
+    with dg.build_resources({"alerts": resources()["alerts"]}) as built:
+        return built.alerts.alerter()
+
+
+@alerts_app.command("list")
+def alerts_list(limit: int = typer.Option(50, help="Show at most this many, latest first.")) -> None:
+    """The latest alerts: kind, severity, title, how often seen, and each sink's latest delivery."""
+    from tabulate import tabulate
+
+    from core.monitoring.alerts import AlertStore
+
+    alerts, deliveries = AlertStore(_warehouse()).listing(limit)
+    typer.echo(f"{len(alerts)} alert(s)")
+    if alerts.empty:
+        return
+    by_alert: dict[str, list[str]] = {}
+    for d in deliveries.itertuples():
+        by_alert.setdefault(d.alert_id, []).append(
+            f"{d.sink}: {d.status}" + ("" if d.status == "delivered" else f" ({d.attempts} tries)")
+        )
+    rows = [
+        [
+            a.alert_id[:8],
+            str(a.last_seen_at)[:19],
+            a.kind,
+            a.severity,
+            a.title,
+            a.occurrences,
+            "\n".join(by_alert.get(a.alert_id, [])),  # one line per sink
+            "" if pd_isna(a.link) else a.link,
+        ]
+        for a in alerts.itertuples()
+    ]
+    headers = ["alert", "last seen (UTC)", "kind", "severity", "title", "seen", "deliveries", "link"]
+    typer.echo(tabulate(rows, headers=headers, maxcolwidths=[8, 19, 13, 8, 50, 5, None, 60]))
+
+
+@alerts_app.command("redeliver")
+def alerts_redeliver() -> None:
+    """Send every alert whose latest delivery to a sink failed to that sink again (if it is still
+    configured), and record how it went. Exits 1 if any is still undelivered."""
+    from core.monitoring.alerts import AlertStore
+
+    pending = AlertStore(_warehouse()).undelivered()  # _warehouse refuses a missing warehouse
+    if not pending:
+        typer.echo("nothing to redeliver")
+        return
+    alerter = _alerter()
+    configured = {sink.name for sink in alerter.sinks}
+    if missing := sorted({sink for _, _, sink, _ in pending} - configured):
+        typer.echo(
+            f"{sum(sink in missing for _, _, sink, _ in pending)} undelivered to sinks not configured here "
+            f"({', '.join(missing)}): set their ALERT_* variables (.env.example) to redeliver them",
+            err=False,
+        )
+    done = alerter.redeliver()
+    if not done:
+        raise typer.Exit(1)
+    still = 0
+    for alert_id, delivery in done:
+        still += delivery.status != "delivered"
+        typer.echo(
+            f"{alert_id[:8]} -> {delivery.sink}: {delivery.status} after {delivery.attempts} attempt(s)"
+            + (f" ({delivery.error})" if delivery.error else "")
+        )
+    typer.echo(f"{len(done) - still} redelivered, {still} still undelivered")
+    if still:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.forecasting.forecast import ForecastResource
 from assets.resources import (
+    AlertsResource,
     DbtResource,
     DiscoveryResource,
     ExperimentEnvironmentResource,
@@ -18,6 +19,7 @@ from assets.resources import (
     WarehouseResource,
 )
 from core.discovery.sources.settings import SOURCE_SECRETS, SOURCE_SETTINGS
+from core.monitoring.alerts import DEFAULT_UI_URL
 from core.platform.warehouse import default_home, default_warehouse_url
 
 
@@ -72,6 +74,21 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             horizon_days=_integer(env, "FORECAST_HORIZON_DAYS", 30),
             holiday_country=env.get("FORECAST_HOLIDAY_COUNTRY", "US") or None,
             backtest_folds=_integer(env, "FORECAST_BACKTEST_FOLDS", 3),
+        # Alerts (docs/monitoring.md): the log sink always; the webhook and SMTP when set. The webhook
+        # URL carries its token and the SMTP password is a secret: both by reference.
+        "alerts": AlertsResource(
+            warehouse=warehouse,
+            webhook_url=_secret(env, "ALERT_WEBHOOK_URL"),
+            smtp_host=_text(env, "ALERT_SMTP_HOST"),
+            smtp_port=_integer(env, "ALERT_SMTP_PORT", 587),
+            smtp_user=_text(env, "ALERT_SMTP_USER"),
+            smtp_password=_secret(env, "ALERT_SMTP_PASSWORD"),
+            smtp_starttls=(env.get("ALERT_SMTP_STARTTLS") or "true").lower() not in ("false", "0", "no"),
+            email_from=_text(env, "ALERT_EMAIL_FROM"),
+            email_to=_text(env, "ALERT_EMAIL_TO"),
+            dedup_minutes=_integer(env, "ALERT_DEDUP_MINUTES", 60),
+            retry_attempts=_integer(env, "ALERT_RETRY_ATTEMPTS", 3),
+            ui_url=env.get("DAGSTER_UI_URL") or DEFAULT_UI_URL,
         ),
     }
 

@@ -10,5 +10,26 @@ MONITORING_ASSETS: list = []
 MONITORING_CHECKS: list = []
 MONITORING_ASSETS.append(metric_anomalies)  # anomaly detection (ml/anomaly.py)
 MONITORING_CHECKS.append(no_recent_critical_anomaly)
+from assets.monitoring.alerts import ALERT_SENSORS
+from assets.monitoring.slo import FRESHNESS_CHECKS, freshness_checks_sensor, slo_job, slo_report, slo_schedule
 
-defs = dg.Definitions(assets=with_code_references(MONITORING_ASSETS), asset_checks=MONITORING_CHECKS)
+MONITORING_ASSETS: list = []
+MONITORING_CHECKS: list = []
+MONITORING_JOBS: list = []
+MONITORING_SCHEDULES: list = []
+MONITORING_SENSORS: list = []
+
+# SLOs and alerts (docs/monitoring.md)
+MONITORING_ASSETS.append(slo_report)
+MONITORING_CHECKS.extend(FRESHNESS_CHECKS)
+MONITORING_JOBS.append(slo_job)
+MONITORING_SCHEDULES.append(slo_schedule)
+MONITORING_SENSORS.extend([freshness_checks_sensor, *ALERT_SENSORS])
+
+defs = dg.Definitions(
+    assets=with_code_references(MONITORING_ASSETS),
+    asset_checks=MONITORING_CHECKS,
+    jobs=MONITORING_JOBS,
+    schedules=MONITORING_SCHEDULES,
+    sensors=MONITORING_SENSORS,
+)
