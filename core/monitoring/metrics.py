@@ -45,6 +45,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from core.experiments.lifecycle import RUNNING, STATES
 from core.experiments.outcomes import FINISHED_STATES
@@ -164,8 +165,8 @@ SELECT source, stage, count(*) AS records, sum(CASE WHEN replayed_at IS NULL THE
 FROM quarantine.records GROUP BY source, stage
 """
 
-# Sources that fetched at least once: their fetch-error counter is exported as 0 before their first
-# error, so that rate() and increase() see the first one.
+# Sources that fetched at least once (or have quarantined records): their fetch-error counter is
+# exported as 0 before their first error, so that rate() and increase() see the first one.
 SOURCES_SQL = "SELECT source FROM raw.responses GROUP BY source"
 
 
@@ -192,13 +193,9 @@ def _histogram(
         cumulative, buckets = 0, []
         for bound, count in zip([*bounds, math.inf], counts, strict=True):
             cumulative += count
-            buckets.append(("+Inf" if bound == math.inf else _bound(bound), cumulative))
+            buckets.append((floatToGoString(bound), cumulative))  # as prometheus_client's own: "1.0", "+Inf"
         family.add_metric(list(key), buckets, sum_value=float(math.fsum(values)))
     return family
-
-
-def _bound(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def read_families(warehouse: Warehouse, now: datetime | None = None) -> list[Metric]:
@@ -348,6 +345,7 @@ def _families(conn: Any, now: datetime) -> list[Metric]:
     )
     errors = {source: 0 for (source,) in run_sql(conn, SOURCES_SQL, None).fetchall()}
     for source, stage, records, waiting in sorted(run_sql(conn, QUARANTINE_SQL, None).fetchall()):
+        errors.setdefault(source, 0)
         if stage == "fetch":
             errors[source] = int(records)
         pending.add_metric([source, stage], int(waiting))
@@ -407,6 +405,7 @@ class WarehouseCollector(Collector):
     warehouse: Warehouse
     cache_seconds: float = 0.0
     clock: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)  # budget windows contain this instant
     _snapshot: _Snapshot | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     last_error: str | None = field(default=None, init=False)
@@ -422,7 +421,7 @@ class WarehouseCollector(Collector):
             if snapshot is None or self.cache_seconds <= 0 or self.clock() - snapshot.read_at >= self.cache_seconds:
                 started = self.clock()
                 try:
-                    families = read_families(self.warehouse)
+                    families = read_families(self.warehouse, self.now())
                 except MetricsError as error:
                     up = 0
                     if str(error) != self.last_error:  # one line per new reason, not one per scrape
