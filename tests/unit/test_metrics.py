@@ -5,9 +5,11 @@ missing table) as ventureloop_warehouse_up 0 with the reason logged."""
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -340,3 +342,72 @@ def test_a_cached_read_serves_later_scrapes_until_it_expires(small_duckdb, monke
     scrape(collector)
     assert len(reads) == 2
     assert cached[("metrics_snapshot_age_seconds", ())] == pytest.approx(4.9)
+
+
+# -- the Grafana dashboard, its provisioning and the Prometheus scrape config ---------------------------
+
+GRAFANA = Path(__file__).resolve().parents[2] / "orchestration" / "grafana"
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions, keywords,
+    label names (inside {...} or by (...)) or durations (inside [...])."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    return {name for name in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", expr) if name not in PROMQL_WORDS}
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads((GRAFANA / "dashboards" / "ventureloop.json").read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_the_promql_reader_finds_metric_names_and_nothing_else():
+    assert promql_metric_names(
+        'histogram_quantile(0.95, sum by (le) (rate(x_bucket{state="a b", le!="1"}[5m]))) / on(job) y_total offset 1h'
+    ) == {"x_bucket", "y_total"}
+
+
+def test_every_metric_the_dashboard_queries_is_exported(small_duckdb):
+    exported = {name for name, _labels in scrape(WarehouseCollector(small_duckdb, now=lambda: T))}
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 15
+    used = set().union(*(promql_metric_names(e) for e in exprs))
+    assert {"revenue_total_cents", "active_experiments", "experiment_success_ratio", "experiment_roi_bucket"} <= {
+        n.removeprefix("ventureloop_") for n in used
+    }  # the seed's four panels
+    assert all(n.startswith("ventureloop_") for n in used), used
+    assert not {n for n in used if n.removeprefix("ventureloop_") not in exported}, exported
+
+
+def test_the_panels_the_provisioned_datasource_and_prometheus_agree():
+    import yaml
+
+    from core.monitoring.metrics import DEFAULT_PORT
+
+    datasource = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    [source] = datasource["datasources"]
+    dashboard = json.loads((GRAFANA / "dashboards" / "ventureloop.json").read_text())
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": source["uid"]}, panel["title"]
+            assert all(t["datasource"]["uid"] == source["uid"] for t in panel["targets"])
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+    compose = yaml.safe_load((GRAFANA.parents[1] / "compose.yaml").read_text())["services"]
+    assert source["url"] == "http://prometheus:9090" and "9090:9090" in compose["prometheus"]["ports"]
+    [provider] = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "ventureloop.yaml").read_text())["providers"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in compose["grafana"]["volumes"] if v.startswith("./"))
+    assert mounts["./orchestration/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./orchestration/grafana/provisioning"] == "/etc/grafana/provisioning"
+
+    scrape_config = yaml.safe_load((GRAFANA / "prometheus.yml").read_text())
+    [job] = scrape_config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == [f"metrics:{DEFAULT_PORT}"]
+    assert f"--port {DEFAULT_PORT}" in compose["metrics"]["command"][-1]
+    assert "--host 0.0.0.0" in compose["metrics"]["command"][-1]
+    assert all(service.get("profiles") == ["monitoring"] for name, service in compose.items() if name in
+               ("metrics", "prometheus", "grafana"))  # fmt: skip
