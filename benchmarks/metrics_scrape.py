@@ -11,7 +11,8 @@ quarantined fetch errors. Timed, each the median of --repeat runs:
 - plain query: the revenue/cost GROUP BY over ledger.postings on a connection already open;
 - plain query + connect: the same, opening and closing the read-only connection around it;
 - collector read: everything a scrape reads (six queries on one fresh connection) into metric families;
-- HTTP scrape: GET /metrics from the real server (prometheus_client's), body parsed by its parser.
+- HTTP scrape: GET /metrics from the real server (prometheus_client's), reading the warehouse every
+  time (cache 0), and the same served from the endpoint's cache (--cache-seconds).
 The target: the HTTP scrape under 100 ms.
 """
 
@@ -158,30 +159,41 @@ def main() -> int:
     families = read_families(warehouse, as_of)
     collector = median_seconds(lambda: read_families(warehouse, as_of), args.repeat)
 
-    server, _thread = serve(warehouse, host="127.0.0.1", port=0)
-    url = f"http://127.0.0.1:{server.server_port}/metrics"
-    samples = 0
-    with httpx.Client() as client:
+    def http_median(cache_seconds: float) -> tuple[float, int]:
+        server, _thread = serve(warehouse, host="127.0.0.1", port=0, cache_seconds=cache_seconds)
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        try:
+            with httpx.Client() as client:
+                body = client.get(url).text  # the first scrape, as every later one, reads (cache 0) or fills the cache
+                found = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+                assert found["ventureloop_warehouse_up"] == 1, "the endpoint could not read the warehouse"
+                return median_seconds(lambda: client.get(url).raise_for_status(), args.repeat), len(found)
+        finally:
+            server.shutdown()
+            server.server_close()
 
-        def scrape() -> None:
-            nonlocal samples
-            response = client.get(url)
-            response.raise_for_status()
-            samples = sum(len(f.samples) for f in text_string_to_metric_families(response.text))
-
-        scrape()
-        http = median_seconds(scrape, args.repeat)
-    server.shutdown()
+    http, _ = http_median(0)
+    cached, _ = http_median(60)
+    with httpx.Client() as client:  # the size of one body, parsed once (Prometheus parses, not the endpoint)
+        server, _thread = serve(warehouse, host="127.0.0.1", port=0)
+        body = client.get(f"http://127.0.0.1:{server.server_port}/metrics").text
+        server.shutdown()
+        server.server_close()
+    samples = sum(len(f.samples) for f in text_string_to_metric_families(body))
     work.unlink(missing_ok=True)
 
     print(f"metrics scrape: {count:,} postings, {EXPERIMENTS:,} experiments; {machine()}")
-    print(f"  {len(families)} warehouse metric families, {samples:,} samples in the HTTP body; median of {args.repeat}")
+    print(
+        f"  {len(families)} warehouse metric families, {samples:,} samples ({len(body) / 1024:.0f} KiB) in the "
+        f"HTTP body; median of {args.repeat}"
+    )
     print(f"  {'measurement':48} {'ms':>9} {'x plain':>8}")
     for name, seconds in (
         ("plain revenue/cost GROUP BY (open connection)", plain),
         ("plain query + read-only connect/close", with_connect),
         ("collector read (6 queries, fresh connection)", collector),
-        ("HTTP scrape GET /metrics + parse", http),
+        ("HTTP scrape GET /metrics, cache 0 (every read)", http),
+        ("HTTP scrape GET /metrics, served from the cache", cached),
     ):
         print(f"  {name:48} {seconds * 1000:9.1f} {seconds / plain:8.2f}")
     verdict = "met" if http < 0.1 else "NOT met"
