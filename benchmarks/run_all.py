@@ -34,6 +34,7 @@ def main() -> int:
             ["bandit_regret.py", "--quick"],
             ["predictors.py", "--quick"],
             ["closed_loop.py", "--quick"],
+            ["metrics_scrape.py", "--postings", "100000"],
         ]
     else:
         runs = [
@@ -46,6 +47,7 @@ def main() -> int:
             ["bandit_regret.py"],
             ["predictors.py"],
             ["closed_loop.py"],
+            ["metrics_scrape.py"],
         ]
     failed = []
     for script, *options in runs:

@@ -1074,7 +1074,9 @@ def metrics_serve(
     ),
     host: str = typer.Option(None, help="Address to listen on; default $VENTURELOOP_METRICS_HOST, else 127.0.0.1."),
     cache_seconds: float = typer.Option(
-        None, help="Reuse a read for this long; default $VENTURELOOP_METRICS_CACHE_SECONDS, else 5 (0: every scrape)."
+        None,
+        help="Answer scrapes from the last read, read again in the background once it is older than this; "
+        "default $VENTURELOOP_METRICS_CACHE_SECONDS, else 5. 0: every scrape reads and waits for it.",
     ),
 ) -> None:
     """Serve /metrics for Prometheus: money, experiments, budgets and fetch errors, read from the

@@ -28,7 +28,8 @@ ventureloop_warehouse_up 0, logs why (one JSON line), and repeats the last snaps
 with its age in ventureloop_metrics_snapshot_age_seconds. DuckDB: the file is opened read-only and
 only for the read (a few tens of milliseconds), never created; a writer (a pipeline run) that has it
 open makes the read fail fast instead of waiting, so the endpoint never holds the pipeline up.
-`cache_seconds` reuses a snapshot for that long, so that many scrapers cost one read.
+`cache_seconds` above 0 answers every scrape from the last read and refreshes it in the background
+once it is older than that (WarehouseCollector), so a scrape costs only the exposition.
 """
 
 import bisect
@@ -400,7 +401,13 @@ class _Snapshot:
 
 @dataclass(eq=False)  # identity-hashed: the registry keys its collectors by them
 class WarehouseCollector(Collector):
-    """Reads the warehouse when scraped (at most once per cache_seconds; 0 reads on every scrape)."""
+    """Reads the warehouse when scraped. cache_seconds 0: every scrape reads, and answers with what
+    it read. Above 0: a scrape answers at once with the last read while it is younger than that;
+    the first scrape that finds it older still answers with it, and starts a new read in the
+    background for the next scrape (stale-while-revalidate). So a scrape never waits for the
+    warehouse (a slow PostgreSQL, a large ledger) except the very first, values are at most one
+    scrape interval old (metrics_snapshot_age_seconds says how old), and the warehouse is still
+    read only when someone scrapes, never on a timer."""
 
     warehouse: Warehouse
     cache_seconds: float = 0.0
@@ -408,35 +415,52 @@ class WarehouseCollector(Collector):
     now: Callable[[], datetime] = lambda: datetime.now(UTC)  # budget windows contain this instant
     _snapshot: _Snapshot | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _refresh: threading.Thread | None = field(default=None, init=False, repr=False)
+    _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    up: int = field(default=0, init=False)
     last_error: str | None = field(default=None, init=False)
 
     def describe(self) -> list[Metric]:
         # Registering calls describe() (never collect()), so registration does not read the warehouse.
         return []
 
+    def read(self) -> None:
+        """Read the warehouse now and keep the result (or, on failure, keep the last one and say why)."""
+        started = self.clock()
+        try:
+            families = read_families(self.warehouse, self.now())
+        except MetricsError as error:
+            with self._lock:
+                self.up = 0
+                if str(error) != self.last_error:  # one line per new reason, not one per scrape
+                    log.warning(json.dumps({"event": "metrics_warehouse_unreadable", "reason": str(error)}))
+                self.last_error = str(error)
+            return
+        with self._lock:
+            if self.last_error is not None:
+                log.info(json.dumps({"event": "metrics_warehouse_readable", "warehouse": self.warehouse.describe()}))
+            self.up, self.last_error = 1, None
+            self._snapshot = _Snapshot(families, self.clock(), self.clock() - started)
+
+    def wait_for_refresh(self, timeout: float | None = None) -> None:
+        """Block until a background read that is running has finished (tests, a clean shutdown)."""
+        refresh = self._refresh
+        if refresh is not None:
+            refresh.join(timeout)
+
     def collect(self) -> Iterable[Metric]:
-        with self._lock:  # concurrent scrapes share one read
-            up = 1
+        with self._lock:
             snapshot = self._snapshot
-            if snapshot is None or self.cache_seconds <= 0 or self.clock() - snapshot.read_at >= self.cache_seconds:
-                started = self.clock()
-                try:
-                    families = read_families(self.warehouse, self.now())
-                except MetricsError as error:
-                    up = 0
-                    if str(error) != self.last_error:  # one line per new reason, not one per scrape
-                        log.warning(
-                            json.dumps({"event": "metrics_warehouse_unreadable", "reason": str(error)}, sort_keys=True)
-                        )
-                    self.last_error = str(error)
-                else:
-                    if self.last_error is not None:
-                        log.info(
-                            json.dumps({"event": "metrics_warehouse_readable", "warehouse": self.warehouse.describe()})
-                        )
-                    self.last_error = None
-                    snapshot = self._snapshot = _Snapshot(families, self.clock(), self.clock() - started)
-            now = self.clock()
+            stale = snapshot is None or self.cache_seconds <= 0 or self.clock() - snapshot.read_at >= self.cache_seconds
+            background = stale and snapshot is not None and self.cache_seconds > 0
+            if background and (self._refresh is None or not self._refresh.is_alive()):
+                self._refresh = threading.Thread(target=self.read, name="metrics-refresh", daemon=True)
+                self._refresh.start()
+        if stale and not background:
+            with self._reading:  # concurrent scrapes that must read do so one at a time
+                self.read()
+        with self._lock:
+            up, snapshot, now = self.up, self._snapshot, self.clock()
         yield GaugeMetricFamily(
             _name("warehouse_up"), "1 if the last read of the warehouse succeeded, else 0 (the reason is logged).", up
         )

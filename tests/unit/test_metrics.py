@@ -327,7 +327,7 @@ def test_a_file_another_process_writes_keeps_the_last_snapshot_with_its_age(smal
     assert again[("warehouse_up", ())] == 1 and collector.last_error is None
 
 
-def test_a_cached_read_serves_later_scrapes_until_it_expires(small_duckdb, monkeypatch):
+def test_with_a_cache_a_stale_read_is_served_once_while_the_next_is_read_in_the_background(small_duckdb, monkeypatch):
     import core.monitoring.metrics as metrics
 
     reads = []
@@ -335,13 +335,18 @@ def test_a_cached_read_serves_later_scrapes_until_it_expires(small_duckdb, monke
     monkeypatch.setattr(metrics, "read_families", lambda w, now=None: reads.append(1) or real(w, now))
     now = [0.0]
     collector = WarehouseCollector(small_duckdb, cache_seconds=5, now=lambda: T, clock=lambda: now[0])
-    scrape(collector)
+    assert scrape(collector)[("active_experiments", ())] == 2  # the first scrape reads, and waits for it
     now[0] = 4.9
-    cached = scrape(collector)
-    now[0] = 5.0
-    scrape(collector)
+    assert scrape(collector)[("metrics_snapshot_age_seconds", ())] == pytest.approx(4.9)
+    assert len(reads) == 1
+    now[0] = 6.0
+    stale = scrape(collector)  # answered from the old read at once; the next read starts behind it
+    assert stale[("metrics_snapshot_age_seconds", ())] == pytest.approx(6.0)
+    collector.wait_for_refresh(timeout=30)
     assert len(reads) == 2
-    assert cached[("metrics_snapshot_age_seconds", ())] == pytest.approx(4.9)
+    now[0] = 6.5
+    fresh = scrape(collector)
+    assert fresh[("metrics_snapshot_age_seconds", ())] == pytest.approx(0.5) and len(reads) == 2
 
 
 # -- the Grafana dashboard, its provisioning and the Prometheus scrape config ---------------------------
