@@ -1113,7 +1113,7 @@ def metrics_serve(
         raise typer.Exit(2) from error
     typer.echo(
         f"metrics: http://{host}:{server.server_port}/metrics from {warehouse.describe()}"
-        f" (reads cached {cache_seconds:g} s); Ctrl-C stops it"
+        f" (cache {cache_seconds:g} s); Ctrl-C stops it"
     )
     sys.stdout.flush()
 

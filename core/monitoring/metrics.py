@@ -27,7 +27,8 @@ A warehouse that is missing, unreachable or locked never fails a scrape: the scr
 ventureloop_warehouse_up 0, logs why (one JSON line), and repeats the last snapshot it did read,
 with its age in ventureloop_metrics_snapshot_age_seconds. DuckDB: the file is opened read-only and
 only for the read (a few tens of milliseconds), never created; a writer (a pipeline run) that has it
-open makes the read fail fast instead of waiting, so the endpoint never holds the pipeline up.
+open makes the read fail at once instead of waiting, and the endpoint holds the file for no longer
+than its read.
 `cache_seconds` above 0 answers every scrape from the last read and refreshes it in the background
 once it is older than that (WarehouseCollector), so a scrape costs only the exposition.
 """
@@ -56,7 +57,8 @@ from core.platform.warehouse import Warehouse, run_sql
 log = logging.getLogger(__name__)
 
 PREFIX = "ventureloop_"
-DEFAULT_PORT = 9108  # the range Prometheus' exporter list hands out; 9108 is not taken there by a common one
+# In Prometheus' exporter port range; the graphite exporter defaults to it too (--port if both run on one host).
+DEFAULT_PORT = 9108
 # Experiments last minutes (live steps) to weeks (the simulator's windows): seconds, up to 90 days.
 DURATION_BUCKETS: tuple[float, ...] = (
     60,
