@@ -19,9 +19,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from core.platform.warehouse import Warehouse
 from orchestration.cli import app
-from tests.unit.test_metrics import BUDGETS, EXPECTED, GRAFANA, build_small_warehouse, dashboard_exprs, samples
+from tests.unit.test_metrics import BUDGETS, EXPECTED, GRAFANA, dashboard_exprs, samples, small_duckdb_file
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -33,11 +32,12 @@ def _env(tmp_path: Path, warehouse: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """The unit tests' hand-built warehouse, built once: each test copies the file where it needs it."""
-    path = tmp_path_factory.mktemp("metrics-e2e") / "warehouse.duckdb"
-    build_small_warehouse(Warehouse(f"duckdb:///{path}"))
+@pytest.fixture
+def built(build_once, tmp_path) -> Path:
+    """A copy of the unit tests' hand-built warehouse (built once per test run)."""
+    path = tmp_path / "built" / "warehouse.duckdb"
+    path.parent.mkdir()
+    shutil.copyfile(small_duckdb_file(build_once), path)
     return path
 
 

@@ -6,6 +6,7 @@ missing table) as ventureloop_warehouse_up 0 with the reason logged."""
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -242,11 +243,19 @@ def assert_small_warehouse_values(found: dict[tuple[str, tuple], float]) -> None
     }  # fmt: skip  (e6 booked no cost: no ROI)
 
 
+def small_duckdb_file(build_once) -> Path:
+    """build_small_warehouse's DuckDB file, built once per test run (shared: copy it, never write it)."""
+    directory = build_once(
+        "metrics-small", lambda d: build_small_warehouse(Warehouse(f"duckdb:///{d}/warehouse.duckdb"))
+    )
+    return directory / "warehouse.duckdb"
+
+
 @pytest.fixture(scope="module")
-def small_duckdb(tmp_path_factory) -> Warehouse:
-    warehouse = Warehouse(f"duckdb:///{tmp_path_factory.mktemp('metrics')}/warehouse.duckdb")
-    build_small_warehouse(warehouse)
-    return warehouse
+def small_duckdb(build_once, tmp_path_factory) -> Warehouse:
+    path = tmp_path_factory.mktemp("metrics") / "warehouse.duckdb"
+    shutil.copyfile(small_duckdb_file(build_once), path)
+    return Warehouse(f"duckdb:///{path}")
 
 
 def test_every_value_on_the_small_duckdb_warehouse(small_duckdb):
