@@ -336,6 +336,21 @@ def test_a_file_another_process_writes_keeps_the_last_snapshot_with_its_age(smal
     assert again[("warehouse_up", ())] == 1 and collector.last_error is None
 
 
+def test_a_writer_that_opens_the_file_during_a_read_waits_for_it_instead_of_failing(small_duckdb):
+    from core.platform.warehouse import LOCK_WAIT_SECONDS
+
+    reader = subprocess.Popen(  # a scrape's read, held longer than any real one (tens of milliseconds)
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({small_duckdb.duckdb_path!r}, "
+         "read_only=True); print('reading', flush=True); time.sleep(0.25); c.close()"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert reader.stdout.readline().strip() == "reading"
+    assert LOCK_WAIT_SECONDS > 0.25
+    with small_duckdb.connect() as conn:  # a pipeline step's write connection: it waits out the read
+        assert conn.execute("SELECT count(*) FROM experiments.experiments").fetchone()[0] == 6
+    assert reader.wait(timeout=30) == 0
+
+
 def test_with_a_cache_a_stale_read_is_served_once_while_the_next_is_read_in_the_background(small_duckdb, monkeypatch):
     import core.monitoring.metrics as metrics
 
