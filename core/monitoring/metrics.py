@@ -27,8 +27,8 @@ A warehouse that is missing, unreachable or locked never fails a scrape: the scr
 ventureloop_warehouse_up 0, logs why (one JSON line), and repeats the last snapshot it did read,
 with its age in ventureloop_metrics_snapshot_age_seconds. DuckDB: the file is opened read-only and
 only for the read (a few tens of milliseconds), never created; a writer (a pipeline run) that has it
-open makes the read fail at once instead of waiting, and the endpoint holds the file for no longer
-than its read.
+open makes the read fail at once instead of waiting; a writer that opens the file during a read
+waits it out (core.platform.warehouse.LOCK_WAIT_SECONDS).
 `cache_seconds` above 0 answers every scrape from the last read and refreshes it in the background
 once it is older than that (WarehouseCollector), so a scrape costs only the exposition.
 """
