@@ -1094,7 +1094,7 @@ def metrics_serve(
         try:
             return kind(raw) if raw else default
         except ValueError:
-            typer.echo(f"{variable}={raw!r} is not a {kind.__name__}: set it to a number, or unset it", err=True)
+            typer.echo(f"{variable}={raw!r} is not a number: set it to one, or unset it", err=True)
             raise typer.Exit(2) from None
 
     port = setting(port, "VENTURELOOP_METRICS_PORT", DEFAULT_PORT, int)

@@ -121,6 +121,9 @@ def test_a_port_in_use_is_a_message_and_exit_2(tmp_path, monkeypatch):
     assert done.exit_code == 2, done.output
     assert f"cannot listen on 127.0.0.1:{port}" in done.output and "VENTURELOOP_METRICS_PORT" in done.output
     assert done.exception is None or isinstance(done.exception, SystemExit)
+    monkeypatch.setenv("VENTURELOOP_METRICS_PORT", "nine")
+    done = CliRunner().invoke(app, ["metrics", "serve"])
+    assert done.exit_code == 2 and "VENTURELOOP_METRICS_PORT='nine' is not a number" in done.output
 
 
 def test_prometheus_scrapes_the_endpoint_and_answers_every_dashboard_query(tmp_path, built):
