@@ -37,6 +37,7 @@ def main() -> int:
             ["forecast.py", "--quick"],
             ["forecast_lstm.py"],
             ["anomalies.py", "--quick"],
+            ["metrics_scrape.py", "--postings", "100000"],
         ]
     else:
         runs = [
@@ -52,6 +53,7 @@ def main() -> int:
             ["forecast.py"],
             ["forecast_lstm.py"],  # exits 0 at once without torch (a throwaway venv: its docstring)
             ["anomalies.py"],
+            ["metrics_scrape.py"],
         ]
     failed = []
     for script, *options in runs:

@@ -1143,6 +1143,75 @@ def alerts_redeliver() -> None:
     typer.echo(f"{len(done) - still} redelivered, {still} still undelivered")
     if still:
         raise typer.Exit(1)
+# --- metrics (issue 9): `ventureloop metrics serve` --------------------------------------------------
+metrics_app = typer.Typer(
+    help="Prometheus metrics read from the warehouse on each scrape (docs/metrics.md).", no_args_is_help=True
+)
+app.add_typer(metrics_app, name="metrics")
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    port: int = typer.Option(
+        None, help="Port to listen on; default $VENTURELOOP_METRICS_PORT, else 9108. 0 takes a free port."
+    ),
+    host: str = typer.Option(None, help="Address to listen on; default $VENTURELOOP_METRICS_HOST, else 127.0.0.1."),
+    cache_seconds: float = typer.Option(
+        None,
+        help="Answer scrapes from the last read, read again in the background once it is older than this; "
+        "default $VENTURELOOP_METRICS_CACHE_SECONDS, else 5. 0: every scrape reads and waits for it.",
+    ),
+) -> None:
+    """Serve /metrics for Prometheus: money, experiments, budgets and fetch errors, read from the
+    warehouse (WAREHOUSE_URL) when scraped. A missing or locked warehouse is ventureloop_warehouse_up
+    0 with the reason logged, never an error; the file is opened read-only and only for the read."""
+    import logging
+    import signal
+
+    from core.monitoring.metrics import DEFAULT_PORT, serve
+
+    def setting(value, variable: str, default, kind):
+        if value is not None:
+            return value
+        raw = os.environ.get(variable)
+        try:
+            return kind(raw) if raw else default
+        except ValueError:
+            typer.echo(f"{variable}={raw!r} is not a number: set it to one, or unset it", err=True)
+            raise typer.Exit(2) from None
+
+    port = setting(port, "VENTURELOOP_METRICS_PORT", DEFAULT_PORT, int)
+    host = setting(host, "VENTURELOOP_METRICS_HOST", "127.0.0.1", str)
+    cache_seconds = setting(cache_seconds, "VENTURELOOP_METRICS_CACHE_SECONDS", 5.0, float)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    warehouse = Warehouse(default_warehouse_url())  # never created or set up here: a reader only
+    try:
+        server, thread = serve(warehouse, host=host, port=port, cache_seconds=cache_seconds)
+    except OSError as error:
+        typer.echo(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another with --port or "
+            "VENTURELOOP_METRICS_PORT",
+            err=True,
+        )
+        raise typer.Exit(2) from error
+    typer.echo(
+        f"metrics: http://{host}:{server.server_port}/metrics from {warehouse.describe()}"
+        f" (cache {cache_seconds:g} s); Ctrl-C stops it"
+    )
+    sys.stdout.flush()
+
+    def stop(_signum, _frame):  # SIGTERM (docker stop, a supervisor) shuts down as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while thread.is_alive():
+            thread.join(timeout=1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,22 +59,39 @@ def _checked(table: str) -> str:
     return table
 
 
+# How long opening a DuckDB file waits for another process to let go of it before WarehouseLocked:
+# longer than a brief reader holds it (`ventureloop metrics serve` opens it read-only for tens of
+# milliseconds per scrape, docs/metrics.md), so such a read never fails a pipeline step, and short
+# enough that a file another run holds is still reported at once.
+LOCK_WAIT_SECONDS = 0.5
+
+
 def _open_duckdb(path: str) -> Any:
     import duckdb
 
-    try:
-        return duckdb.connect(path)
-    except duckdb.IOException as error:
-        if "Could not set lock" not in str(error):
-            raise
-        # DuckDB's own text names the file but reads like a crash; say who holds it and what to do.
-        holder = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", str(error))
-        raise WarehouseLocked(
-            f"the DuckDB warehouse {path} is locked by another process"
-            f"{f' ({holder.group(1)})' if holder else ''}: a DuckDB file has one writer at a time. "
-            f"Stop the other one (`make dev`, `dagster dev`, or a `ventureloop` or `dagster` command still "
-            f"running) and try again, or set WAREHOUSE_URL to PostgreSQL to share the warehouse"
-        ) from None
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.01
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as error:
+            if "Could not set lock" not in str(error):
+                raise
+            if time.monotonic() + pause >= deadline:
+                raise _locked(path, error) from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _locked(path: str, error: Exception) -> WarehouseLocked:
+    # DuckDB's own text names the file but reads like a crash; say who holds it and what to do.
+    holder = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", str(error))
+    return WarehouseLocked(
+        f"the DuckDB warehouse {path} is locked by another process"
+        f"{f' ({holder.group(1)})' if holder else ''}: a DuckDB file has one writer at a time. "
+        f"Stop the other one (`make dev`, `dagster dev`, or a `ventureloop` or `dagster` command still "
+        f"running) and try again, or set WAREHOUSE_URL to PostgreSQL to share the warehouse"
+    )
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def test_every_service_is_there_and_has_a_healthcheck():
     assert {"postgres", "webserver", "daemon", "code-ventureloop", "code-ventureloop-marts"} <= set(SERVICES)
     for name, service in SERVICES.items():
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-    assert set(APP_SERVICES) == {"webserver", "daemon", "code-ventureloop", "code-ventureloop-marts"}
+    assert set(APP_SERVICES) == {"webserver", "daemon", "code-ventureloop", "code-ventureloop-marts", "metrics"}
 
 
 def test_the_code_location_servers_serve_the_locations_of_workspace_yaml():
