@@ -443,12 +443,11 @@ def forecast(reader: Reader) -> Section:
     for axis, currency in zip(axes, currencies, strict=True):
         rows = frame[frame["currency"] == currency]
         days = rows["forecast_date"].to_numpy()
-        history = cash[(cash["currency"] == currency) & (cash["cash_date"] < days.min())]
-        history = history[history["cash_date"] >= days.min() - _days(HISTORY_DAYS)]
+        history = actual_net(cash, currency, before=days.min())
         if len(history):
             axis.plot(
-                history["cash_date"].to_numpy(),
-                [_major(v, currency) for v in history["net_minor"]],
+                history.index.to_numpy(),
+                [_major(v, currency) for v in history],
                 color="#333",
                 linewidth=1.0,
                 label="actual net",
@@ -513,6 +512,19 @@ def forecast(reader: Reader) -> Section:
     return Section(
         "forecast", title, body=f"<p>{_e(caption)}</p>{chart}{table}{backtest(reader, first.forecast_id)}", charts=1
     )
+
+
+def actual_net(cash: pd.DataFrame, currency: str, before: Any) -> pd.Series:
+    """The daily net cash flow of `currency` over the HISTORY_DAYS before `before`, one value a day:
+    the mart has no row for a day without a cash posting, and that day's net is zero, not missing."""
+    import pandas as pd
+
+    rows = cash[(cash["currency"] == currency) & (cash["cash_date"] < before)]
+    if rows.empty:
+        return pd.Series(dtype="int64")
+    start = max(rows["cash_date"].min(), before - _days(HISTORY_DAYS))
+    days = pd.date_range(start, before - _days(1), freq="D")
+    return rows.set_index("cash_date")["net_minor"].reindex(days, fill_value=0)
 
 
 def _first_and_last(frame: pd.DataFrame, n: int) -> pd.DataFrame:
