@@ -241,8 +241,8 @@ def run(warehouse: Warehouse) -> bool:
             else ""
         )
         + f"\nfull log (Dagster events, dbt output): {path}"
-        + f"\nreport (open it in a browser; it works offline): {report}"
-        "\ninspect the runs and the assets with `make dev` (http://127.0.0.1:3000)"
+        + "\ninspect the runs and the assets with `make dev` (http://127.0.0.1:3000)"
+        f"\nreport (open it in a browser; it works offline): {report}"
     )
     return ok
 

@@ -14,6 +14,7 @@ import pytest
 
 from core.monitoring.report import (
     SECTIONS,
+    actual_net,
     beta_density,
     beta_interval,
     build_sections,
@@ -555,6 +556,38 @@ def test_without_the_marts_the_ledger_gives_revenue_and_cost_in_each_currency(tm
     assert "ledger.postings (assets:cash:*" in revenue.body
     # The forecast draws its history from the ledger's cash accounts too.
     assert sections["forecast"].drawn and "ledger.postings (assets:cash:*" in sections["forecast"].body
+
+
+def test_series_without_anomalies_are_drawn_and_say_none_was_found(tmp_path):
+    warehouse = Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    ensure_schema(warehouse)
+    metrics = [
+        dict(metric_date=FIRST_DAY + timedelta(days=d), metric=m, value=float(d), computed_at=NOW)
+        for d in range(5)
+        for m in ("source_errors", "revenue_minor")
+    ]
+    warehouse.append("monitoring.daily_metrics", pd.DataFrame(metrics))
+    anomalies = {s.key: s for s in build_sections(warehouse)}["anomalies"]
+    assert anomalies.drawn and anomalies.charts == 1
+    assert "2 metrics over 2026-10-01 to 2026-10-05" in anomalies.body
+    assert "No anomaly detected in these series." in anomalies.body
+
+
+def test_the_forecast_history_has_one_value_a_day_zero_when_no_cash_moved():
+    cash = pd.DataFrame(
+        {
+            "cash_date": pd.to_datetime(["2026-11-01", "2026-11-04", "2026-11-05", "2026-11-04"]).to_numpy(),
+            "currency": ["USD", "USD", "USD", "EUR"],
+            "net_minor": [500, -200, 900, 7],
+        }
+    )
+    history = actual_net(cash, "USD", before=pd.Timestamp("2026-11-05").to_datetime64())
+    assert history.to_dict() == {
+        pd.Timestamp("2026-11-01"): 500,
+        pd.Timestamp("2026-11-02"): 0,
+        pd.Timestamp("2026-11-03"): 0,
+        pd.Timestamp("2026-11-04"): -200,
+    }
 
 
 def test_a_table_of_another_shape_fails_its_section_only(tmp_path):
