@@ -223,6 +223,27 @@ def demo() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="Write the report to this file instead of $VENTURELOOP_HOME/reports/report-<UTC date>.html "
+        "(and reports/latest.html).",
+    ),
+) -> None:
+    """Write the HTML report (revenue and cost, the cash-flow forecast, the experiment funnel, ROI, the source
+    bandit, anomalies, SLOs) from the warehouse, and print its path. One self-contained file: it opens offline.
+    A section whose table is missing says which asset to materialize; what is missing is also listed on stderr."""
+    from core.monitoring.report import write_report
+
+    written = write_report(_warehouse(), out=out)
+    typer.echo(f"{len(written.drawn)} of {len(written.sections)} sections drawn", err=True)
+    for key, why in {**written.missing, **written.errors}.items():
+        typer.echo(f"  {key}: {why}", err=True)
+    typer.echo(str(written.path))
+
+
 @discovery_app.command("list")
 def discovery_list() -> None:
     """The configured sources, their families, and which credentials live mode would need."""

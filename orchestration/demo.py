@@ -232,6 +232,7 @@ def run(warehouse: Warehouse) -> bool:
     print_experiments(warehouse)
     with dg.build_resources({"mlflow": defs.resources["mlflow"]}) as built:  # resolves MLFLOW_TRACKING_URI
         print_learning(metadata, built.mlflow, not_promoted)
+    report = report_path(warehouse, metadata)
     typer.echo(
         f"\ndemo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s"
         + (
@@ -240,9 +241,21 @@ def run(warehouse: Warehouse) -> bool:
             else ""
         )
         + f"\nfull log (Dagster events, dbt output): {path}"
-        "\ninspect the runs and the assets with `make dev` (http://127.0.0.1:3000)"
+        + "\ninspect the runs and the assets with `make dev` (http://127.0.0.1:3000)"
+        f"\nreport (open it in a browser; it works offline): {report}"
     )
     return ok
+
+
+def report_path(warehouse: Warehouse, metadata: dict[str, dict]) -> Path:
+    """The HTML report the weekly_report asset wrote in the demo's last part (its path is in the
+    materialization's metadata); written here, from the same warehouse, if that asset did not run."""
+    written = metadata.get("weekly_report", {}).get("path")
+    if written and Path(written).is_file():
+        return Path(written)
+    from core.monitoring.report import write_report
+
+    return write_report(warehouse).path
 
 
 def play_experiments(

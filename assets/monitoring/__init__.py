@@ -5,8 +5,11 @@ import dagster as dg
 
 from assets import with_code_references
 from assets.monitoring.anomalies import metric_anomalies, no_recent_critical_anomaly
+from assets.monitoring.report import weekly_report, weekly_report_job, weekly_report_schedule
 
-MONITORING_ASSETS: list = []
+MONITORING_ASSETS: list = [
+    weekly_report,
+]
 MONITORING_CHECKS: list = []
 MONITORING_ASSETS.append(metric_anomalies)  # anomaly detection (ml/anomaly.py)
 MONITORING_CHECKS.append(no_recent_critical_anomaly)
@@ -25,6 +28,14 @@ MONITORING_CHECKS.extend(FRESHNESS_CHECKS)
 MONITORING_JOBS.append(slo_job)
 MONITORING_SCHEDULES.append(slo_schedule)
 MONITORING_SENSORS.extend([freshness_checks_sensor, *ALERT_SENSORS])
+
+MONITORING_JOBS: list = [
+    weekly_report_job,
+]
+MONITORING_SCHEDULES: list = [
+    weekly_report_schedule,
+]
+MONITORING_SENSORS: list = []
 
 defs = dg.Definitions(
     assets=with_code_references(MONITORING_ASSETS),

@@ -165,6 +165,20 @@ def test_demo_prints_stages_and_a_clean_summary_and_logs_the_rest(demo):
     assert "Completed successfully" in detail or "PASS=" in detail  # dbt's own summary line
 
 
+def test_demo_ends_with_the_report_it_wrote(demo):
+    out = (demo / "stdout.txt").read_text()
+    last = out.rstrip().splitlines()[-1]
+    named = re.fullmatch(r"report \(open it in a browser; it works offline\): (.+)", last)
+    assert named, last
+    report = Path(named[1])
+    assert report.parent == demo / "home" / "reports" and report.name.startswith("report-")
+    document = report.read_text(encoding="utf-8")
+    assert document == (report.parent / "latest.html").read_text(encoding="utf-8")
+    # The demo's warehouse fills these sections (the others wait for their issue-9 assets).
+    for title in ("Revenue and cost over time", "Experiment funnel by state", "ROI distribution", "Source bandit"):
+        assert re.search(rf"{title}[^<]*</a>: drawn", document), title
+
+
 def test_dagster_cli_validates_and_materializes_everything(tmp_path):
     env = _env(tmp_path)
     _run([str(BIN / "ventureloop"), "instance", "init"], env)
