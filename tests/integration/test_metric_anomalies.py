@@ -144,19 +144,22 @@ def assert_spike_found_once(url: str, last: date, markets: tuple[str, ...]) -> N
 
 def test_spike_in_a_simulated_ledger_is_found_once_duckdb(duckdb_url: str):
     markets = ("us", "eu")
-    last = book_simulated_ledger(Warehouse(duckdb_url), 35, markets)
+    last = book_simulated_ledger(Warehouse(duckdb_url), 30, markets)
     assert_spike_found_once(duckdb_url, last, markets)
 
 
 @pytest.mark.postgres
 def test_spike_in_a_simulated_ledger_is_found_once_postgres(postgres_url: str):
     markets = ("us",)
-    last = book_simulated_ledger(Warehouse(postgres_url), 30, markets)
+    last = book_simulated_ledger(Warehouse(postgres_url), 25, markets)
     assert_spike_found_once(postgres_url, last, markets)
 
 
-def test_check_passes_before_the_first_run(duckdb_url: str):
-    warehouse = Warehouse(duckdb_url)
-    ensure_schema(warehouse)
-    result = no_recent_critical_anomaly(WarehouseResource(url=duckdb_url))
-    assert result.passed
+def test_an_empty_warehouse_gives_empty_series_and_a_passing_check(duckdb_url: str):
+    with dg.instance_for_test() as instance:
+        result = materialize(duckdb_url, instance)
+    materialization = result.asset_materializations_for_node("metric_anomalies")[0]
+    assert materialization.metadata["anomalies"].value == 0
+    assert materialization.metadata["newest"].value == "no anomaly"
+    assert Warehouse(duckdb_url).count("monitoring.daily_metrics") == 0
+    assert check_result(result).passed
