@@ -12,7 +12,7 @@ import pytest
 from assets.monitoring.anomalies import metric_anomalies, no_recent_critical_anomaly
 from assets.resources import WarehouseResource
 from core.ledger.booking import book, book_many
-from core.ledger.fx import bundled_rates, store_rates
+from core.ledger.fx import RateTable, bundled_rates, store_rates
 from core.ledger.imports import import_objects
 from core.ledger.validation import Posting, TransactionRequest
 from core.platform.schema import ensure_schema
@@ -73,14 +73,14 @@ def book_simulated_ledger(warehouse: Warehouse, days: int, markets: tuple[str, .
     return last
 
 
-def usd_revenue(warehouse: Warehouse, day: date) -> int:
-    """The day's USD credits to revenue accounts, straight from the ledger."""
+def revenue_in(warehouse: Warehouse, day: date, currency: str) -> int:
+    """The day's credits to revenue accounts in one currency, straight from the ledger."""
     return int(
         warehouse.scalar(
-            "SELECT coalesce(-sum(amount_minor), 0) FROM ledger.postings WHERE currency = 'USD' "
+            "SELECT coalesce(-sum(amount_minor), 0) FROM ledger.postings WHERE currency = %s "
             "AND account_id LIKE 'revenue:%%' AND amount_minor < 0 "
             "AND CAST(occurred_at AT TIME ZONE 'UTC' AS DATE) = %s",
-            [day],
+            [currency, day],
         )
     )
 
@@ -107,8 +107,12 @@ def assert_spike_found_once(url: str, last: date, markets: tuple[str, ...]) -> N
         metrics["metric_date"] = pd.to_datetime(metrics["metric_date"]).dt.date
         revenue = metrics[metrics["metric"] == "revenue_minor"].set_index("metric_date")["value"]
         assert len(revenue) == (last - START).days + 1
-        if markets == ("us",):  # all of it USD: the series is the ledger's own sum, to the cent
-            assert revenue[last] == usd_revenue(warehouse, last)
+        # The ledger's own sums, the euro part converted at the ledger's rate of the day.
+        rates = RateTable.from_warehouse(warehouse)
+        for day in (START + timedelta(days=20), last):
+            euros = revenue_in(warehouse, day, "EUR")
+            assert revenue[day] == revenue_in(warehouse, day, "USD") + rates.convert(euros, "EUR", "USD", day)
+            assert (euros > 0) == ("eu" in markets)
         assert revenue[last] >= SPIKE
         assert {"revenue_minor", "cost_minor", "refunds_minor"} <= set(metrics["metric"])
 
