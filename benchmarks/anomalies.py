@@ -174,6 +174,24 @@ def score(found: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def false_alarms(seeds: int, days: int) -> dict[str, float]:
+    """Share of judged days flagged per method on clean series: Poisson customers (3, 30 or 300 a
+    day) x the simulator's weekday factor x 100 cents, nothing injected."""
+    from core.simulator.market import WEEKDAY
+
+    judged, flagged = 0, dict.fromkeys(METHODS, 0)
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        dates = [START + timedelta(days=n) for n in range(days)]
+        rate = float(rng.choice([3, 30, 300]))
+        values = np.array([rng.poisson(rate * WEEKDAY[d.weekday()]) * 100 for d in dates], dtype=float)
+        found = detect(pd.DataFrame({"metric_date": dates, "metric": "revenue_minor", "value": values}))
+        judged += len(found.scored)
+        for method, count in found.anomalies["method"].value_counts().items():
+            flagged[str(method)] += int(count)
+    return {method: count / judged for method, count in flagged.items()} | {"judged_days": judged}
+
+
 # -- a real labelled series from a PyPI wheel --------------------------------------------------
 
 
@@ -239,6 +257,11 @@ def main() -> int:
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(by_metric.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    clean = false_alarms(5 if args.quick else 20, args.days)
+    print(
+        f"\nclean series ({clean['judged_days']:,} judged days): flagged "
+        + ", ".join(f"{m} {clean[m]:.2%}" for m in METHODS)
+    )
     real, origin, points, anomalous = auc_pr()
     print(f"\nAUC-PR on UCR InternalBleeding16 ({points:,} points, {anomalous} labelled anomalous), from {origin}")
     print(real.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

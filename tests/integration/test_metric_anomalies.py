@@ -12,7 +12,7 @@ import pytest
 from assets.monitoring.anomalies import metric_anomalies, no_recent_critical_anomaly
 from assets.resources import WarehouseResource
 from core.ledger.booking import book, book_many
-from core.ledger.fx import bundled_rates, store_rates
+from core.ledger.fx import RateTable, bundled_rates, store_rates
 from core.ledger.imports import import_objects
 from core.ledger.validation import Posting, TransactionRequest
 from core.platform.schema import ensure_schema
@@ -73,14 +73,14 @@ def book_simulated_ledger(warehouse: Warehouse, days: int, markets: tuple[str, .
     return last
 
 
-def usd_revenue(warehouse: Warehouse, day: date) -> int:
-    """The day's USD credits to revenue accounts, straight from the ledger."""
+def revenue_in(warehouse: Warehouse, day: date, currency: str) -> int:
+    """The day's credits to revenue accounts in one currency, straight from the ledger."""
     return int(
         warehouse.scalar(
-            "SELECT coalesce(-sum(amount_minor), 0) FROM ledger.postings WHERE currency = 'USD' "
+            "SELECT coalesce(-sum(amount_minor), 0) FROM ledger.postings WHERE currency = %s "
             "AND account_id LIKE 'revenue:%%' AND amount_minor < 0 "
             "AND CAST(occurred_at AT TIME ZONE 'UTC' AS DATE) = %s",
-            [day],
+            [currency, day],
         )
     )
 
@@ -107,8 +107,12 @@ def assert_spike_found_once(url: str, last: date, markets: tuple[str, ...]) -> N
         metrics["metric_date"] = pd.to_datetime(metrics["metric_date"]).dt.date
         revenue = metrics[metrics["metric"] == "revenue_minor"].set_index("metric_date")["value"]
         assert len(revenue) == (last - START).days + 1
-        if markets == ("us",):  # all of it USD: the series is the ledger's own sum, to the cent
-            assert revenue[last] == usd_revenue(warehouse, last)
+        # The ledger's own sums, the euro part converted at the ledger's rate of the day.
+        rates = RateTable.from_warehouse(warehouse)
+        for day in (START + timedelta(days=20), last):
+            euros = revenue_in(warehouse, day, "EUR")
+            assert revenue[day] == revenue_in(warehouse, day, "USD") + rates.convert(euros, "EUR", "USD", day)
+            assert (euros > 0) == ("eu" in markets)
         assert revenue[last] >= SPIKE
         assert {"revenue_minor", "cost_minor", "refunds_minor"} <= set(metrics["metric"])
 
@@ -144,19 +148,22 @@ def assert_spike_found_once(url: str, last: date, markets: tuple[str, ...]) -> N
 
 def test_spike_in_a_simulated_ledger_is_found_once_duckdb(duckdb_url: str):
     markets = ("us", "eu")
-    last = book_simulated_ledger(Warehouse(duckdb_url), 35, markets)
+    last = book_simulated_ledger(Warehouse(duckdb_url), 30, markets)
     assert_spike_found_once(duckdb_url, last, markets)
 
 
 @pytest.mark.postgres
 def test_spike_in_a_simulated_ledger_is_found_once_postgres(postgres_url: str):
     markets = ("us",)
-    last = book_simulated_ledger(Warehouse(postgres_url), 30, markets)
+    last = book_simulated_ledger(Warehouse(postgres_url), 25, markets)
     assert_spike_found_once(postgres_url, last, markets)
 
 
-def test_check_passes_before_the_first_run(duckdb_url: str):
-    warehouse = Warehouse(duckdb_url)
-    ensure_schema(warehouse)
-    result = no_recent_critical_anomaly(WarehouseResource(url=duckdb_url))
-    assert result.passed
+def test_an_empty_warehouse_gives_empty_series_and_a_passing_check(duckdb_url: str):
+    with dg.instance_for_test() as instance:
+        result = materialize(duckdb_url, instance)
+    materialization = result.asset_materializations_for_node("metric_anomalies")[0]
+    assert materialization.metadata["anomalies"].value == 0
+    assert materialization.metadata["newest"].value == "no anomaly"
+    assert Warehouse(duckdb_url).count("monitoring.daily_metrics") == 0
+    assert check_result(result).passed
