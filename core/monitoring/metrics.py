@@ -1,8 +1,9 @@
 """Prometheus metrics read from the warehouse on each scrape (`ventureloop metrics serve`).
 
-`WarehouseCollector` is a prometheus_client custom collector: a scrape opens one short connection,
-runs six aggregate queries in one read-only transaction (a consistent snapshot), closes it, and
-turns the rows into metric families. docs/metrics.md is the catalogue; the definitions:
+`WarehouseCollector` is a prometheus_client custom collector: a read of the warehouse (made for a
+scrape, see WarehouseCollector for when) opens one short connection, runs six aggregate queries in
+one read-only transaction (a consistent snapshot), closes it, and turns the rows into metric
+families. docs/metrics.md is the catalogue; the definitions:
 
 - revenue_total_cents{currency, experiment}: minus the sum of every posting on a `revenue:*`
   account (revenue is credits, debit > 0 / credit < 0), cost_total_cents the sum of every posting on
