@@ -76,10 +76,10 @@ def _major(amount_minor: Any, currency: str) -> float:
 
 
 def _missing(value: Any) -> bool:
-    try:
-        return value is None or bool(value != value)  # NaN, NaT and pandas NA are not equal to themselves
-    except (TypeError, ValueError):
-        return False
+    """None, NaN, NaT or pandas' NA: a NULL as either backend's driver and pandas hand it over."""
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -486,7 +486,7 @@ def forecast(reader: Reader) -> Section:
     rows = []
     for currency in currencies:
         ahead = frame[frame["currency"] == currency]
-        shown = ahead.head(7) if len(ahead) <= 8 else _first_and_last(ahead, 7)
+        shown = ahead if len(ahead) <= 8 else _first_and_last(ahead, 7)  # the first week and the last day
         for r in shown.itertuples():
             rows.append(
                 [
