@@ -76,10 +76,10 @@ def _major(amount_minor: Any, currency: str) -> float:
 
 
 def _missing(value: Any) -> bool:
-    try:
-        return value is None or bool(value != value)  # NaN, NaT and pandas NA are not equal to themselves
-    except (TypeError, ValueError):
-        return False
+    """None, NaN, NaT or pandas' NA: a NULL as either backend's driver and pandas hand it over."""
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -257,6 +257,36 @@ class Reader:
             if len(frame):
                 return _typed(frame, "cash_date"), "ledger.postings (assets:cash:*; the dbt mart is not built yet)"
         return pd.DataFrame(columns=columns.split(", ")), ""
+
+    def reporting_cash(self) -> tuple[pd.DataFrame, str]:
+        """The daily net cash flow of every currency in the reporting currency (cash_date, currency,
+        net_minor), as the cash-flow forecast learns it: each currency's day converted at that day's
+        ECB rate (core.ledger.fx, ledger.fx_rates or else the bundled snapshot), exactly, then summed.
+        A row no rate covers is left out, and the note says how many."""
+        import pandas as pd
+
+        from core.ledger.fx import FxError, RateTable, bundled_table
+
+        cash, _origin = self.cash()
+        if cash.empty:
+            return cash, ""
+        rates = None
+        if (cash["currency"] != REPORTING_CURRENCY).any():
+            rates = RateTable.from_warehouse(self.warehouse) if self.rows("ledger.fx_rates") else bundled_table()
+        days, amounts, left_out = [], [], 0
+        for r in cash.itertuples():
+            try:
+                day = pd.Timestamp(r.cash_date).date()
+                net = int(r.net_minor)
+                amounts.append(
+                    net if r.currency == REPORTING_CURRENCY else rates.convert(net, r.currency, REPORTING_CURRENCY, day)
+                )
+                days.append(r.cash_date)
+            except FxError:
+                left_out += 1
+        frame = pd.DataFrame({"cash_date": days, "net_minor": amounts}).groupby("cash_date", as_index=False).sum()
+        note = f" ({left_out} day-currency rows without an FX rate left out)" if left_out else ""
+        return frame.assign(currency=REPORTING_CURRENCY), note
 
     def pnl(self) -> tuple[pd.DataFrame, str]:
         """Revenue and cost per UTC day (day, currency, revenue_minor, cost_minor), as the P&L counts them:
@@ -437,13 +467,14 @@ def forecast(reader: Reader) -> Section:
     )
     frame["forecast_date"] = _dates(frame["forecast_date"])
     cash, origin = reader.cash()
+    converted, left_out = reader.reporting_cash()
     currencies = sorted(frame["currency"].unique(), key=lambda c: (c != REPORTING_CURRENCY, c))
     figure = new_figure(9.0, 3.4 * len(currencies))
     axes = figure.subplots(len(currencies), 1, squeeze=False)[:, 0]
     for axis, currency in zip(axes, currencies, strict=True):
         rows = frame[frame["currency"] == currency]
         days = rows["forecast_date"].to_numpy()
-        history = actual_net(cash, currency, before=days.min())
+        history = actual_net(converted if currency == REPORTING_CURRENCY else cash, currency, before=days.min())
         if len(history):
             axis.plot(
                 history.index.to_numpy(),
@@ -486,7 +517,7 @@ def forecast(reader: Reader) -> Section:
     rows = []
     for currency in currencies:
         ahead = frame[frame["currency"] == currency]
-        shown = ahead.head(7) if len(ahead) <= 8 else _first_and_last(ahead, 7)
+        shown = ahead if len(ahead) <= 8 else _first_and_last(ahead, 7)  # the first week and the last day
         for r in shown.itertuples():
             rows.append(
                 [
@@ -504,7 +535,8 @@ def forecast(reader: Reader) -> Section:
         f"{_day(first.trained_through)}; {len(frame) // len(currencies)} days ahead. The shaded bands are the "
         f"80% and 95% intervals. "
         + (
-            f"The line before it is the actual net from {origin}."
+            f"The line before it is the actual daily net cash flow from {origin}, every currency converted to "
+            f"{REPORTING_CURRENCY} at its day's ECB rate, as the forecast learns it{left_out}."
             if len(cash)
             else "No actual cash flow to draw before it (materialize marts/daily_cash_flow)."
         )

@@ -643,3 +643,36 @@ def test_a_table_of_another_shape_fails_its_section_only(tmp_path):
     document = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "Source bandit posteriors</a>: could not be drawn" in document
     assert "This section could not be drawn" in section_html(document, "bandit")
+
+
+def test_the_forecast_history_is_every_currency_in_the_reporting_one_as_the_forecast_learns_it(tmp_path):
+    from core.ledger.fx import convert
+    from core.monitoring.report import Reader
+
+    warehouse = Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    ensure_schema(warehouse)
+    day, when = date(2026, 11, 3), datetime(2026, 11, 3, 12, tzinfo=UTC)
+    rows = [("USD", 50_000), ("JPY", 120_000), ("KWD", 1_000)]  # the ECB publishes no KWD rate
+    warehouse.append(
+        "ledger.postings",
+        pd.DataFrame(
+            [
+                (f"p{n}", f"t{n}", 0, f"assets:cash:bank:{c.lower()}", c, a, None, when, when)
+                for n, (c, a) in enumerate(rows)
+            ],
+            columns=[
+                "posting_id",
+                "transaction_id",
+                "line",
+                "account_id",
+                "currency",
+                "amount_minor",
+                "experiment_id",
+                "occurred_at",
+                "recorded_at",
+            ],
+        ),
+    )
+    converted, note = Reader(warehouse).reporting_cash()
+    assert converted["net_minor"].tolist() == [50_000 + convert(120_000, "JPY", "USD", day)]
+    assert converted["currency"].tolist() == ["USD"] and "1 day-currency rows without an FX rate" in note
