@@ -1164,6 +1164,8 @@ def alerts_redeliver() -> None:
     typer.echo(f"{len(done) - still} redelivered, {still} still undelivered")
     if still:
         raise typer.Exit(1)
+
+
 # --- metrics (issue 9): `ventureloop metrics serve` --------------------------------------------------
 metrics_app = typer.Typer(
     help="Prometheus metrics read from the warehouse on each scrape (docs/metrics.md).", no_args_is_help=True

@@ -74,6 +74,7 @@ def resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Configurable
             horizon_days=_integer(env, "FORECAST_HORIZON_DAYS", 30),
             holiday_country=env.get("FORECAST_HOLIDAY_COUNTRY", "US") or None,
             backtest_folds=_integer(env, "FORECAST_BACKTEST_FOLDS", 3),
+        ),
         # Alerts (docs/monitoring.md): the log sink always; the webhook and SMTP when set. The webhook
         # URL carries its token and the SMTP password is a secret: both by reference.
         "alerts": AlertsResource(
