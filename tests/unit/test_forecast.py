@@ -91,7 +91,7 @@ def test_the_backtest_never_shows_a_model_a_day_from_its_origin_on(monkeypatch):
     assert [s[0] for s in seen] == list(bt.plan.origins)
     for (length, last_seen, first_ahead, ahead), origin in zip(seen, bt.plan.origins, strict=True):
         assert length == origin and last_seen == d[origin - 1] and first_ahead == d[origin] and ahead == bt.plan.horizon
-    # Changing every day from the first origin on changes nothing the first fold forecast.
+    # Changing every day from the first origin on changes nothing in the first fold's forecast.
     changed = y.copy()
     changed[bt.plan.origins[0] :] += 1e6
     again = ml.backtest(changed, d, ml.Settings(horizon=14, folds=3, models=(ml.SEASONAL_NAIVE,)))
