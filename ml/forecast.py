@@ -60,13 +60,18 @@ class Settings:
     min_backtest_horizon: int | None = None
     holiday_country: str | None = "US"
     models: tuple[str, ...] = MODELS
-    uncertainty_samples: int = 300
+    # 0: Prophet's intervals are its fitted noise scale (sigma_obs) around the mean, no simulation;
+    # n > 0: quantiles of n simulated paths (trend changes included), Prophet's own way, ~10x slower.
+    # The ensemble's intervals are recalibrated on the backtest either way.
+    uncertainty_samples: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "season_length", "folds", "uncertainty_samples"):
+        for name in ("horizon", "season_length", "folds"):
             if int(getattr(self, name)) < 1:
                 raise ForecastError(f"{name}={getattr(self, name)}: must be at least 1")
+        if int(self.uncertainty_samples) < 0:
+            raise ForecastError(f"uncertainty_samples={self.uncertainty_samples}: must be 0 or more")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown:
             raise ForecastError(f"unknown model(s) {unknown}: use some of {', '.join(MODELS)}")
@@ -108,6 +113,9 @@ class Forecast:
     lower: Mapping[int, np.ndarray]
     upper: Mapping[int, np.ndarray]
     seconds: float = 0.0
+    # What an automatic model's search chose (auto_arima's orders, auto_ets's components), to refit
+    # that fixed model on later windows without searching again; None for the other models.
+    spec: Mapping[str, object] | None = None
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -160,33 +168,60 @@ def seasonal_naive(y: np.ndarray, dates: np.ndarray, future: np.ndarray, setting
     return Forecast(mean, {lv: mean - _z(lv) * spread for lv in LEVELS}, {lv: mean + _z(lv) * spread for lv in LEVELS})
 
 
-def _statsforecast(kind: str, y: np.ndarray, h: int, settings: Settings) -> Forecast:
+def _arima_spec(fitted: Mapping) -> dict[str, object]:
+    p, q, seasonal_p, seasonal_q, _, d, seasonal_d = (int(v) for v in fitted["arma"])
+    return {
+        "order": (p, d, q),
+        "seasonal_order": (seasonal_p, seasonal_d, seasonal_q),
+        "include_mean": "intercept" in fitted["coef"],
+        "include_drift": "drift" in fitted["coef"],
+    }
+
+
+def _ets_spec(fitted: Mapping) -> dict[str, object]:
+    error, trend, season = fitted["method"][4:-1].split(",")  # "ETS(A,Ad,N)"
+    return {"model": error + trend[0] + season, "damped": trend.endswith("d")}
+
+
+def _statsforecast(kind: str, y: np.ndarray, h: int, settings: Settings, spec: Mapping | None) -> Forecast:
+    """Without `spec`, statsforecast's automatic search (AutoARIMA's stepwise search over orders,
+    AutoETS's over components) and the spec it chose; with one, that fixed model refit on `y`: its
+    coefficients are estimated again, its structure is not searched again."""
     import warnings
 
-    from statsforecast.models import AutoARIMA, AutoETS
+    from statsforecast.models import ARIMA, AutoARIMA, AutoETS
 
-    model = (
-        AutoARIMA(season_length=settings.season_length)
-        if kind == AUTO_ARIMA
-        else AutoETS(season_length=settings.season_length)
-    )
+    m = settings.season_length
+    if kind == AUTO_ARIMA:
+        model = AutoARIMA(season_length=m) if spec is None else ARIMA(season_length=m, **spec)
+    else:
+        model = AutoETS(season_length=m) if spec is None else AutoETS(season_length=m, **spec)
+    y = np.asarray(y, dtype=float)
     with warnings.catch_warnings():
         # AutoARIMA warns for each candidate order whose fit does not converge; it skips them.
         warnings.simplefilter("ignore")
-        out = model.forecast(y=np.asarray(y, dtype=float), h=h, level=list(LEVELS))
+        model.fit(y)
+        out = model.predict(h=h, level=list(LEVELS))
+    if spec is None:
+        spec = _arima_spec(model.model_) if kind == AUTO_ARIMA else _ets_spec(model.model_)
     return Forecast(
         np.asarray(out["mean"], float),
         {lv: np.asarray(out[f"lo-{lv}"], float) for lv in LEVELS},
         {lv: np.asarray(out[f"hi-{lv}"], float) for lv in LEVELS},
+        spec=dict(spec),
     )
 
 
-def auto_arima(y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Settings) -> Forecast:
-    return _statsforecast(AUTO_ARIMA, y, len(future), settings)
+def auto_arima(
+    y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Settings, spec: Mapping | None = None
+) -> Forecast:
+    return _statsforecast(AUTO_ARIMA, y, len(future), settings, spec)
 
 
-def auto_ets(y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Settings) -> Forecast:
-    return _statsforecast(AUTO_ETS, y, len(future), settings)
+def auto_ets(
+    y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Settings, spec: Mapping | None = None
+) -> Forecast:
+    return _statsforecast(AUTO_ETS, y, len(future), settings, spec)
 
 
 def prophet(y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Settings) -> Forecast:
@@ -208,6 +243,13 @@ def prophet(y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Sett
         model.add_country_holidays(country_name=settings.holiday_country)
     model.fit(pd.DataFrame({"ds": pd.to_datetime(dates), "y": np.asarray(y, float)}))
     ahead = pd.DataFrame({"ds": pd.to_datetime(future)})
+    if not settings.uncertainty_samples:
+        mean = model.predict(ahead)["yhat"].to_numpy(float)
+        # sigma_obs is the likelihood's noise scale on the scaled series: the day's own noise.
+        sigma = float(np.ravel(model.params["sigma_obs"])[0]) * float(model.y_scale)
+        lower = {lv: mean - _z(lv) * sigma for lv in LEVELS}
+        upper = {lv: mean + _z(lv) * sigma for lv in LEVELS}
+        return Forecast(mean, lower, upper)
     # Prophet samples with numpy's global generator: seed it for repeatable intervals, then put it back.
     state = np.random.get_state()
     try:
@@ -231,12 +273,21 @@ MODEL_FUNCTIONS: dict[str, ModelFunction] = {
 }
 
 
-def fit_predict(model: str, y: np.ndarray, dates: np.ndarray, future: np.ndarray, settings: Settings) -> Forecast:
+def fit_predict(
+    model: str,
+    y: np.ndarray,
+    dates: np.ndarray,
+    future: np.ndarray,
+    settings: Settings,
+    spec: Mapping[str, object] | None = None,
+) -> Forecast:
     """Fit `model` on (dates, y) and forecast the days `future`; raises ForecastError with the model's
-    name when it fails or returns something that is not a finite forecast."""
+    name when it fails or returns something that is not a finite forecast. `spec`: the fixed
+    structure an earlier fit of an automatic model chose (Forecast.spec), to refit without a search."""
     started = time.perf_counter()
+    fixed = {} if spec is None else {"spec": spec}
     try:
-        found = MODEL_FUNCTIONS[model](np.asarray(y, float), dates, future, settings)
+        found = MODEL_FUNCTIONS[model](np.asarray(y, float), dates, future, settings, **fixed)
     except ForecastError:
         raise
     except Exception as error:
@@ -299,6 +350,9 @@ class Backtest:
     scales: tuple[float, ...]
     forecasts: Mapping[str, tuple[Forecast, ...]]  # models that succeeded on every fold
     errors: Mapping[str, str]  # models that failed on a fold, and why
+    # The structure each automatic model chose on the first (earliest, shortest) fold's training
+    # window: the later folds and the final fit refit it rather than search again.
+    specs: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
 def backtest(y: np.ndarray, dates: np.ndarray, settings: Settings) -> Backtest:
@@ -308,19 +362,24 @@ def backtest(y: np.ndarray, dates: np.ndarray, settings: Settings) -> Backtest:
     scales = tuple(seasonal_naive_scale(y[:o], settings.season_length) for o in plan.origins)
     forecasts: dict[str, tuple[Forecast, ...]] = {}
     errors: dict[str, str] = {}
+    specs: dict[str, Mapping[str, object]] = {}
     for model in settings.models:
-        found = []
+        found: list[Forecast] = []
         for origin in plan.origins:
+            # The first fold searches (AutoARIMA, AutoETS) on the earliest window only; the later
+            # folds refit what it chose, so no fold's structure was chosen with days past its origin.
+            spec = found[0].spec if found else None
             try:
-                found.append(
-                    fit_predict(model, y[:origin], dates[:origin], dates[origin : origin + plan.horizon], settings)
-                )
+                ahead = dates[origin : origin + plan.horizon]
+                found.append(fit_predict(model, y[:origin], dates[:origin], ahead, settings, spec))
             except ForecastError as error:
                 errors[model] = f"fold at {dates[origin]}: {error}"
                 break
         else:
             forecasts[model] = tuple(found)
-    return Backtest(plan, actuals, scales, forecasts, errors)
+            if found[0].spec is not None:
+                specs[model] = found[0].spec
+    return Backtest(plan, actuals, scales, forecasts, errors, specs)
 
 
 def _mean_mase(bt: Backtest, folds: Sequence[int], means: Sequence[np.ndarray]) -> float:
@@ -547,7 +606,7 @@ def forecast(
         if weight <= 0:
             continue  # a model without weight is not refit: it would not change the forecast
         try:
-            finals[model] = fit_predict(model, y, dates, future, settings)
+            finals[model] = fit_predict(model, y, dates, future, settings, bt.specs.get(model))
         except ForecastError as error:
             notes.append(f"{model} failed on the whole history and was left out: {error}")
             weights[model] = 0.0

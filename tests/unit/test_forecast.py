@@ -91,7 +91,7 @@ def test_the_backtest_never_shows_a_model_a_day_from_its_origin_on(monkeypatch):
     assert [s[0] for s in seen] == list(bt.plan.origins)
     for (length, last_seen, first_ahead, ahead), origin in zip(seen, bt.plan.origins, strict=True):
         assert length == origin and last_seen == d[origin - 1] and first_ahead == d[origin] and ahead == bt.plan.horizon
-    # Changing every day from the first origin on changes nothing the first fold forecast.
+    # Changing every day from the first origin on changes nothing in the first fold's forecast.
     changed = y.copy()
     changed[bt.plan.origins[0] :] += 1e6
     again = ml.backtest(changed, d, ml.Settings(horizon=14, folds=3, models=(ml.SEASONAL_NAIVE,)))
@@ -197,3 +197,60 @@ def test_the_forecast_settings_come_from_the_environment():
         resources({"FORECAST_HORIZON_DAYS": "a month"})
     with pytest.raises(ValueError, match="horizon_days=0"):
         resources({"FORECAST_HORIZON_DAYS": "0"})
+
+
+def test_auto_models_search_on_the_first_window_only_and_refit_that_structure_without_later_days(monkeypatch):
+    searched = []
+    real = ml._statsforecast
+
+    def spy(kind, y, h, settings, spec):
+        searched.append((kind, len(y), spec is None))
+        return real(kind, y, h, settings, spec)
+
+    monkeypatch.setattr(ml, "_statsforecast", spy)
+    settings = ml.Settings(horizon=14, folds=3, models=(ml.AUTO_ARIMA, ml.AUTO_ETS, ml.SEASONAL_NAIVE))
+    y, d = weekly(84), days(84)
+    bt = ml.backtest(y, d, settings)
+    first = bt.plan.origins[0]
+    # One search per automatic model, on the earliest window; every later fold refits its choice.
+    assert sorted(s for s in searched if s[2]) == [(ml.AUTO_ARIMA, first, True), (ml.AUTO_ETS, first, True)]
+    assert [len_ for kind, len_, _ in searched if kind == ml.AUTO_ARIMA] == list(bt.plan.origins)
+    for model in (ml.AUTO_ARIMA, ml.AUTO_ETS):
+        assert all(f.spec == bt.specs[model] for f in bt.forecasts[model])
+    assert set(bt.specs[ml.AUTO_ARIMA]) == {"order", "seasonal_order", "include_mean", "include_drift"}
+    # Days from the second origin on change neither the choice nor the first two folds' forecasts.
+    changed = y.copy()
+    changed[bt.plan.origins[1] :] = changed[bt.plan.origins[1] :] * 3 + 5e4
+    again = ml.backtest(changed, d, settings)
+    assert again.specs == bt.specs
+    for model in (ml.AUTO_ARIMA, ml.AUTO_ETS):
+        for j in (0, 1):
+            assert np.array_equal(again.forecasts[model][j].mean, bt.forecasts[model][j].mean)
+            assert np.array_equal(again.forecasts[model][j].upper[95], bt.forecasts[model][j].upper[95])
+    # The final fit refits the backtest's choice on the whole history rather than searching again.
+    searched.clear()
+    result = ml.forecast(y, d, settings)
+    assert all(not fresh for _, length, fresh in searched if length == len(y))
+    assert result.forecast.mean.shape == (14,)
+
+
+def test_fixed_arima_refit_estimates_the_chosen_orders_coefficients_again():
+    y, d = weekly(84), days(84)
+    spec = {"order": (1, 0, 0), "seasonal_order": (0, 1, 0), "include_mean": False, "include_drift": False}
+    short = ml.fit_predict(ml.AUTO_ARIMA, y[:42], d[:42], d[42:49], ml.Settings(), spec)
+    long = ml.fit_predict(ml.AUTO_ARIMA, y, d, ml.next_days(d[-1], 7), ml.Settings(), spec)
+    assert short.spec == long.spec == spec
+    assert not np.allclose(short.mean, long.mean)
+    # Seasonal differencing with a (1,0,0) part: the forecast is last week plus a decaying AR term.
+    assert np.all(np.isfinite(long.lower[95])) and np.all(long.lower[95] < long.mean)
+
+
+def test_prophet_without_sampling_uses_its_fitted_noise_scale():
+    y, d = weekly(56), days(56)
+    out = ml.fit_predict(ml.PROPHET, y, d, ml.next_days(d[-1], 7), ml.Settings(holiday_country=None))
+    half95, half80 = out.upper[95] - out.mean, out.upper[80] - out.mean
+    assert np.allclose(half95, half95[0]) and half95[0] > 0  # a constant band: the noise scale
+    assert half95[0] / half80[0] == pytest.approx(1.959964 / 1.281552, rel=1e-4)
+    assert 300 < half95[0] / 1.96 < 1200  # the series' noise is 600
+    with pytest.raises(ml.ForecastError, match="uncertainty_samples"):
+        ml.Settings(uncertainty_samples=-1)
