@@ -653,14 +653,11 @@ def reporting_cash_flow(frame: pd.DataFrame, currency: str, rates=None) -> tuple
 
     from core.ledger import fx
 
-    table = rates or fx.bundled_table()
-    kept, left_out = [], []
-    for row in frame[["cash_date", "currency", "net_minor"]].itertuples(index=False):
-        day = pd.Timestamp(row.cash_date).date()
-        try:
-            kept.append((day, table.convert(int(row.net_minor), str(row.currency), currency, day)))
-        except (fx.FxError, ValueError) as error:
-            left_out.append((day, str(row.currency), int(row.net_minor), str(error)))
-    converted = pd.DataFrame(kept, columns=["cash_date", "net_minor"]).groupby("cash_date", as_index=False).sum()
+    rows = (
+        (pd.Timestamp(r.cash_date).date(), r.currency, r.net_minor)
+        for r in frame[["cash_date", "currency", "net_minor"]].itertuples(index=False)
+    )
+    totals, left_out = fx.daily_totals(rows, currency, rates or fx.bundled_table())
+    converted = pd.DataFrame(sorted(totals.items()), columns=["cash_date", "net_minor"])
     excluded = pd.DataFrame(left_out, columns=["cash_date", "currency", "net_minor", "reason"])
     return converted, excluded

@@ -98,7 +98,7 @@ def cash_flow_forecast(
     import pandas as pd
 
     from core.experiments.outcomes import REPORTING_CURRENCY
-    from core.ledger.fx import RateTable, bundled_table
+    from core.ledger.fx import ledger_or_bundled
     from core.platform.schema import ensure_schema
     from core.platform.warehouse import append_frame
     from ml import forecast as ml
@@ -110,10 +110,7 @@ def cash_flow_forecast(
         raise dg.Failure(f"{MART} does not exist: materialize the dbt marts (marts/daily_cash_flow) first")
     mart = client.query(f"SELECT cash_date, currency, net_minor FROM {MART}")
     foreign = set(mart["currency"]) - {REPORTING_CURRENCY}
-    rates = None
-    if foreign:
-        stored = client.table_exists("ledger.fx_rates") and client.count("ledger.fx_rates") > 0
-        rates = RateTable.from_warehouse(client) if stored else bundled_table()
+    rates = ledger_or_bundled(client) if foreign else None
     daily, excluded = ml.reporting_cash_flow(mart, REPORTING_CURRENCY, rates)
     common = {
         "currency": REPORTING_CURRENCY,

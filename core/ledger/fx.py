@@ -325,5 +325,30 @@ def convert(
     return (rates or bundled_table()).convert(amount_minor, from_currency, to_currency, on)
 
 
+def ledger_or_bundled(warehouse: Warehouse) -> RateTable:
+    """The ledger's own rates (ledger.fx_rates) once it has any, else the bundled ECB snapshot."""
+    if warehouse.table_exists("ledger.fx_rates") and warehouse.count("ledger.fx_rates"):
+        return RateTable.from_warehouse(warehouse)
+    return bundled_table()
+
+
+def daily_totals(
+    rows: Iterable[tuple[date, str, int]], currency: str, rates: RateTable
+) -> tuple[dict[date, int], list[tuple[date, str, int, str]]]:
+    """(day, currency, amount_minor) rows as one total per day in `currency`, each row converted at
+    its day's rate (exact, half-even, as the dbt marts convert). A row no rate covers is returned
+    with the reason, never guessed: (totals by day, [(day, currency, amount_minor, reason)])."""
+    totals: dict[date, int] = {}
+    left_out: list[tuple[date, str, int, str]] = []
+    for day, row_currency, amount in rows:
+        try:
+            converted = rates.convert(int(amount), str(row_currency), currency, day)
+        except (FxError, ValueError) as error:
+            left_out.append((day, str(row_currency), int(amount), str(error)))
+            continue
+        totals[day] = totals.get(day, 0) + converted
+    return totals, left_out
+
+
 def days_covered(frame: pd.DataFrame) -> list[date]:
     return sorted({pd.Timestamp(d).date() for d in frame["rate_date"]})

@@ -265,27 +265,17 @@ class Reader:
         A row no rate covers is left out, and the note says how many."""
         import pandas as pd
 
-        from core.ledger.fx import FxError, RateTable, bundled_table
+        from core.ledger.fx import bundled_table, daily_totals, ledger_or_bundled
 
         cash, _origin = self.cash()
         if cash.empty:
             return cash, ""
-        rates = None
-        if (cash["currency"] != REPORTING_CURRENCY).any():
-            rates = RateTable.from_warehouse(self.warehouse) if self.rows("ledger.fx_rates") else bundled_table()
-        days, amounts, left_out = [], [], 0
-        for r in cash.itertuples():
-            try:
-                day = pd.Timestamp(r.cash_date).date()
-                net = int(r.net_minor)
-                amounts.append(
-                    net if r.currency == REPORTING_CURRENCY else rates.convert(net, r.currency, REPORTING_CURRENCY, day)
-                )
-                days.append(r.cash_date)
-            except FxError:
-                left_out += 1
-        frame = pd.DataFrame({"cash_date": days, "net_minor": amounts}).groupby("cash_date", as_index=False).sum()
-        note = f" ({left_out} day-currency rows without an FX rate left out)" if left_out else ""
+        foreign = (cash["currency"] != REPORTING_CURRENCY).any()
+        rates = ledger_or_bundled(self.warehouse) if foreign else bundled_table()
+        rows = ((pd.Timestamp(r.cash_date).date(), r.currency, r.net_minor) for r in cash.itertuples())
+        totals, left_out = daily_totals(rows, REPORTING_CURRENCY, rates)
+        frame = _typed(pd.DataFrame(sorted(totals.items()), columns=["cash_date", "net_minor"]), "cash_date")
+        note = f" ({len(left_out)} day-currency rows without an FX rate left out)" if left_out else ""
         return frame.assign(currency=REPORTING_CURRENCY), note
 
     def pnl(self) -> tuple[pd.DataFrame, str]:

@@ -264,24 +264,13 @@ def revenue_by_day(warehouse, start: datetime, end: datetime, currency: str) -> 
     the day), and what could not be counted (a currency without a rate) for the detail."""
     import pandas as pd
 
-    from core.ledger.fx import FxError, RateTable
+    from core.ledger.fx import bundled_table, daily_totals, ledger_or_bundled
 
     frame = warehouse.query(REVENUE_BY_DAY, [start, end])
-    totals: dict[date, int] = {}
-    problems: list[str] = []
-    rates = None
-    for row in frame.itertuples():
-        day = pd.Timestamp(row.day).date()
-        amount = int(row.revenue_minor)
-        if row.currency != currency:
-            try:
-                rates = rates or RateTable.from_warehouse(warehouse)
-                amount = rates.convert(amount, row.currency, currency, day)
-            except FxError as error:
-                problems.append(f"{row.currency} on {day} not counted ({error})")
-                continue
-        totals[day] = totals.get(day, 0) + amount
-    return totals, problems
+    rates = ledger_or_bundled(warehouse) if (frame["currency"] != currency).any() else bundled_table()
+    rows = ((pd.Timestamp(r.day).date(), r.currency, r.revenue_minor) for r in frame.itertuples())
+    totals, left_out = daily_totals(rows, currency, rates)
+    return totals, [f"{other} on {day} not counted ({reason})" for day, other, _amount, reason in left_out]
 
 
 def experiment_run_events(warehouse, since: datetime) -> list[Event]:
