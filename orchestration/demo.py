@@ -31,12 +31,21 @@ def stage_name(step_key: str, checks: dict[str, str] | None = None) -> str:
     return step_key.replace("__", "/")
 
 
-def check_stages(check_keys) -> dict[str, str]:
-    """A check runs as a step of its own, keyed `<asset as identifier>_<check>`: name it for a reader."""
-    return {
+def check_stages(check_keys, checks_defs=()) -> dict[str, str]:
+    """A check runs as a step of its own, keyed `<asset as identifier>_<check>`: name it for a reader.
+    A definition that checks several assets in one step (the freshness checks) is keyed by its
+    generated node name: name it by its check and assets."""
+    stages = {
         f"{key.asset_key.to_python_identifier()}_{key.name}": f"check {key.name} on {key.asset_key.to_user_string()}"
         for key in check_keys
     }
+    for checks_def in checks_defs:
+        keys = sorted(checks_def.check_keys, key=lambda k: k.asset_key.to_user_string())
+        if len({key.asset_key for key in keys}) > 1:
+            names = ", ".join(sorted({key.name for key in keys}))
+            assets = ", ".join(key.asset_key.to_user_string() for key in keys)
+            stages[checks_def.node_def.name] = f"check {names} on {assets}"
+    return stages
 
 
 def money(cents: int) -> str:
@@ -184,7 +193,7 @@ def run(warehouse: Warehouse) -> bool:
     not_promoted: set[str] = set()
     progress = None
     with path.open("a", encoding="utf-8") as log, output_to(log) as terminal:
-        progress = StageProgress(terminal, started, check_stages(graph.asset_check_keys))
+        progress = StageProgress(terminal, started, check_stages(graph.asset_check_keys, defs.asset_checks or ()))
         loggers = {"console": dg.colored_console_logger, "stages": progress_logger(progress)}
         # A logger runs only when the run config names it; the file gets every event (DEBUG).
         run_loggers = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}, "stages": {}}}

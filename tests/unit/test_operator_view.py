@@ -3,6 +3,7 @@
 
 import io
 import logging
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
@@ -86,3 +87,21 @@ def test_stage_progress_prints_one_line_per_finished_step_with_readable_names():
     assert progress.failed == ["broken"]
     assert stage_name("ledger_dbt_assets").startswith("dbt build")
     logging.getLogger("ventureloop.demo.stages").handlers = []
+
+
+def test_a_check_of_several_assets_is_named_by_its_check_and_assets():
+    """The freshness checks run as one step per definition under a generated name
+    (freshness_check_<hash>): the stage line names the check and the assets instead."""
+
+    @dg.asset
+    def first():
+        return 1
+
+    @dg.asset
+    def second():
+        return 2
+
+    (checks,) = dg.build_last_update_freshness_checks(assets=[first, second], lower_bound_delta=timedelta(hours=1))
+    stages = check_stages(checks.check_keys, [checks])
+    assert stages[checks.node_def.name] == "check freshness_check on first, second"
+    assert stage_name(checks.node_def.name, stages) == "check freshness_check on first, second"
