@@ -51,7 +51,10 @@ def demo(build_once) -> Path:
     home it filled (home/) and what it printed (stdout.txt). Tests copy the home (`_demoed`)."""
 
     def run_demo(directory: Path) -> None:
-        (directory / "stdout.txt").write_text(_run([str(BIN / "ventureloop"), "demo"], _env(directory)).stdout)
+        # A generous limit: the demo takes two to three minutes alone, and shares the machine with the
+        # other test worker here.
+        demo = _run([str(BIN / "ventureloop"), "demo"], _env(directory), timeout=900)
+        (directory / "stdout.txt").write_text(demo.stdout)
 
     return build_once("demo", run_demo)
 
