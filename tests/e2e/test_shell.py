@@ -193,6 +193,23 @@ def test_dagster_cli_validates_and_materializes_everything(tmp_path):
     assert "RUN_SUCCESS" in done.stderr + done.stdout
 
 
+def test_the_forecast_and_the_anomalies_materialize_again_from_the_shell(demo, tmp_path):
+    """docs/forecasting.md and docs/anomalies.md's commands, word for word, on a copy of the demo's home:
+    a second forecast is appended beside the first, and the anomalies found before are kept."""
+    env = _demoed(demo, tmp_path)
+    warehouse = Warehouse(f"duckdb:///{tmp_path / 'home' / 'warehouse.duckdb'}")
+    anomalies = warehouse.count("monitoring.metric_anomalies")
+    dagster = str(BIN / "dagster")
+    forecast = ["asset", "materialize", "-m", "orchestration.definitions", "--select", "cash_flow_forecast"]
+    done = _run([dagster, *forecast], env)
+    assert "RUN_SUCCESS" in done.stderr + done.stdout
+    watched = ["asset", "materialize", "-m", "orchestration.definitions", "--select", "metric_anomalies"]
+    done = _run([dagster, *watched], env)
+    assert "RUN_SUCCESS" in done.stderr + done.stdout
+    assert warehouse.scalar("SELECT count(DISTINCT forecast_id) FROM forecasting.cash_flow_forecast") == 2
+    assert warehouse.count("monitoring.metric_anomalies") >= anomalies
+
+
 def test_quarantine_commands_list_and_replay(demo, tmp_path):
     env = _demoed(demo, tmp_path)
     listed = _run([str(BIN / "ventureloop"), "quarantine", "list"], env).stdout
