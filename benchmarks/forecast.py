@@ -206,6 +206,89 @@ def fleet(count: int, models: tuple[str, ...], folds: int) -> None:
     )
 
 
+def _select(args: tuple[int, int, tuple[str, ...], int]) -> tuple[np.ndarray, np.ndarray, dict, float]:
+    """Selection: the full path on the days up to 7 days before the refresh origin."""
+    seed, every, models, folds = args
+    dates, y = simulator_series(seed, 120, every=every)
+    settings = ml.Settings(horizon=30, folds=folds, models=models)
+    cpu = _cpu()
+    result = ml.forecast(y[: 90 - AGE], dates[: 90 - AGE], settings)
+    return dates, y, ml.Selection.of(result, settings).as_dict(), _cpu() - cpu
+
+
+def _refresh(args: tuple[np.ndarray, np.ndarray, dict]) -> tuple[float, float, float, float, float, int]:
+    """Refresh: the stored selection (as JSON) refit once per weighted model on the days up to the
+    origin (AGE days more than the selection saw), scored on the 30 days after, as `_one` scores."""
+    dates, y, stored = args
+    started, cpu = time.perf_counter(), _cpu()
+    selection = ml.Selection.from_dict(stored)
+    result = ml.refresh(y[:90], dates[:90], selection, selection.settings)
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    actual, train = y[90:], y[:90]
+    naive = ml.seasonal_naive(train, dates[:90], dates[90:], selection.settings)
+    f = result.forecast
+    return (
+        seconds,
+        cpu,
+        ml.mase(actual, f.mean, train, 7) / max(ml.mase(actual, naive.mean, train, 7), 1e-12),
+        float(np.mean((actual >= f.lower[95]) & (actual <= f.upper[95]))),
+        float(np.mean((actual >= f.lower[80]) & (actual <= f.upper[80]))),
+        len(result.fitted),
+    )
+
+
+AGE = 7  # days of new data a refresh adds to its selection's (the staleness limit's default)
+
+
+def refresh_fleet(count: int, models: tuple[str, ...], folds: int) -> None:
+    """The same series as `fleet`, the two production paths: select on days ..t (t = origin - 7),
+    refresh on days ..origin, score origin..origin+30; and the full path on days ..origin, same days."""
+    tasks = [(1000 + k, 2 + k % 4, models, folds) for k in range(count)]
+    workers = os.cpu_count() or 1
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_warm, [models] * workers)
+        started = time.perf_counter()
+        selected = pool.map(_select, tasks, chunksize=4)
+        select_wall = time.perf_counter() - started
+        select_cpu = np.array([s[3] for s in selected])
+        print(
+            f"\nselection ({', '.join(models)}, {folds} folds, on 83 days): {count} series {select_wall:.1f} s wall "
+            f"(series simulation included), median {np.median(select_cpu):.2f} CPU-s a series",
+            flush=True,
+        )
+        started = time.perf_counter()
+        refreshed = pool.map(_refresh, [s[:3] for s in selected], chunksize=8)
+        wall = time.perf_counter() - started
+        cpu = np.array([r[1] for r in refreshed])
+        print(
+            f"refresh ({AGE} days after the selection, on 90 days): {count} series {wall:.1f} s wall on {workers} "
+            f"processes ({count / wall:.1f} series/s), extrapolated to 1,000: {wall * 1000 / count:.0f} s "
+            f"({'under' if wall * 1000 / count < 120 else 'OVER'} 120 s); median {np.median(cpu):.3f} CPU-s a series, "
+            f"1,000 on {workers} idle cores {cpu.sum() * 1000 / count / workers:.0f} s; models fitted per series "
+            f"mean {np.mean([r[5] for r in refreshed]):.2f}",
+            flush=True,
+        )
+        started = time.perf_counter()
+        full = pool.map(_one, tasks, chunksize=4)
+        full_wall = time.perf_counter() - started
+    full_cpu = np.array([r[1] for r in full])
+    print(
+        f"full path (backtest + final fit on 90 days): {count} series {full_wall:.1f} s wall (series simulation "
+        f"included), median {np.median(full_cpu):.2f} CPU-s a series, 1,000 on {workers} idle cores "
+        f"{full_cpu.sum() * 1000 / count / workers:.0f} s"
+    )
+    for name, rows in (("full", full), ("refresh", refreshed)):
+        ratios = np.array([r[2] for r in rows])
+        print(
+            f"{name:>7} accuracy, same 30 held-out days: ensemble/naive MASE ratio median"
+            f" {np.median(ratios):.3f}, "
+            f"mean {np.mean(ratios):.3f}, better than naive on {np.mean(ratios < 1):.0%}; 95% coverage "
+            f"{np.mean([r[3] for r in rows]):.1%}, 80% {np.mean([r[4] for r in rows]):.1%}"
+        )
+    paired = np.array([r[2] for r in refreshed]) / np.array([r[2] for r in full])
+    print(f"refresh/full MASE per series: median {np.median(paired):.3f}, mean {np.mean(paired):.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -217,9 +300,15 @@ def main() -> int:
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--fleet-models", default=",".join(ml.MODELS), help="comma-separated")
     parser.add_argument("--fleet-folds", type=int, default=3)
+    parser.add_argument(
+        "--refresh-fleet", type=int, default=0, help="N series: selection once + refresh against the full path"
+    )
     args = parser.parse_args()
     seeds, origins, count = (1, 2, 40) if args.quick else (args.seeds, args.origins, args.fleet)
     print(_common.machine())
+    if args.refresh_fleet:
+        refresh_fleet(args.refresh_fleet, tuple(args.fleet_models.split(",")), args.fleet_folds)
+        return 0
     sim = {"ratio": math.nan, "coverage95": math.nan}
     if not args.skip_simulator:
         sim_rows = []

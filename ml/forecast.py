@@ -534,6 +534,8 @@ class EnsembleForecast:
     fit_seconds: float  # the final fits on the whole history
     history_days: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The structure each automatic model's backtest search chose (what the final fit refit).
+    specs: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @property
     def weights(self) -> Mapping[str, float]:
@@ -577,6 +579,20 @@ def next_days(last: np.datetime64, horizon: int) -> np.ndarray:
     return last + np.arange(1, horizon + 1).astype("timedelta64[D]")
 
 
+def _checked(y: Sequence[float] | np.ndarray, dates: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=float)
+    dates = as_days(dates)
+    if len(y) != len(dates):
+        raise ForecastError(f"{len(y)} values for {len(dates)} dates")
+    if not len(y):
+        raise HistoryTooShort("the history is empty")
+    if not np.all(np.isfinite(y)):
+        raise ForecastError("the history has missing or infinite values: fill missing days (zero cash flow) first")
+    if len(dates) > 1 and not np.all(np.diff(dates) > np.timedelta64(0, "D")):
+        raise ForecastError("the dates must be strictly increasing, one value per day")
+    return y, dates
+
+
 def forecast(
     y: Sequence[float] | np.ndarray,
     dates: Sequence | np.ndarray,
@@ -585,28 +601,57 @@ def forecast(
 ) -> EnsembleForecast:
     """Backtest every model, weigh and calibrate from it, refit the weighted models on the whole
     history and forecast `future` (default: the `settings.horizon` days after the last date)."""
-    y = np.asarray(y, dtype=float)
-    dates = as_days(dates)
-    if len(y) != len(dates):
-        raise ForecastError(f"{len(y)} values for {len(dates)} dates")
-    if not np.all(np.isfinite(y)):
-        raise ForecastError("the history has missing or infinite values: fill missing days (zero cash flow) first")
-    if len(dates) > 1 and not np.all(np.diff(dates) > np.timedelta64(0, "D")):
-        raise ForecastError("the dates must be strictly increasing, one value per day")
+    y, dates = _checked(y, dates)
     future = next_days(dates[-1], settings.horizon) if future is None else as_days(future)
     bt = backtest(y, dates, settings)
     evaluation = evaluate(bt)
     notes = [f"{m} left out: {e}" for m, e in bt.errors.items()]
     if evaluation.ensemble_in_sample:
         notes.append("one backtest fold only: the ensemble's backtest score is in-sample")
+    final = final_fit(y, dates, future, settings, evaluation.weights, bt.specs, evaluation.factors)
+    return EnsembleForecast(
+        dates=future,
+        forecast=final.forecast,
+        evaluation=replace(evaluation, weights=final.weights),
+        plan=bt.plan,
+        trained_through=dates[-1].item(),
+        fit_seconds=final.seconds,
+        history_days=len(y),
+        notes=tuple(notes + list(final.notes)),
+        specs=dict(bt.specs),
+    )
+
+
+@dataclass(frozen=True)
+class FinalFit:
+    forecast: Forecast  # calibrated ensemble
+    weights: Mapping[str, float]  # renormalized over the models that fitted
+    seconds: float
+    fitted: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+def final_fit(
+    y: np.ndarray,
+    dates: np.ndarray,
+    future: np.ndarray,
+    settings: Settings,
+    weights: Mapping[str, float],
+    specs: Mapping[str, Mapping[str, object]],
+    factors: Mapping[int, float],
+) -> FinalFit:
+    """Fit each weighted model once on (dates, y), an automatic one with its given structure (no
+    search), combine them with `weights` (renormalized if one fails) and scale the band by `factors`.
+    The full forecast's last step and the whole of a refresh: one function, so they cannot drift."""
     started = time.perf_counter()
-    weights = dict(evaluation.weights)
+    weights = dict(weights)
+    notes: list[str] = []
     finals: dict[str, Forecast] = {}
-    for model, weight in evaluation.weights.items():
+    for model, weight in list(weights.items()):
         if weight <= 0:
             continue  # a model without weight is not refit: it would not change the forecast
         try:
-            finals[model] = fit_predict(model, y, dates, future, settings, bt.specs.get(model))
+            finals[model] = fit_predict(model, y, dates, future, settings, specs.get(model))
         except ForecastError as error:
             notes.append(f"{model} failed on the whole history and was left out: {error}")
             weights[model] = 0.0
@@ -614,16 +659,145 @@ def forecast(
         raise ForecastError("every weighted model failed on the whole history: " + "; ".join(notes))
     total = sum(weights.values())
     weights = {m: w / total for m, w in weights.items()}
-    ensemble = calibrated(combine(finals, weights), evaluation.factors)
-    return EnsembleForecast(
+    ensemble = calibrated(combine(finals, weights), factors)
+    return FinalFit(ensemble, weights, time.perf_counter() - started, tuple(finals), tuple(notes))
+
+
+# --- selection and refresh (many series) ----------------------------------------------------------
+
+
+class StaleSelection(ForecastError):
+    """The stored selection is too old for this history or was made with other settings: re-select."""
+
+
+AUTOMATIC = (AUTO_ARIMA, AUTO_ETS)
+MAX_NEW_DAYS = 7
+
+
+def _settings_dict(settings: Settings) -> dict[str, object]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()}
+
+
+def _plain(spec: Mapping[str, object]) -> dict[str, object]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.items()}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a full forecast's backtest chose, kept to refresh the same series without backtesting:
+    per model its weight and (automatic models) structure, the calibration factors, the settings it
+    was made with, the last day it saw and how many days it had. `as_dict`/`from_dict`: JSON."""
+
+    weights: Mapping[str, float]
+    specs: Mapping[str, Mapping[str, object]]
+    factors: Mapping[int, float]
+    settings: Settings
+    selected_through: date
+    history_days: int
+
+    @classmethod
+    def of(cls, result: EnsembleForecast, settings: Settings) -> Selection:
+        return cls(
+            weights=dict(result.weights),
+            specs={m: dict(s) for m, s in result.specs.items() if result.weights.get(m, 0.0) > 0},
+            factors=dict(result.evaluation.factors),
+            settings=settings,
+            selected_through=result.trained_through,
+            history_days=result.history_days,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "weights": dict(self.weights),
+            "specs": {m: _plain(s) for m, s in self.specs.items()},
+            "factors": {str(lv): f for lv, f in self.factors.items()},
+            "settings": _settings_dict(self.settings),
+            "selected_through": self.selected_through.isoformat(),
+            "history_days": self.history_days,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Selection:
+        try:
+            raw = dict(data["settings"])
+            raw["models"] = tuple(raw["models"])
+            specs = {}
+            for model, spec in data["specs"].items():
+                specs[model] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()}
+            selection = cls(
+                weights={m: float(w) for m, w in data["weights"].items()},
+                specs=specs,
+                factors={int(lv): float(f) for lv, f in data["factors"].items()},
+                settings=Settings(**raw),
+                selected_through=date.fromisoformat(data["selected_through"]),
+                history_days=int(data["history_days"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ForecastError(f"not a stored selection: {type(error).__name__}: {error}") from error
+        missing = [m for m in AUTOMATIC if selection.weights.get(m, 0.0) > 0 and m not in selection.specs]
+        if missing or set(selection.factors) != set(LEVELS) or not sum(selection.weights.values()) > 0:
+            raise ForecastError(f"not a usable selection: no structure for {missing} or no factors/weights")
+        return selection
+
+
+def staleness(
+    selection: Selection, dates: Sequence | np.ndarray, settings: Settings, max_new_days: int = MAX_NEW_DAYS
+) -> str | None:
+    """Why `selection` should not be used for a history ending at dates[-1] with `settings` (None:
+    it may be). Stale when made with other settings, when the history has more than `max_new_days`
+    days past the selection's last day, or when the history ends before it (it saw later days)."""
+    if selection.settings != settings:
+        return "the selection was made with other settings"
+    last = as_days(dates)[-1].item()
+    new = (last - selection.selected_through).days
+    if new < 0:
+        return f"the history ends {-new} day(s) before the selection's last day {selection.selected_through}"
+    if new > max_new_days:
+        return f"{new} new day(s) since the selection on {selection.selected_through} (more than {max_new_days})"
+    return None
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    dates: np.ndarray  # the forecast days
+    forecast: Forecast  # calibrated ensemble
+    weights: Mapping[str, float]
+    fitted: tuple[str, ...]  # the models fitted (each once)
+    trained_through: date
+    fit_seconds: float
+    history_days: int
+    selection: Selection
+    notes: tuple[str, ...] = ()
+
+
+def refresh(
+    y: Sequence[float] | np.ndarray,
+    dates: Sequence | np.ndarray,
+    selection: Selection,
+    settings: Settings,
+    future: Sequence | np.ndarray | None = None,
+    max_new_days: int = MAX_NEW_DAYS,
+) -> Refreshed:
+    """The daily forecast with a stored selection: each weighted model fitted once on the whole
+    history with its stored structure (no search, no backtest), combined with the stored weights and
+    calibrated with the stored factors, by the full forecast's own `final_fit`. Raises
+    StaleSelection when `staleness` gives a reason: the caller re-selects with `forecast`."""
+    y, dates = _checked(y, dates)
+    reason = staleness(selection, dates, settings, max_new_days)
+    if reason:
+        raise StaleSelection(f"re-select: {reason}")
+    future = next_days(dates[-1], settings.horizon) if future is None else as_days(future)
+    final = final_fit(y, dates, future, settings, selection.weights, selection.specs, selection.factors)
+    return Refreshed(
         dates=future,
-        forecast=ensemble,
-        evaluation=replace(evaluation, weights=weights),
-        plan=bt.plan,
+        forecast=final.forecast,
+        weights=final.weights,
+        fitted=final.fitted,
         trained_through=dates[-1].item(),
-        fit_seconds=time.perf_counter() - started,
+        fit_seconds=final.seconds,
         history_days=len(y),
-        notes=tuple(notes),
+        selection=selection,
+        notes=final.notes,
     )
 
 

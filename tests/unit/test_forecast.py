@@ -2,7 +2,9 @@
 that no model ever sees a day at or after its origin, the weights, the calibrated intervals, the
 daily series and the reporting currency, and the errors a short or broken history gives."""
 
+import json
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -254,3 +256,73 @@ def test_prophet_without_sampling_uses_its_fitted_noise_scale():
     assert 300 < half95[0] / 1.96 < 1200  # the series' noise is 600
     with pytest.raises(ml.ForecastError, match="uncertainty_samples"):
         ml.Settings(uncertainty_samples=-1)
+
+
+# --- selection and refresh ------------------------------------------------------------------------
+
+FAST = ml.Settings(horizon=14, folds=3, models=(ml.AUTO_ARIMA, ml.AUTO_ETS, ml.SEASONAL_NAIVE), holiday_country=None)
+
+
+@pytest.fixture(scope="module")
+def selected():
+    y, d = weekly(70), days(70)
+    return y, d, ml.forecast(y, d, FAST)
+
+
+def test_refresh_with_the_full_paths_selection_gives_its_final_forecast(selected, monkeypatch):
+    y, d, full = selected
+    assert all(full.weights[m] > 0 for m in (ml.AUTO_ARIMA, ml.AUTO_ETS))  # both structures are used
+    stored = json.loads(json.dumps(ml.Selection.of(full, FAST).as_dict()))  # through JSON, as stored
+    selection = ml.Selection.from_dict(stored)
+    assert selection.specs == full.specs and selection.selected_through == d[-1].item()
+    fits = []
+    real = ml.fit_predict
+    monkeypatch.setattr(ml, "fit_predict", lambda model, *a: fits.append(model) or real(model, *a))
+    again = ml.refresh(y, d, selection, FAST)
+    assert sorted(fits) == sorted(again.fitted) == sorted(m for m, w in full.weights.items() if w > 0)
+    for level in ml.LEVELS:
+        assert np.array_equal(again.forecast.lower[level], full.forecast.lower[level])
+        assert np.array_equal(again.forecast.upper[level], full.forecast.upper[level])
+    assert np.array_equal(again.forecast.mean, full.forecast.mean)
+    assert np.array_equal(again.dates, full.dates) and again.weights == full.weights
+
+
+def test_refresh_never_searches_and_never_fits_a_model_without_weight(selected, monkeypatch):
+    full = selected[2]
+    selection = replace(
+        ml.Selection.of(full, FAST), weights={ml.AUTO_ARIMA: 0.0, ml.AUTO_ETS: 0.5, ml.SEASONAL_NAIVE: 0.5}
+    )
+    calls = []
+    real = ml._statsforecast
+
+    def spy(kind, y_, h, settings, spec):
+        calls.append((kind, spec))
+        return real(kind, y_, h, settings, spec)
+
+    monkeypatch.setattr(ml, "_statsforecast", spy)
+    # Seven more days: a refresh, fitted on 77 days with the structures chosen on 70.
+    y2, d2 = weekly(77), days(77)
+    out = ml.refresh(y2, d2, selection, FAST)
+    assert calls == [(ml.AUTO_ETS, full.specs[ml.AUTO_ETS])]  # fixed ETS, no ARIMA at all, no search
+    assert out.fitted == (ml.AUTO_ETS, ml.SEASONAL_NAIVE) and out.weights[ml.AUTO_ARIMA] == 0
+    assert out.dates[0] == d2[-1] + 1 and out.trained_through == d2[-1].item()
+    assert np.all(out.forecast.lower[95] <= out.forecast.lower[80])
+    # A weighted automatic model without its structure is refused rather than searched for.
+    stored = selection.as_dict()
+    stored["specs"].pop(ml.AUTO_ETS)
+    with pytest.raises(ml.ForecastError, match="no structure"):
+        ml.Selection.from_dict(stored)
+
+
+def test_a_stale_selection_is_detected_and_refused(selected):
+    _, d, full = selected
+    selection = ml.Selection.of(full, FAST)
+    assert ml.staleness(selection, days(77), FAST) is None  # 7 new days: still fresh
+    assert "8 new day(s)" in ml.staleness(selection, days(78), FAST)
+    assert ml.staleness(selection, days(78), FAST, max_new_days=14) is None
+    assert "other settings" in ml.staleness(selection, d, replace(FAST, horizon=30))
+    assert "before the selection" in ml.staleness(selection, days(60), FAST)
+    with pytest.raises(ml.StaleSelection, match="re-select: 8 new day"):
+        ml.refresh(weekly(78), days(78), selection, FAST)
+    with pytest.raises(ml.ForecastError, match="not a stored selection"):
+        ml.Selection.from_dict({"weights": {}})
