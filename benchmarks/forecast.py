@@ -4,6 +4,7 @@ its 95% intervals cover 90-99% of held-out days; 1,000 series forecast in under 
 
     python benchmarks/forecast.py            # 3 simulator seeds x 4 origins, prophet's series, 1,000 series
     python benchmarks/forecast.py --quick    # 1 seed, 2 origins, 40 series (CI-size sanity)
+    python benchmarks/forecast.py --refresh-fleet 300   # selection + refresh against the full path
 
 Held-out means truly out of sample: for each origin the whole pipeline (backtest, weights,
 calibration) sees only the days before it, and its 30-day forecast is scored on the next 30 days.
@@ -20,7 +21,10 @@ Series:
   trading days; no holidays (the market is closed on them). Forecast twice: the price (a level, a
   random walk), and its daily change (a flow, as net cash is).
 - fleet: 1,000 simulator portfolios of 90 days (different seeds and launch cadences), each forecast
-  end to end, on a pool of one process per core."""
+  end to end, on a pool of one process per core.
+- refresh fleet (`--refresh-fleet N`): N of those series through both production paths: a selection
+  (the full path) on the days up to t, a refresh with it (ml.refresh: one fit per weighted model) on
+  t+7, and the full path on t+7; both scored on t+7..t+37, and the refresh pass timed on its own."""
 
 import argparse
 import math
