@@ -1193,7 +1193,7 @@ def metrics_serve(
 
     from core.monitoring.metrics import DEFAULT_PORT, serve
 
-    def setting(value, variable: str, default, kind):
+    def from_env(value, variable: str, default, kind):
         if value is not None:
             return value
         raw = os.environ.get(variable)
@@ -1203,9 +1203,9 @@ def metrics_serve(
             typer.echo(f"{variable}={raw!r} is not a number: set it to one, or unset it", err=True)
             raise typer.Exit(2) from None
 
-    port = setting(port, "VENTURELOOP_METRICS_PORT", DEFAULT_PORT, int)
-    host = setting(host, "VENTURELOOP_METRICS_HOST", "127.0.0.1", str)
-    cache_seconds = setting(cache_seconds, "VENTURELOOP_METRICS_CACHE_SECONDS", 5.0, float)
+    port = from_env(port, "VENTURELOOP_METRICS_PORT", DEFAULT_PORT, int)
+    host = from_env(host, "VENTURELOOP_METRICS_HOST", "127.0.0.1", str)
+    cache_seconds = from_env(cache_seconds, "VENTURELOOP_METRICS_CACHE_SECONDS", 5.0, float)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     warehouse = Warehouse(default_warehouse_url())  # never created or set up here: a reader only
     try:

@@ -264,10 +264,12 @@ def revenue_by_day(warehouse, start: datetime, end: datetime, currency: str) -> 
     the day), and what could not be counted (a currency without a rate) for the detail."""
     import pandas as pd
 
-    from core.ledger.fx import bundled_table, daily_totals, ledger_or_bundled
+    from core.ledger.fx import RateTable, daily_totals
 
     frame = warehouse.query(REVENUE_BY_DAY, [start, end])
-    rates = ledger_or_bundled(warehouse) if (frame["currency"] != currency).any() else bundled_table()
+    # The ledger's own rates only: revenue the ledger cannot convert is named, not guessed.
+    foreign = (frame["currency"] != currency).any() and warehouse.table_exists("ledger.fx_rates")
+    rates = RateTable.from_warehouse(warehouse) if foreign else RateTable({})
     rows = ((pd.Timestamp(r.day).date(), r.currency, r.revenue_minor) for r in frame.itertuples())
     totals, left_out = daily_totals(rows, currency, rates)
     return totals, [f"{other} on {day} not counted ({reason})" for day, other, _amount, reason in left_out]
