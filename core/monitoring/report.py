@@ -473,22 +473,16 @@ def forecast(reader: Reader) -> Section:
                 linewidth=1.0,
                 label="actual net",
             )
-        axis.fill_between(
-            days,
-            [_major(v, currency) for v in rows["lo95_minor"]],
-            [_major(v, currency) for v in rows["hi95_minor"]],
-            color="#9ecae1",
-            alpha=0.6,
-            label="95% interval",
-        )
-        axis.fill_between(
-            days,
-            [_major(v, currency) for v in rows["lo80_minor"]],
-            [_major(v, currency) for v in rows["hi80_minor"]],
-            color="#4292c6",
-            alpha=0.6,
-            label="80% interval",
-        )
+        # The wide band first, so that the narrow one is drawn over it.
+        for level, color in ((95, "#9ecae1"), (80, "#4292c6")):
+            axis.fill_between(
+                days,
+                [_major(v, currency) for v in rows[f"lo{level}_minor"]],
+                [_major(v, currency) for v in rows[f"hi{level}_minor"]],
+                color=color,
+                alpha=0.6,
+                label=f"{level}% interval",
+            )
         axis.plot(
             days,
             [_major(v, currency) for v in rows["net_minor"]],
